@@ -1,0 +1,86 @@
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import pino, { type Logger } from 'pino'
+import { openBus } from './bus/open.ts'
+import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
+import { buildServer } from './http/server.ts'
+import { TopicLog } from './log/topic-log.ts'
+import { createMetrics } from './metrics/metrics.ts'
+import { openStore } from './store/open.ts'
+
+export interface Herald {
+  /** The base URL the server listens on (with the real port when 0 was asked for). */
+  url: string
+  server: FastifyInstance
+  log: TopicLog
+  logger: Logger
+  /** Drains and stops: held requests are answered, in-flight ones finish, the store is closed. */
+  close(): Promise<void>
+}
+
+/** Wires the Store, the Bus and the HTTP server together and starts listening. */
+export async function startHerald(
+  config: HeraldConfig,
+  logger: Logger = createLogger(config),
+): Promise<Herald> {
+  assertSafeBinding(config)
+  if (config.apiKey === undefined) {
+    logger.warn({ host: config.host }, 'HERALD_API_KEY is not set: the API is open to anyone on this machine')
+  }
+  const metrics = createMetrics()
+  const store = openStore(config)
+  const bus = openBus(config)
+  const log = new TopicLog(store, bus, metrics)
+  const draining = new AbortController()
+  let ready = false
+  const server = buildServer(
+    { config, log, metrics, draining: draining.signal, isReady: () => ready },
+    logger,
+  )
+
+  let pruning: Promise<unknown> = Promise.resolve()
+  const prune = () => {
+    pruning = store
+      .prune(Date.now(), config.retention, config.idempotencyTtlMs)
+      .then((result) => {
+        metrics.eventsPruned.inc(result.events)
+        if (result.events > 0) logger.info(result, 'retention pruned events')
+      })
+      .catch((error) => logger.error({ err: error }, 'retention pruning failed'))
+  }
+  const pruneTimer = setInterval(prune, config.pruneIntervalMs)
+  pruneTimer.unref()
+
+  try {
+    await server.listen({ host: config.host, port: config.port })
+  } catch (error) {
+    clearInterval(pruneTimer)
+    await store.close()
+    throw error
+  }
+  ready = true
+  const address = server.server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `http://${host}:${address.port}`
+  logger.info({ url, data: config.dataDir }, 'herald is listening')
+
+  let closing: Promise<void> | undefined
+  const close = () => {
+    closing ??= (async () => {
+      ready = false
+      draining.abort()
+      clearInterval(pruneTimer)
+      await server.close()
+      await pruning
+      await bus.close()
+      await store.close()
+      logger.info('herald stopped')
+    })()
+    return closing
+  }
+  return { url, server, log, logger, close }
+}
+
+export function createLogger(config: Pick<HeraldConfig, 'logLevel'>): Logger {
+  return pino({ level: config.logLevel, base: { service: 'herald' } })
+}

@@ -1,0 +1,56 @@
+import { parseArgs } from 'node:util'
+import { startHerald } from '../app.ts'
+import { loadConfig, OPTIONS, type OptionFlag } from '../config/config.ts'
+
+export const SERVE_HELP = `Usage: herald serve [options]
+
+Runs the Herald server. Every option can also be set by its environment variable;
+a flag wins over the variable, which wins over the default.
+
+Options:
+${OPTIONS.map((option) => {
+  const flag = option.flag ? `--${option.flag} <value>` : '(environment only)'
+  const fallback = option.default === undefined ? '' : ` [default: ${option.default}]`
+  return `  ${flag.padEnd(34)} ${option.env}\n      ${option.help}${fallback}`
+}).join('\n')}
+  -h, --help                         Show this help.
+
+Signals: SIGTERM or SIGINT drains (held requests are answered, in-flight ones finish) and exits 0.
+`
+
+export async function serve(args: string[]): Promise<void> {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  }
+  for (const option of OPTIONS) if (option.flag) options[option.flag] = { type: 'string' }
+  const { values } = parseArgs({ args, options, allowPositionals: false })
+  if (values['help']) {
+    process.stdout.write(SERVE_HELP)
+    return
+  }
+  const flags: Partial<Record<OptionFlag, string>> = {}
+  for (const option of OPTIONS) {
+    const value = option.flag && values[option.flag]
+    if (typeof value === 'string') flags[option.flag as OptionFlag] = value
+  }
+  const config = loadConfig(flags)
+  const herald = await startHerald(config)
+  let signals = 0
+  const stop = (signal: string) => {
+    signals += 1
+    if (signals > 1) {
+      herald.logger.warn({ signal }, 'second signal: exiting without draining')
+      process.exit(1)
+    }
+    herald.logger.info({ signal }, 'draining')
+    herald.close().then(
+      () => process.exit(0),
+      (error) => {
+        herald.logger.error({ err: error }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}

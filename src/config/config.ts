@@ -1,0 +1,246 @@
+import { isIP } from 'node:net'
+import { resolve } from 'node:path'
+import { parseDuration, parseDurationList } from '../core/duration.ts'
+import type { Retention } from '../store/store.ts'
+
+/** Everything `herald serve` can be told, resolved and validated. */
+export interface HeraldConfig {
+  host: string
+  port: number
+  dataDir: string
+  apiKey: string | undefined
+  publicUrl: string
+  retryScheduleMs: number[]
+  heartbeatMs: number
+  allowPrivateTargets: boolean
+  databaseUrl: string | undefined
+  busUrl: string | undefined
+  bodyLimitBytes: number
+  retention: Retention
+  idempotencyTtlMs: number
+  pruneIntervalMs: number
+  sqliteSync: 'full' | 'normal'
+  logLevel: string
+}
+
+/**
+ * One table for every option: the CLI's flags, the environment variables, the defaults and the
+ * `--help` text all come from here, so they cannot drift apart. `env` only: never a flag, because
+ * a flag's value shows in the process list.
+ */
+export const OPTIONS = [
+  { flag: 'port', env: 'HERALD_PORT', default: '8080', help: 'TCP port to listen on (0 picks a free one).' },
+  { flag: 'host', env: 'HERALD_HOST', default: '127.0.0.1', help: 'Address to bind.' },
+  {
+    flag: 'data',
+    env: 'HERALD_DATA',
+    default: './herald-data',
+    help: 'Directory of the embedded SQLite store.',
+  },
+  {
+    flag: undefined,
+    env: 'HERALD_API_KEY',
+    default: undefined,
+    help: 'Admin API key (Bearer). Unset: open access, allowed only on a loopback address.',
+  },
+  {
+    flag: 'public-url',
+    env: 'HERALD_PUBLIC_URL',
+    default: undefined,
+    help: 'Base URL of this server as clients see it (default http://HOST:PORT).',
+  },
+  {
+    flag: 'retry-schedule',
+    env: 'HERALD_RETRY_SCHEDULE',
+    default: '0s,5s,5m,30m,2h,5h,10h,10h',
+    help: 'Delays before each webhook/WebSub delivery attempt.',
+  },
+  {
+    flag: 'heartbeat',
+    env: 'HERALD_HEARTBEAT',
+    default: '15s',
+    help: 'Keep-alive interval for idle streams.',
+  },
+  {
+    flag: 'allow-private-targets',
+    env: 'HERALD_ALLOW_PRIVATE_TARGETS',
+    default: 'false',
+    help: 'Let webhook/WebSub targets be loopback or private addresses (local development only).',
+  },
+  {
+    flag: 'database-url',
+    env: 'HERALD_DATABASE_URL',
+    default: undefined,
+    help: 'postgres://… to store in PostgreSQL instead of SQLite (cluster mode).',
+  },
+  {
+    flag: 'bus-url',
+    env: 'HERALD_BUS_URL',
+    default: undefined,
+    help: 'redis://… or nats://… for cross-node fan-out (cluster mode).',
+  },
+  { flag: 'body-limit', env: 'HERALD_BODY_LIMIT', default: '1mb', help: 'Largest request body accepted.' },
+  {
+    flag: 'retention-max-age',
+    env: 'HERALD_RETENTION_MAX_AGE',
+    default: '7d',
+    help: 'Default age after which events are pruned ("none": keep).',
+  },
+  {
+    flag: 'retention-max-events',
+    env: 'HERALD_RETENTION_MAX_EVENTS',
+    default: 'none',
+    help: 'Default number of newest events kept per topic ("none": no limit).',
+  },
+  {
+    flag: 'idempotency-ttl',
+    env: 'HERALD_IDEMPOTENCY_TTL',
+    default: '24h',
+    help: 'How long Idempotency-Key values are remembered (at least 24h).',
+  },
+  {
+    flag: 'prune-interval',
+    env: 'HERALD_PRUNE_INTERVAL',
+    default: '1m',
+    help: 'How often retention runs in the background.',
+  },
+  {
+    flag: 'sqlite-sync',
+    env: 'HERALD_SQLITE_SYNC',
+    default: 'full',
+    help: '"full": fsync every commit (survives power loss); "normal": survives a process crash only.',
+  },
+  {
+    flag: 'log-level',
+    env: 'HERALD_LOG_LEVEL',
+    default: 'info',
+    help: 'trace, debug, info, warn, error or silent.',
+  },
+] as const
+
+export type OptionFlag = NonNullable<(typeof OPTIONS)[number]['flag']>
+
+/** A configuration problem the operator must fix; the CLI prints its message and exits 1. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+const DAY_MS = 86_400_000
+
+/** Resolves flags over environment over defaults. */
+export function loadConfig(
+  flags: Partial<Record<OptionFlag, string>>,
+  env: Record<string, string | undefined> = process.env,
+): HeraldConfig {
+  const raw = (flag: OptionFlag): string | undefined => {
+    const option = OPTIONS.find((o) => o.flag === flag)!
+    return flags[flag] ?? nonEmpty(env[option.env]) ?? option.default
+  }
+  const wrap = <T>(name: string, parse: () => T): T => {
+    try {
+      return parse()
+    } catch (error) {
+      throw new ConfigError(`Invalid ${name}: ${(error as Error).message}`)
+    }
+  }
+  const port = wrap('--port', () => parsePort(raw('port')!))
+  const host = raw('host')!
+  const apiKey = nonEmpty(env['HERALD_API_KEY'])
+  const idempotencyTtlMs = wrap('--idempotency-ttl', () => parseDuration(raw('idempotency-ttl')!))
+  if (idempotencyTtlMs < DAY_MS) {
+    throw new ConfigError('Invalid --idempotency-ttl: keys are kept at least 24h (the API promises it).')
+  }
+  const sqliteSync = raw('sqlite-sync')
+  if (sqliteSync !== 'full' && sqliteSync !== 'normal') {
+    throw new ConfigError('Invalid --sqlite-sync: use "full" or "normal".')
+  }
+  const logLevel = raw('log-level')!
+  if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`Invalid --log-level: "${logLevel}".`)
+  const publicUrl = wrap('--public-url', () => {
+    const given = raw('public-url')
+    const url = new URL(given ?? `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('use an http(s) URL')
+    return url.href.replace(/\/$/, '')
+  })
+  return {
+    host,
+    port,
+    dataDir: resolve(raw('data')!),
+    apiKey,
+    publicUrl,
+    retryScheduleMs: wrap('--retry-schedule', () => parseDurationList(raw('retry-schedule')!)),
+    heartbeatMs: wrap('--heartbeat', () => positive(parseDuration(raw('heartbeat')!))),
+    allowPrivateTargets: wrap('--allow-private-targets', () => parseBoolean(raw('allow-private-targets')!)),
+    databaseUrl: raw('database-url'),
+    busUrl: raw('bus-url'),
+    bodyLimitBytes: wrap('--body-limit', () => parseSize(raw('body-limit')!)),
+    retention: {
+      maxAgeMs: wrap('--retention-max-age', () => optional(raw('retention-max-age')!, parseDuration)),
+      maxEvents: wrap('--retention-max-events', () => optional(raw('retention-max-events')!, parseCount)),
+    },
+    idempotencyTtlMs,
+    pruneIntervalMs: wrap('--prune-interval', () => positive(parseDuration(raw('prune-interval')!))),
+    sqliteSync,
+    logLevel,
+  }
+}
+
+/**
+ * Without an API key the server is open to anyone who reaches it, which is acceptable only when no
+ * one but this machine can: refuse any other address.
+ */
+export function assertSafeBinding(config: HeraldConfig): void {
+  if (config.apiKey === undefined && !isLoopback(config.host)) {
+    throw new ConfigError(
+      `Refusing to listen on ${config.host} without an API key: anyone who can reach it could publish and read. ` +
+        'Set HERALD_API_KEY, or bind to a loopback address (--host 127.0.0.1).',
+    )
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true
+  return isIP(host) === 4 && host.startsWith('127.')
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value
+}
+
+function parsePort(text: string): number {
+  const port = Number(text)
+  if (!/^\d+$/.test(text) || port > 65535) throw new Error(`"${text}" is not a port number (0-65535)`)
+  return port
+}
+
+function parseBoolean(text: string): boolean {
+  if (/^(true|1|yes|on)$/i.test(text)) return true
+  if (/^(false|0|no|off)$/i.test(text)) return false
+  throw new Error(`"${text}" is not true or false`)
+}
+
+function parseCount(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`"${text}" is not a positive whole number`)
+  return Number(text)
+}
+
+function positive(ms: number): number {
+  if (ms <= 0) throw new Error('must be more than zero')
+  return ms
+}
+
+function optional<T>(text: string, parse: (text: string) => T): T | null {
+  return /^(none|off|0)$/i.test(text) ? null : parse(text)
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
+
+/** `1mb`, `512kb`, `1048576`: binary units, as body limits usually are. */
+export function parseSize(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(text)
+  if (!match) throw new Error(`"${text}" is not a size (e.g. 1mb, 512kb)`)
+  const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[(match[2] ?? 'b').toLowerCase()]!)
+  if (bytes < 1) throw new Error('must be at least one byte')
+  return bytes
+}

@@ -1,0 +1,276 @@
+import { randomFillSync } from 'node:crypto'
+import { errors } from './errors.ts'
+
+/** CloudEvents 1.0 attributes as Herald stores them (the extensions `topic` and `seq` are added by the store). */
+export interface CloudEvent {
+  specversion: '1.0'
+  id: string
+  source: string
+  type: string
+  subject?: string
+  time: string
+  datacontenttype?: string
+  dataschema?: string
+  data?: unknown
+  data_base64?: string
+  [extension: string]: unknown
+}
+
+/** What a publisher supplied for one event, validated; id, source and time may still be missing. */
+export interface EventInput {
+  id?: string
+  source?: string
+  type: string
+  subject?: string
+  time?: string
+  datacontenttype?: string
+  dataschema?: string
+  data?: unknown
+  data_base64?: string
+  extensions?: Record<string, string | number | boolean>
+}
+
+/** An event ready for the store: everything but the position the store assigns. */
+export interface NewEvent {
+  id: string
+  /** The id came from the client, so an earlier event in the topic with this id makes this one a repeat. */
+  clientId: boolean
+  /** The CloudEvent serialized once, without `topic` and `seq` (see `withPosition`). */
+  body: string
+}
+
+/** A stored event: its position and its JSON, serialized once and shared by every reader. */
+export interface StoredEvent {
+  topic: string
+  seq: number
+  id: string
+  json: string
+}
+
+const MAX_ID_LENGTH = 256
+const MAX_ATTRIBUTE_LENGTH = 2048
+/** CloudEvents extension attribute names: lowercase letters and digits, 20 characters at most (advised). */
+const EXTENSION_NAME = /^[a-z0-9]{1,20}$/
+/** Attributes set by Herald, never by a publisher. */
+const RESERVED = new Set(['topic', 'seq'])
+const CORE_ATTRIBUTES = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'subject',
+  'time',
+  'datacontenttype',
+  'dataschema',
+  'data',
+  'data_base64',
+])
+/** RFC 3339 date-time, as CloudEvents requires for `time`. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function stringAttribute(
+  object: Record<string, unknown>,
+  name: string,
+  path: string,
+  maxLength = MAX_ATTRIBUTE_LENGTH,
+): string | undefined {
+  const value = object[name]
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.length === 0) {
+    throw errors.invalidEvent(`"${name}" must be a non-empty string.`, path + name)
+  }
+  if (value.length > maxLength) {
+    throw errors.invalidEvent(`"${name}" has at most ${maxLength} characters.`, path + name)
+  }
+  return value
+}
+
+/**
+ * Validates one event given as a JSON object. `structured` is CloudEvents structured mode, which may
+ * carry extension attributes; the plain mode (`application/json`) takes only the known attributes, so
+ * that a misspelt field is an error rather than a silently stored extension.
+ */
+export function parseEventObject(value: unknown, structured: boolean, path = ''): EventInput {
+  if (!isPlainObject(value)) throw errors.invalidEvent('An event must be a JSON object.', path || undefined)
+  const specversion = value['specversion']
+  if (specversion !== undefined && specversion !== '1.0') {
+    throw errors.invalidEvent('Only CloudEvents "specversion": "1.0" is supported.', path + 'specversion')
+  }
+  if (structured && specversion === undefined) {
+    throw errors.invalidEvent('A structured CloudEvent needs "specversion": "1.0".', path + 'specversion')
+  }
+  const type = stringAttribute(value, 'type', path, 256)
+  if (type === undefined) throw errors.invalidEvent('"type" is required.', path + 'type')
+  const input: EventInput = { type }
+  const id = stringAttribute(value, 'id', path, MAX_ID_LENGTH)
+  if (id !== undefined) input.id = id
+  const source = stringAttribute(value, 'source', path)
+  if (source !== undefined) input.source = source
+  const subject = stringAttribute(value, 'subject', path)
+  if (subject !== undefined) input.subject = subject
+  const time = stringAttribute(value, 'time', path, 64)
+  if (time !== undefined) input.time = validateTime(time, path + 'time')
+  const datacontenttype = stringAttribute(value, 'datacontenttype', path, 256)
+  if (datacontenttype !== undefined) input.datacontenttype = datacontenttype
+  const dataschema = stringAttribute(value, 'dataschema', path)
+  if (dataschema !== undefined) input.dataschema = dataschema
+  if ('data' in value && 'data_base64' in value) {
+    throw errors.invalidEvent('An event has "data" or "data_base64", not both.', path + 'data_base64')
+  }
+  if ('data' in value) input.data = value['data']
+  const dataBase64 = value['data_base64']
+  if (dataBase64 !== undefined) {
+    if (typeof dataBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(dataBase64)) {
+      throw errors.invalidEvent('"data_base64" must be a base64 string.', path + 'data_base64')
+    }
+    input.data_base64 = dataBase64
+  }
+  for (const [name, attribute] of Object.entries(value)) {
+    if (CORE_ATTRIBUTES.has(name)) continue
+    if (RESERVED.has(name)) {
+      throw errors.invalidEvent(`"${name}" is assigned by Herald and cannot be published.`, path + name)
+    }
+    if (!structured) {
+      throw errors.invalidEvent(
+        `Unknown field "${name}". Publish extension attributes as a CloudEvent (application/cloudevents+json).`,
+        path + name,
+      )
+    }
+    if (!EXTENSION_NAME.test(name)) {
+      throw errors.invalidEvent(
+        `"${name}" is not a CloudEvents attribute name (lowercase letters and digits, at most 20).`,
+        path + name,
+      )
+    }
+    if (typeof attribute !== 'string' && typeof attribute !== 'number' && typeof attribute !== 'boolean') {
+      throw errors.invalidEvent(`Extension "${name}" must be a string, number or boolean.`, path + name)
+    }
+    input.extensions ??= {}
+    input.extensions[name] = attribute
+  }
+  return input
+}
+
+function validateTime(time: string, field: string): string {
+  if (!RFC3339.test(time) || Number.isNaN(Date.parse(time))) {
+    throw errors.invalidEvent('"time" must be an RFC 3339 timestamp.', field)
+  }
+  return time
+}
+
+/** Validates a JSON body: one event, or an array of them (a batch, stored atomically). */
+export function parseEventBody(body: unknown, structured: boolean): { inputs: EventInput[]; batch: boolean } {
+  if (Array.isArray(body)) {
+    if (body.length === 0) throw errors.invalidEvent('A batch holds at least one event.')
+    return {
+      inputs: body.map((item, index) => parseEventObject(item, structured, `[${index}].`)),
+      batch: true,
+    }
+  }
+  return { inputs: [parseEventObject(body, structured)], batch: false }
+}
+
+/**
+ * CloudEvents HTTP binary mode: attributes in `ce-*` headers, the body is the data in its own
+ * media type. Header values are percent-decoded as the HTTP binding requires.
+ */
+export function parseBinaryEvent(
+  headers: Record<string, string | string[] | undefined>,
+  body: unknown,
+  contentType: string | undefined,
+): EventInput {
+  const attributes: Record<string, unknown> = {}
+  for (const [name, raw] of Object.entries(headers)) {
+    if (!name.startsWith('ce-') || raw === undefined) continue
+    const text = Array.isArray(raw) ? raw.join(',') : raw
+    let decoded: string
+    try {
+      decoded = decodeURIComponent(text)
+    } catch {
+      throw errors.invalidEvent(`Header "${name}" is not validly percent-encoded.`, name)
+    }
+    attributes[name.slice(3)] = decoded
+  }
+  if (attributes['specversion'] === undefined) attributes['specversion'] = '1.0'
+  for (const name of ['data', 'data_base64', 'datacontenttype']) {
+    if (name in attributes)
+      throw errors.invalidEvent(`"ce-${name}" is not a binary-mode header.`, `ce-${name}`)
+  }
+  const input = parseEventObject(attributes, true)
+  if (contentType) input.datacontenttype = contentType
+  if (body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0)) return input
+  if (!Buffer.isBuffer(body)) {
+    input.data = body // already parsed JSON (application/json)
+  } else if (contentType && isJsonMediaType(contentType)) {
+    try {
+      input.data = JSON.parse(body.toString('utf8'))
+    } catch {
+      throw errors.invalidJson('The body is not valid JSON, but its Content-Type says it is.')
+    }
+  } else if (contentType && isTextMediaType(contentType)) {
+    input.data = body.toString('utf8')
+  } else {
+    input.data_base64 = body.toString('base64')
+  }
+  return input
+}
+
+export function isJsonMediaType(contentType: string): boolean {
+  const type = contentType.split(';')[0]!.trim().toLowerCase()
+  return type === 'application/json' || type.endsWith('+json')
+}
+
+function isTextMediaType(contentType: string): boolean {
+  return contentType.trim().toLowerCase().startsWith('text/')
+}
+
+/** Fills what the publisher left out and serializes the event once. */
+export function prepareEvent(topic: string, input: EventInput, now: Date): NewEvent {
+  const id = input.id ?? ulid(now.getTime())
+  const event: CloudEvent = {
+    specversion: '1.0',
+    id,
+    source: input.source ?? `/v1/topics/${topic}`,
+    type: input.type,
+    time: input.time ?? now.toISOString(),
+  }
+  if (input.subject !== undefined) event.subject = input.subject
+  if (input.datacontenttype !== undefined) event.datacontenttype = input.datacontenttype
+  else if (input.data !== undefined) event.datacontenttype = 'application/json'
+  if (input.dataschema !== undefined) event.dataschema = input.dataschema
+  if (input.extensions) Object.assign(event, input.extensions)
+  if (input.data !== undefined) event.data = input.data
+  if (input.data_base64 !== undefined) event.data_base64 = input.data_base64
+  return { id, clientId: input.id !== undefined, body: JSON.stringify(event) }
+}
+
+/** Adds the position to a serialized event without parsing it again: `{…}` → `{…,"topic":…,"seq":…}`. */
+export function withPosition(body: string, topic: string, seq: number): string {
+  return `${body.slice(0, -1)},"topic":${JSON.stringify(topic)},"seq":${seq}}`
+}
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+const randomPool = Buffer.alloc(4096)
+let randomOffset = randomPool.length
+
+/** A ULID: 48 bits of milliseconds and 80 random bits, 26 characters that sort by time. */
+export function ulid(nowMs: number = Date.now()): string {
+  let time = ''
+  let rest = nowMs
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[rest % 32] + time
+    rest = Math.floor(rest / 32)
+  }
+  if (randomOffset + 16 > randomPool.length) {
+    randomFillSync(randomPool)
+    randomOffset = 0
+  }
+  let random = ''
+  for (let i = 0; i < 16; i++) random += CROCKFORD[randomPool[randomOffset + i]! & 31]
+  randomOffset += 16
+  return time + random
+}

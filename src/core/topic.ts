@@ -1,0 +1,29 @@
+import { errors } from './errors.ts'
+
+/** One segment: starts with a letter or digit, then letters, digits and `._~-` (all URL-safe, no escaping). */
+const SEGMENT = '[A-Za-z0-9][A-Za-z0-9._~-]*'
+const TOPIC_PATTERN = new RegExp(`^${SEGMENT}(?:/${SEGMENT})*$`)
+export const MAX_TOPIC_LENGTH = 200
+
+/** The topic name, or a coded 400 that says what is wrong with it. */
+export function validateTopic(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw errors.invalidTopic('A topic name is required.', 'topic')
+  }
+  if (name.length > MAX_TOPIC_LENGTH) {
+    throw errors.invalidTopic(`A topic name has at most ${MAX_TOPIC_LENGTH} characters.`, 'topic')
+  }
+  if (!TOPIC_PATTERN.test(name)) {
+    throw errors.invalidTopic(
+      `"${name}" is not a topic name: use segments of letters, digits and "._~-" (each starting with a letter or digit) joined by "/".`,
+      'topic',
+    )
+  }
+  if (name.split('/').includes('events')) {
+    throw errors.invalidTopic(
+      '"events" is reserved as a topic segment: /v1/topics/{topic}/events is the topic\'s event collection.',
+      'topic',
+    )
+  }
+  return name
+}

@@ -1,0 +1,289 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { parseDuration } from '../../core/duration.ts'
+import { errors } from '../../core/errors.ts'
+import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
+import { validateTopic } from '../../core/topic.ts'
+import type { TopicInfo } from '../../store/store.ts'
+import type { HttpContext } from '../context.ts'
+
+const DEFAULT_LIMIT = 100
+const MAX_LIMIT = 1000
+const MAX_WAIT_SECONDS = 60
+const MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+/** What a `/v1/topics/*` path names: the topic, its event collection, or one event. */
+type Target =
+  | { topic: string; kind: 'topic' }
+  | { topic: string; kind: 'events' }
+  | { topic: string; kind: 'event'; seq: number }
+
+/**
+ * Topic names contain `/`, so one wildcard route per method receives the rest of the path and this
+ * splits it. The segment `events` is reserved in topic names, which keeps the split unambiguous.
+ */
+function parseTarget(rest: string): Target {
+  const one = /^(.+)\/events\/(\d+)$/.exec(rest)
+  if (one) return { topic: validateTopic(one[1]), kind: 'event', seq: Number(one[2]) }
+  if (rest.endsWith('/events'))
+    return { topic: validateTopic(rest.slice(0, -'/events'.length)), kind: 'events' }
+  return { topic: validateTopic(rest), kind: 'topic' }
+}
+
+function wildcard(request: FastifyRequest): string {
+  return (request.params as { '*': string })['*']
+}
+
+export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
+  const { log, config, metrics } = context
+
+  app.get('/v1/topics', async (request, reply) => {
+    const query = request.query as Record<string, string | undefined>
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const topics = await log.store.topics({ ...(query['after'] ? { after: query['after'] } : {}), limit })
+    const next = topics.length === limit ? topics.at(-1)!.topic : null
+    return reply.send({ topics: topics.map((info) => describeTopic(info, config.publicUrl)), next })
+  })
+
+  app.get('/v1/topics/*', async (request, reply) => {
+    const target = parseTarget(wildcard(request))
+    if (target.kind === 'topic') {
+      const info = (await log.store.topic(target.topic)) ?? emptyTopic(target.topic)
+      setDiscoveryLinks(reply, config.publicUrl, target.topic)
+      return reply.send(describeTopic(info, config.publicUrl))
+    }
+    if (target.kind === 'event') {
+      const [event] = await log.read(target.topic, target.seq - 1, 1)
+      if (!event || event.seq !== target.seq) {
+        throw errors.notFound(
+          `Topic "${target.topic}" has no event ${target.seq} (never published, or pruned).`,
+        )
+      }
+      return reply.type('application/json; charset=utf-8').send(event.json)
+    }
+    return readEvents(request, reply, target.topic, context)
+  })
+
+  app.post('/v1/topics/*', async (request, reply) => {
+    const target = parseTarget(wildcard(request))
+    if (target.kind !== 'events') {
+      throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
+    }
+    const started = performance.now()
+    try {
+      const { inputs, batch } = parsePublishBody(request)
+      const idempotencyKey = idempotencyKeyOf(request)
+      const result = await log.publish(
+        target.topic,
+        inputs,
+        idempotencyKey === undefined ? {} : { idempotencyKey },
+      )
+      metrics.publishDuration.observe((performance.now() - started) / 1000)
+      metrics.publishRequests.inc({ outcome: result.stored > 0 ? 'created' : 'repeat' })
+      reply.code(result.stored > 0 ? 201 : 200).type('application/json; charset=utf-8')
+      if (batch) return reply.send(`[${result.events.map((event) => event.json).join(',')}]`)
+      const event = result.events[0]!
+      reply.header('location', `/v1/topics/${target.topic}/events/${event.seq}`)
+      return reply.send(event.json)
+    } catch (error) {
+      metrics.publishRequests.inc({ outcome: 'error' })
+      throw error
+    }
+  })
+
+  app.put('/v1/topics/*', async (request, reply) => {
+    const target = parseTarget(wildcard(request))
+    if (target.kind !== 'topic')
+      throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
+    const body = request.body
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw errors.invalidRequest(
+        'Send a JSON object such as {"retention":{"max_age":"7d","max_events":null}}.',
+      )
+    }
+    const retention = parseRetention((body as Record<string, unknown>)['retention'])
+    const info = await log.store.configureTopic(target.topic, retention)
+    setDiscoveryLinks(reply, config.publicUrl, target.topic)
+    return reply.send(describeTopic(info, config.publicUrl))
+  })
+}
+
+/** Short poll, or long poll with `wait=` / `Prefer: wait=`. */
+async function readEvents(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  topic: string,
+  { log, metrics, draining }: HttpContext,
+): Promise<FastifyReply> {
+  const query = request.query as Record<string, string | undefined>
+  const after = integerParam(query, 'after', 0, 0, Number.MAX_SAFE_INTEGER)
+  const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+  const waitSeconds = waitParam(request, query)
+  let events: StoredEvent[]
+  if (waitSeconds === 0) {
+    events = await log.read(topic, after, limit)
+  } else {
+    // Held until an event comes, the wait ends, the client leaves or the server drains.
+    const gone = new AbortController()
+    const onClose = () => gone.abort()
+    reply.raw.once('close', onClose)
+    metrics.longPollsOpen.inc()
+    try {
+      events = await log.waitForEvents(
+        topic,
+        after,
+        limit,
+        waitSeconds * 1000,
+        AbortSignal.any([gone.signal, draining]),
+      )
+    } finally {
+      metrics.longPollsOpen.dec()
+      reply.raw.off('close', onClose)
+    }
+  }
+  const next = events.length > 0 ? events.at(-1)!.seq : after
+  return reply
+    .type('application/json; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(`{"events":[${events.map((event) => event.json).join(',')}],"next":${next}}`)
+}
+
+function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEventBody> {
+  const headers = request.headers
+  const contentType = headers['content-type']
+  const body = request.body
+  if (headers['ce-type'] !== undefined || headers['ce-specversion'] !== undefined) {
+    return { inputs: [parseBinaryEvent(headers, body, contentType)], batch: false }
+  }
+  if (body === undefined || (Buffer.isBuffer(body) && body.length === 0)) {
+    throw errors.invalidRequest(
+      'A publish request needs a body: a JSON event, an array of events, or a CloudEvent.',
+    )
+  }
+  const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  switch (mediaType) {
+    case 'application/json':
+      return parseEventBody(body, false)
+    case 'application/cloudevents+json':
+      if (Array.isArray(body)) {
+        throw errors.invalidEvent('A batch of CloudEvents is sent as application/cloudevents-batch+json.')
+      }
+      return parseEventBody(body, true)
+    case 'application/cloudevents-batch+json':
+      if (!Array.isArray(body))
+        throw errors.invalidEvent('application/cloudevents-batch+json is a JSON array.')
+      return parseEventBody(body, true)
+  }
+  throw errors.unsupportedMediaType(
+    `Publish JSON (application/json), a CloudEvent (application/cloudevents+json, or binary mode with ce-* headers)${
+      contentType && isJsonMediaType(contentType)
+        ? ''
+        : `, not ${contentType ?? 'a body without Content-Type'}`
+    }.`,
+    'Content-Type',
+  )
+}
+
+function idempotencyKeyOf(request: FastifyRequest): string | undefined {
+  const key = request.headers['idempotency-key']
+  if (key === undefined) return undefined
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    throw errors.invalidRequest(
+      `Idempotency-Key must be one value of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters.`,
+      'Idempotency-Key',
+    )
+  }
+  return key
+}
+
+function integerParam(
+  query: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const text = query[name]
+  if (text === undefined || text === '') return fallback
+  const value = Number(text)
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw errors.invalidRequest(`"${name}" must be a whole number from ${min} to ${max}.`, name)
+  }
+  return value
+}
+
+/** `?wait=` is an instruction (out of range: 400); `Prefer: wait=` a preference (clamped to the maximum). */
+function waitParam(request: FastifyRequest, query: Record<string, string | undefined>): number {
+  const text = query['wait']
+  if (text !== undefined && text !== '') {
+    const value = Number(text)
+    if (!/^\d+(\.\d+)?$/.test(text) || value > MAX_WAIT_SECONDS) {
+      throw errors.invalidRequest(`"wait" is a number of seconds from 0 to ${MAX_WAIT_SECONDS}.`, 'wait')
+    }
+    return value
+  }
+  const prefer = request.headers.prefer
+  if (typeof prefer !== 'string') return 0
+  for (const preference of prefer.split(',')) {
+    const match = /^\s*wait\s*=\s*"?(\d+)"?\s*(;.*)?$/i.exec(preference)
+    if (match) return Math.min(Number(match[1]), MAX_WAIT_SECONDS)
+  }
+  return 0
+}
+
+function parseRetention(value: unknown): { maxAgeMs: number | null; maxEvents: number | null } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw errors.invalidRequest(
+      '"retention" must be an object with "max_age" and/or "max_events".',
+      'retention',
+    )
+  }
+  const { max_age: maxAge, max_events: maxEvents, ...rest } = value as Record<string, unknown>
+  const unknown = Object.keys(rest)[0]
+  if (unknown !== undefined)
+    throw errors.invalidRequest(`Unknown retention field "${unknown}".`, `retention.${unknown}`)
+  let maxAgeMs: number | null = null
+  if (maxAge !== undefined && maxAge !== null) {
+    try {
+      if (typeof maxAge !== 'string') throw new Error('not a string')
+      maxAgeMs = parseDuration(maxAge)
+    } catch {
+      throw errors.invalidRequest(
+        '"max_age" is a duration such as "90s", "30m", "12h" or "7d".',
+        'retention.max_age',
+      )
+    }
+    if (maxAgeMs < 1000) throw errors.invalidRequest('"max_age" is at least 1s.', 'retention.max_age')
+  }
+  let events: number | null = null
+  if (maxEvents !== undefined && maxEvents !== null) {
+    if (typeof maxEvents !== 'number' || !Number.isSafeInteger(maxEvents) || maxEvents < 1) {
+      throw errors.invalidRequest('"max_events" is a whole number of at least 1.', 'retention.max_events')
+    }
+    events = maxEvents
+  }
+  return { maxAgeMs, maxEvents: events }
+}
+
+function emptyTopic(topic: string): TopicInfo {
+  return {
+    topic,
+    head_seq: 0,
+    first_seq: 1,
+    events: 0,
+    created_at: '',
+    retention: { max_age_ms: null, max_events: null },
+  }
+}
+
+export function topicUrl(publicUrl: string, topic: string): string {
+  return `${publicUrl}/v1/topics/${topic}`
+}
+
+function describeTopic(info: TopicInfo, publicUrl: string) {
+  return { ...info, created_at: info.created_at || null, url: topicUrl(publicUrl, info.topic) }
+}
+
+/** WebSub discovery (W3C WebSub §4): the hub and the topic's canonical URL. */
+function setDiscoveryLinks(reply: FastifyReply, publicUrl: string, topic: string): void {
+  reply.header('link', `<${publicUrl}/websub>; rel="hub", <${topicUrl(publicUrl, topic)}>; rel="self"`)
+}

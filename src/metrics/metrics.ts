@@ -1,0 +1,49 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * Every metric Herald exports, on one registry (not prom-client's global one, so that several servers
+ * in one process, as in the tests, do not collide). Names carry the `herald_` prefix; labels stay
+ * low-cardinality: never a topic name or an id.
+ */
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'herald_' })
+  return {
+    registry,
+    eventsPublished: new Counter({
+      name: 'herald_events_published_total',
+      help: 'Events stored by publish requests (repeats excluded).',
+      registers: [registry],
+    }),
+    publishRequests: new Counter({
+      name: 'herald_publish_requests_total',
+      help: 'Publish requests by outcome: created, repeat or error.',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    publishDuration: new Histogram({
+      name: 'herald_publish_duration_seconds',
+      help: 'Time from a publish request arriving to its events being durable.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    longPollsOpen: new Gauge({
+      name: 'herald_long_polls_open',
+      help: 'Long-poll requests currently held open.',
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: 'herald_http_requests_total',
+      help: 'HTTP requests answered, by route pattern, method and status code.',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [registry],
+    }),
+    eventsPruned: new Counter({
+      name: 'herald_events_pruned_total',
+      help: 'Events removed by retention.',
+      registers: [registry],
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
