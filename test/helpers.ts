@@ -1,0 +1,137 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { type Herald, startHerald } from '../src/app.ts'
+import { type HeraldConfig, loadConfig } from '../src/config/config.ts'
+
+export const ROOT = join(import.meta.dirname, '..')
+export const MAIN = join(ROOT, 'src', 'cli', 'main.ts')
+
+export async function tempDir(prefix = 'herald-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix))
+}
+
+export interface TestServer {
+  herald: Herald
+  url: string
+  dataDir: string
+  close(): Promise<void>
+}
+
+/** A real Herald on a free loopback port with its own SQLite directory. */
+export async function startTestServer(overrides: Partial<HeraldConfig> = {}): Promise<TestServer> {
+  const dataDir = await tempDir()
+  // An empty environment: the developer's own HERALD_* variables must not change the tests.
+  const config = { ...loadConfig({ port: '0', data: dataDir, 'log-level': 'silent' }, {}), ...overrides }
+  const herald = await startHerald(config)
+  return {
+    herald,
+    url: herald.url,
+    dataDir,
+    async close() {
+      await herald.close()
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export async function publish(
+  url: string,
+  topic: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(`${url}/v1/topics/${topic}/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
+}
+
+export interface StoredEventJson {
+  id: string
+  type: string
+  topic: string
+  seq: number
+  data?: unknown
+  [key: string]: unknown
+}
+
+export async function readAll(url: string, topic: string, headers: Record<string, string> = {}) {
+  const events: StoredEventJson[] = []
+  let after = 0
+  for (;;) {
+    const response = await fetch(`${url}/v1/topics/${topic}/events?after=${after}&limit=1000`, { headers })
+    if (response.status !== 200) throw new Error(`read failed: ${response.status} ${await response.text()}`)
+    const page = (await response.json()) as { events: StoredEventJson[]; next: number }
+    events.push(...page.events)
+    if (page.events.length === 0) return events
+    after = page.next
+  }
+}
+
+/** Checks that a response is RFC 9457 problem+json with the given status, and returns its body. */
+export async function problemOf(response: Response, status: number) {
+  const text = await response.text()
+  if (response.status !== status) throw new Error(`expected ${status}, got ${response.status}: ${text}`)
+  const type = response.headers.get('content-type') ?? ''
+  if (!type.startsWith('application/problem+json')) throw new Error(`not problem+json: ${type}`)
+  const body = JSON.parse(text) as {
+    type: string
+    title: string
+    status: number
+    detail: string
+    field?: string
+  }
+  for (const key of ['type', 'title', 'detail'] as const) {
+    if (typeof body[key] !== 'string' || body[key] === '') throw new Error(`problem without ${key}: ${text}`)
+  }
+  if (body.status !== status) throw new Error(`problem status ${body.status} != ${status}`)
+  return body
+}
+
+export interface ServerProcess {
+  child: ChildProcess
+  url: string
+  /** Everything the process wrote to stderr and stdout so far. */
+  output: () => string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** `herald serve` as a separate process, as an operator runs it; resolves once it listens. */
+export function spawnServer(args: string[], env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stderr!.on('data', (chunk) => {
+    output += chunk
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  )
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      output += `${line}\n`
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string }
+        if (entry.msg === 'herald is listening' && entry.url) {
+          resolve({ child, url: entry.url, output: () => output, exited })
+        }
+      } catch {
+        // not a log line
+      }
+    })
+    void exited.then(({ code, signal }) =>
+      reject(new Error(`herald serve exited (${code ?? signal}) before listening:\n${output}`)),
+    )
+  })
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import {
+  problemOf,
+  publish,
+  readAll,
+  type StoredEventJson,
+  startTestServer,
+  type TestServer,
+} from '../helpers.ts'
+
+describe('publish', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer({ bodyLimitBytes: 64 * 1024 })
+  })
+  after(() => server.close())
+
+  test('one event: 201, the stored CloudEvent with topic and seq, and its Location', async () => {
+    const response = await publish(server.url, 'orders', { type: 'order.created', data: { total: 42 } })
+    assert.equal(response.status, 201)
+    const event = (await response.json()) as StoredEventJson
+    assert.equal(event['specversion'], '1.0')
+    assert.match(event.id, /^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID')
+    assert.equal(event['source'], '/v1/topics/orders')
+    assert.equal(event.type, 'order.created')
+    assert.equal(event['datacontenttype'], 'application/json')
+    assert.deepEqual(event.data, { total: 42 })
+    assert.equal(event.topic, 'orders')
+    assert.equal(event.seq, 1)
+    assert.ok(!Number.isNaN(Date.parse(event['time'] as string)))
+    assert.equal(response.headers.get('location'), '/v1/topics/orders/events/1')
+    const one = await fetch(`${server.url}/v1/topics/orders/events/1`)
+    assert.deepEqual(await one.json(), event)
+  })
+
+  test('a batch is stored atomically with consecutive seqs, answered as an array', async () => {
+    const response = await publish(server.url, 'batch', [
+      { type: 'a', data: 1 },
+      { type: 'b', data: 2, subject: 's' },
+      { type: 'c' },
+    ])
+    assert.equal(response.status, 201)
+    const events = (await response.json()) as StoredEventJson[]
+    assert.deepEqual(
+      events.map((e) => [e.type, e.seq]),
+      [
+        ['a', 1],
+        ['b', 2],
+        ['c', 3],
+      ],
+    )
+    assert.equal(events[1]!['subject'], 's')
+    assert.equal('data' in events[2]!, false, 'no data, no data attribute')
+  })
+
+  test('a batch with one invalid event stores none of it, and names the field', async () => {
+    const response = await publish(server.url, 'atomic', [{ type: 'ok' }, { data: 1 }])
+    const problem = await problemOf(response, 422)
+    assert.equal(problem.field, '[1].type')
+    assert.deepEqual(await readAll(server.url, 'atomic'), [])
+  })
+
+  test('CloudEvents structured mode keeps extension attributes', async () => {
+    const response = await publish(
+      server.url,
+      'ce',
+      { specversion: '1.0', id: 'ce-1', source: 'urn:shop', type: 'x.y', traceparent: 'tp', data: { a: 1 } },
+      { 'content-type': 'application/cloudevents+json' },
+    )
+    assert.equal(response.status, 201)
+    const event = (await response.json()) as StoredEventJson
+    assert.equal(event.id, 'ce-1')
+    assert.equal(event['source'], 'urn:shop')
+    assert.equal(event['traceparent'], 'tp')
+    const batch = await publish(
+      server.url,
+      'ce',
+      [
+        { specversion: '1.0', type: 'b1' },
+        { specversion: '1.0', type: 'b2' },
+      ],
+      { 'content-type': 'application/cloudevents-batch+json' },
+    )
+    assert.equal(batch.status, 201)
+    assert.deepEqual(
+      ((await batch.json()) as StoredEventJson[]).map((e) => e.seq),
+      [2, 3],
+    )
+  })
+
+  test('CloudEvents binary mode: ce-* headers, the body as data in its own media type', async () => {
+    const text = await fetch(`${server.url}/v1/topics/binary/events`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'text/plain',
+        'ce-specversion': '1.0',
+        'ce-type': 'note',
+        'ce-id': 'n1',
+        'ce-subject': 'caf%C3%A9',
+      },
+      body: 'hello',
+    })
+    assert.equal(text.status, 201)
+    const note = (await text.json()) as StoredEventJson
+    assert.deepEqual(
+      [note.id, note.type, note['subject'], note['datacontenttype'], note.data],
+      ['n1', 'note', 'café', 'text/plain', 'hello'],
+    )
+    const json = await fetch(`${server.url}/v1/topics/binary/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'ce-type': 'j' },
+      body: '{"k":[1,2]}',
+    })
+    assert.deepEqual(((await json.json()) as StoredEventJson).data, { k: [1, 2] })
+    const bytes = await fetch(`${server.url}/v1/topics/binary/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'ce-type': 'bin' },
+      body: new Uint8Array([0, 255, 1]),
+    })
+    const bin = (await bytes.json()) as StoredEventJson
+    assert.equal(bin['data_base64'], Buffer.from([0, 255, 1]).toString('base64'))
+  })
+
+  test('Idempotency-Key: the repeat returns the original with 200 and stores nothing', async () => {
+    const headers = { 'idempotency-key': 'order-77' }
+    const first = await publish(server.url, 'idem', { type: 'paid', data: { n: 1 } }, headers)
+    assert.equal(first.status, 201)
+    const original = await first.json()
+    const repeat = await publish(server.url, 'idem', { type: 'paid', data: { n: 1 } }, headers)
+    assert.equal(repeat.status, 200)
+    assert.deepEqual(await repeat.json(), original)
+    assert.equal((await readAll(server.url, 'idem')).length, 1)
+    const reused = await publish(server.url, 'idem', { type: 'paid', data: { n: 2 } }, headers)
+    const problem = await problemOf(reused, 422)
+    assert.equal(problem.field, 'Idempotency-Key')
+    assert.equal((await readAll(server.url, 'idem')).length, 1)
+  })
+
+  test('a client id already stored in the topic is a repeat: 200 and the original', async () => {
+    const first = await publish(server.url, 'dedupe', { type: 't', id: 'evt-1', data: 1 })
+    assert.equal(first.status, 201)
+    const again = await publish(server.url, 'dedupe', { type: 't', id: 'evt-1', data: 1 })
+    assert.equal(again.status, 200)
+    assert.deepEqual(await again.json(), await first.json())
+    const other = await publish(server.url, 'dedupe-other', { type: 't', id: 'evt-1' })
+    assert.equal(other.status, 201, 'ids are unique per topic')
+  })
+
+  test('seq stays gapless under concurrent publishers', async () => {
+    const publishers = Array.from({ length: 16 }, async (_, p) => {
+      const seqs: number[] = []
+      for (let i = 0; i < 25; i++) {
+        const body = i % 5 === 0 ? [{ type: `p${p}` }, { type: `p${p}` }] : { type: `p${p}` }
+        const response = await publish(server.url, 'race', body)
+        assert.equal(response.status, 201)
+        const stored = (await response.json()) as StoredEventJson | StoredEventJson[]
+        seqs.push(...(Array.isArray(stored) ? stored : [stored]).map((e) => e.seq))
+      }
+      return seqs
+    })
+    const acknowledged = (await Promise.all(publishers)).flat().sort((a, b) => a - b)
+    assert.equal(acknowledged.length, 16 * 30)
+    assert.deepEqual(
+      acknowledged,
+      Array.from({ length: acknowledged.length }, (_, i) => i + 1),
+    )
+    const stored = await readAll(server.url, 'race')
+    assert.deepEqual(
+      stored.map((e) => e.seq),
+      acknowledged,
+    )
+  })
+
+  describe('bad input gets problem+json and stores nothing', () => {
+    test('malformed JSON → 400', async () => {
+      const problem = await problemOf(await publish(server.url, 'bad', '{"type": '), 400)
+      assert.equal(problem.type, 'urn:herald:problem:invalid-json')
+      const ce = await publish(server.url, 'bad', '{oops', { 'content-type': 'application/cloudevents+json' })
+      assert.equal((await problemOf(ce, 400)).type, 'urn:herald:problem:invalid-json')
+    })
+
+    test('missing type → 422 naming the field', async () => {
+      const problem = await problemOf(await publish(server.url, 'bad', { data: 1 }), 422)
+      assert.equal(problem.field, 'type')
+      assert.match(problem.detail, /type/)
+    })
+
+    test('wrong attribute types and unknown fields → 422 naming the field', async () => {
+      const cases: Array<[unknown, string]> = [
+        [{ type: 7 }, 'type'],
+        [{ type: 't', id: '' }, 'id'],
+        [{ type: 't', time: 'yesterday' }, 'time'],
+        [{ type: 't', typo: 1 }, 'typo'],
+        [{ type: 't', seq: 5 }, 'seq'],
+        [{ type: 't', specversion: '0.3' }, 'specversion'],
+        ['"just a string"', ''],
+        [[], ''],
+      ]
+      for (const [body, field] of cases) {
+        const problem = await problemOf(await publish(server.url, 'bad', body as object), 422)
+        if (field) assert.equal(problem.field, field, JSON.stringify(body))
+      }
+    })
+
+    test('an oversize body → 413', async () => {
+      const body = { type: 't', data: 'x'.repeat(70 * 1024) }
+      await problemOf(await publish(server.url, 'bad', body), 413)
+    })
+
+    test('a bad topic name → 400', async () => {
+      for (const topic of ['-starts-with-dash', 'a//b', 'a/events', `${'x'.repeat(201)}`, 'sp%20ace']) {
+        const problem = await problemOf(await publish(server.url, topic, { type: 't' }), 400)
+        assert.equal(problem.type, 'urn:herald:problem:invalid-topic', topic)
+      }
+    })
+
+    test('an unsupported media type → 415, an empty body → 400', async () => {
+      const form = await fetch(`${server.url}/v1/topics/bad/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: 'type=t',
+      })
+      await problemOf(form, 415)
+      await problemOf(await fetch(`${server.url}/v1/topics/bad/events`, { method: 'POST' }), 400)
+    })
+
+    test('nothing was stored by any of them', async () => {
+      assert.deepEqual(await readAll(server.url, 'bad'), [])
+    })
+  })
+
+  test('unknown routes and wrong methods answer problem+json', async () => {
+    await problemOf(await fetch(`${server.url}/v2/nothing`), 404)
+    await problemOf(await fetch(`${server.url}/v1/topics/orders/events/999`), 404)
+    await problemOf(await fetch(`${server.url}/v1/topics/orders`, { method: 'POST' }), 405)
+  })
+})

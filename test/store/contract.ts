@@ -1,0 +1,247 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { HeraldError } from '../../src/core/errors.ts'
+import { type EventInput, prepareEvent } from '../../src/core/event.ts'
+import type { Store } from '../../src/store/store.ts'
+
+export interface StoreHarness {
+  store: Store
+  /** Closes the store and opens it again on the same data (a restart). */
+  reopen(): Promise<Store>
+  cleanup(): Promise<void>
+}
+
+const NO_RETENTION = { maxAgeMs: null, maxEvents: null }
+const DAY = 86_400_000
+
+function events(topic: string, ...inputs: EventInput[]) {
+  const now = new Date()
+  return inputs.map((input) => prepareEvent(topic, input, now))
+}
+
+/** The behaviour every Store backend must have; each backend's test file runs this suite. */
+export function storeContract(name: string, open: () => Promise<StoreHarness>): void {
+  describe(`Store contract: ${name}`, () => {
+    const withStore = (title: string, body: (h: StoreHarness) => Promise<void>) =>
+      test(title, async () => {
+        const harness = await open()
+        try {
+          await body(harness)
+        } finally {
+          await harness.cleanup()
+        }
+      })
+
+    withStore('assigns seq 1, 2, 3… per topic, independently for each topic', async ({ store }) => {
+      const a1 = await store.append('a', events('a', { type: 't' }), { now: Date.now() })
+      const a2 = await store.append('a', events('a', { type: 't' }, { type: 't' }), { now: Date.now() })
+      const b1 = await store.append('b', events('b', { type: 't' }), { now: Date.now() })
+      assert.deepEqual(
+        [...a1.events, ...a2.events].map((e) => e.seq),
+        [1, 2, 3],
+      )
+      assert.equal(a2.head, 3)
+      assert.equal(a2.stored, 2)
+      assert.equal(b1.events[0]!.seq, 1)
+      const parsed = JSON.parse(a2.events[1]!.json)
+      assert.equal(parsed.topic, 'a')
+      assert.equal(parsed.seq, 3)
+    })
+
+    withStore(
+      'keeps seq gapless under many concurrent appends, batches staying contiguous',
+      async ({ store }) => {
+        const appends = []
+        for (let i = 0; i < 200; i++) {
+          const size = (i % 3) + 1
+          const inputs = Array.from({ length: size }, () => ({ type: `t${i}` }))
+          appends.push(store.append('busy', events('busy', ...inputs), { now: Date.now() }))
+        }
+        const results = await Promise.all(appends)
+        const seqs = results.flatMap((r) => r.events.map((e) => e.seq)).sort((x, y) => x - y)
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: seqs.length }, (_, i) => i + 1),
+        )
+        for (const result of results) {
+          const own = result.events.map((e) => e.seq)
+          for (let i = 1; i < own.length; i++) assert.equal(own[i], own[i - 1]! + 1, 'a batch is contiguous')
+        }
+        const read = await store.read('busy', 0, 1000)
+        assert.equal(read.length, seqs.length)
+        assert.equal((await store.topic('busy'))!.head_seq, seqs.length)
+      },
+    )
+
+    withStore('an idempotency key returns the original events and stores nothing new', async ({ store }) => {
+      const first = await store.append('k', events('k', { type: 't' }), {
+        now: Date.now(),
+        idempotencyKey: 'abc',
+        requestHash: 'h1',
+      })
+      const again = await store.append('k', events('k', { type: 't' }), {
+        now: Date.now(),
+        idempotencyKey: 'abc',
+        requestHash: 'h1',
+      })
+      assert.equal(again.stored, 0)
+      assert.deepEqual(again.events, first.events)
+      assert.equal((await store.read('k', 0, 10)).length, 1)
+      await assert.rejects(
+        store.append('k', events('k', { type: 'other' }), {
+          now: Date.now(),
+          idempotencyKey: 'abc',
+          requestHash: 'h2',
+        }),
+        (error: unknown) => error instanceof HeraldError && error.code === 'idempotency-key-reused',
+      )
+      // Keys are per topic.
+      const elsewhere = await store.append('k2', events('k2', { type: 't' }), {
+        now: Date.now(),
+        idempotencyKey: 'abc',
+        requestHash: 'h2',
+      })
+      assert.equal(elsewhere.stored, 1)
+    })
+
+    withStore(
+      'a client id already stored returns the stored event, also inside one batch',
+      async ({ store }) => {
+        const first = await store.append('ids', events('ids', { type: 't', id: 'e1' }), { now: Date.now() })
+        const batch = await store.append(
+          'ids',
+          events('ids', { type: 't', id: 'e1' }, { type: 't', id: 'e2' }, { type: 't', id: 'e2' }),
+          { now: Date.now() },
+        )
+        assert.equal(batch.stored, 1)
+        assert.deepEqual(
+          batch.events.map((e) => [e.id, e.seq]),
+          [
+            ['e1', 1],
+            ['e2', 2],
+            ['e2', 2],
+          ],
+        )
+        assert.equal(batch.events[0]!.json, first.events[0]!.json)
+        assert.equal((await store.topic('ids'))!.head_seq, 2)
+      },
+    )
+
+    withStore('a failing append fails alone; the others committed with it are kept', async ({ store }) => {
+      await store.append('mix', events('mix', { type: 't' }), {
+        now: Date.now(),
+        idempotencyKey: 'k',
+        requestHash: 'x',
+      })
+      const results = await Promise.allSettled([
+        store.append('mix', events('mix', { type: 'ok1' }), { now: Date.now() }),
+        store.append('mix', events('mix', { type: 'bad' }), {
+          now: Date.now(),
+          idempotencyKey: 'k',
+          requestHash: 'y',
+        }),
+        store.append('mix', events('mix', { type: 'ok2' }), { now: Date.now() }),
+      ])
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      )
+      const read = await store.read('mix', 0, 10)
+      assert.deepEqual(
+        read.map((e) => [e.seq, JSON.parse(e.json).type]),
+        [
+          [1, 't'],
+          [2, 'ok1'],
+          [3, 'ok2'],
+        ],
+      )
+    })
+
+    withStore('reads after a seq, up to a limit; an unknown topic reads as empty', async ({ store }) => {
+      const inputs = Array.from({ length: 10 }, (_, i) => ({ type: `t${i}` }))
+      await store.append('r', events('r', ...inputs), { now: Date.now() })
+      assert.deepEqual(
+        (await store.read('r', 3, 4)).map((e) => e.seq),
+        [4, 5, 6, 7],
+      )
+      assert.deepEqual(await store.read('r', 10, 5), [])
+      assert.deepEqual(await store.read('nobody', 0, 5), [])
+      assert.equal(await store.topic('nobody'), undefined)
+    })
+
+    withStore('lists topics by name, paged', async ({ store }) => {
+      for (const topic of ['c', 'a', 'b/x'])
+        await store.append(topic, events(topic, { type: 't' }), { now: Date.now() })
+      const page1 = await store.topics({ limit: 2 })
+      assert.deepEqual(
+        page1.map((t) => t.topic),
+        ['a', 'b/x'],
+      )
+      const page2 = await store.topics({ after: 'b/x', limit: 2 })
+      assert.deepEqual(
+        page2.map((t) => t.topic),
+        ['c'],
+      )
+      assert.equal(page2[0]!.head_seq, 1)
+      assert.equal(page2[0]!.events, 1)
+    })
+
+    withStore('retention by count keeps the newest events, contiguous, head unchanged', async ({ store }) => {
+      const inputs = Array.from({ length: 30 }, (_, i) => ({ type: `t${i}` }))
+      await store.append('ret', events('ret', ...inputs), { now: Date.now() })
+      await store.configureTopic('ret', { maxAgeMs: null, maxEvents: 10 })
+      const result = await store.prune(Date.now(), NO_RETENTION, DAY)
+      assert.equal(result.events, 20)
+      const info = (await store.topic('ret'))!
+      assert.deepEqual([info.first_seq, info.head_seq, info.events], [21, 30, 10])
+      assert.deepEqual(
+        (await store.read('ret', 0, 100)).map((e) => e.seq),
+        Array.from({ length: 10 }, (_, i) => i + 21),
+      )
+      const next = await store.append('ret', events('ret', { type: 'later' }), { now: Date.now() })
+      assert.equal(next.events[0]!.seq, 31, 'seq is never reused after pruning')
+    })
+
+    withStore('retention by age removes what is older, using the server default', async ({ store }) => {
+      const t0 = Date.now()
+      await store.append('age', events('age', { type: 'old' }, { type: 'old' }), { now: t0 - 10_000 })
+      await store.append('age', events('age', { type: 'new' }), { now: t0 })
+      await store.append('kept', events('kept', { type: 'old' }), { now: t0 - 10_000 })
+      await store.configureTopic('kept', { maxAgeMs: 60_000, maxEvents: null })
+      const result = await store.prune(t0, { maxAgeMs: 5_000, maxEvents: null }, DAY)
+      assert.equal(result.events, 2)
+      assert.deepEqual(
+        (await store.read('age', 0, 10)).map((e) => JSON.parse(e.json).type),
+        ['new'],
+      )
+      assert.equal((await store.read('kept', 0, 10)).length, 1, 'the topic setting overrides the default')
+    })
+
+    withStore('idempotency keys expire after their time to live', async ({ store }) => {
+      const t0 = Date.now()
+      await store.append('ttl', events('ttl', { type: 't' }), {
+        now: t0 - 2 * DAY,
+        idempotencyKey: 'old',
+        requestHash: 'h',
+      })
+      const result = await store.prune(t0, NO_RETENTION, DAY)
+      assert.equal(result.idempotencyKeys, 1)
+      const again = await store.append('ttl', events('ttl', { type: 't' }), {
+        now: t0,
+        idempotencyKey: 'old',
+        requestHash: 'h',
+      })
+      assert.equal(again.stored, 1)
+    })
+
+    withStore('what was appended is there after a restart', async (harness) => {
+      await harness.store.append('p', events('p', { type: 't', data: { n: 1 } }), { now: Date.now() })
+      const reopened = await harness.reopen()
+      const read = await reopened.read('p', 0, 10)
+      assert.equal(read.length, 1)
+      assert.deepEqual(JSON.parse(read[0]!.json).data, { n: 1 })
+      const next = await reopened.append('p', events('p', { type: 't' }), { now: Date.now() })
+      assert.equal(next.events[0]!.seq, 2)
+    })
+  })
+}
