@@ -100,7 +100,10 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** `herald serve` as a separate process, as an operator runs it; resolves once it listens. */
+/**
+ * `herald serve` as a separate process, as an operator runs it; resolves once it logs that it listens
+ * (so the log level must be info or finer).
+ */
 export function spawnServer(args: string[], env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
@@ -114,12 +117,18 @@ export function spawnServer(args: string[], env: Record<string, string> = {}): P
     child.on('exit', (code, signal) => resolve({ code, signal })),
   )
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`herald serve did not log "herald is listening" within 20 s:\n${output}`))
+    }, 20_000)
+    void exited.then(() => clearTimeout(timer))
     const lines = createInterface({ input: child.stdout! })
     lines.on('line', (line) => {
       output += `${line}\n`
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string }
         if (entry.msg === 'herald is listening' && entry.url) {
+          clearTimeout(timer)
           resolve({ child, url: entry.url, output: () => output, exited })
         }
       } catch {

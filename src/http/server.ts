@@ -19,6 +19,9 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     onProtoPoisoning: 'ignore',
     onConstructorPoisoning: 'ignore',
     routerOptions: { ignoreTrailingSlash: true },
+    // While draining, requests on open keep-alive connections are still answered (with
+    // `Connection: close`, below) by Herald's own routes, so /readyz says 503 in problem+json.
+    return503OnClosing: false,
   })
 
   app.addContentTypeParser(JSON_TYPES, { parseAs: 'string' }, app.getDefaultJsonParser('ignore', 'ignore'))
@@ -36,6 +39,13 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
       if (request.url.startsWith('/v1/') || request.url === '/v1') authenticate(request)
     })
   }
+
+  // A response sent while draining closes its connection, so that keep-alive clients reconnect
+  // elsewhere and the server can finish closing without waiting for their idle timeout.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (context.draining.aborted) reply.header('connection', 'close')
+    return payload
+  })
 
   app.addHook('onResponse', async (request, reply) => {
     context.metrics.httpRequests.inc({

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict'
+import { execFile, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { after, before, describe, test } from 'node:test'
+import { promisify } from 'node:util'
+import { publish, ROOT, readAll, startTestServer, type TestServer } from './helpers.ts'
+
+const BIN = join(ROOT, 'bin', 'herald.js')
+const run = promisify(execFile)
+
+function herald(args: string[], input?: string) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '' } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.end(input)
+  })
+}
+
+describe('CLI', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer()
+  })
+  after(() => server.close())
+
+  test('herald --help and herald serve --help list the commands and every option', async () => {
+    const help = await herald(['--help'])
+    assert.equal(help.code, 0)
+    for (const command of ['serve', 'publish', 'tail'])
+      assert.match(help.stdout, new RegExp(`\\b${command}\\b`))
+    const serve = await herald(['serve', '--help'])
+    assert.equal(serve.code, 0)
+    for (const name of [
+      '--port',
+      'HERALD_PORT',
+      '--host',
+      '--data',
+      'HERALD_API_KEY',
+      'HERALD_PUBLIC_URL',
+      'HERALD_RETRY_SCHEDULE',
+      'HERALD_HEARTBEAT',
+      'HERALD_ALLOW_PRIVATE_TARGETS',
+      'HERALD_DATABASE_URL',
+      'HERALD_BUS_URL',
+    ]) {
+      assert.ok(serve.stdout.includes(name), `serve --help mentions ${name}`)
+    }
+  })
+
+  test('unknown commands and bad options fail with exit 1 and a message', async () => {
+    const unknown = await herald(['launch'])
+    assert.equal(unknown.code, 1)
+    assert.match(unknown.stderr, /unknown command "launch"/)
+    const badPort = await herald(['serve', '--port', 'eighty'])
+    assert.equal(badPort.code, 1)
+    assert.match(badPort.stderr, /Invalid --port/)
+    const noType = await herald(['publish', 'orders', '--url', server.url])
+    assert.equal(noType.code, 1)
+    assert.match(noType.stderr, /--type is required/)
+  })
+
+  test('publish with --data, and with data from stdin', async () => {
+    const first = await herald([
+      'publish',
+      'cli',
+      '--type',
+      'order.created',
+      '--data',
+      '{"n":1}',
+      '--url',
+      server.url,
+    ])
+    assert.equal(first.code, 0, first.stderr)
+    const event = JSON.parse(first.stdout)
+    assert.deepEqual([event.topic, event.seq, event.type, event.data], ['cli', 1, 'order.created', { n: 1 }])
+    const piped = await herald(['publish', 'cli', '--type', 'piped', '--url', server.url], '{"from":"stdin"}')
+    assert.equal(piped.code, 0, piped.stderr)
+    assert.deepEqual(JSON.parse(piped.stdout).data, { from: 'stdin' })
+    const rejected = await herald(['publish', 'bad topic', '--type', 't', '--url', server.url])
+    assert.equal(rejected.code, 1)
+    assert.match(rejected.stderr, /400 Invalid topic name/)
+    assert.equal((await readAll(server.url, 'cli')).length, 2)
+  })
+
+  test('tail prints each new event as a JSON line, following by long polling', async () => {
+    const child = spawn(process.execPath, [BIN, 'tail', 'tailed', '--url', server.url])
+    const lines = createInterface({ input: child.stdout })
+    const received: Array<{ seq: number; type: string }> = []
+    const gotTwo = new Promise<void>((resolve) =>
+      lines.on('line', (line) => {
+        received.push(JSON.parse(line))
+        if (received.length === 2) resolve()
+      }),
+    )
+    try {
+      // Give tail time to read the head and hold its first poll.
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      await publish(server.url, 'tailed', { type: 'one' })
+      await publish(server.url, 'tailed', [{ type: 'two' }])
+      await gotTwo
+      assert.deepEqual(
+        received.map((e) => [e.seq, e.type]),
+        [
+          [1, 'one'],
+          [2, 'two'],
+        ],
+      )
+    } finally {
+      child.kill('SIGTERM')
+    }
+  })
+
+  test('tail --after 0 starts from the oldest retained event', async () => {
+    await publish(server.url, 'replayed', [{ type: 'a' }, { type: 'b' }])
+    const child = spawn(process.execPath, [BIN, 'tail', 'replayed', '--after', '0', '--url', server.url])
+    const lines = createInterface({ input: child.stdout })
+    const types: string[] = []
+    await new Promise<void>((resolve) =>
+      lines.on('line', (line) => {
+        types.push(JSON.parse(line).type)
+        if (types.length === 2) resolve()
+      }),
+    )
+    child.kill('SIGTERM')
+    assert.deepEqual(types, ['a', 'b'])
+  })
+
+  test('bin/herald.js hands over to the project Node when started by an older one', async (t) => {
+    const candidates = ['/usr/bin/node', '/usr/local/bin/node']
+    let older: string | undefined
+    for (const path of candidates) {
+      try {
+        const { stdout } = await run(path, ['--version'])
+        if (Number(stdout.trim().slice(1).split('.')[0]) < 24) older = path
+      } catch {
+        // not there
+      }
+    }
+    if (!older) {
+      t.skip('no Node older than 24 on this machine (looked in /usr/bin and /usr/local/bin)')
+      return
+    }
+    const { stdout } = await run(older, [BIN, '--help'])
+    assert.match(stdout, /Usage: herald <command>/)
+  })
+})
