@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { assertSafeBinding, ConfigError, loadConfig, parseSize } from '../../src/config/config.ts'
+import { parseDuration, parseDurationList } from '../../src/core/duration.ts'
+import { HeraldError } from '../../src/core/errors.ts'
+import { parseBinaryEvent, parseEventObject, prepareEvent, ulid, withPosition } from '../../src/core/event.ts'
+import { validateTopic } from '../../src/core/topic.ts'
+
+describe('durations and sizes', () => {
+  test('units ms, s, m, h, d; a bare number is seconds', () => {
+    assert.deepEqual(
+      ['250ms', '5s', '5m', '2h', '7d', '1.5s', '30'].map(parseDuration),
+      [250, 5000, 300_000, 7_200_000, 604_800_000, 1500, 30_000],
+    )
+    assert.throws(() => parseDuration('5 minutes'), /not a duration/)
+    assert.throws(() => parseDuration('-1s'), /not a duration/)
+  })
+
+  test('the default retry schedule parses to its eight delays', () => {
+    assert.deepEqual(
+      parseDurationList('0s,5s,5m,30m,2h,5h,10h,10h'),
+      [0, 5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+    )
+    assert.throws(() => parseDurationList('1s,,2s'))
+  })
+
+  test('sizes in binary units', () => {
+    assert.deepEqual(['1mb', '512kb', '100', '2MB'].map(parseSize), [1_048_576, 524_288, 100, 2_097_152])
+    assert.throws(() => parseSize('big'))
+  })
+})
+
+describe('configuration', () => {
+  test('defaults match the public contract', () => {
+    const config = loadConfig({}, {})
+    assert.equal(config.port, 8080)
+    assert.equal(config.host, '127.0.0.1')
+    assert.match(config.dataDir, /herald-data$/)
+    assert.equal(config.publicUrl, 'http://127.0.0.1:8080')
+    assert.equal(config.heartbeatMs, 15_000)
+    assert.equal(config.retryScheduleMs.length, 8)
+    assert.equal(config.allowPrivateTargets, false)
+    assert.equal(config.bodyLimitBytes, 1_048_576)
+    assert.equal(config.apiKey, undefined)
+    assert.equal(config.idempotencyTtlMs, 86_400_000)
+  })
+
+  test('a flag wins over the environment, which wins over the default', () => {
+    const env = { HERALD_PORT: '9000', HERALD_HOST: '127.0.0.2', HERALD_API_KEY: 'k' }
+    assert.equal(loadConfig({}, env).port, 9000)
+    assert.equal(loadConfig({ port: '9100' }, env).port, 9100)
+    assert.equal(loadConfig({}, env).publicUrl, 'http://127.0.0.2:9000')
+    assert.equal(
+      loadConfig({}, { HERALD_PUBLIC_URL: 'https://events.example/' }).publicUrl,
+      'https://events.example',
+    )
+    assert.equal(loadConfig({}, { HERALD_ALLOW_PRIVATE_TARGETS: 'true' }).allowPrivateTargets, true)
+    assert.deepEqual(
+      loadConfig({ 'retention-max-age': 'none', 'retention-max-events': '500' }, {}).retention,
+      {
+        maxAgeMs: null,
+        maxEvents: 500,
+      },
+    )
+  })
+
+  test('invalid values are ConfigErrors that name the option', () => {
+    for (const [flags, pattern] of [
+      [{ port: '70000' }, /--port/],
+      [{ heartbeat: 'often' }, /--heartbeat/],
+      [{ 'retry-schedule': '1s,x' }, /--retry-schedule/],
+      [{ 'idempotency-ttl': '1h' }, /at least 24h/],
+      [{ 'sqlite-sync': 'off' }, /--sqlite-sync/],
+      [{ 'public-url': 'ftp://x' }, /--public-url/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig(flags, {}),
+        (error: Error) => error instanceof ConfigError && pattern.test(error.message),
+      )
+    }
+  })
+
+  test('without an API key only loopback addresses may be bound', () => {
+    assert.doesNotThrow(() => assertSafeBinding(loadConfig({ host: '127.0.0.1' }, {})))
+    assert.doesNotThrow(() => assertSafeBinding(loadConfig({ host: '::1' }, {})))
+    assert.doesNotThrow(() => assertSafeBinding(loadConfig({ host: 'localhost' }, {})))
+    assert.throws(() => assertSafeBinding(loadConfig({ host: '0.0.0.0' }, {})), ConfigError)
+    assert.throws(() => assertSafeBinding(loadConfig({ host: '::' }, {})), ConfigError)
+    assert.doesNotThrow(() => assertSafeBinding(loadConfig({ host: '0.0.0.0' }, { HERALD_API_KEY: 'k' })))
+  })
+})
+
+describe('topics', () => {
+  test('valid names', () => {
+    for (const name of ['orders', 'a', 'Shop.EU/orders~v2', 'x/y/z', '0-9_a'])
+      assert.equal(validateTopic(name), name)
+  })
+  test('invalid names are coded 400s', () => {
+    for (const name of ['', '/a', 'a/', 'a//b', '.hidden', 'a b', 'é', 'a/events', 'x'.repeat(201)]) {
+      assert.throws(
+        () => validateTopic(name),
+        (error: unknown) => error instanceof HeraldError && error.status === 400,
+        name,
+      )
+    }
+    assert.equal(validateTopic('x'.repeat(200)).length, 200)
+  })
+})
+
+describe('events', () => {
+  test('ULIDs are 26 Crockford characters that sort by time', () => {
+    const a = ulid(1_700_000_000_000)
+    const b = ulid(1_700_000_000_001)
+    assert.match(a, /^[0-9A-HJKMNP-TV-Z]{26}$/)
+    assert.ok(a < b)
+    const decoded = [...a.slice(0, 10)].reduce((n, c) => n * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(c), 0)
+    assert.equal(decoded, 1_700_000_000_000, 'the first 10 characters encode the milliseconds')
+    assert.notEqual(ulid(5), ulid(5), 'random part differs')
+  })
+
+  test('prepareEvent fills id, source and time, and withPosition appends topic and seq', () => {
+    const now = new Date('2026-11-22T12:00:00.000Z')
+    const prepared = prepareEvent('orders', { type: 'order.created', data: { a: 1 } }, now)
+    assert.equal(prepared.clientId, false)
+    const event = JSON.parse(withPosition(prepared.body, 'orders', 42))
+    assert.deepEqual(event, {
+      specversion: '1.0',
+      id: prepared.id,
+      source: '/v1/topics/orders',
+      type: 'order.created',
+      time: '2026-11-22T12:00:00.000Z',
+      datacontenttype: 'application/json',
+      data: { a: 1 },
+      topic: 'orders',
+      seq: 42,
+    })
+    assert.deepEqual(Object.keys(event).slice(-2), ['topic', 'seq'])
+  })
+
+  test('data and data_base64 are exclusive; extensions only in structured mode', () => {
+    assert.throws(() => parseEventObject({ type: 't', data: 1, data_base64: 'AA==' }, false), /not both/)
+    assert.throws(() => parseEventObject({ type: 't', ext: 'x' }, false), /Unknown field/)
+    assert.deepEqual(parseEventObject({ specversion: '1.0', type: 't', ext: 'x' }, true).extensions, {
+      ext: 'x',
+    })
+    assert.throws(
+      () => parseEventObject({ specversion: '1.0', type: 't', Bad_Name: 'x' }, true),
+      /attribute name/,
+    )
+    assert.throws(
+      () => parseEventObject({ specversion: '1.0', type: 't', ext: { o: 1 } }, true),
+      /string, number or boolean/,
+    )
+    assert.throws(() => parseEventObject({ type: 't' }, true), /needs "specversion"/)
+  })
+
+  test('binary mode refuses data attributes in headers and bad percent-encoding', () => {
+    assert.throws(
+      () => parseBinaryEvent({ 'ce-type': 't', 'ce-data': 'x' }, undefined, undefined),
+      /not a binary-mode header/,
+    )
+    assert.throws(() => parseBinaryEvent({ 'ce-type': '%E0%A4%A' }, undefined, undefined), /percent-encoded/)
+    const json = parseBinaryEvent({ 'ce-type': 't' }, Buffer.from('{"a":1}'), 'application/vnd.x+json')
+    assert.deepEqual(json.data, { a: 1 })
+    assert.equal(json.datacontenttype, 'application/vnd.x+json')
+  })
+})
