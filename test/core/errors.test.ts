@@ -7,7 +7,9 @@ import { ROOT } from '../helpers.ts'
 
 test('docs/errors.md lists exactly the codes and statuses of the catalogue', async () => {
   const doc = await readFile(join(ROOT, 'docs', 'errors.md'), 'utf8')
-  const documented = [...doc.matchAll(/^\| `([a-z-]+)`\s*\| (\d{3})\s*\|/gm)].map((m) => `${m[1]} ${m[2]}`).sort()
+  const documented = [...doc.matchAll(/^\| `([a-z-]+)`\s*\| (\d{3})\s*\|/gm)]
+    .map((m) => `${m[1]} ${m[2]}`)
+    .sort()
   const catalogue = Object.values(errors)
     .map((factory) => `${factory.code} ${factory.status}`)
     .sort()

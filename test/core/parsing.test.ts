@@ -113,7 +113,10 @@ describe('events', () => {
     const b = ulid(1_700_000_000_001)
     assert.match(a, /^[0-9A-HJKMNP-TV-Z]{26}$/)
     assert.ok(a < b)
-    const decoded = [...a.slice(0, 10)].reduce((n, c) => n * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(c), 0)
+    const decoded = [...a.slice(0, 10)].reduce(
+      (n, c) => n * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(c),
+      0,
+    )
     assert.equal(decoded, 1_700_000_000_000, 'the first 10 characters encode the milliseconds')
     assert.notEqual(ulid(5), ulid(5), 'random part differs')
   })

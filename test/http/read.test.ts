@@ -175,3 +175,29 @@ describe('read: long polling', () => {
     assert.ok(pages.every((p) => p.events.length === 1 && p.events[0]!.type === 'all'))
   })
 })
+
+test('retention runs in the background and prunes the oldest events of a topic', async () => {
+  const server = await startTestServer({ pruneIntervalMs: 100 })
+  try {
+    await fetch(`${server.url}/v1/topics/short`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ retention: { max_events: 2 } }),
+    })
+    await publish(server.url, 'short', [{ type: 'a' }, { type: 'b' }, { type: 'c' }, { type: 'd' }, { type: 'e' }])
+    let info = { first_seq: 0, events: 0 }
+    for (let i = 0; i < 50 && info.events !== 2; i++) {
+      await sleep(50)
+      info = (await (await fetch(`${server.url}/v1/topics/short`)).json()) as typeof info
+    }
+    assert.deepEqual([info.first_seq, info.events], [4, 2])
+    const read = await page(server.url, '/v1/topics/short/events?after=0')
+    assert.deepEqual(
+      read.events.map((e) => e.type),
+      ['d', 'e'],
+    )
+    await problemOf(await fetch(`${server.url}/v1/topics/short/events/1`), 404)
+  } finally {
+    await server.close()
+  }
+})
