@@ -184,7 +184,13 @@ test('retention runs in the background and prunes the oldest events of a topic',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ retention: { max_events: 2 } }),
     })
-    await publish(server.url, 'short', [{ type: 'a' }, { type: 'b' }, { type: 'c' }, { type: 'd' }, { type: 'e' }])
+    await publish(server.url, 'short', [
+      { type: 'a' },
+      { type: 'b' },
+      { type: 'c' },
+      { type: 'd' },
+      { type: 'e' },
+    ])
     let info = { first_seq: 0, events: 0 }
     for (let i = 0; i < 50 && info.events !== 2; i++) {
       await sleep(50)

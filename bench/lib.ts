@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import autocannon from 'autocannon'
+
+export const ROOT = join(import.meta.dirname, '..')
+
+export interface Target {
+  name: string
+  url: string
+  child: ChildProcess
+  stop(): Promise<void>
+}
+
+/** Starts a server process and waits for the line that tells its address. */
+export function startProcess(name: string, args: string[], parseUrl: (line: string) => string | undefined) {
+  return new Promise<Target>((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT })
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      const url = parseUrl(line)
+      if (url) {
+        resolve({
+          name,
+          url,
+          child,
+          stop: () =>
+            new Promise((done) => {
+              child.once('exit', () => done())
+              child.kill('SIGTERM')
+            }),
+        })
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening`)))
+  })
+}
+
+export async function startHerald(extraArgs: string[] = []): Promise<Target & { dataDir: string }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'herald-bench-'))
+  const target = await startProcess(
+    'herald',
+    [join(ROOT, 'src/cli/main.ts'), 'serve', '--port', '0', '--data', dataDir, ...extraArgs],
+    (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string }
+        return entry.msg === 'herald is listening' ? entry.url : undefined
+      } catch {
+        return undefined
+      }
+    },
+  )
+  return { ...target, dataDir }
+}
+
+export async function startBareFastify(): Promise<Target> {
+  return startProcess('bare fastify', [join(ROOT, 'bench/peers/bare-fastify.ts')], (line) => {
+    const port = (JSON.parse(line) as { port?: number }).port
+    return port ? `http://127.0.0.1:${port}` : undefined
+  })
+}
+
+export interface LoadResult {
+  requestsPerSecond: number
+  latencyP50Ms: number
+  latencyP99Ms: number
+  non2xx: number
+  errors: number
+}
+
+/** Drives POSTs with autocannon: a short warm-up, then the measured run. */
+export async function post(
+  url: string,
+  body: string,
+  options: { connections: number; seconds: number; warmupSeconds?: number },
+): Promise<LoadResult> {
+  const run = (duration: number) =>
+    autocannon({
+      url,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      connections: options.connections,
+      duration,
+    })
+  if (options.warmupSeconds) await run(options.warmupSeconds)
+  const result = await run(options.seconds)
+  return {
+    requestsPerSecond: result.requests.average,
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+  }
+}
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`
+  return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+export function round(value: number, digits = 0): string {
+  return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
