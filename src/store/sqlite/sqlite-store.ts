@@ -83,20 +83,21 @@ export class SqliteStore implements Store {
     this.queue = []
     if (batch.length === 0) return
     const outcomes: Array<{ ok: true; result: AppendResult } | { ok: false; error: unknown }> = []
+    const tx = this.statements
     try {
-      this.db.exec('BEGIN IMMEDIATE')
+      tx.begin.run()
       for (const pending of batch) {
-        this.db.exec('SAVEPOINT append')
+        tx.savepoint.run()
         try {
           outcomes.push({ ok: true, result: this.appendOne(pending) })
-          this.db.exec('RELEASE append')
+          tx.release.run()
         } catch (error) {
-          this.db.exec('ROLLBACK TO append')
-          this.db.exec('RELEASE append')
+          tx.rollbackToSavepoint.run()
+          tx.release.run()
           outcomes.push({ ok: false, error })
         }
       }
-      this.db.exec('COMMIT')
+      tx.commit.run()
     } catch (error) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK')
       for (const pending of batch) pending.reject(error)
@@ -111,8 +112,11 @@ export class SqliteStore implements Store {
 
   private appendOne({ topic, events, options }: PendingAppend): AppendResult {
     const s = this.statements
-    s.createTopic.run(topic, options.now)
-    const row = s.topicByName.get(topic) as unknown as TopicRow
+    let row = s.topicByName.get(topic) as TopicRow | undefined
+    if (!row) {
+      s.createTopic.run(topic, options.now)
+      row = s.topicByName.get(topic) as unknown as TopicRow
+    }
     if (options.idempotencyKey !== undefined) {
       const previous = s.idempotencyKey.get(row.id, options.idempotencyKey) as
         | { request_hash: string; response: string }
@@ -240,6 +244,12 @@ export class SqliteStore implements Store {
 function prepareStatements(db: DatabaseSync) {
   const prepare = (sql: string): StatementSync => db.prepare(sql)
   return {
+    // Transaction control, prepared once: they run for every group commit and every append in it.
+    begin: prepare('BEGIN IMMEDIATE'),
+    commit: prepare('COMMIT'),
+    savepoint: prepare('SAVEPOINT append'),
+    release: prepare('RELEASE append'),
+    rollbackToSavepoint: prepare('ROLLBACK TO append'),
     createTopic: prepare('INSERT INTO topics (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
     topicByName: prepare('SELECT * FROM topics WHERE name = ?'),
     allTopics: prepare('SELECT * FROM topics'),
