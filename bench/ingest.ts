@@ -1,12 +1,14 @@
 // Ingest: durable publish throughput over HTTP, side by side with a bare Fastify route in the same run.
-//   npm run bench:ingest            (BENCH_SECONDS=10 by default)
+//   npm run bench:ingest     (BENCH_SECONDS=10 per measurement, BENCH_ROUNDS=3)
+// The targets are measured in turn, round after round, and each row reports the median round, so
+// that a slow moment of the machine does not fall on one target only.
 import os from 'node:os'
-import { post, round, startBareFastify, startHerald, table } from './lib.ts'
+import { type LoadResult, post, round, startBareFastify, startHerald, table } from './lib.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10)
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
 const WARMUP = Math.min(3, SECONDS)
-const CONNECTIONS = 64
-const BATCH_CONNECTIONS = 16
+const PATH = '/v1/topics/bench/events'
 
 const single = JSON.stringify({ type: 'order.created', data: { order: 12345, total: 99.5, currency: 'EUR' } })
 const batch = JSON.stringify(
@@ -16,90 +18,122 @@ const batch = JSON.stringify(
   })),
 )
 
+interface Scenario {
+  name: string
+  start: () => Promise<{ url: string; stop(): Promise<void> }>
+  body: string
+  connections: number
+  eventsPerRequest: number
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'bare Fastify route (baseline)',
+    start: startBareFastify,
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+  {
+    name: 'Herald, single events, sync=full',
+    start: () => startHerald(),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+  {
+    name: 'Herald, single events, sync=normal',
+    start: () => startHerald(['--sqlite-sync', 'normal']),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+  {
+    name: 'bare Fastify route, 100-event body',
+    start: startBareFastify,
+    body: batch,
+    connections: 16,
+    eventsPerRequest: 100,
+  },
+  {
+    name: 'Herald, batches of 100, sync=full',
+    start: () => startHerald(),
+    body: batch,
+    connections: 16,
+    eventsPerRequest: 100,
+  },
+]
+
+async function measure(scenario: Scenario): Promise<LoadResult> {
+  const target = await scenario.start()
+  try {
+    const result = await post(`${target.url}${PATH}`, scenario.body, {
+      connections: scenario.connections,
+      seconds: SECONDS,
+      warmupSeconds: WARMUP,
+    })
+    if (result.non2xx > 0 || result.errors > 0) {
+      throw new Error(`${scenario.name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`)
+    }
+    return result
+  } finally {
+    await target.stop()
+  }
+}
+
+function median(results: LoadResult[]): LoadResult {
+  const sorted = [...results].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
 export async function runIngest(): Promise<string> {
-  const rows: Array<Array<string | number>> = []
-  const measure = async (
-    name: string,
-    start: () => Promise<{ url: string; stop(): Promise<void> }>,
-    path: string,
-    body: string,
-    connections: number,
-    eventsPerRequest: number,
-  ) => {
-    const target = await start()
-    try {
-      const result = await post(`${target.url}${path}`, body, {
-        connections,
-        seconds: SECONDS,
-        warmupSeconds: WARMUP,
-      })
-      if (result.non2xx > 0 || result.errors > 0) {
-        throw new Error(`${name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`)
-      }
-      rows.push([
-        name,
-        connections,
-        eventsPerRequest,
-        round(result.requestsPerSecond),
-        round(result.requestsPerSecond * eventsPerRequest),
-        result.latencyP50Ms,
-        result.latencyP99Ms,
-      ])
-      return result.requestsPerSecond
-    } finally {
-      await target.stop()
+  const runs = new Map<Scenario, LoadResult[]>(SCENARIOS.map((scenario) => [scenario, []]))
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const scenario of SCENARIOS) {
+      const result = await measure(scenario)
+      runs.get(scenario)!.push(result)
+      process.stderr.write(
+        `round ${r + 1}: ${scenario.name}: ${round(result.requestsPerSecond)} requests/s\n`,
+      )
     }
   }
-  const path = '/v1/topics/bench/events'
-  const bareSingle = await measure(
-    'bare Fastify route (baseline)',
-    startBareFastify,
-    path,
-    single,
-    CONNECTIONS,
-    1,
-  )
-  const heraldSingle = await measure(
-    'Herald, single events (sync=full)',
-    () => startHerald(),
-    path,
-    single,
-    CONNECTIONS,
-    1,
-  )
-  const heraldNormal = await measure(
-    'Herald, single events (sync=normal)',
-    () => startHerald(['--sqlite-sync', 'normal']),
-    path,
-    single,
-    CONNECTIONS,
-    1,
-  )
-  const bareBatch = await measure(
-    'bare Fastify route, 100-event body',
-    startBareFastify,
-    path,
-    batch,
-    BATCH_CONNECTIONS,
-    100,
-  )
-  const heraldBatch = await measure(
-    'Herald, batches of 100 (sync=full)',
-    () => startHerald(),
-    path,
-    batch,
-    BATCH_CONNECTIONS,
-    100,
-  )
-  const report = [
-    `Ingest (${SECONDS} s per run after ${WARMUP} s warm-up; ${os.cpus().length} CPUs, Node ${process.version})`,
+  const medians = new Map(SCENARIOS.map((scenario) => [scenario, median(runs.get(scenario)!)]))
+  const rps = (index: number) => medians.get(SCENARIOS[index]!)!.requestsPerSecond
+  const rows = SCENARIOS.map((scenario) => {
+    const result = medians.get(scenario)!
+    const all = runs.get(scenario)!.map((run) => round(run.requestsPerSecond))
+    return [
+      scenario.name,
+      scenario.connections,
+      scenario.eventsPerRequest,
+      round(result.requestsPerSecond),
+      round(result.requestsPerSecond * scenario.eventsPerRequest),
+      result.latencyP50Ms,
+      result.latencyP99Ms,
+      all.join(' / '),
+    ]
+  })
+  const percent = (a: number, b: number) => `${round((100 * rps(a)) / rps(b), 1)}%`
+  return [
+    `Ingest: median of ${ROUNDS} rounds, ${SECONDS} s each after ${WARMUP} s of warm-up; ${os.cpus().length} CPUs, Node ${process.version}`,
     '',
-    table(['target', 'connections', 'events/request', 'requests/s', 'events/s', 'p50 ms', 'p99 ms'], rows),
+    table(
+      [
+        'target',
+        'connections',
+        'events/request',
+        'requests/s',
+        'events/s',
+        'p50 ms',
+        'p99 ms',
+        'requests/s by round',
+      ],
+      rows,
+    ),
     '',
-    `Herald single-event durable publish (sync=full) = ${round((100 * heraldSingle) / bareSingle, 1)}% of the bare route's requests/s (target ≥ 50%).`,
-    `With sync=normal: ${round((100 * heraldNormal) / bareSingle, 1)}%. Batches of 100: ${round((100 * heraldBatch) / bareBatch, 1)}% of the bare route's requests/s with the same body.`,
+    `Herald single-event durable publish (sync=full): ${percent(1, 0)} of the bare route's requests/s (target ≥ 50%).`,
+    `With sync=normal: ${percent(2, 0)}. Batches of 100 (sync=full): ${percent(4, 3)} of the bare route's requests/s with the same body.`,
   ].join('\n')
-  return report
 }
 
 if (import.meta.main) {

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
+import type { LocalBus } from '../src/bus/local.ts'
 import { publish, ROOT, readAll, startTestServer, type TestServer } from './helpers.ts'
 
 const BIN = join(ROOT, 'bin', 'herald.js')
@@ -102,8 +103,10 @@ describe('CLI', () => {
       }),
     )
     try {
-      // Give tail time to read the head and hold its first poll.
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      // Publish only once tail has read the head and holds its first long poll.
+      const bus = server.herald.log.bus as LocalBus
+      for (let i = 0; i < 200 && bus.size === 0; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+      assert.equal(bus.size, 1, 'tail holds a long poll')
       await publish(server.url, 'tailed', { type: 'one' })
       await publish(server.url, 'tailed', [{ type: 'two' }])
       await gotTwo

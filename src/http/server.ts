@@ -42,17 +42,18 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
 
   // A response sent while draining closes its connection, so that keep-alive clients reconnect
   // elsewhere and the server can finish closing without waiting for their idle timeout.
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (context.draining.aborted) reply.header('connection', 'close')
-    return payload
+    done(null, payload)
   })
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     context.metrics.httpRequests.inc({
       route: request.routeOptions.url ?? 'unmatched',
       method: request.method,
       status: reply.statusCode,
     })
+    done()
   })
 
   registerHealthRoutes(app, context)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { rm } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts'
@@ -32,17 +32,20 @@ test('two processes appending to one SQLite file keep seq gapless (no in-process
   const script = `
     import { SqliteStore } from ${JSON.stringify(join(ROOT, 'src/store/sqlite/sqlite-store.ts'))}
     import { prepareEvent } from ${JSON.stringify(join(ROOT, 'src/core/event.ts'))}
-    const store = new SqliteStore({ dataDir: process.argv[1] })
+    const store = new SqliteStore({ dataDir: process.argv[2] })
     const pending = []
     for (let i = 0; i < 300; i++) {
-      pending.push(store.append('shared', [prepareEvent('shared', { type: 'w' + process.argv[2] }, new Date())], { now: Date.now() }))
+      pending.push(store.append('shared', [prepareEvent('shared', { type: 'w' + process.argv[3] }, new Date())], { now: Date.now() }))
       if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1))
     }
     await Promise.all(pending)
     await store.close()`
+  // A file, not --eval: the store's writer thread would inherit --input-type and refuse to load.
+  const file = join(dataDir, 'writer.mjs')
+  await writeFile(file, script)
   const run = (writer: number) =>
     new Promise<number | null>((resolve) =>
-      spawn(process.execPath, ['--input-type=module', '-e', script, dataDir, String(writer)], {
+      spawn(process.execPath, [file, dataDir, String(writer)], {
         stdio: 'inherit',
       }).on('exit', resolve),
     )

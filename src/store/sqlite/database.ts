@@ -1,0 +1,111 @@
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { TopicInfo } from '../store.ts'
+
+/** What both SQLite connections (the writer's and the readers') share: the file, its schema, its SQL. */
+
+export type Synchronous = 'full' | 'normal'
+
+export interface TopicRow {
+  id: number
+  name: string
+  head_seq: number
+  created_at: number
+  retention_max_age_ms: number | null
+  retention_max_events: number | null
+}
+
+const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations')
+
+export function databasePath(dataDir: string): string {
+  return join(dataDir, 'herald.db')
+}
+
+export function openDatabase(dataDir: string, synchronous: Synchronous): DatabaseSync {
+  mkdirSync(dataDir, { recursive: true })
+  const db = new DatabaseSync(databasePath(dataDir))
+  db.exec(`
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'};
+    PRAGMA busy_timeout = 5000;
+    PRAGMA foreign_keys = ON;
+  `)
+  return db
+}
+
+/** Applies `migrations/NNN_*.sql` above the database's `user_version`, each in its own transaction. */
+export function migrate(db: DatabaseSync): void {
+  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((name) => /^\d{3}_.*\.sql$/.test(name))
+    .sort()
+  for (const file of files) {
+    const version = Number(file.slice(0, 3))
+    if (version <= current) continue
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      db.exec(readFileSync(join(MIGRATIONS_DIR, file), 'utf8'))
+      db.exec(`PRAGMA user_version = ${version}`)
+      db.exec('COMMIT')
+    } catch (error) {
+      db.exec('ROLLBACK')
+      throw new Error(`Migration ${file} failed: ${(error as Error).message}`)
+    }
+  }
+}
+
+export type Statements = ReturnType<typeof prepareStatements>
+
+export function prepareStatements(db: DatabaseSync) {
+  const prepare = (sql: string): StatementSync => db.prepare(sql)
+  return {
+    // Transaction control, prepared once: they run for every group commit and every append in it.
+    begin: prepare('BEGIN IMMEDIATE'),
+    commit: prepare('COMMIT'),
+    savepoint: prepare('SAVEPOINT append'),
+    release: prepare('RELEASE append'),
+    rollbackToSavepoint: prepare('ROLLBACK TO append'),
+    createTopic: prepare('INSERT INTO topics (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
+    topicByName: prepare('SELECT * FROM topics WHERE name = ?'),
+    allTopics: prepare('SELECT * FROM topics'),
+    listTopics: prepare('SELECT * FROM topics WHERE name > ? ORDER BY name LIMIT ?'),
+    setRetention: prepare(
+      'UPDATE topics SET retention_max_age_ms = ?, retention_max_events = ? WHERE name = ?',
+    ),
+    advanceHead: prepare('UPDATE topics SET head_seq = ? WHERE id = ?'),
+    insertEvent: prepare('INSERT INTO events (topic_id, seq, id, stored_at, body) VALUES (?, ?, ?, ?, ?)'),
+    eventById: prepare('SELECT seq, body FROM events WHERE topic_id = ? AND id = ?'),
+    readEvents: prepare(
+      'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
+    ),
+    firstSeq: prepare('SELECT MIN(seq) AS seq FROM events WHERE topic_id = ?'),
+    // The last event of a contiguous run from `first` that is older than the cutoff time.
+    lastSeqStoredBefore: prepare(`
+      SELECT MAX(seq) AS seq FROM events
+      WHERE topic_id = ?1 AND seq BETWEEN ?2 AND ?3 AND stored_at < ?4
+        AND seq < COALESCE((SELECT MIN(seq) FROM events
+                            WHERE topic_id = ?1 AND seq BETWEEN ?2 AND ?3 AND stored_at >= ?4), ?3 + 1)`),
+    deleteEventsUpTo: prepare('DELETE FROM events WHERE topic_id = ? AND seq <= ?'),
+    idempotencyKey: prepare(
+      'SELECT request_hash, response FROM idempotency_keys WHERE topic_id = ? AND key = ?',
+    ),
+    insertIdempotencyKey: prepare(
+      'INSERT INTO idempotency_keys (topic_id, key, request_hash, response, created_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    deleteIdempotencyKeys: prepare('DELETE FROM idempotency_keys WHERE created_at < ?'),
+  }
+}
+
+export function describeTopic(statements: Statements, row: TopicRow): TopicInfo {
+  const first = statements.firstSeq.get(row.id) as { seq: number | null }
+  const firstSeq = first.seq ?? row.head_seq + 1
+  return {
+    topic: row.name,
+    head_seq: row.head_seq,
+    first_seq: firstSeq,
+    events: row.head_seq - firstSeq + 1,
+    created_at: new Date(row.created_at).toISOString(),
+    retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
+  }
+}

@@ -1,0 +1,151 @@
+import type { DatabaseSync } from 'node:sqlite'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { errors } from '../../core/errors.ts'
+import { type NewEvent, type StoredEvent, withPosition } from '../../core/event.ts'
+import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo } from '../store.ts'
+import { describeTopic, type Statements, type TopicRow } from './database.ts'
+
+export interface AppendRequest {
+  topic: string
+  events: NewEvent[]
+  options: AppendOptions
+}
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+/** Rows deleted per statement while pruning, so that no single transaction holds the writer for long. */
+const PRUNE_CHUNK = 5000
+
+/** Everything that writes to the SQLite file. Synchronous: one call, one transaction. */
+export class SqliteWriter {
+  private readonly db: DatabaseSync
+  private readonly s: Statements
+
+  constructor(db: DatabaseSync, statements: Statements) {
+    this.db = db
+    this.s = statements
+  }
+
+  /**
+   * Group commit: one transaction (one fsync) for a whole batch of appends, each inside its own
+   * savepoint so that one failing request (a reused idempotency key) fails alone.
+   */
+  appendBatch(batch: AppendRequest[]): Array<Outcome<AppendResult>> {
+    const s = this.s
+    const outcomes: Array<Outcome<AppendResult>> = []
+    try {
+      s.begin.run()
+      for (const request of batch) {
+        s.savepoint.run()
+        try {
+          outcomes.push({ ok: true, value: this.appendOne(request) })
+          s.release.run()
+        } catch (error) {
+          s.rollbackToSavepoint.run()
+          s.release.run()
+          outcomes.push({ ok: false, error })
+        }
+      }
+      s.commit.run()
+    } catch (error) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      return batch.map(() => ({ ok: false, error }))
+    }
+    return outcomes
+  }
+
+  private appendOne({ topic, events, options }: AppendRequest): AppendResult {
+    const s = this.s
+    let row = s.topicByName.get(topic) as TopicRow | undefined
+    if (!row) {
+      s.createTopic.run(topic, options.now)
+      row = s.topicByName.get(topic) as unknown as TopicRow
+    }
+    if (options.idempotencyKey !== undefined) {
+      const previous = s.idempotencyKey.get(row.id, options.idempotencyKey) as
+        | { request_hash: string; response: string }
+        | undefined
+      if (previous) {
+        if (previous.request_hash !== options.requestHash) {
+          throw errors.idempotencyKeyReused(
+            'This Idempotency-Key was used with a different request in this topic.',
+            'Idempotency-Key',
+          )
+        }
+        return { events: JSON.parse(previous.response) as StoredEvent[], stored: 0, head: row.head_seq }
+      }
+    }
+    let head = row.head_seq
+    const stored: StoredEvent[] = []
+    const storedInThisRequest = new Map<string, StoredEvent>()
+    for (const event of events) {
+      if (event.clientId) {
+        const repeat =
+          storedInThisRequest.get(event.id) ??
+          (s.eventById.get(row.id, event.id) as { seq: number; body: string } | undefined)
+        if (repeat) {
+          stored.push('json' in repeat ? repeat : { topic, seq: repeat.seq, id: event.id, json: repeat.body })
+          continue
+        }
+      }
+      head += 1
+      const json = withPosition(event.body, topic, head)
+      s.insertEvent.run(row.id, head, event.id, options.now, json)
+      const storedEvent = { topic, seq: head, id: event.id, json }
+      storedInThisRequest.set(event.id, storedEvent)
+      stored.push(storedEvent)
+    }
+    if (head !== row.head_seq) s.advanceHead.run(head, row.id)
+    if (options.idempotencyKey !== undefined) {
+      s.insertIdempotencyKey.run(
+        row.id,
+        options.idempotencyKey,
+        options.requestHash ?? '',
+        JSON.stringify(stored),
+        options.now,
+      )
+    }
+    return { events: stored, stored: head - row.head_seq, head }
+  }
+
+  configureTopic(name: string, retention: Retention, now: number): TopicInfo {
+    this.s.createTopic.run(name, now)
+    this.s.setRetention.run(retention.maxAgeMs, retention.maxEvents, name)
+    return describeTopic(this.s, this.s.topicByName.get(name) as unknown as TopicRow)
+  }
+
+  /** Removes events past retention, oldest first and in chunks, yielding to appends between chunks. */
+  async prune(
+    now: number,
+    defaults: Retention,
+    idempotencyTtlMs: number,
+    stopped: () => boolean,
+  ): Promise<PruneResult> {
+    const s = this.s
+    let removed = 0
+    for (const topic of s.allTopics.all() as unknown as TopicRow[]) {
+      const maxEvents = topic.retention_max_events ?? defaults.maxEvents
+      const maxAgeMs = topic.retention_max_age_ms ?? defaults.maxAgeMs
+      // Stop at the first event retention keeps: what remains is contiguous.
+      for (;;) {
+        if (stopped()) return { events: removed, idempotencyKeys: 0 }
+        const first = (s.firstSeq.get(topic.id) as { seq: number | null }).seq
+        if (first === null) break
+        let cutoff = first - 1
+        const chunkEnd = first + PRUNE_CHUNK - 1
+        if (maxEvents !== null) cutoff = Math.max(cutoff, Math.min(chunkEnd, topic.head_seq - maxEvents))
+        if (maxAgeMs !== null) {
+          const old = s.lastSeqStoredBefore.get(topic.id, first, chunkEnd, now - maxAgeMs) as {
+            seq: number | null
+          }
+          if (old.seq !== null) cutoff = Math.max(cutoff, old.seq)
+        }
+        if (cutoff < first) break
+        removed += Number(s.deleteEventsUpTo.run(topic.id, cutoff).changes)
+        await nextTurn()
+      }
+    }
+    const keys = Number(s.deleteIdempotencyKeys.run(now - idempotencyTtlMs).changes)
+    return { events: removed, idempotencyKeys: keys }
+  }
+}
