@@ -17,9 +17,6 @@ export function toHeraldError(error: unknown): HeraldError {
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return errors.invalidJson('The body is empty, but its Content-Type says it is JSON.')
   }
-  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
-    return errors.invalidJson(`The body is not valid JSON: ${error.message}`)
-  }
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return status === 413
