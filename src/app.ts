@@ -7,6 +7,8 @@ import { buildServer } from './http/server.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics } from './metrics/metrics.ts'
 import { openStore } from './store/open.ts'
+import { Connections } from './streams/connections.ts'
+import { attachWebSocket } from './streams/websocket.ts'
 
 export interface Herald {
   /** The base URL the server listens on (with the real port when 0 was asked for). */
@@ -33,10 +35,15 @@ export async function startHerald(
   const log = new TopicLog(store, bus, metrics)
   const draining = new AbortController()
   let ready = false
-  const server = buildServer(
-    { config, log, metrics, draining: draining.signal, isReady: () => ready },
-    logger,
-  )
+  const connections = new Connections({
+    maxConnections: config.maxConnections,
+    heartbeatMs: config.heartbeatMs,
+    metrics,
+  })
+  const httpContext = { config, log, metrics, connections, draining: draining.signal, isReady: () => ready }
+  const server = buildServer(httpContext, logger)
+
+  attachWebSocket(server.server, httpContext, logger)
 
   let pruning: Promise<unknown> = Promise.resolve()
   const prune = () => {
@@ -69,6 +76,7 @@ export async function startHerald(
     closing ??= (async () => {
       ready = false
       draining.abort()
+      connections.shutdown()
       clearInterval(pruneTimer)
       await server.close()
       await pruning

@@ -21,6 +21,9 @@ export interface HeraldConfig {
   pruneIntervalMs: number
   sqliteSync: 'full' | 'normal'
   logLevel: string
+  maxConnections: number
+  streamBufferBytes: number
+  corsOrigins: string[]
 }
 
 /**
@@ -116,6 +119,24 @@ export const OPTIONS = [
     default: 'info',
     help: 'trace, debug, info, warn, error or silent.',
   },
+  {
+    flag: 'max-connections',
+    env: 'HERALD_MAX_CONNECTIONS',
+    default: '10000',
+    help: 'Most streaming connections (SSE, NDJSON, WebSocket) this process holds; more get 503.',
+  },
+  {
+    flag: 'stream-buffer',
+    env: 'HERALD_STREAM_BUFFER',
+    default: '256kb',
+    help: 'Per-connection send buffer; a consumer that falls further behind is disconnected.',
+  },
+  {
+    flag: 'cors-origins',
+    env: 'HERALD_CORS_ORIGINS',
+    default: '*',
+    help: 'Comma list of browser origins allowed to call the API ("*": any; "none": no CORS).',
+  },
 ] as const
 
 export type OptionFlag = NonNullable<(typeof OPTIONS)[number]['flag']>
@@ -183,7 +204,20 @@ export function loadConfig(
     pruneIntervalMs: wrap('--prune-interval', () => positive(parseDuration(raw('prune-interval')!))),
     sqliteSync,
     logLevel,
+    maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
+    streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
+    corsOrigins: wrap('--cors-origins', () => parseOrigins(raw('cors-origins')!)),
   }
+}
+
+function parseOrigins(text: string): string[] {
+  if (text.trim() === 'none') return []
+  const origins = text.split(',').map((origin) => origin.trim().replace(/\/$/, ''))
+  for (const origin of origins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
+      throw new Error(`"${origin}" is not an origin`)
+  }
+  return origins
 }
 
 /**

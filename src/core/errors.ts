@@ -74,6 +74,7 @@ export const errors = {
   forbidden: define('forbidden', 403, 'Forbidden'),
   notFound: define('not-found', 404, 'Not found'),
   methodNotAllowed: define('method-not-allowed', 405, 'Method not allowed'),
+  notAcceptable: define('not-acceptable', 406, 'Not acceptable'),
   idempotencyKeyReused: define('idempotency-key-reused', 422, 'Idempotency key reused with another request'),
   payloadTooLarge: define('payload-too-large', 413, 'Request body too large'),
   unsupportedMediaType: define('unsupported-media-type', 415, 'Unsupported media type'),

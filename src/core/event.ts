@@ -65,6 +65,8 @@ const CORE_ATTRIBUTES = new Set([
   'data',
   'data_base64',
 ])
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/
 /** RFC 3339 date-time, as CloudEvents requires for `time`. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
 
@@ -105,6 +107,10 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
   }
   const type = stringAttribute(value, 'type', path, 256)
   if (type === undefined) throw errors.invalidEvent('"type" is required.', path + 'type')
+  // The type becomes an SSE `event:` line (?named=true), where a line break would forge fields.
+  if (CONTROL_CHARACTERS.test(type)) {
+    throw errors.invalidEvent('"type" may not contain control characters.', path + 'type')
+  }
   const input: EventInput = { type }
   const id = stringAttribute(value, 'id', path, MAX_ID_LENGTH)
   if (id !== undefined) input.id = id

@@ -1,12 +1,15 @@
 import type { HeraldConfig } from '../config/config.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
+import type { Connections } from '../streams/connections.ts'
 
 /** What the HTTP routes share: built once by the app, handed to every route module. */
 export interface HttpContext {
   config: HeraldConfig
   log: TopicLog
   metrics: Metrics
+  /** Every open streaming connection (limits, heartbeats, shutdown). */
+  connections: Connections
   /** Aborted when the server starts draining: held requests answer at once. */
   draining: AbortSignal
   /** Whether the server is ready for traffic (false while starting and draining). */

@@ -2,8 +2,10 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { errors } from '../core/errors.ts'
 import { createAuthenticator } from './auth.ts'
 import type { HttpContext } from './context.ts'
+import { registerCors } from './cors.ts'
 import { errorHandler, sendProblem } from './problem.ts'
 import { registerHealthRoutes } from './routes/health.ts'
+import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 
 const JSON_TYPES = ['application/cloudevents+json', 'application/cloudevents-batch+json']
@@ -33,10 +35,13 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     sendProblem(reply, errors.notFound(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
   )
 
+  registerCors(app, context.config.corsOrigins)
   const authenticate = createAuthenticator(context.config.apiKey)
   if (authenticate) {
     app.addHook('onRequest', async (request) => {
-      if (request.url.startsWith('/v1/') || request.url === '/v1') authenticate(request)
+      if (request.method !== 'OPTIONS' && (request.url.startsWith('/v1/') || request.url === '/v1')) {
+        authenticate(request)
+      }
     })
   }
 
@@ -58,5 +63,6 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
 
   registerHealthRoutes(app, context)
   registerTopicRoutes(app, context)
+  registerStreamRoutes(app, context)
   return app
 }

@@ -3,6 +3,7 @@ import type { Bus } from '../bus/bus.ts'
 import { type EventInput, prepareEvent, type StoredEvent } from '../core/event.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, Store } from '../store/store.ts'
+import { Feeds, type Sink, type Subscription } from './feeds.ts'
 
 /**
  * The one path every event takes, whatever protocol brought it: store it durably, then announce the
@@ -12,12 +13,14 @@ import type { AppendResult, Store } from '../store/store.ts'
 export class TopicLog {
   readonly store: Store
   readonly bus: Bus
+  readonly feeds: Feeds
   private readonly metrics: Metrics
 
   constructor(store: Store, bus: Bus, metrics: Metrics) {
     this.store = store
     this.bus = bus
     this.metrics = metrics
+    this.feeds = new Feeds(store, bus)
   }
 
   async publish(
@@ -49,9 +52,15 @@ export class TopicLog {
     return this.store.read(topic, afterSeq, limit)
   }
 
+  /** Delivers the events of `topic` after `after` to `sink`: the backlog first, then live. */
+  subscribe(topic: string, after: number, sink: Sink, pageSize?: number): Subscription {
+    return this.feeds.subscribe(topic, after, sink, pageSize)
+  }
+
   /**
    * Resolves with the events after `afterSeq` as soon as there is at least one, or with an empty list
-   * once `timeoutMs` has passed or `signal` aborts (client gone, server draining).
+   * once `timeoutMs` has passed or `signal` aborts (client gone, server draining). A long poll is a
+   * subscription that ends with its first delivery.
    */
   waitForEvents(
     topic: string,
@@ -61,48 +70,23 @@ export class TopicLog {
     signal: AbortSignal,
   ): Promise<StoredEvent[]> {
     return new Promise((resolve, reject) => {
-      let settled = false
-      let reading = false
-      let headMoved = false
-      // Subscribe before the first read: an event committed in between still wakes us.
-      const unsubscribe = this.bus.subscribe(topic, (head) => {
-        if (head > afterSeq) {
-          headMoved = true
-          if (!reading) void attempt()
-        }
-      })
-      const finish = (events: StoredEvent[]) => {
-        if (settled) return
-        settled = true
-        unsubscribe()
+      const finish = (events: StoredEvent[], error?: unknown) => {
         clearTimeout(timer)
         signal.removeEventListener('abort', onEnd)
-        resolve(events)
+        subscription.close()
+        if (error === undefined) resolve(events.length > limit ? events.slice(0, limit) : events)
+        else reject(error)
       }
-      const attempt = async (final = false) => {
-        reading = true
-        headMoved = false
-        try {
-          const events = await this.store.read(topic, afterSeq, limit)
-          if (events.length > 0 || final) return finish(events)
-        } catch (error) {
-          settled = true
-          unsubscribe()
-          clearTimeout(timer)
-          signal.removeEventListener('abort', onEnd)
-          return reject(error)
-        } finally {
-          reading = false
-        }
-        if (headMoved && !settled) void attempt()
-      }
-      const onEnd = () => {
-        if (!settled) void attempt(true)
-      }
+      const onEnd = () => finish([])
+      const subscription = this.subscribe(
+        topic,
+        afterSeq,
+        { push: (events) => finish(events), fail: (error) => finish([], error) },
+        limit,
+      )
       const timer = setTimeout(onEnd, timeoutMs)
       signal.addEventListener('abort', onEnd, { once: true })
       if (signal.aborted) onEnd()
-      else void attempt(timeoutMs <= 0)
     })
   }
 }

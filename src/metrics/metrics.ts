@@ -38,6 +38,36 @@ export function createMetrics() {
       labelNames: ['route', 'method', 'status'] as const,
       registers: [registry],
     }),
+    connectionsOpen: new Gauge({
+      name: 'herald_connections_open',
+      help: 'Open streaming connections by protocol (sse, ndjson, ws).',
+      labelNames: ['protocol'] as const,
+      registers: [registry],
+    }),
+    connectionsRefused: new Counter({
+      name: 'herald_connections_refused_total',
+      help: 'Streaming connections refused because the process was at --max-connections.',
+      labelNames: ['protocol'] as const,
+      registers: [registry],
+    }),
+    eventsSent: new Counter({
+      name: 'herald_events_sent_total',
+      help: 'Events written to streaming connections, by protocol.',
+      labelNames: ['protocol'] as const,
+      registers: [registry],
+    }),
+    bytesSent: new Counter({
+      name: 'herald_stream_bytes_sent_total',
+      help: 'Bytes of event frames written to streaming connections, by protocol.',
+      labelNames: ['protocol'] as const,
+      registers: [registry],
+    }),
+    slowConsumerDisconnects: new Counter({
+      name: 'herald_slow_consumer_disconnects_total',
+      help: 'Connections cut off because their send buffer passed --stream-buffer.',
+      labelNames: ['protocol'] as const,
+      registers: [registry],
+    }),
     eventsPruned: new Counter({
       name: 'herald_events_pruned_total',
       help: 'Events removed by retention.',

@@ -7,6 +7,7 @@ import { buildServer } from '../../src/http/server.ts'
 import { TopicLog } from '../../src/log/topic-log.ts'
 import { createMetrics } from '../../src/metrics/metrics.ts'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts'
+import { Connections } from '../../src/streams/connections.ts'
 import { publish, sleep, spawnServer, startTestServer, type TestServer, tempDir } from '../helpers.ts'
 
 describe('operations', () => {
@@ -91,6 +92,7 @@ describe('graceful shutdown', () => {
           config,
           log: new TopicLog(store, new LocalBus(), metrics),
           metrics,
+          connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
           draining: controller.signal,
           isReady: () => false,
         },

@@ -5,6 +5,7 @@ import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } f
 import { validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
+import { negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -60,6 +61,8 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
       }
       return reply.type('application/json; charset=utf-8').send(event.json)
     }
+    const framing = negotiateStream(request)
+    if (framing) return openStream(request, reply, [target.topic], framing, context)
     return readEvents(request, reply, target.topic, context)
   })
 

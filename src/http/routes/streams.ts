@@ -1,0 +1,107 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { decodeCursor, type Positions } from '../../core/cursor.ts'
+import { errors } from '../../core/errors.ts'
+import { validateTopic } from '../../core/topic.ts'
+import { type Framing, ndjsonFraming, openHttpStream, sseFraming } from '../../streams/http-stream.ts'
+import type { HttpContext } from '../context.ts'
+
+const MAX_TOPICS_PER_STREAM = 100
+
+/** The streaming framing the client asked for in `Accept`, or undefined for a JSON page. */
+export function negotiateStream(request: FastifyRequest): Framing | undefined {
+  const accept = request.headers.accept ?? ''
+  const query = request.query as Record<string, string | undefined>
+  if (accept.includes('text/event-stream')) return sseFraming(query['named'] === 'true')
+  if (accept.includes('application/x-ndjson')) return ndjsonFraming
+  return undefined
+}
+
+/**
+ * Where each topic's stream starts: `Last-Event-ID` (what EventSource sends on reconnect), else
+ * `?last_event_id=`, else `?after=` (one topic only), else the topic's current head (live only).
+ */
+async function startPositions(
+  request: FastifyRequest,
+  topics: string[],
+  context: HttpContext,
+): Promise<Positions> {
+  const query = request.query as Record<string, string | undefined>
+  const header = request.headers['last-event-id']
+  const [cursor, field] =
+    typeof header === 'string' && header !== ''
+      ? [header, 'Last-Event-ID']
+      : query['last_event_id']
+        ? [query['last_event_id'], 'last_event_id']
+        : [undefined, '']
+  const positions: Positions = new Map()
+  if (cursor !== undefined) {
+    if (topics.length === 1) {
+      if (!/^\d+$/.test(cursor)) throw errors.invalidRequest('A one-topic stream resumes from a seq.', field)
+      positions.set(topics[0]!, Number(cursor))
+    } else {
+      const given = decodeCursor(cursor, field)
+      for (const topic of topics) if (given.has(topic)) positions.set(topic, given.get(topic)!)
+    }
+  } else if (query['after'] !== undefined && query['after'] !== '') {
+    if (topics.length > 1) {
+      throw errors.invalidRequest(
+        '"after" is for one topic; several topics resume with last_event_id.',
+        'after',
+      )
+    }
+    if (!/^\d+$/.test(query['after'])) throw errors.invalidRequest('"after" must be a whole number.', 'after')
+    positions.set(topics[0]!, Number(query['after']))
+  }
+  for (const topic of topics) {
+    if (!positions.has(topic)) positions.set(topic, (await context.log.store.topic(topic))?.head_seq ?? 0)
+  }
+  return positions
+}
+
+export async function openStream(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  topics: string[],
+  framing: Framing,
+  context: HttpContext,
+): Promise<FastifyReply> {
+  if (context.draining.aborted)
+    throw errors.unavailable('The server is draining.', undefined, { 'retry-after': '1' })
+  const positions = await startPositions(request, topics, context)
+  if (!context.connections.admit(framing.protocol)) {
+    throw errors.unavailable('This server holds as many streams as it may; try again shortly.', undefined, {
+      'retry-after': '5',
+    })
+  }
+  openHttpStream(reply, {
+    log: context.log,
+    connections: context.connections,
+    metrics: context.metrics,
+    heartbeatMs: context.config.heartbeatMs,
+    bufferLimit: context.config.streamBufferBytes,
+    positions,
+    multiTopic: topics.length > 1,
+    framing,
+  })
+  return reply
+}
+
+/** `GET /v1/stream?topic=a&topic=b`: one SSE or NDJSON stream over several topics. */
+export function registerStreamRoutes(app: import('fastify').FastifyInstance, context: HttpContext): void {
+  app.get('/v1/stream', async (request, reply) => {
+    const raw = (request.query as Record<string, string | string[] | undefined>)['topic']
+    const topics = [
+      ...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(validateTopic)),
+    ]
+    if (topics.length === 0)
+      throw errors.invalidRequest('Name at least one topic: ?topic=a&topic=b.', 'topic')
+    if (topics.length > MAX_TOPICS_PER_STREAM) {
+      throw errors.invalidRequest(`One stream follows at most ${MAX_TOPICS_PER_STREAM} topics.`, 'topic')
+    }
+    const framing = negotiateStream(request)
+    if (!framing) {
+      throw errors.notAcceptable('Ask for Accept: text/event-stream or application/x-ndjson.', 'Accept')
+    }
+    return openStream(request, reply, topics, framing, context)
+  })
+}

@@ -1,0 +1,187 @@
+import type { Bus } from '../bus/bus.ts'
+import type { StoredEvent } from '../core/event.ts'
+import type { Store } from '../store/store.ts'
+
+/**
+ * One consumer of a topic: SSE, NDJSON, WebSocket or a held long poll. It gets events in seq order,
+ * each exactly once, from its cursor on.
+ */
+export interface Sink {
+  /** Takes the next events (all with seq > the subscription's cursor, in order). */
+  push(events: StoredEvent[]): void
+  /** Resolves when the sink can take more (catch-up waits for it between pages). */
+  drained?(): Promise<void>
+  /** Called if reading the Store fails; the subscription is closed. */
+  fail?(error: unknown): void
+}
+
+const CATCH_UP_PAGE = 500
+
+/**
+ * Catch-up then live, without a gap or a duplicate, for every protocol.
+ *
+ * A new subscription first reads the Store in pages from its cursor. When a page comes back short it
+ * tries to join its topic's Feed: it may join only if the Feed has not dispatched anything past the
+ * subscription's cursor, else it reads again. The Feed subscribes to the Bus *before* any subscription
+ * makes its last read, so an event committed after that read is dispatched by the Feed; one committed
+ * before it is in the read. Each subscription also drops what is at or below its cursor, so an event
+ * the Feed dispatches that the subscription already read is not sent twice.
+ *
+ * Live, one Feed per topic reads each new batch of events from the Store once and hands the same
+ * objects to every caught-up subscription: serialization happens once per event and format (the sinks
+ * cache frames per event), never once per subscriber.
+ */
+export class Feeds {
+  private readonly store: Store
+  private readonly bus: Bus
+  private readonly feeds = new Map<string, Feed>()
+
+  constructor(store: Store, bus: Bus) {
+    this.store = store
+    this.bus = bus
+  }
+
+  /** Starts delivering events of `topic` after `after` to `sink`, until the subscription is closed. */
+  subscribe(topic: string, after: number, sink: Sink, pageSize = CATCH_UP_PAGE): Subscription {
+    let feed = this.feeds.get(topic)
+    if (!feed) {
+      feed = new Feed(topic, this.store, this.bus, () => this.feeds.delete(topic))
+      this.feeds.set(topic, feed)
+    }
+    const subscription = new Subscription(feed, after, sink)
+    feed.attach(subscription)
+    void subscription.catchUp(this.store, pageSize)
+    return subscription
+  }
+
+  /** Live subscriptions and feeds, for tests and metrics. */
+  stats(): { feeds: number; subscriptions: number } {
+    let subscriptions = 0
+    for (const feed of this.feeds.values()) subscriptions += feed.size
+    return { feeds: this.feeds.size, subscriptions }
+  }
+}
+
+export class Subscription {
+  readonly topic: string
+  /** The seq of the last event handed to the sink. */
+  cursor: number
+  closed = false
+  private readonly feed: Feed
+  private readonly sink: Sink
+
+  constructor(feed: Feed, after: number, sink: Sink) {
+    this.feed = feed
+    this.topic = feed.topic
+    this.cursor = after
+    this.sink = sink
+  }
+
+  async catchUp(store: Store, pageSize: number): Promise<void> {
+    try {
+      for (;;) {
+        if (this.closed) return
+        const events = await store.read(this.topic, this.cursor, pageSize)
+        if (this.closed) return
+        this.deliver(events)
+        if (events.length < pageSize && this.feed.tryJoin(this)) return
+        if (this.sink.drained) await this.sink.drained()
+      }
+    } catch (error) {
+      this.fail(error)
+    }
+  }
+
+  /** Hands the sink what is new to it. */
+  deliver(events: StoredEvent[]): void {
+    if (this.closed || events.length === 0) return
+    let start = 0
+    while (start < events.length && events[start]!.seq <= this.cursor) start++
+    if (start === events.length) return
+    const fresh = start === 0 ? events : events.slice(start)
+    this.cursor = fresh.at(-1)!.seq
+    this.sink.push(fresh)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.feed.detach(this)
+  }
+
+  /** Ends the subscription because the Store could not be read. */
+  fail(error: unknown): void {
+    this.close()
+    this.sink.fail?.(error)
+  }
+}
+
+class Feed {
+  readonly topic: string
+  private readonly store: Store
+  private readonly live = new Set<Subscription>()
+  private readonly attached = new Set<Subscription>()
+  private readonly unsubscribe: () => void
+  private readonly onEmpty: () => void
+  /** The last seq dispatched to live subscriptions; undefined until the first one joins. */
+  private dispatched: number | undefined
+  private latestHead = 0
+  private pumping = false
+
+  constructor(topic: string, store: Store, bus: Bus, onEmpty: () => void) {
+    this.topic = topic
+    this.store = store
+    this.onEmpty = onEmpty
+    this.unsubscribe = bus.subscribe(topic, (head) => this.onHead(head))
+  }
+
+  get size(): number {
+    return this.attached.size
+  }
+
+  attach(subscription: Subscription): void {
+    this.attached.add(subscription)
+  }
+
+  /** Joins the live set if nothing past the subscription's cursor has been dispatched yet. */
+  tryJoin(subscription: Subscription): boolean {
+    if (subscription.closed) return true
+    if (this.dispatched === undefined) this.dispatched = subscription.cursor
+    if (subscription.cursor < this.dispatched) return false
+    this.live.add(subscription)
+    if (this.latestHead > this.dispatched) void this.pump()
+    return true
+  }
+
+  detach(subscription: Subscription): void {
+    this.live.delete(subscription)
+    this.attached.delete(subscription)
+    if (this.attached.size === 0) {
+      this.unsubscribe()
+      this.onEmpty()
+    }
+  }
+
+  private onHead(head: number): void {
+    if (head > this.latestHead) this.latestHead = head
+    if (this.dispatched !== undefined && this.live.size > 0) void this.pump()
+  }
+
+  /** Reads what is new once, and hands it to every live subscription. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.dispatched !== undefined && this.dispatched < this.latestHead && this.live.size > 0) {
+        const events = await this.store.read(this.topic, this.dispatched, CATCH_UP_PAGE)
+        if (events.length === 0) break
+        this.dispatched = events.at(-1)!.seq
+        for (const subscription of this.live) subscription.deliver(events)
+      }
+    } catch (error) {
+      for (const subscription of [...this.live]) subscription.fail(error)
+    } finally {
+      this.pumping = false
+    }
+  }
+}

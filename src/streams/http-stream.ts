@@ -1,0 +1,187 @@
+import type { ServerResponse } from 'node:http'
+import type { FastifyReply } from 'fastify'
+import { encodeCursor, type Positions } from '../core/cursor.ts'
+import type { StoredEvent } from '../core/event.ts'
+import type { Subscription } from '../log/feeds.ts'
+import type { TopicLog } from '../log/topic-log.ts'
+import type { Metrics } from '../metrics/metrics.ts'
+import type { Connections, Protocol, StreamConnection } from './connections.ts'
+
+/** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
+const SSE_RETRY_MS = 2000
+/** Sent when draining: reconnect soon, to a node that is still up. */
+const SSE_SHUTDOWN_RETRY_MS = 500
+
+/** What differs between SSE and NDJSON: the framing. */
+export interface Framing {
+  protocol: Exclude<Protocol, 'ws'>
+  contentType: string
+  preamble: string
+  heartbeat: string
+  /** The frame of one event; `cursor` is the multi-topic token (null on a one-topic stream). */
+  frame(event: StoredEvent, cursor: string | null): string
+  farewell: string
+}
+
+const sseCache = new WeakMap<StoredEvent, string>()
+const sseNamedCache = new WeakMap<StoredEvent, string>()
+const ndjsonCache = new WeakMap<StoredEvent, string>()
+
+/** Caches a frame per event: every subscriber of a topic gets the same string. */
+function cached(cache: WeakMap<StoredEvent, string>, event: StoredEvent, build: () => string): string {
+  let frame = cache.get(event)
+  if (frame === undefined) {
+    frame = build()
+    cache.set(event, frame)
+  }
+  return frame
+}
+
+function eventType(event: StoredEvent): string {
+  return (JSON.parse(event.json) as { type: string }).type
+}
+
+/** Server-Sent Events (WHATWG HTML §9.2). The event JSON never contains a raw line break. */
+export function sseFraming(named: boolean): Framing {
+  return {
+    protocol: 'sse',
+    contentType: 'text/event-stream; charset=utf-8',
+    preamble: `retry: ${SSE_RETRY_MS}\n\n`,
+    heartbeat: ': heartbeat\n\n',
+    frame(event, cursor) {
+      if (cursor !== null) {
+        return `id: ${cursor}\n${named ? `event: ${eventType(event)}\n` : ''}data: ${event.json}\n\n`
+      }
+      return named
+        ? cached(
+            sseNamedCache,
+            event,
+            () => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`,
+          )
+        : cached(sseCache, event, () => `id: ${event.seq}\ndata: ${event.json}\n\n`)
+    },
+    farewell: `retry: ${SSE_SHUTDOWN_RETRY_MS}\n\n`,
+  }
+}
+
+/** NDJSON: one event per line; empty lines are keep-alives (NDJSON parsers may skip them). */
+export const ndjsonFraming: Framing = {
+  protocol: 'ndjson',
+  contentType: 'application/x-ndjson',
+  preamble: '',
+  heartbeat: '\n',
+  frame: (event) => cached(ndjsonCache, event, () => `${event.json}\n`),
+  farewell: '',
+}
+
+export interface HttpStreamOptions {
+  log: TopicLog
+  connections: Connections
+  metrics: Metrics
+  heartbeatMs: number
+  bufferLimit: number
+  /** Every topic and the seq to start after. */
+  positions: Positions
+  /** Several topics: each frame carries the token of all positions. */
+  multiTopic: boolean
+  framing: Framing
+}
+
+/**
+ * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
+ * with keep-alives while idle. A consumer whose unsent data passes `bufferLimit` is disconnected;
+ * it resumes from its cursor (`Last-Event-ID`) without loss.
+ */
+export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
+  const { framing, metrics, connections } = options
+  const protocol = framing.protocol
+  const res: ServerResponse = reply.raw
+  reply.hijack()
+  res.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': framing.contentType,
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+  })
+  res.socket?.setNoDelay(true)
+  if (framing.preamble) res.write(framing.preamble)
+  res.flushHeaders()
+
+  const positions = new Map(options.positions)
+  const subscriptions: Subscription[] = []
+  let lastWrite = Date.now()
+  let closed = false
+
+  const close = () => {
+    if (closed) return
+    closed = true
+    for (const subscription of subscriptions) subscription.close()
+    connections.remove(connection)
+  }
+  const connection: StreamConnection = {
+    protocol,
+    heartbeat(now) {
+      if (now - lastWrite >= options.heartbeatMs && !closed) {
+        res.write(framing.heartbeat)
+        lastWrite = now
+      }
+    },
+    shutdown() {
+      if (closed) return
+      if (framing.farewell) res.write(framing.farewell)
+      res.end()
+      close()
+    },
+  }
+  connections.add(connection)
+  res.on('close', close)
+
+  const push = (events: StoredEvent[]) => {
+    if (closed) return
+    let bytes = 0
+    res.cork()
+    for (const event of events) {
+      let cursor: string | null = null
+      if (options.multiTopic) {
+        positions.set(event.topic, event.seq)
+        cursor = encodeCursor(positions)
+      }
+      const frame = framing.frame(event, cursor)
+      bytes += frame.length
+      res.write(frame)
+    }
+    process.nextTick(() => res.uncork())
+    lastWrite = Date.now()
+    metrics.eventsSent.inc({ protocol }, events.length)
+    metrics.bytesSent.inc({ protocol }, bytes)
+    // A denial-of-service guard: a reader that does not keep up must not make the server hold an
+    // unbounded backlog for it. It is cut off and resumes from its cursor.
+    if (res.writableLength > options.bufferLimit) {
+      metrics.slowConsumerDisconnects.inc({ protocol })
+      res.destroy()
+      close()
+    }
+  }
+  const sink = {
+    push,
+    drained: () =>
+      res.writableLength < res.writableHighWaterMark || closed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              res.off('drain', done)
+              res.off('close', done)
+              resolve()
+            }
+            res.on('drain', done)
+            res.on('close', done)
+          }),
+    fail: () => {
+      res.destroy()
+      close()
+    },
+  }
+  for (const [topic, after] of options.positions) {
+    subscriptions.push(options.log.subscribe(topic, after, sink))
+  }
+}

@@ -1,0 +1,278 @@
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyBaseLogger } from 'fastify'
+import { type RawData, type WebSocket, WebSocketServer } from 'ws'
+import { errors, HeraldError } from '../core/errors.ts'
+import { parseEventObject, type StoredEvent } from '../core/event.ts'
+import { validateTopic } from '../core/topic.ts'
+import { createKeyCheck, requestToken } from '../http/auth.ts'
+import type { HttpContext } from '../http/context.ts'
+import { PROBLEM_JSON } from '../http/problem.ts'
+import type { Subscription } from '../log/feeds.ts'
+import type { StreamConnection } from './connections.ts'
+
+export const WS_PATH = '/v1/ws'
+export const WS_SUBPROTOCOL = 'herald.v1'
+/** Close code for a consumer that fell more than --stream-buffer behind (private-use range). */
+export const CLOSE_SLOW_CONSUMER = 4008
+/** RFC 6455 codes Herald closes with. */
+const CLOSE_UNSUPPORTED_DATA = 1003
+const CLOSE_POLICY_VIOLATION = 1008
+const CLOSE_SERVICE_RESTART = 1012
+/** A socket that has not authenticated by then is closed. */
+const AUTH_DEADLINE_MS = 10_000
+/** Catch-up pauses while this much is waiting to be sent. */
+const CATCH_UP_HIGH_WATER = 64 * 1024
+
+const eventFrames = new WeakMap<StoredEvent, Buffer>()
+
+/** `{"op":"event",…}` for one event, built once and shared by every socket subscribed to its topic. */
+function eventFrame(event: StoredEvent): Buffer {
+  let frame = eventFrames.get(event)
+  if (frame === undefined) {
+    frame = Buffer.from(`{"op":"event","topic":${JSON.stringify(event.topic)},"event":${event.json}}`)
+    eventFrames.set(event, frame)
+  }
+  return frame
+}
+
+/** Serves `GET /v1/ws` on the HTTP server's upgrade requests. */
+export function attachWebSocket(server: Server, context: HttpContext, logger: FastifyBaseLogger): void {
+  const isKey = context.config.apiKey === undefined ? undefined : createKeyCheck(context.config.apiKey)
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: context.config.bodyLimitBytes, // larger messages are closed with 1009
+    clientTracking: false,
+    perMessageDeflate: false,
+    handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+  })
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(request.url ?? '/', 'http://herald')
+    if (url.pathname !== WS_PATH)
+      return refuse(socket, errors.notFound(`No WebSocket endpoint at ${url.pathname}.`))
+    if (context.draining.aborted) return refuse(socket, errors.unavailable('The server is draining.'))
+    let authenticated = isKey === undefined
+    const token = requestToken(request.headers.authorization, 'GET', Object.fromEntries(url.searchParams))
+    if (isKey && token !== undefined) {
+      if (!isKey(token)) return refuse(socket, errors.unauthorized('The API key is not valid.'))
+      authenticated = true
+    }
+    if (!context.connections.admit('ws')) {
+      return refuse(
+        socket,
+        errors.unavailable('This server holds as many streams as it may; try again shortly.'),
+      )
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      new WsConnection(ws, context, authenticated, isKey, logger)
+    })
+  })
+}
+
+/** Answers an upgrade request with an HTTP error (problem+json) instead of switching protocols. */
+function refuse(socket: Duplex, error: HeraldError): void {
+  const body = JSON.stringify(error.toProblem())
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
+      `Content-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+}
+
+/** One WebSocket client: several topic subscriptions, publishing, and the keep-alive. */
+class WsConnection implements StreamConnection {
+  readonly protocol = 'ws' as const
+  private readonly ws: WebSocket
+  private readonly context: HttpContext
+  private readonly isKey: ((token: string) => boolean) | undefined
+  private readonly logger: FastifyBaseLogger
+  private readonly subscriptions = new Map<string, Subscription>()
+  private authenticated: boolean
+  private authDeadline: NodeJS.Timeout | undefined
+  private missedPongs = 0
+  private closed = false
+
+  constructor(
+    ws: WebSocket,
+    context: HttpContext,
+    authenticated: boolean,
+    isKey: ((token: string) => boolean) | undefined,
+    logger: FastifyBaseLogger,
+  ) {
+    this.ws = ws
+    this.context = context
+    this.authenticated = authenticated
+    this.isKey = isKey
+    this.logger = logger
+    context.connections.add(this)
+    if (!authenticated) {
+      this.authDeadline = setTimeout(
+        () => ws.close(CLOSE_POLICY_VIOLATION, 'authentication required'),
+        AUTH_DEADLINE_MS,
+      )
+    }
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
+    ws.on('pong', () => {
+      this.missedPongs = 0
+    })
+    // ws closes protocol violations itself (1002, 1007, 1009) and reports them here first.
+    ws.on('error', (error) => logger.debug({ err: error }, 'websocket error'))
+    ws.on('close', () => this.cleanUp())
+  }
+
+  heartbeat(): void {
+    if (this.missedPongs >= 2) {
+      this.ws.terminate() // missed two pings: the peer is gone
+      return
+    }
+    this.missedPongs++
+    this.ws.ping()
+  }
+
+  shutdown(): void {
+    this.ws.close(CLOSE_SERVICE_RESTART, 'server restarting: reconnect and resubscribe with after')
+  }
+
+  private cleanUp(): void {
+    if (this.closed) return
+    this.closed = true
+    clearTimeout(this.authDeadline)
+    for (const subscription of this.subscriptions.values()) subscription.close()
+    this.subscriptions.clear()
+    this.context.connections.remove(this)
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      this.ws.close(CLOSE_UNSUPPORTED_DATA, 'Herald takes JSON text messages')
+      return
+    }
+    let message: unknown
+    try {
+      message = JSON.parse(data.toString())
+    } catch {
+      this.sendError(undefined, errors.invalidJson('The message is not valid JSON.'))
+      return
+    }
+    if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+      this.sendError(undefined, errors.invalidRequest('A message is a JSON object with an "op".'))
+      return
+    }
+    const fields = message as Record<string, unknown>
+    const ref =
+      typeof fields['ref'] === 'string' || typeof fields['ref'] === 'number' ? fields['ref'] : undefined
+    this.handle(fields, ref).catch((error: unknown) => this.sendError(ref, error))
+  }
+
+  private async handle(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
+    const op = message['op']
+    if (op === 'auth') return this.authenticate(message, ref)
+    if (!this.authenticated) {
+      throw errors.unauthorized('Authenticate first: {"op":"auth","token":"<key>"}.')
+    }
+    switch (op) {
+      case 'subscribe':
+        return this.subscribe(message, ref)
+      case 'unsubscribe': {
+        const topic = validateTopic(message['topic'])
+        this.subscriptions.get(topic)?.close()
+        this.subscriptions.delete(topic)
+        return this.send({ op: 'unsubscribed', topic, ref })
+      }
+      case 'publish':
+        return this.publish(message, ref)
+      default:
+        throw errors.invalidRequest(
+          `Unknown op ${JSON.stringify(op)}: use subscribe, unsubscribe, publish or auth.`,
+          'op',
+        )
+    }
+  }
+
+  private authenticate(message: Record<string, unknown>, ref: string | number | undefined): void {
+    const token = message['token']
+    if (this.isKey && (typeof token !== 'string' || !this.isKey(token))) {
+      throw errors.unauthorized('The API key is not valid.', 'token')
+    }
+    this.authenticated = true
+    clearTimeout(this.authDeadline)
+    this.send({ op: 'authenticated', ref })
+  }
+
+  private async subscribe(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
+    const topic = validateTopic(message['topic'])
+    const after = message['after']
+    if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
+      throw errors.invalidRequest('"after" is a seq: a whole number of at least 0.', 'after')
+    }
+    const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
+    if (this.closed) return
+    this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
+    this.send({ op: 'subscribed', topic, ref })
+    const { metrics, config } = this.context
+    const subscription = this.context.log.subscribe(topic, start, {
+      push: (events) => {
+        let bytes = 0
+        for (const event of events) {
+          const frame = eventFrame(event)
+          bytes += frame.length
+          this.ws.send(frame, { binary: false })
+        }
+        metrics.eventsSent.inc({ protocol: 'ws' }, events.length)
+        metrics.bytesSent.inc({ protocol: 'ws' }, bytes)
+        // A denial-of-service guard: a reader that does not keep up is closed, not buffered for.
+        if (this.ws.bufferedAmount > config.streamBufferBytes) {
+          metrics.slowConsumerDisconnects.inc({ protocol: 'ws' })
+          this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
+          setTimeout(() => this.ws.terminate(), 1000).unref()
+          this.cleanUp()
+        }
+      },
+      drained: async () => {
+        while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {
+          await new Promise((resolve) => setTimeout(resolve, 5))
+        }
+      },
+      fail: (error) => {
+        this.logger.error({ err: error, topic }, 'subscription failed')
+        this.sendError(ref, errors.internal('Reading the topic failed; subscribe again.'))
+      },
+    })
+    this.subscriptions.set(topic, subscription)
+  }
+
+  private async publish(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
+    const { op: _op, ref: _ref, topic: rawTopic, ...attributes } = message
+    const topic = validateTopic(rawTopic)
+    const input = parseEventObject(attributes, false)
+    const result = await this.context.log.publish(topic, [input])
+    this.sendRaw(`{"op":"published","ref":${JSON.stringify(ref ?? null)},"event":${result.events[0]!.json}}`)
+  }
+
+  private send(message: Record<string, unknown>): void {
+    this.sendRaw(JSON.stringify(message))
+  }
+
+  private sendRaw(text: string): void {
+    if (!this.closed) this.ws.send(text)
+  }
+
+  /** A problem-style error message; the connection stays open. */
+  private sendError(ref: string | number | undefined, error: unknown): void {
+    const problem =
+      error instanceof HeraldError
+        ? error
+        : errors.internal('Something went wrong on the server; it has been logged.')
+    if (!(error instanceof HeraldError)) this.logger.error({ err: error }, 'websocket message failed')
+    const { status, title, detail, code, type, field } = problem.toProblem()
+    this.send({
+      op: 'error',
+      ref,
+      status,
+      title,
+      detail,
+      code,
+      type,
+      ...(field === undefined ? {} : { field }),
+    })
+  }
+}
