@@ -78,7 +78,10 @@ export async function startHerald(
       draining.abort()
       connections.shutdown()
       clearInterval(pruneTimer)
+      // In-flight requests may finish; connections still open after the grace period are closed.
+      const force = setTimeout(() => server.server.closeAllConnections(), config.shutdownTimeoutMs)
       await server.close()
+      clearTimeout(force)
       await pruning
       await bus.close()
       await store.close()

@@ -24,7 +24,10 @@ export interface TestServer {
 export async function startTestServer(overrides: Partial<HeraldConfig> = {}): Promise<TestServer> {
   const dataDir = await tempDir()
   // An empty environment: the developer's own HERALD_* variables must not change the tests.
-  const config = { ...loadConfig({ port: '0', data: dataDir, 'log-level': 'silent' }, {}), ...overrides }
+  const config = {
+    ...loadConfig({ port: '0', data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {}),
+    ...overrides,
+  }
   const herald = await startHerald(config)
   return {
     herald,

@@ -24,6 +24,7 @@ export interface HeraldConfig {
   maxConnections: number
   streamBufferBytes: number
   corsOrigins: string[]
+  shutdownTimeoutMs: number
 }
 
 /**
@@ -137,6 +138,12 @@ export const OPTIONS = [
     default: '*',
     help: 'Comma list of browser origins allowed to call the API ("*": any; "none": no CORS).',
   },
+  {
+    flag: 'shutdown-timeout',
+    env: 'HERALD_SHUTDOWN_TIMEOUT',
+    default: '10s',
+    help: 'How long draining waits for open requests before closing their connections.',
+  },
 ] as const
 
 export type OptionFlag = NonNullable<(typeof OPTIONS)[number]['flag']>
@@ -207,6 +214,7 @@ export function loadConfig(
     maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
     streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
     corsOrigins: wrap('--cors-origins', () => parseOrigins(raw('cors-origins')!)),
+    shutdownTimeoutMs: wrap('--shutdown-timeout', () => parseDuration(raw('shutdown-timeout')!)),
   }
 }
 

@@ -89,8 +89,8 @@ export interface HttpStreamOptions {
 
 /**
  * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
- * with keep-alives while idle. A consumer whose unsent data passes `bufferLimit` is disconnected;
- * it resumes from its cursor (`Last-Event-ID`) without loss.
+ * with keep-alives while idle. A consumer that still has more than `bufferLimit` unsent when new
+ * events arrive is disconnected; it resumes from its cursor (`Last-Event-ID`) without loss.
  */
 export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
   const { framing, metrics, connections } = options
@@ -138,6 +138,15 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
 
   const push = (events: StoredEvent[]) => {
     if (closed) return
+    // A denial-of-service guard: a reader that has not taken what it was sent before (more than
+    // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
+    // backlog for it. It is cut off and resumes from its cursor.
+    if (res.writableLength > options.bufferLimit) {
+      metrics.slowConsumerDisconnects.inc({ protocol })
+      res.destroy()
+      close()
+      return
+    }
     let bytes = 0
     res.cork()
     for (const event of events) {
@@ -154,13 +163,6 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     lastWrite = Date.now()
     metrics.eventsSent.inc({ protocol }, events.length)
     metrics.bytesSent.inc({ protocol }, bytes)
-    // A denial-of-service guard: a reader that does not keep up must not make the server hold an
-    // unbounded backlog for it. It is cut off and resumes from its cursor.
-    if (res.writableLength > options.bufferLimit) {
-      metrics.slowConsumerDisconnects.inc({ protocol })
-      res.destroy()
-      close()
-    }
   }
   const sink = {
     push,

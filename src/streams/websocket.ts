@@ -211,6 +211,15 @@ class WsConnection implements StreamConnection {
     const { metrics, config } = this.context
     const subscription = this.context.log.subscribe(topic, start, {
       push: (events) => {
+        // A denial-of-service guard: a reader that has not taken what it was sent before is closed,
+        // not buffered for; it resubscribes with `after`.
+        if (this.ws.bufferedAmount > config.streamBufferBytes) {
+          metrics.slowConsumerDisconnects.inc({ protocol: 'ws' })
+          this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
+          setTimeout(() => this.ws.terminate(), 1000).unref()
+          this.cleanUp()
+          return
+        }
         let bytes = 0
         for (const event of events) {
           const frame = eventFrame(event)
@@ -219,13 +228,6 @@ class WsConnection implements StreamConnection {
         }
         metrics.eventsSent.inc({ protocol: 'ws' }, events.length)
         metrics.bytesSent.inc({ protocol: 'ws' }, bytes)
-        // A denial-of-service guard: a reader that does not keep up is closed, not buffered for.
-        if (this.ws.bufferedAmount > config.streamBufferBytes) {
-          metrics.slowConsumerDisconnects.inc({ protocol: 'ws' })
-          this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
-          setTimeout(() => this.ws.terminate(), 1000).unref()
-          this.cleanUp()
-        }
       },
       drained: async () => {
         while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {

@@ -1,0 +1,968 @@
+// Fan-out: one publisher, many subscribers on one topic, over SSE and WebSocket, side by side in one
+// run with a bare node:http SSE loop, a bare `ws` broadcast loop, Socket.IO and Pushpin.
+//   npm run bench:fanout
+//
+// Pushpin comes from Debian's packages (condure and zurl come with it); without it the Pushpin rows
+// are skipped with a note:
+//   apt-get update && apt-get install -y pushpin
+//
+// Environment, with defaults:
+//   BENCH_TARGETS=bare-sse,bare-ws,socketio,pushpin,herald   which targets, in this order
+//   BENCH_PROTOCOLS=sse,ws                 (bare-sse is SSE only; bare-ws and Socket.IO WebSocket only)
+//   BENCH_PHASES=memory,throughput,latency
+//   BENCH_SUBSCRIBERS=10000                subscribers for throughput and latency
+//   BENCH_IDLE_CONNECTIONS=15000           idle connections for the memory measurement
+//   BENCH_SECONDS=10                       throughput measurement
+//   BENCH_LATENCY_SECONDS=15, BENCH_LATENCY_RATE=10   latency measurement, events/s
+//   BENCH_INFLIGHT=8, BENCH_WINDOW=50      publisher flow control (see publishAsFastAsDelivered)
+//   BENCH_CONNECTIONS_PER_CLIENT=2500      connections per subscriber process (bench/fanout-client.ts)
+//   BENCH_SAMPLE_EVERY=50                  one connection in this many parses events, for latency
+//
+// Each target and protocol gets a fresh server, then:
+//   1. preflight: one subscriber and one event; a target whose endpoint is not there is skipped with a
+//      note (Herald's stream endpoints, until they exist);
+//   2. memory: VmRSS of the server's process tree (/proc) before and after opening the idle connections;
+//   3. throughput: events received by all subscribers per second while the publisher keeps up with the
+//      slowest sampled subscriber; then every event must arrive, or the difference is reported lost;
+//   4. latency: BENCH_LATENCY_RATE events/s; receive time minus the publisher's timestamp, both
+//      performance.timeOrigin + performance.now() on the same machine.
+// Subscribers run in several processes (a process may hold at most ~20,000 files) and each process
+// connects from its own loopback address (127.0.1.1, 127.0.1.2, …) so no address runs out of ports.
+import { type ChildProcess, fork } from 'node:child_process'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from './fanout-client.ts'
+import { ROOT, round, startHerald, startProcess, type Target, table } from './lib.ts'
+import { startPushpin } from './peers/pushpin.ts'
+
+type Protocol = 'sse' | 'ws'
+type Phase = 'memory' | 'throughput' | 'latency'
+
+const env = process.env
+const list = (value: string | undefined, fallback: string) =>
+  (value ?? fallback)
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean)
+const TARGET_NAMES = list(env['BENCH_TARGETS'], 'bare-sse,bare-ws,socketio,pushpin,herald')
+const PROTOCOLS = list(env['BENCH_PROTOCOLS'], 'sse,ws') as Protocol[]
+const PHASES = list(env['BENCH_PHASES'], 'memory,throughput,latency') as Phase[]
+const SUBSCRIBERS = Number(env['BENCH_SUBSCRIBERS'] ?? 10_000)
+const IDLE_CONNECTIONS = Number(env['BENCH_IDLE_CONNECTIONS'] ?? 15_000)
+const SECONDS = Number(env['BENCH_SECONDS'] ?? 10)
+const LATENCY_SECONDS = Number(env['BENCH_LATENCY_SECONDS'] ?? 15)
+const LATENCY_RATE = Number(env['BENCH_LATENCY_RATE'] ?? 10)
+const INFLIGHT = Number(env['BENCH_INFLIGHT'] ?? 8)
+const WINDOW = Number(env['BENCH_WINDOW'] ?? 50)
+const CONNECTIONS_PER_CLIENT = Number(env['BENCH_CONNECTIONS_PER_CLIENT'] ?? 2_500)
+const SAMPLE_EVERY = Number(env['BENCH_SAMPLE_EVERY'] ?? 50)
+
+const CLIENT_SCRIPT = join(ROOT, 'bench/fanout-client.ts')
+const TOPIC = 'bench'
+const REQUEST_TIMEOUT_MS = 30_000
+const CONNECT_TIMEOUT_MS = 180_000
+const SETTLE_TIMEOUT_MS = 30_000
+const DRAIN_TIMEOUT_MS = 20_000
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
+const now = () => performance.timeOrigin + performance.now()
+const log = (line: string) => process.stderr.write(`${line}\n`)
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: whatever the run started is killed on the way out, even on an error or Ctrl-C.
+
+const killers = new Set<() => void>()
+
+function onExit(): void {
+  for (const kill of killers) {
+    try {
+      kill()
+    } catch {}
+  }
+}
+
+function killOnExit(child: ChildProcess): () => void {
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+  killers.add(kill)
+  return () => killers.delete(kill)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory of a server: VmRSS summed over its process tree (Pushpin is five processes).
+
+function processTree(pid: number): number[] {
+  const pids = [pid]
+  for (let i = 0; i < pids.length; i++) {
+    let tasks: string[] = []
+    try {
+      tasks = readdirSync(`/proc/${pids[i]}/task`)
+    } catch {
+      continue
+    }
+    for (const task of tasks) {
+      try {
+        const children = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8')
+        for (const child of children.split(' ')) if (child.trim()) pids.push(Number(child))
+      } catch {}
+    }
+  }
+  return pids
+}
+
+function rssKb(pid: number): number {
+  let total = 0
+  for (const each of processTree(pid)) {
+    try {
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${each}/status`, 'utf8'))
+      if (match) total += Number(match[1])
+    } catch {}
+  }
+  return total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets: how to start each one, subscribe to it and publish to it.
+
+interface Payload {
+  t: number
+  n: number
+}
+
+interface RunningTarget {
+  /** The server's pid (the root of its process tree). */
+  pid: number
+  subscriber(protocol: Protocol): SubscriberSpec
+  publish(payload: Payload): Promise<void>
+  stop(): Promise<void>
+}
+
+interface TargetDefinition {
+  name: string
+  label: string
+  protocols: Protocol[]
+  start(): Promise<RunningTarget>
+}
+
+async function postJson(url: string, body: string): Promise<void> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  await response.arrayBuffer()
+  if (!response.ok) throw new Error(`POST ${url}: HTTP ${response.status}`)
+}
+
+/** Stops a process started with bench/lib.ts, with SIGKILL if SIGTERM has not ended it in 10 s. */
+async function stopProcess(target: Target): Promise<void> {
+  const { child } = target
+  const running = () => child.exitCode === null && child.signalCode === null
+  if (!running()) return
+  await Promise.race([target.stop(), sleep(10_000)])
+  if (running()) child.kill('SIGKILL')
+}
+
+/** A peer of bench/peers/ that prints `{"port":N}` once listening. */
+async function startNodePeer(name: string, file: string): Promise<Target> {
+  const peer = await startProcess(name, [join(ROOT, 'bench/peers', file)], (line) => {
+    try {
+      const port = (JSON.parse(line) as { port?: number }).port
+      return port ? `http://127.0.0.1:${port}` : undefined
+    } catch {
+      return undefined
+    }
+  })
+  killOnExit(peer.child)
+  return peer
+}
+
+function nodePeer(name: string, label: string, file: string, protocol: Protocol): TargetDefinition {
+  return {
+    name,
+    label,
+    protocols: [protocol],
+    async start() {
+      const peer = await startNodePeer(name, file)
+      return {
+        pid: peer.child.pid!,
+        subscriber: () =>
+          protocol === 'sse'
+            ? {
+                kind: 'sse',
+                url: `${peer.url}/stream`,
+                headers: { accept: 'text/event-stream' },
+                contentType: 'text/event-stream',
+              }
+            : { kind: 'ws', url: peer.url.replace('http:', 'ws:') },
+        publish: (payload) => postJson(`${peer.url}/publish`, JSON.stringify(payload)),
+        stop: () => stopProcess(peer),
+      }
+    },
+  }
+}
+
+const TARGETS: TargetDefinition[] = [
+  nodePeer('bare-sse', 'bare node:http SSE loop', 'bare-sse.ts', 'sse'),
+  nodePeer('bare-ws', 'bare ws broadcast loop', 'bare-ws.ts', 'ws'),
+  {
+    name: 'socketio',
+    label: 'Socket.IO 4',
+    protocols: ['ws'],
+    async start() {
+      const peer = await startNodePeer('socketio', 'socketio.ts')
+      return {
+        pid: peer.child.pid!,
+        subscriber: () => ({ kind: 'socketio', url: peer.url, event: 'event' }),
+        publish: (payload) => postJson(`${peer.url}/publish`, JSON.stringify(payload)),
+        stop: () => stopProcess(peer),
+      }
+    },
+  },
+  {
+    name: 'pushpin',
+    label: 'Pushpin',
+    protocols: ['sse', 'ws'],
+    async start() {
+      const pushpin = await startPushpin()
+      const kill = () => process.kill(-pushpin.pid, 'SIGKILL')
+      killers.add(kill)
+      return {
+        pid: pushpin.pid,
+        subscriber: (protocol) =>
+          protocol === 'sse'
+            ? // an HTTP stream (text/plain) carrying SSE frames, which the publisher writes itself
+              { kind: 'sse', url: `${pushpin.url}/stream?channel=${TOPIC}`, headers: {} }
+            : { kind: 'ws', url: `${pushpin.url.replace('http:', 'ws:')}/ws?channel=${TOPIC}` },
+        publish: (payload) => {
+          const data = JSON.stringify(payload)
+          const item = {
+            channel: TOPIC,
+            formats: {
+              'http-stream': { content: `id: ${payload.n}\ndata: ${data}\n\n` },
+              'ws-message': { content: data },
+            },
+          }
+          return postJson(pushpin.publishUrl, JSON.stringify({ items: [item] }))
+        },
+        stop: async () => {
+          await pushpin.stop()
+          killers.delete(kill)
+        },
+      }
+    },
+  },
+  {
+    name: 'herald',
+    label: 'Herald',
+    protocols: ['sse', 'ws'],
+    async start() {
+      const maxConnections = String(Math.max(IDLE_CONNECTIONS, SUBSCRIBERS) + 1_000)
+      const herald = await withTimeout(
+        startHerald(['--max-connections', maxConnections]),
+        30_000,
+        'herald did not print "herald is listening"',
+      )
+      killOnExit(herald.child)
+      const removeData = () => rmSync(herald.dataDir, { recursive: true, force: true })
+      killers.add(removeData)
+      const publishUrl = `${herald.url}/v1/topics/${TOPIC}/events`
+      const publish = (payload: Payload) =>
+        postJson(publishUrl, JSON.stringify({ type: 'bench', data: payload }))
+      try {
+        // the topic exists from its first event on
+        await publish({ t: now(), n: 0 })
+      } catch (error) {
+        await stopProcess(herald)
+        removeData()
+        throw error
+      }
+      return {
+        pid: herald.child.pid!,
+        subscriber: (protocol) =>
+          protocol === 'sse'
+            ? {
+                kind: 'sse',
+                url: publishUrl,
+                headers: { accept: 'text/event-stream' },
+                contentType: 'text/event-stream',
+              }
+            : {
+                kind: 'ws',
+                url: `${herald.url.replace('http:', 'ws:')}/v1/ws`,
+                subscribe: JSON.stringify({ op: 'subscribe', topic: TOPIC }),
+                readyMarker: '"op":"subscribed"',
+                eventMarker: '"op":"event"',
+              },
+        publish,
+        stop: async () => {
+          await stopProcess(herald)
+          removeData()
+          killers.delete(removeData)
+        },
+      }
+    },
+  },
+]
+
+// ---------------------------------------------------------------------------------------------
+// Subscribers: child processes of bench/fanout-client.ts, a few thousand connections each.
+
+let sourceAddresses = 0
+
+/** A fresh loopback address for every subscriber process of the run: 127.0.1.1, 127.0.1.2, … */
+function nextSourceAddress(): string {
+  const k = sourceAddresses++
+  return `127.0.${1 + Math.floor(k / 254)}.${1 + (k % 254)}`
+}
+
+class SubscriberProcess {
+  readonly child: ChildProcess
+  /** The highest event number all its sampled connections have received. */
+  seen = 0
+  private readonly waiters = new Map<
+    string,
+    { resolve(report: ClientReport): void; reject(e: Error): void }
+  >()
+  private readonly forget: () => void
+
+  constructor(options: ClientOptions, onProgress: () => void) {
+    this.child = fork(CLIENT_SCRIPT, [JSON.stringify(options)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    })
+    this.forget = killOnExit(this.child)
+    this.child.on('message', (report: ClientReport) => {
+      if (report.type === 'progress') {
+        this.seen = report.seen
+        onProgress()
+        return
+      }
+      const waiter = this.waiters.get(report.type)
+      this.waiters.delete(report.type)
+      waiter?.resolve(report)
+    })
+    this.child.once('exit', (code, signal) => {
+      for (const waiter of this.waiters.values()) {
+        waiter.reject(new Error(`subscriber process exited (${code ?? signal})`))
+      }
+      this.waiters.clear()
+    })
+  }
+
+  /** Waits for the next report of this type, after sending the command if there is one. */
+  request<T extends ClientReport['type']>(
+    type: T,
+    command?: ClientCommand,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<Extract<ClientReport, { type: T }>> {
+    const answer = new Promise<ClientReport>((resolve, reject) => this.waiters.set(type, { resolve, reject }))
+    if (command) this.child.send(command)
+    return withTimeout(answer, timeoutMs, `subscriber process (${type})`) as Promise<
+      Extract<ClientReport, { type: T }>
+    >
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once('exit', resolve))
+      if (this.child.connected) this.child.send({ op: 'close' } satisfies ClientCommand)
+      await Promise.race([exited, sleep(5_000)])
+      if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    }
+    this.forget()
+  }
+}
+
+interface FleetSnapshot {
+  events: number
+  minEvents: number
+  maxEvents: number
+  open: number
+  latencies: number[]
+}
+
+class Fleet {
+  onProgress: (() => void) | undefined
+
+  private readonly processes: SubscriberProcess[]
+  readonly open: number
+  readonly failed: number
+  readonly firstError: string | undefined
+
+  private constructor(processes: SubscriberProcess[], open: number, failed: number, firstError?: string) {
+    this.processes = processes
+    this.open = open
+    this.failed = failed
+    this.firstError = firstError
+  }
+
+  static async open(spec: SubscriberSpec, connections: number): Promise<Fleet> {
+    const processes: SubscriberProcess[] = []
+    let fleet: Fleet | undefined
+    const onProgress = () => fleet?.onProgress?.()
+    for (let first = 0; first < connections; first += CONNECTIONS_PER_CLIENT) {
+      const options: ClientOptions = {
+        spec,
+        connections: Math.min(CONNECTIONS_PER_CLIENT, connections - first),
+        localAddress: nextSourceAddress(),
+        sampleEvery: SAMPLE_EVERY,
+      }
+      processes.push(new SubscriberProcess(options, onProgress))
+    }
+    try {
+      const reports = await Promise.all(
+        processes.map((each) => each.request('connected', undefined, CONNECT_TIMEOUT_MS)),
+      )
+      const sum = (pick: (report: (typeof reports)[number]) => number) =>
+        reports.reduce((total, report) => total + pick(report), 0)
+      const firstError = reports.find((report) => report.firstError)?.firstError
+      fleet = new Fleet(
+        processes,
+        sum((report) => report.open),
+        sum((report) => report.failed),
+        firstError,
+      )
+      return fleet
+    } catch (error) {
+      await Promise.all(processes.map((each) => each.close()))
+      throw error
+    }
+  }
+
+  /** The highest event number that every sampled subscriber has received. */
+  watermark(): number {
+    return Math.min(...this.processes.map((each) => each.seen))
+  }
+
+  /** Starts counting from zero. */
+  async mark(): Promise<void> {
+    await Promise.all(this.processes.map((each) => each.request('marked', { op: 'mark' })))
+  }
+
+  async snapshot(): Promise<FleetSnapshot> {
+    const reports = await Promise.all(
+      this.processes.map((each) => each.request('snapshot', { op: 'snapshot' })),
+    )
+    const latencies: number[] = []
+    for (const report of reports) for (const value of report.latencies) latencies.push(value)
+    return {
+      events: reports.reduce((total, report) => total + report.events, 0),
+      minEvents: Math.min(...reports.map((report) => report.minEvents)),
+      maxEvents: Math.max(...reports.map((report) => report.maxEvents)),
+      open: reports.reduce((total, report) => total + report.open, 0),
+      latencies,
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.processes.map((each) => each.close()))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+interface MemoryResult {
+  connections: number
+  beforeKb: number
+  afterKb: number
+  kbPerConnection: number
+}
+
+interface ThroughputResult {
+  subscribers: number
+  publishesPerSecond: number
+  deliveredPerSecond: number
+  p50: number
+  p99: number
+  lost: number
+  publishErrors: number
+  closed: number
+}
+
+interface LatencyResult {
+  subscribers: number
+  published: number
+  samples: number
+  p50: number
+  p99: number
+  max: number
+  lost: number
+  publishErrors: number
+}
+
+interface CellResult {
+  target: TargetDefinition
+  protocol: Protocol
+  notes: string[]
+  memory?: MemoryResult
+  throughput?: ThroughputResult
+  latency?: LatencyResult
+}
+
+/** Numbers events across a cell, so that every payload is distinct and the window can follow them. */
+class Publisher {
+  private sequence = 0
+  errors = 0
+  published = 0
+  firstError: string | undefined
+
+  private readonly target: RunningTarget
+
+  constructor(target: RunningTarget) {
+    this.target = target
+  }
+
+  get last(): number {
+    return this.sequence
+  }
+
+  async publish(): Promise<void> {
+    this.sequence += 1
+    try {
+      await this.target.publish({ t: now(), n: this.sequence })
+      this.published += 1
+    } catch (error) {
+      this.errors += 1
+      this.firstError ??= error instanceof Error ? error.message : String(error)
+    }
+  }
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+}
+
+/**
+ * Publishes probes until every subscriber has received one (their subscriptions are live), then
+ * waits until nothing more arrives, so that the next phase counts from a quiet start.
+ */
+async function settle(fleet: Fleet, publisher: Publisher): Promise<boolean> {
+  await fleet.mark()
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS
+  let everyoneHasOne = false
+  while (!everyoneHasOne && Date.now() < deadline) {
+    await publisher.publish()
+    await sleep(250)
+    everyoneHasOne = (await fleet.snapshot()).minEvents >= 1
+  }
+  let previous = -1
+  for (;;) {
+    await sleep(300)
+    const { events } = await fleet.snapshot()
+    if (events === previous) break
+    previous = events
+  }
+  return everyoneHasOne
+}
+
+/** Waits until every subscriber has `expected` events, or until nothing has arrived for 2 s. */
+async function drain(fleet: Fleet, expected: number, latencies: number[]): Promise<FleetSnapshot> {
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS
+  let last = await fleet.snapshot()
+  let lastChange = Date.now()
+  for (const value of last.latencies) latencies.push(value)
+  while (last.minEvents < expected && Date.now() < deadline && Date.now() - lastChange < 2_000) {
+    await sleep(250)
+    const next = await fleet.snapshot()
+    for (const value of next.latencies) latencies.push(value)
+    if (next.events !== last.events) lastChange = Date.now()
+    last = next
+  }
+  return last
+}
+
+/**
+ * As fast as the target delivers: at most INFLIGHT publish requests open, and at most WINDOW events
+ * ahead of the slowest sampled subscriber, so that a target that accepts events faster than it
+ * delivers them measures its delivery rate instead of piling events up in its memory.
+ */
+function publishAsFastAsDelivered(fleet: Fleet, publisher: Publisher, seconds: number): Promise<void> {
+  const deadline = performance.now() + seconds * 1_000
+  let inFlight = 0
+  return new Promise((resolve) => {
+    let done = false
+    const pump = () => {
+      while (
+        inFlight < INFLIGHT &&
+        performance.now() < deadline &&
+        publisher.last - fleet.watermark() < WINDOW
+      ) {
+        inFlight += 1
+        void publisher.publish().finally(() => {
+          inFlight -= 1
+          pump()
+        })
+      }
+      if (!done && performance.now() >= deadline && inFlight === 0) {
+        done = true
+        clearInterval(timer)
+        fleet.onProgress = undefined
+        resolve()
+      }
+    }
+    fleet.onProgress = pump
+    const timer = setInterval(pump, 5)
+    pump()
+  })
+}
+
+async function measureMemory(target: RunningTarget, spec: SubscriberSpec): Promise<MemoryResult> {
+  await sleep(1_000)
+  const beforeKb = rssKb(target.pid)
+  const fleet = await Fleet.open(spec, IDLE_CONNECTIONS)
+  try {
+    if (fleet.failed > 0) log(`  ${fleet.failed} connections failed: ${fleet.firstError}`)
+    await sleep(3_000)
+    const afterKb = rssKb(target.pid)
+    return {
+      connections: fleet.open,
+      beforeKb,
+      afterKb,
+      kbPerConnection: (afterKb - beforeKb) / fleet.open,
+    }
+  } finally {
+    await fleet.close()
+    // let the server see every connection close before the next phase
+    await sleep(2_000)
+  }
+}
+
+async function measureThroughput(fleet: Fleet, publisher: Publisher): Promise<ThroughputResult> {
+  await fleet.mark()
+  const published = publisher.published
+  const errors = publisher.errors
+  const started = performance.now()
+  await publishAsFastAsDelivered(fleet, publisher, SECONDS)
+  const atDeadline = await fleet.snapshot()
+  const elapsed = (performance.now() - started) / 1_000
+  const count = publisher.published - published
+  const latencies = [...atDeadline.latencies]
+  const final = await drain(fleet, count, latencies)
+  latencies.sort((a, b) => a - b)
+  return {
+    subscribers: fleet.open,
+    publishesPerSecond: count / elapsed,
+    deliveredPerSecond: atDeadline.events / elapsed,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    lost: count * fleet.open - final.events,
+    publishErrors: publisher.errors - errors,
+    closed: fleet.open - final.open,
+  }
+}
+
+async function measureLatency(fleet: Fleet, publisher: Publisher): Promise<LatencyResult> {
+  await fleet.mark()
+  const published = publisher.published
+  const errors = publisher.errors
+  const total = Math.round(LATENCY_RATE * LATENCY_SECONDS)
+  const interval = 1_000 / LATENCY_RATE
+  const started = performance.now()
+  const requests: Promise<void>[] = []
+  for (let i = 0; i < total; i++) {
+    await sleep(started + i * interval - performance.now())
+    requests.push(publisher.publish())
+  }
+  await Promise.all(requests)
+  const count = publisher.published - published
+  const latencies: number[] = []
+  const final = await drain(fleet, count, latencies)
+  latencies.sort((a, b) => a - b)
+  return {
+    subscribers: fleet.open,
+    published: count,
+    samples: latencies.length,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    max: latencies.at(-1) ?? Number.NaN,
+    lost: count * fleet.open - final.events,
+    publishErrors: publisher.errors - errors,
+  }
+}
+
+/** One target and protocol, on a fresh server. */
+async function measureCell(definition: TargetDefinition, protocol: Protocol): Promise<CellResult> {
+  const result: CellResult = { target: definition, protocol, notes: [] }
+  const say = (line: string) => log(`${definition.name} ${protocol}: ${line}`)
+  let target: RunningTarget
+  try {
+    target = await definition.start()
+  } catch (error) {
+    result.notes.push(`not available: ${error instanceof Error ? error.message : String(error)}`)
+    say(result.notes[0]!)
+    return result
+  }
+  try {
+    const spec = target.subscriber(protocol)
+    const publisher = new Publisher(target)
+
+    // 1. one subscriber, one event: is the endpoint there at all?
+    const probe = await Fleet.open(spec, 1)
+    try {
+      if (probe.open === 0) {
+        result.notes.push(`not available: ${probe.firstError ?? 'could not subscribe'}`)
+        say(result.notes[0]!)
+        return result
+      }
+      if (!(await settle(probe, publisher))) {
+        const why = publisher.firstError ? ` (publish: ${publisher.firstError})` : ''
+        result.notes.push(
+          `not available: subscribed, but no event arrived within ${SETTLE_TIMEOUT_MS / 1000} s${why}`,
+        )
+        say(result.notes[0]!)
+        return result
+      }
+    } finally {
+      await probe.close()
+    }
+
+    if (PHASES.includes('memory')) {
+      say(`opening ${IDLE_CONNECTIONS} idle connections`)
+      result.memory = await measureMemory(target, spec)
+      say(
+        `${round(result.memory.kbPerConnection, 1)} KB per idle connection (${result.memory.connections} open)`,
+      )
+      if (result.memory.connections < IDLE_CONNECTIONS) {
+        result.notes.push(
+          `memory: only ${result.memory.connections} of ${IDLE_CONNECTIONS} connections opened`,
+        )
+      }
+    }
+
+    if (PHASES.includes('throughput') || PHASES.includes('latency')) {
+      say(`opening ${SUBSCRIBERS} subscribers`)
+      const fleet = await Fleet.open(spec, SUBSCRIBERS)
+      try {
+        if (fleet.failed > 0) {
+          result.notes.push(
+            `${fleet.failed} of ${SUBSCRIBERS} subscribers failed to connect: ${fleet.firstError}`,
+          )
+          say(result.notes.at(-1)!)
+        }
+        if (fleet.open === 0) return result
+        if (!(await settle(fleet, publisher))) {
+          result.notes.push(`some subscribers received no probe within ${SETTLE_TIMEOUT_MS / 1000} s`)
+          say(result.notes.at(-1)!)
+        }
+        if (PHASES.includes('throughput')) {
+          result.throughput = await measureThroughput(fleet, publisher)
+          const { deliveredPerSecond, publishesPerSecond, lost, closed } = result.throughput
+          say(
+            `${round(deliveredPerSecond)} events/s delivered (${round(publishesPerSecond)} publishes/s), ${lost} lost, ${closed} closed`,
+          )
+        }
+        if (PHASES.includes('latency')) {
+          result.latency = await measureLatency(fleet, publisher)
+          const { p50, p99, lost } = result.latency
+          say(`latency p50 ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms, ${lost} lost`)
+        }
+        if (publisher.errors > 0)
+          result.notes.push(`${publisher.errors} publishes failed: ${publisher.firstError}`)
+      } finally {
+        await fleet.close()
+      }
+    }
+  } catch (error) {
+    result.notes.push(`failed: ${error instanceof Error ? error.message : String(error)}`)
+    say(result.notes.at(-1)!)
+  } finally {
+    await target.stop()
+  }
+  return result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function ratio(value: number | undefined, base: number | undefined, style: 'percent' | 'times'): string {
+  if (value === undefined || base === undefined || !(base > 0) || Number.isNaN(value)) return '–'
+  return style === 'percent' ? `${round((100 * value) / base)}%` : `${round(value / base, 2)}×`
+}
+
+const ms = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '–' : round(value, 1))
+
+function report(cells: CellResult[]): string {
+  const find = (name: string, protocol: Protocol) =>
+    cells.find((cell) => cell.target.name === name && cell.protocol === protocol)
+  const bareName = (protocol: Protocol) => (protocol === 'sse' ? 'bare-sse' : 'bare-ws')
+  const delivered = (cell: CellResult | undefined) => cell?.throughput?.deliveredPerSecond
+
+  const throughputRows = cells
+    .filter((cell) => cell.throughput)
+    .map((cell) => {
+      const t = cell.throughput!
+      return [
+        cell.target.label,
+        cell.protocol,
+        round(t.subscribers),
+        round(t.publishesPerSecond),
+        round(t.deliveredPerSecond),
+        ms(t.p50),
+        ms(t.p99),
+        round(t.lost),
+        ratio(t.deliveredPerSecond, delivered(find(bareName(cell.protocol), cell.protocol)), 'percent'),
+        ratio(t.deliveredPerSecond, delivered(find('socketio', 'ws')), 'times'),
+        ratio(t.deliveredPerSecond, delivered(find('pushpin', cell.protocol)), 'times'),
+      ]
+    })
+  const latencyRows = cells
+    .filter((cell) => cell.latency)
+    .map((cell) => {
+      const l = cell.latency!
+      return [
+        cell.target.label,
+        cell.protocol,
+        round(l.subscribers),
+        round(l.published),
+        round(l.samples),
+        ms(l.p50),
+        ms(l.p99),
+        ms(l.max),
+        round(l.lost),
+      ]
+    })
+  const memoryRows = cells
+    .filter((cell) => cell.memory)
+    .map((cell) => {
+      const m = cell.memory!
+      const bare = find(bareName(cell.protocol), cell.protocol)?.memory?.kbPerConnection
+      return [
+        cell.target.label,
+        cell.protocol,
+        round(m.connections),
+        round(m.beforeKb / 1024, 1),
+        round(m.afterKb / 1024, 1),
+        round(m.kbPerConnection, 2),
+        ratio(m.kbPerConnection, bare, 'times'),
+      ]
+    })
+
+  const lines = [
+    `Fan-out: one publisher, one topic; ${os.cpus().length} CPUs, Node ${process.version}; subscribers in ` +
+      `${Math.ceil(SUBSCRIBERS / CONNECTIONS_PER_CLIENT)} processes of up to ${CONNECTIONS_PER_CLIENT} connections on the same machine.`,
+    '',
+  ]
+  if (throughputRows.length > 0) {
+    lines.push(
+      `Throughput: ${SECONDS} s, publisher at most ${INFLIGHT} requests in flight and ${WINDOW} events ahead of the slowest sampled subscriber; latency columns are under that load (1 in ${SAMPLE_EVERY} subscribers sampled).`,
+      '',
+      table(
+        [
+          'target',
+          'protocol',
+          'subscribers',
+          'publishes/s',
+          'delivered events/s',
+          'p50 ms',
+          'p99 ms',
+          'lost',
+          'vs bare loop',
+          'vs Socket.IO (ws)',
+          'vs Pushpin',
+        ],
+        throughputRows,
+      ),
+      '',
+    )
+  }
+  if (latencyRows.length > 0) {
+    lines.push(
+      `Latency: ${LATENCY_RATE} events/s for ${LATENCY_SECONDS} s, publish (before the HTTP request) to receipt, 1 in ${SAMPLE_EVERY} subscribers sampled.`,
+      '',
+      table(
+        ['target', 'protocol', 'subscribers', 'events', 'samples', 'p50 ms', 'p99 ms', 'max ms', 'lost'],
+        latencyRows,
+      ),
+      '',
+    )
+  }
+  if (memoryRows.length > 0) {
+    lines.push(
+      `Memory: server RSS (VmRSS, summed over its process tree) before and after opening ${IDLE_CONNECTIONS} idle, subscribed connections.`,
+      '',
+      table(
+        [
+          'target',
+          'protocol',
+          'idle connections',
+          'RSS before MB',
+          'RSS after MB',
+          'KB/idle connection',
+          'vs bare loop',
+        ],
+        memoryRows,
+      ),
+      '',
+    )
+  }
+
+  const goals: string[] = []
+  for (const protocol of PROTOCOLS) {
+    const herald = find('herald', protocol)
+    if (!herald?.throughput && !herald?.latency && !herald?.memory) continue
+    const parts: string[] = []
+    if (herald.throughput) {
+      // only the comparisons whose baseline was measured in this run
+      const against = (name: string, baseProtocol: Protocol, style: 'percent' | 'times', goal: string) => {
+        const base = delivered(find(name, baseProtocol))
+        if (base !== undefined) parts.push(`${ratio(delivered(herald), base, style)} ${goal}`)
+      }
+      against(bareName(protocol), protocol, 'percent', 'of the bare loop (≥ 70%)')
+      against('socketio', 'ws', 'times', 'Socket.IO (≥ 2×)')
+      against('pushpin', protocol, 'times', 'Pushpin (≥ 1×)')
+    }
+    if (herald.latency) parts.push(`p99 ${ms(herald.latency.p99)} ms (< 50 ms)`)
+    if (herald.memory)
+      parts.push(`${round(herald.memory.kbPerConnection, 2)} KB per idle connection (≤ 10 KB)`)
+    goals.push(`Herald ${protocol}: ${parts.join('; ')}.`)
+  }
+  if (goals.length > 0) lines.push('Against the issue targets:', '', ...goals.map((goal) => `- ${goal}`), '')
+
+  const notes = cells.flatMap((cell) =>
+    cell.notes.map((note) => `- ${cell.target.label} ${cell.protocol}: ${note}`),
+  )
+  if (notes.length > 0) lines.push('Notes:', '', ...notes, '')
+  return lines.join('\n').trimEnd()
+}
+
+export async function runFanout(): Promise<string> {
+  const unknown = TARGET_NAMES.filter((name) => !TARGETS.some((target) => target.name === name))
+  if (unknown.length > 0) {
+    throw new Error(
+      `BENCH_TARGETS: unknown ${unknown.join(', ')} (known: ${TARGETS.map((t) => t.name).join(', ')})`,
+    )
+  }
+  const onSignal = () => process.exit(130)
+  process.on('exit', onExit)
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const cells: CellResult[] = []
+    for (const name of TARGET_NAMES) {
+      const definition = TARGETS.find((target) => target.name === name)!
+      for (const protocol of PROTOCOLS) {
+        if (definition.protocols.includes(protocol)) cells.push(await measureCell(definition, protocol))
+      }
+    }
+    return report(cells)
+  } finally {
+    onExit()
+    killers.clear()
+    process.off('exit', onExit)
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+if (import.meta.main) {
+  process.stdout.write(`${await runFanout()}\n`)
+}
