@@ -51,6 +51,15 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
     if (url.pathname !== WS_PATH)
       return refuse(socket, errors.notFound(`No WebSocket endpoint at ${url.pathname}.`))
     if (context.draining.aborted) return refuse(socket, errors.unavailable('The server is draining.'))
+    // RFC 6455 §4.2.2: refuse versions other than 13 and say which one is spoken (ws would also take 8).
+    if (request.headers['sec-websocket-version'] !== '13') {
+      return refuse(
+        socket,
+        errors.invalidRequest('Herald speaks WebSocket version 13.', 'Sec-WebSocket-Version', {
+          'Sec-WebSocket-Version': '13',
+        }),
+      )
+    }
     let authenticated = isKey === undefined
     const token = requestToken(request.headers.authorization, 'GET', Object.fromEntries(url.searchParams))
     if (isKey && token !== undefined) {
@@ -72,8 +81,11 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
 /** Answers an upgrade request with an HTTP error (problem+json) instead of switching protocols. */
 function refuse(socket: Duplex, error: HeraldError): void {
   const body = JSON.stringify(error.toProblem())
+  const extra = Object.entries(error.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')
   socket.end(
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${extra}` +
       `Content-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
 }
