@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { EventSource } from 'eventsource'
+import { startHerald } from '../../src/app.ts'
+import { loadConfig } from '../../src/config/config.ts'
 import {
   problemOf,
   publish,
@@ -9,6 +12,7 @@ import {
   sleep,
   startTestServer,
   type TestServer,
+  tempDir,
 } from '../helpers.ts'
 import { range, StreamReader, seqs } from './clients.ts'
 
@@ -275,4 +279,42 @@ describe('stream limits and shutdown', () => {
     await stream.ended()
     assert.match(stream.text, /retry: 500\n\n$/)
   })
+})
+
+test('EventSource reconnects after a server restart with Last-Event-ID and misses nothing', async () => {
+  const dataDir = await tempDir()
+  const first = await startHerald(
+    loadConfig({ port: '0', data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {}),
+  )
+  const port = new URL(first.url).port
+  await publish(first.url, 'restart', [{ type: 'a' }, { type: 'b' }])
+  const source = new EventSource(`${first.url}/v1/topics/restart/events?after=0`)
+  const received: Array<{ seq: number; lastEventId: string }> = []
+  source.onmessage = (message) =>
+    received.push({
+      seq: (JSON.parse(message.data) as StoredEventJson).seq,
+      lastEventId: message.lastEventId,
+    })
+  try {
+    for (let i = 0; i < 200 && received.length < 2; i++) await sleep(10)
+    await first.close() // the stream ends with `retry: 500`; the client will come back
+    const second = await startHerald(
+      loadConfig({ port, data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {}),
+    )
+    try {
+      await publish(second.url, 'restart', [{ type: 'c' }, { type: 'd' }])
+      for (let i = 0; i < 500 && received.length < 4; i++) await sleep(10)
+      assert.deepEqual(
+        received.map((r) => r.seq),
+        [1, 2, 3, 4],
+      )
+      assert.equal(received.at(-1)!.lastEventId, '4')
+    } finally {
+      source.close()
+      await second.close()
+    }
+  } finally {
+    source.close()
+    await rm(dataDir, { recursive: true, force: true })
+  }
 })

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { after, before, describe, test } from 'node:test'
+import { type Browser, chromium } from 'playwright-core'
+import { publish, startTestServer, type TestServer } from '../helpers.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+
+// A real browser's EventSource and WebSocket against Herald. .ci/run installs Debian's chromium;
+// without it this suite is skipped, loudly.
+const missing = existsSync(CHROMIUM)
+  ? undefined
+  : `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
+if (missing) process.stderr.write(`\n*** browser tests ${missing} ***\n\n`)
+
+describe('in headless Chromium', { skip: missing }, () => {
+  let server: TestServer
+  let browser: Browser
+  before(async () => {
+    server = await startTestServer()
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+      ],
+    })
+  })
+  after(async () => {
+    await browser?.close()
+    await server?.close()
+  })
+
+  test('an EventSource gets the backlog, then live events', async () => {
+    await publish(server.url, 'browser', [{ type: 'a' }, { type: 'b' }])
+    const page = await browser.newPage()
+    await page.goto(`${server.url}/healthz`) // a page of Herald's own origin
+    await page.evaluate(() => {
+      const w = globalThis as unknown as { seen: number[]; source: EventSource }
+      w.seen = []
+      w.source = new EventSource('/v1/topics/browser/events?after=0')
+      w.source.onmessage = (message) => w.seen.push(JSON.parse(message.data).seq)
+    })
+    await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 2)
+    await publish(server.url, 'browser', { type: 'c' })
+    await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 3)
+    assert.deepEqual(await page.evaluate(() => (globalThis as unknown as { seen: number[] }).seen), [1, 2, 3])
+    await page.close()
+  })
+
+  test('a WebSocket subscribes, receives, and publishes', async () => {
+    const page = await browser.newPage()
+    await page.goto(`${server.url}/healthz`)
+    const published = await page.evaluate(async () => {
+      const socket = new WebSocket(
+        `ws://${(globalThis as unknown as { location: { host: string } }).location.host}/v1/ws`,
+        'herald.v1',
+      )
+      const messages: Array<Record<string, unknown>> = []
+      ;(globalThis as unknown as { messages: typeof messages }).messages = messages
+      socket.onmessage = (message) => messages.push(JSON.parse(message.data))
+      await new Promise((resolve) => {
+        socket.onopen = resolve
+      })
+      socket.send(JSON.stringify({ op: 'subscribe', topic: 'browser-ws', after: 0, ref: 1 }))
+      socket.send(
+        JSON.stringify({
+          op: 'publish',
+          topic: 'browser-ws',
+          type: 'from.browser',
+          data: { ok: true },
+          ref: 2,
+        }),
+      )
+      for (let i = 0; i < 200 && !messages.some((m) => m['op'] === 'event'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      return { protocol: socket.protocol, messages }
+    })
+    assert.equal(published.protocol, 'herald.v1')
+    const ops = published.messages.map((m) => m['op'])
+    assert.ok(ops.includes('subscribed') && ops.includes('published') && ops.includes('event'), ops.join())
+    const event = published.messages.find((m) => m['op'] === 'event')!['event'] as {
+      type: string
+      seq: number
+    }
+    assert.deepEqual([event.type, event.seq], ['from.browser', 1])
+    await page.close()
+  })
+})
