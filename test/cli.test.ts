@@ -1,14 +1,32 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
+import { startHerald } from '../src/app.ts'
 import type { LocalBus } from '../src/bus/local.ts'
-import { publish, ROOT, readAll, startTestServer, type TestServer } from './helpers.ts'
+import { loadConfig } from '../src/config/config.ts'
+import { publish, ROOT, readAll, startTestServer, type TestServer, tempDir } from './helpers.ts'
 
 const BIN = join(ROOT, 'bin', 'herald.js')
 const run = promisify(execFile)
+
+function tailLines(args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args])
+  const lines: Array<{ seq: number; type: string }> = []
+  createInterface({ input: child.stdout }).on('line', (line) => lines.push(JSON.parse(line)))
+  return { lines, stop: () => child.kill('SIGTERM') }
+}
+
+async function waitFor(check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
 
 function herald(args: string[], input?: string) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
@@ -92,7 +110,7 @@ describe('CLI', () => {
     assert.equal((await readAll(server.url, 'cli')).length, 2)
   })
 
-  test('tail prints each new event as a JSON line, following by long polling', async () => {
+  test('tail prints each new event as a JSON line, from the head (SSE by default)', async () => {
     const child = spawn(process.execPath, [BIN, 'tail', 'tailed', '--url', server.url])
     const lines = createInterface({ input: child.stdout })
     const received: Array<{ seq: number; type: string }> = []
@@ -135,6 +153,56 @@ describe('CLI', () => {
     )
     child.kill('SIGTERM')
     assert.deepEqual(types, ['a', 'b'])
+  })
+
+  for (const via of ['sse', 'ndjson', 'ws', 'poll']) {
+    test(`tail --via ${via}: the backlog after --after, then live events, in order`, async () => {
+      const topic = `via-${via}`
+      await publish(server.url, topic, [{ type: 'a' }, { type: 'b' }])
+      const { lines, stop } = tailLines(['tail', topic, '--via', via, '--after', '0', '--url', server.url])
+      try {
+        await waitFor(() => lines.length === 2)
+        await publish(server.url, topic, { type: 'c' })
+        await waitFor(() => lines.length === 3)
+        assert.deepEqual(
+          lines.map((line) => [line.seq, line.type]),
+          [
+            [1, 'a'],
+            [2, 'b'],
+            [3, 'c'],
+          ],
+        )
+      } finally {
+        stop()
+      }
+    })
+  }
+
+  test('tail resumes after the server restarts: nothing missed, nothing printed twice', async () => {
+    const dataDir = await tempDir()
+    const config = (port: string) =>
+      loadConfig({ port, data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {})
+    const first = await startHerald(config('0'))
+    const port = new URL(first.url).port
+    await publish(first.url, 'resumed', [{ type: 'a' }])
+    const { lines, stop } = tailLines(['tail', 'resumed', '--via', 'ws', '--after', '0', '--url', first.url])
+    let second: Awaited<ReturnType<typeof startHerald>> | undefined
+    try {
+      await waitFor(() => lines.length === 1)
+      await first.close()
+      second = await startHerald(config(port))
+      await publish(second.url, 'resumed', [{ type: 'b' }, { type: 'c' }])
+      await waitFor(() => lines.length === 3)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.deepEqual(
+        lines.map((line) => line.seq),
+        [1, 2, 3],
+      )
+    } finally {
+      stop()
+      await second?.close()
+      await rm(dataDir, { recursive: true, force: true })
+    }
   })
 
   test('bin/herald.js hands over to the project Node when started by an older one', async (t) => {

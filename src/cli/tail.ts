@@ -1,20 +1,39 @@
+import { once } from 'node:events'
 import { parseArgs } from 'node:util'
-import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, topicPath } from './client.ts'
+import { WebSocket } from 'ws'
+import {
+  CLIENT_HELP,
+  CLIENT_OPTIONS,
+  type ClientOptions,
+  clientOptions,
+  failure,
+  headers,
+  topicPath,
+} from './client.ts'
 import { UsageError } from './publish.ts'
 
-export const TAIL_HELP = `Usage: herald tail <topic> [--after <seq>] [options]
+export const TAIL_HELP = `Usage: herald tail <topic…> [--via sse|ndjson|ws|poll] [--after <seq>] [options]
 
-Follows a topic and prints each event as one line of JSON, by long polling.
-Without --after it starts at the topic's current head (new events only).
+Follows topics and prints each event as one line of JSON. Without --after it starts at each
+topic's current head (new events only). After a disconnect it reconnects and resumes from
+the last event it printed: nothing is missed and nothing printed twice.
 
 Options:
-  --after <seq>        Start after this seq (0: from the oldest retained event)
-  --limit <n>          Events per request (default 100)
+  --via <protocol>     sse (default), ndjson, ws, or poll (long polling; one topic)
+  --after <seq>        Start after this seq (0: from the oldest retained event); one topic
+  --limit <n>          Events per request with --via poll (default 100)
 ${CLIENT_HELP}
   -h, --help           Show this help.
 `
 
 const WAIT_SECONDS = 30
+const VIAS = ['sse', 'ndjson', 'ws', 'poll'] as const
+type Via = (typeof VIAS)[number]
+
+interface Printed {
+  topic: string
+  seq: number
+}
 
 export async function tail(args: string[], signal?: AbortSignal): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -22,6 +41,7 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
     allowPositionals: true,
     options: {
       ...CLIENT_OPTIONS,
+      via: { type: 'string', default: 'sse' },
       after: { type: 'string' },
       limit: { type: 'string', default: '100' },
       help: { type: 'boolean', short: 'h' },
@@ -31,41 +51,135 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
     process.stdout.write(TAIL_HELP)
     return
   }
-  const [topic] = positionals
-  if (!topic || positionals.length > 1) throw new UsageError('tail takes one topic.', TAIL_HELP)
+  const topics = positionals
+  if (topics.length === 0) throw new UsageError('tail takes at least one topic.', TAIL_HELP)
+  const via = values.via as Via
+  if (!VIAS.includes(via)) throw new UsageError(`--via is one of ${VIAS.join(', ')}.`, TAIL_HELP)
+  if (via === 'poll' && topics.length > 1) throw new UsageError('--via poll follows one topic.', TAIL_HELP)
+  if (values.after !== undefined && (!/^\d+$/.test(values.after) || topics.length > 1)) {
+    throw new UsageError('--after is a seq (a whole number), for one topic.', TAIL_HELP)
+  }
   const options = clientOptions(values)
-  let after: number
-  if (values.after !== undefined) {
-    if (!/^\d+$/.test(values.after)) throw new UsageError('--after is a seq (a whole number).', TAIL_HELP)
-    after = Number(values.after)
-  } else {
-    const response = await fetch(`${options.url}${topicPath(topic)}`, { headers: headers(options), signal })
-    if (!response.ok) throw await failure(response)
-    after = ((await response.json()) as { head_seq: number }).head_seq
+  // Where each topic resumes: the last event printed (or the start asked for).
+  const positions = new Map<string, number>()
+  for (const topic of topics) {
+    positions.set(
+      topic,
+      values.after !== undefined ? Number(values.after) : await headOf(options, topic, signal),
+    )
+  }
+  const print = (json: string) => {
+    const event = JSON.parse(json) as Printed
+    if (event.seq <= (positions.get(event.topic) ?? 0)) return // already printed before a reconnect
+    positions.set(event.topic, event.seq)
+    process.stdout.write(`${json}\n`)
   }
   let failures = 0
   while (!signal?.aborted) {
-    const url = `${options.url}${topicPath(topic)}/events?after=${after}&limit=${values.limit}&wait=${WAIT_SECONDS}`
     try {
-      const response = await fetch(url, { headers: headers(options), signal })
-      if (!response.ok) {
-        const error = await failure(response)
-        if (response.status < 500) throw error
-        throw Object.assign(error, { retry: true })
-      }
-      const page = (await response.json()) as { events: unknown[]; next: number }
-      for (const event of page.events) process.stdout.write(`${JSON.stringify(event)}\n`)
-      after = page.next
-      failures = 0
+      if (via === 'poll')
+        await followByPolling(options, topics[0]!, positions, Number(values.limit), print, signal)
+      else if (via === 'ws') await followByWebSocket(options, positions, print, signal, () => (failures = 0))
+      else await followByStream(options, via, positions, print, signal, () => (failures = 0))
     } catch (error) {
       if (signal?.aborted) return
-      const retryable = (error as { retry?: boolean }).retry || (error as Error).name === 'TypeError'
-      if (!retryable) throw error
-      // The server is restarting or unreachable: back off and resume from the same cursor.
+      if ((error as { fatal?: boolean }).fatal) throw error
       failures += 1
       const delay = Math.min(30_000, 250 * 2 ** failures)
-      process.stderr.write(`herald tail: ${(error as Error).message}; retrying in ${delay} ms\n`)
+      process.stderr.write(`herald tail: ${(error as Error).message}; resuming in ${delay} ms\n`)
       await new Promise((resolve) => setTimeout(resolve, delay))
     }
+  }
+}
+
+async function headOf(options: ClientOptions, topic: string, signal?: AbortSignal): Promise<number> {
+  const response = await fetch(`${options.url}${topicPath(topic)}`, { headers: headers(options), signal })
+  if (!response.ok) throw await failure(response)
+  return ((await response.json()) as { head_seq: number }).head_seq
+}
+
+/** A 4xx means the request itself is wrong: retrying will not help. */
+async function refused(response: Response): Promise<Error> {
+  const error = await failure(response)
+  return Object.assign(error, { fatal: response.status >= 400 && response.status < 500 })
+}
+
+async function followByPolling(
+  options: ClientOptions,
+  topic: string,
+  positions: Map<string, number>,
+  limit: number,
+  print: (json: string) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  for (;;) {
+    const after = positions.get(topic)!
+    const url = `${options.url}${topicPath(topic)}/events?after=${after}&limit=${limit}&wait=${WAIT_SECONDS}`
+    const response = await fetch(url, { headers: headers(options), signal })
+    if (!response.ok) throw await refused(response)
+    const page = (await response.json()) as { events: unknown[] }
+    for (const event of page.events) print(JSON.stringify(event))
+  }
+}
+
+async function followByStream(
+  options: ClientOptions,
+  via: 'sse' | 'ndjson',
+  positions: Map<string, number>,
+  print: (json: string) => void,
+  signal: AbortSignal | undefined,
+  connected: () => void,
+): Promise<void> {
+  const topics = [...positions.keys()]
+  const query = topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')
+  const cursor = Buffer.from(JSON.stringify(Object.fromEntries(positions))).toString('base64url')
+  const url =
+    topics.length === 1
+      ? `${options.url}${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}`
+      : `${options.url}/v1/stream?${query}&last_event_id=${cursor}`
+  const accept = via === 'sse' ? 'text/event-stream' : 'application/x-ndjson'
+  const response = await fetch(url, { headers: headers(options, { accept }), signal })
+  if (!response.ok) throw await refused(response)
+  connected()
+  const decoder = new TextDecoder()
+  let buffer = ''
+  for await (const chunk of response.body!) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true })
+    let newline = buffer.indexOf('\n')
+    while (newline >= 0) {
+      const line = buffer.slice(0, newline)
+      buffer = buffer.slice(newline + 1)
+      if (via === 'ndjson' && line !== '') print(line)
+      if (via === 'sse' && line.startsWith('data: ')) print(line.slice(6))
+      newline = buffer.indexOf('\n')
+    }
+  }
+  throw new Error('the stream ended')
+}
+
+async function followByWebSocket(
+  options: ClientOptions,
+  positions: Map<string, number>,
+  print: (json: string) => void,
+  signal: AbortSignal | undefined,
+  connected: () => void,
+): Promise<void> {
+  const url = `${options.url.replace(/^http/, 'ws')}/v1/ws`
+  const ws = new WebSocket(url, ['herald.v1'], { headers: headers(options) })
+  const stop = () => ws.close(1000)
+  signal?.addEventListener('abort', stop, { once: true })
+  try {
+    await once(ws, 'open')
+    connected()
+    ws.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as { op: string; event?: unknown; detail?: string }
+      if (message.op === 'event') print(JSON.stringify(message.event))
+      else if (message.op === 'error') process.stderr.write(`herald tail: ${message.detail}\n`)
+    })
+    for (const [topic, after] of positions) ws.send(JSON.stringify({ op: 'subscribe', topic, after }))
+    const [code, reason] = (await once(ws, 'close')) as [number, Buffer]
+    throw new Error(`the WebSocket closed (${code} ${reason.toString()})`)
+  } finally {
+    signal?.removeEventListener('abort', stop)
   }
 }
