@@ -197,6 +197,24 @@ describe('Server-Sent Events', () => {
     }
   })
 
+  test('NDJSON resume: events published during the disconnect come exactly once, in order', async () => {
+    await publishMany(server.url, 'ndres', 2)
+    const first = await StreamReader.open(`${server.url}/v1/topics/ndres/events?after=0`, NDJSON)
+    await first.until(() => first.ndjsonEvents().length === 2)
+    const last = first.ndjsonEvents().at(-1)!.seq
+    first.close()
+    await publishMany(server.url, 'ndres', 3, 2)
+    const second = await StreamReader.open(`${server.url}/v1/topics/ndres/events?after=${last}`, NDJSON)
+    try {
+      await second.until(() => second.ndjsonEvents().length === 3)
+      await publishMany(server.url, 'ndres', 1, 5)
+      await second.until(() => second.ndjsonEvents().length === 4)
+      assert.deepEqual(seqs(second.ndjsonEvents()), range(3, 6))
+    } finally {
+      second.close()
+    }
+  })
+
   test('a stalled reader is cut off while a fast reader on the same topic gets every event', async () => {
     const big = 'x'.repeat(32 * 1024)
     const stalled = connect(Number(new URL(server.url).port), '127.0.0.1')
