@@ -75,7 +75,9 @@ describe('in headless Chromium', { skip: missing }, () => {
           ref: 2,
         }),
       )
-      for (let i = 0; i < 200 && !messages.some((m) => m['op'] === 'event'); i++) {
+      // The reply to the publish and the event it produced may come in either order.
+      const arrived = () => ['published', 'event'].every((op) => messages.some((m) => m['op'] === op))
+      for (let i = 0; i < 200 && !arrived(); i++) {
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
       return { protocol: socket.protocol, messages }
