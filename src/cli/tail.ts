@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
+import { encodeCursor } from '../core/cursor.ts'
 import {
   CLIENT_HELP,
   CLIENT_OPTIONS,
@@ -132,7 +133,7 @@ async function followByStream(
 ): Promise<void> {
   const topics = [...positions.keys()]
   const query = topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')
-  const cursor = Buffer.from(JSON.stringify(Object.fromEntries(positions))).toString('base64url')
+  const cursor = encodeCursor(positions)
   const url =
     topics.length === 1
       ? `${options.url}${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}`
