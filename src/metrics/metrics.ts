@@ -77,3 +77,15 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
+
+/**
+ * The per-protocol stream counters, bound to their label once: a fan-out increments them once per
+ * connection per delivery, where looking the label up each time would cost more than the write.
+ */
+export function streamCounters(metrics: Metrics, protocol: string) {
+  return {
+    events: metrics.eventsSent.labels(protocol),
+    bytes: metrics.bytesSent.labels(protocol),
+    slowConsumers: metrics.slowConsumerDisconnects.labels(protocol),
+  }
+}

@@ -6,7 +6,7 @@ export type Protocol = 'sse' | 'ndjson' | 'ws'
 export interface StreamConnection {
   readonly protocol: Protocol
   /** Called once per heartbeat interval: send a keep-alive if idle, check the peer is alive. */
-  heartbeat(now: number): void
+  heartbeat(): void
   /** The server is draining: close with a hint to reconnect (elsewhere). */
   shutdown(): void
 }
@@ -25,8 +25,7 @@ export class Connections {
     this.maxConnections = options.maxConnections
     this.metrics = options.metrics
     this.timer = setInterval(() => {
-      const now = Date.now()
-      for (const connection of this.open) connection.heartbeat(now)
+      for (const connection of this.open) connection.heartbeat()
     }, options.heartbeatMs)
     this.timer.unref()
   }

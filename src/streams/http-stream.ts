@@ -4,7 +4,7 @@ import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
-import type { Metrics } from '../metrics/metrics.ts'
+import { type Metrics, streamCounters } from '../metrics/metrics.ts'
 import type { Connections, Protocol, StreamConnection } from './connections.ts'
 
 /** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
@@ -93,8 +93,9 @@ export interface HttpStreamOptions {
  * events arrive is disconnected; it resumes from its cursor (`Last-Event-ID`) without loss.
  */
 export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
-  const { framing, metrics, connections } = options
+  const { framing, connections } = options
   const protocol = framing.protocol
+  const counters = streamCounters(options.metrics, protocol)
   const res: ServerResponse = reply.raw
   reply.hijack()
   res.writeHead(200, {
@@ -109,7 +110,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
 
   const positions = new Map(options.positions)
   const subscriptions: Subscription[] = []
-  let lastWrite = Date.now()
+  let wroteSinceHeartbeat = true
   let closed = false
 
   const close = () => {
@@ -120,11 +121,10 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   }
   const connection: StreamConnection = {
     protocol,
-    heartbeat(now) {
-      if (now - lastWrite >= options.heartbeatMs && !closed) {
-        res.write(framing.heartbeat)
-        lastWrite = now
-      }
+    heartbeat() {
+      // Idle for a whole interval: keep proxies from timing the stream out.
+      if (!wroteSinceHeartbeat && !closed) res.write(framing.heartbeat)
+      wroteSinceHeartbeat = false
     },
     shutdown() {
       if (closed) return
@@ -142,13 +142,14 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
     // backlog for it. It is cut off and resumes from its cursor.
     if (res.writableLength > options.bufferLimit) {
-      metrics.slowConsumerDisconnects.inc({ protocol })
+      counters.slowConsumers.inc()
       res.destroy()
       close()
       return
     }
     let bytes = 0
-    res.cork()
+    const corked = events.length > 1 // several frames, one write to the socket
+    if (corked) res.cork()
     for (const event of events) {
       let cursor: string | null = null
       if (options.multiTopic) {
@@ -159,10 +160,10 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       bytes += frame.length
       res.write(frame)
     }
-    process.nextTick(() => res.uncork())
-    lastWrite = Date.now()
-    metrics.eventsSent.inc({ protocol }, events.length)
-    metrics.bytesSent.inc({ protocol }, bytes)
+    if (corked) process.nextTick(() => res.uncork())
+    wroteSinceHeartbeat = true
+    counters.events.inc(events.length)
+    counters.bytes.inc(bytes)
   }
   const sink = {
     push,

@@ -9,6 +9,7 @@ import { createKeyCheck, requestToken } from '../http/auth.ts'
 import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
 import type { Subscription } from '../log/feeds.ts'
+import { streamCounters } from '../metrics/metrics.ts'
 import type { StreamConnection } from './connections.ts'
 
 export const WS_PATH = '/v1/ws'
@@ -98,6 +99,7 @@ class WsConnection implements StreamConnection {
   private readonly isKey: ((token: string) => boolean) | undefined
   private readonly logger: FastifyBaseLogger
   private readonly subscriptions = new Map<string, Subscription>()
+  private readonly counters: ReturnType<typeof streamCounters>
   private authenticated: boolean
   private authDeadline: NodeJS.Timeout | undefined
   private missedPongs = 0
@@ -115,6 +117,7 @@ class WsConnection implements StreamConnection {
     this.authenticated = authenticated
     this.isKey = isKey
     this.logger = logger
+    this.counters = streamCounters(context.metrics, 'ws')
     context.connections.add(this)
     if (!authenticated) {
       this.authDeadline = setTimeout(
@@ -220,13 +223,14 @@ class WsConnection implements StreamConnection {
     if (this.closed) return
     this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
     this.send({ op: 'subscribed', topic, ref })
-    const { metrics, config } = this.context
+    const { config } = this.context
+    const counters = this.counters
     const subscription = this.context.log.subscribe(topic, start, {
       push: (events) => {
         // A denial-of-service guard: a reader that has not taken what it was sent before is closed,
         // not buffered for; it resubscribes with `after`.
         if (this.ws.bufferedAmount > config.streamBufferBytes) {
-          metrics.slowConsumerDisconnects.inc({ protocol: 'ws' })
+          counters.slowConsumers.inc()
           this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
           setTimeout(() => this.ws.terminate(), 1000).unref()
           this.cleanUp()
@@ -238,8 +242,8 @@ class WsConnection implements StreamConnection {
           bytes += frame.length
           this.ws.send(frame, { binary: false })
         }
-        metrics.eventsSent.inc({ protocol: 'ws' }, events.length)
-        metrics.bytesSent.inc({ protocol: 'ws' }, bytes)
+        counters.events.inc(events.length)
+        counters.bytes.inc(bytes)
       },
       drained: async () => {
         while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {
