@@ -15,6 +15,9 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     loggerInstance: logger,
     // One log line per request would dominate the cost of a publish; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request: Herald logs little per request (errors carry their URL), and a
+    // child per request costs time on every publish and memory on every open stream.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: context.config.bodyLimitBytes,
     // Event data is stored as sent, `__proto__` keys included: Herald copies no untrusted object
     // into another, so they are inert here, and dropping or refusing them would alter events.

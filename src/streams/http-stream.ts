@@ -108,7 +108,8 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   if (framing.preamble) res.write(framing.preamble)
   res.flushHeaders()
 
-  const positions = new Map(options.positions)
+  // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
+  const positions = options.multiTopic ? new Map(options.positions) : undefined
   const subscriptions: Subscription[] = []
   let wroteSinceHeartbeat = true
   let closed = false
@@ -153,8 +154,8 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     for (const event of events) {
       let cursor: string | null = null
       if (options.multiTopic) {
-        positions.set(event.topic, event.seq)
-        cursor = encodeCursor(positions)
+        positions!.set(event.topic, event.seq)
+        cursor = encodeCursor(positions!)
       }
       const frame = framing.frame(event, cursor)
       bytes += frame.length
