@@ -35,6 +35,8 @@ export interface ClientOptions {
   connections: number
   localAddress: string
   sampleEvery: number
+  /** Connections being opened at once. */
+  connectConcurrency: number
 }
 
 /** Parent → child. */
@@ -53,13 +55,14 @@ export type ClientReport =
       maxEvents: number
       /** Connections still open. */
       open: number
+      /** Why the first connection that closed after subscribing closed. */
+      firstClose?: string
       /** Publish-to-receive latencies (ms) seen on the sampled connections since the last mark. */
       latencies: Float64Array
     }
   /** The highest event number that every sampled connection has received: the publisher's window. */
   | { type: 'progress'; seen: number }
 
-const CONNECT_CONCURRENCY = 50
 const CONNECT_TIMEOUT_MS = 15_000
 const PROGRESS_INTERVAL_MS = 20
 
@@ -79,6 +82,15 @@ function payloadOf(value: unknown): Payload | undefined {
 }
 
 const now = () => performance.timeOrigin + performance.now()
+
+/** A frame that is not JSON is not the publisher's: skip it rather than end the process. */
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
 
 const DATA_LINE = Buffer.from('\ndata:')
 
@@ -124,13 +136,14 @@ export class DataLineCounter {
 }
 
 function main(options: ClientOptions): void {
-  const { spec, connections, localAddress, sampleEvery } = options
+  const { spec, connections, localAddress, sampleEvery, connectConcurrency } = options
   const events = new Uint32Array(connections)
   const connected = new Uint8Array(connections)
   const closed = new Uint8Array(connections)
   // for the sampled connections: the highest event number seen
   const lastSeen = new Map<number, number>()
   let latencies: number[] = []
+  let firstClose: string | undefined
 
   const send = (report: ClientReport) => process.send!(report)
 
@@ -140,7 +153,8 @@ function main(options: ClientOptions): void {
     if (payload.n > (lastSeen.get(index) ?? 0)) lastSeen.set(index, payload.n)
   }
 
-  function onClosed(index: number): void {
+  function onClosed(index: number, why: string): void {
+    if (connected[index] && !closed[index]) firstClose ??= why
     closed[index] = 1
     lastSeen.delete(index)
   }
@@ -185,10 +199,11 @@ function main(options: ClientOptions): void {
             pending = blocks.pop()!
             for (const block of blocks) {
               const line = block.split('\n').find((candidate) => candidate.startsWith('data:'))
-              if (line) received(index, payloadOf(JSON.parse(line.slice(5))), at)
+              if (line) received(index, payloadOf(parse(line.slice(5))), at)
             }
           })
-          response.on('close', () => onClosed(index))
+          response.on('error', () => {})
+          response.on('close', () => onClosed(index, 'the server ended the stream'))
           succeed()
         })
         abort = () => req.destroy()
@@ -218,15 +233,15 @@ function main(options: ClientOptions): void {
           }
           if (spec.eventMarker && !data.includes(spec.eventMarker)) return
           events[index]! += 1
-          if (sampled) received(index, payloadOf(JSON.parse(data.toString())), now())
+          if (sampled) received(index, payloadOf(parse(data.toString())), now())
         })
         socket.on('unexpected-response', (_request, response) =>
           fail(new Error(`GET ${spec.url}: HTTP ${response.statusCode}, not a WebSocket upgrade`)),
         )
         socket.on('error', fail)
-        socket.on('close', () => {
-          fail(new Error('closed while connecting'))
-          onClosed(index)
+        socket.on('close', (code, reason) => {
+          fail(new Error(`closed while connecting (${code} ${reason.toString()})`))
+          onClosed(index, `WebSocket close ${code} ${reason.toString()}`.trim())
         })
         return
       }
@@ -245,15 +260,15 @@ function main(options: ClientOptions): void {
       socket.on('connect_error', fail)
       socket.on(spec.event, (body: string) => {
         events[index]! += 1
-        if (sampled) received(index, payloadOf(JSON.parse(body)), now())
+        if (sampled) received(index, payloadOf(parse(String(body))), now())
       })
-      socket.on('disconnect', () => onClosed(index))
+      socket.on('disconnect', (reason) => onClosed(index, `Socket.IO disconnect: ${reason}`))
     })
   }
 
   async function openAll(): Promise<void> {
     let next = 0
-    let open_ = 0
+    let opened = 0
     let failed = 0
     let firstError: string | undefined
     const worker = async () => {
@@ -262,7 +277,7 @@ function main(options: ClientOptions): void {
         try {
           await open(index)
           connected[index] = 1
-          open_ += 1
+          opened += 1
         } catch (error) {
           failed += 1
           closed[index] = 1
@@ -271,30 +286,31 @@ function main(options: ClientOptions): void {
         }
       }
     }
-    await Promise.all(Array.from({ length: Math.min(CONNECT_CONCURRENCY, connections) }, worker))
-    send({ type: 'connected', open: open_, failed, ...(firstError ? { firstError } : {}) })
+    await Promise.all(Array.from({ length: Math.min(connectConcurrency, connections) }, worker))
+    send({ type: 'connected', open: opened, failed, ...(firstError ? { firstError } : {}) })
   }
 
   function snapshot(): ClientReport {
     let total = 0
     let min = Number.POSITIVE_INFINITY
     let max = 0
-    let open_ = 0
+    let stillOpen = 0
     for (let index = 0; index < connections; index++) {
       if (!connected[index]) continue
       const count = events[index]!
       total += count
       if (count < min) min = count
       if (count > max) max = count
-      if (!closed[index]) open_ += 1
+      if (!closed[index]) stillOpen += 1
     }
     const report: ClientReport = {
       type: 'snapshot',
       events: total,
       minEvents: Number.isFinite(min) ? min : 0,
       maxEvents: max,
-      open: open_,
+      open: stillOpen,
       latencies: Float64Array.from(latencies),
+      ...(firstClose ? { firstClose } : {}),
     }
     latencies = []
     return report
@@ -302,8 +318,8 @@ function main(options: ClientOptions): void {
 
   let lastProgress = -1
   setInterval(() => {
-    if (lastSeen.size === 0) return
-    let seen = Number.POSITIVE_INFINITY
+    // with no sampled connection left open, this process no longer holds the publisher back
+    let seen = Number.MAX_SAFE_INTEGER
     for (const n of lastSeen.values()) if (n < seen) seen = n
     if (seen !== lastProgress) {
       lastProgress = seen

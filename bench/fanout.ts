@@ -14,20 +14,25 @@
 //   BENCH_IDLE_CONNECTIONS=15000           idle connections for the memory measurement
 //   BENCH_SECONDS=10                       throughput measurement
 //   BENCH_LATENCY_SECONDS=15, BENCH_LATENCY_RATE=10   latency measurement, events/s
-//   BENCH_INFLIGHT=8, BENCH_WINDOW=50      publisher flow control (see publishAsFastAsDelivered)
+//   BENCH_INFLIGHT=8, BENCH_WINDOW=50000/BENCH_SUBSCRIBERS (at least 2)
+//                                          publisher flow control (see publishAsFastAsDelivered)
 //   BENCH_CONNECTIONS_PER_CLIENT=2500      connections per subscriber process (bench/fanout-client.ts)
 //   BENCH_SAMPLE_EVERY=50                  one connection in this many parses events, for latency
+//   BENCH_CONNECT_CONCURRENCY=10           connections each subscriber process opens at once
 //
-// Each target and protocol gets a fresh server, then:
-//   1. preflight: one subscriber and one event; a target whose endpoint is not there is skipped with a
-//      note (Herald's stream endpoints, until they exist);
-//   2. memory: VmRSS of the server's process tree (/proc) before and after opening the idle connections;
-//   3. throughput: events received by all subscribers per second while the publisher keeps up with the
-//      slowest sampled subscriber; then every event must arrive, or the difference is reported lost;
-//   4. latency: BENCH_LATENCY_RATE events/s; receive time minus the publisher's timestamp, both
-//      performance.timeOrigin + performance.now() on the same machine.
+// For each target and protocol, on a fresh server each time (memory on one, fan-out on another):
+//   - preflight: one subscriber and one event; a target whose endpoint is not there is skipped with a
+//     note (Herald's stream endpoints, before they existed);
+//   - memory: VmRSS of the server's process tree (/proc) before and after opening the idle connections;
+//   - throughput: events received by all subscribers per second while the publisher keeps up with the
+//     slowest sampled subscriber; then every event must arrive, or the difference is reported lost;
+//   - latency: BENCH_LATENCY_RATE events/s; receive time minus the publisher's timestamp, both
+//     performance.timeOrigin + performance.now() on the same machine.
 // Subscribers run in several processes (a process may hold at most ~20,000 files) and each process
 // connects from its own loopback address (127.0.1.1, 127.0.1.2, …) so no address runs out of ports.
+// They share the machine's cores with the server, and receiving an event costs them about as much
+// as sending it costs the server: on 2 cores the absolute figures are the machine's, the ratios
+// between targets are what to compare.
 import { type ChildProcess, fork } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
@@ -54,9 +59,12 @@ const SECONDS = Number(env['BENCH_SECONDS'] ?? 10)
 const LATENCY_SECONDS = Number(env['BENCH_LATENCY_SECONDS'] ?? 15)
 const LATENCY_RATE = Number(env['BENCH_LATENCY_RATE'] ?? 10)
 const INFLIGHT = Number(env['BENCH_INFLIGHT'] ?? 8)
-const WINDOW = Number(env['BENCH_WINDOW'] ?? 50)
+// about 50,000 deliveries queued at most: enough to keep every target busy, few enough that the
+// latency measured under this load is not just the queue
+const WINDOW = Number(env['BENCH_WINDOW'] ?? Math.max(2, Math.round(50_000 / SUBSCRIBERS)))
 const CONNECTIONS_PER_CLIENT = Number(env['BENCH_CONNECTIONS_PER_CLIENT'] ?? 2_500)
 const SAMPLE_EVERY = Number(env['BENCH_SAMPLE_EVERY'] ?? 50)
+const CONNECT_CONCURRENCY = Number(env['BENCH_CONNECT_CONCURRENCY'] ?? 10)
 
 const CLIENT_SCRIPT = join(ROOT, 'bench/fanout-client.ts')
 const TOPIC = 'bench'
@@ -131,6 +139,37 @@ function rssKb(pid: number): number {
   return total
 }
 
+/** CPU time (clock ticks) used so far by a process tree. */
+function cpuTicks(pid: number): number {
+  let total = 0
+  for (const each of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${each}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      total += Number(fields[11]) + Number(fields[12])
+    } catch {}
+  }
+  return total
+}
+
+/**
+ * Waits until the server uses less than a tenth of a core, at most `maxMs`. Servers go on working
+ * after connections open or close (Pushpin's handler needs seconds for 15,000 of them); the next
+ * phase must not start while they are busy, or it measures the leftovers.
+ */
+async function waitUntilIdle(pid: number, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs
+  let previous = cpuTicks(pid)
+  let quiet = 0
+  while (quiet < 2 && Date.now() < deadline) {
+    await sleep(500)
+    const ticks = cpuTicks(pid)
+    // 100 ticks per second: 5 ticks in 500 ms is a tenth of a core
+    quiet = ticks - previous <= 5 ? quiet + 1 : 0
+    previous = ticks
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Targets: how to start each one, subscribe to it and publish to it.
 
@@ -155,7 +194,12 @@ interface TargetDefinition {
 }
 
 async function postJson(url: string, body: string): Promise<void> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  })
   await response.arrayBuffer()
   if (!response.ok) throw new Error(`POST ${url}: HTTP ${response.status}`)
 }
@@ -338,6 +382,8 @@ class SubscriberProcess {
       serialization: 'advanced',
     })
     this.forget = killOnExit(this.child)
+    // a send racing the child's exit; the exit itself rejects whatever was waiting
+    this.child.on('error', () => {})
     this.child.on('message', (report: ClientReport) => {
       if (report.type === 'progress') {
         this.seen = report.seen
@@ -362,6 +408,7 @@ class SubscriberProcess {
     command?: ClientCommand,
     timeoutMs = REQUEST_TIMEOUT_MS,
   ): Promise<Extract<ClientReport, { type: T }>> {
+    if (!this.child.connected) return Promise.reject(new Error(`subscriber process is gone (${type})`))
     const answer = new Promise<ClientReport>((resolve, reject) => this.waiters.set(type, { resolve, reject }))
     if (command) this.child.send(command)
     return withTimeout(answer, timeoutMs, `subscriber process (${type})`) as Promise<
@@ -386,6 +433,7 @@ interface FleetSnapshot {
   maxEvents: number
   open: number
   latencies: number[]
+  firstClose: string | undefined
 }
 
 class Fleet {
@@ -413,6 +461,7 @@ class Fleet {
         connections: Math.min(CONNECTIONS_PER_CLIENT, connections - first),
         localAddress: nextSourceAddress(),
         sampleEvery: SAMPLE_EVERY,
+        connectConcurrency: CONNECT_CONCURRENCY,
       }
       processes.push(new SubscriberProcess(options, onProgress))
     }
@@ -458,6 +507,7 @@ class Fleet {
       maxEvents: Math.max(...reports.map((report) => report.maxEvents)),
       open: reports.reduce((total, report) => total + report.open, 0),
       latencies,
+      firstClose: reports.find((report) => report.firstClose)?.firstClose,
     }
   }
 
@@ -485,6 +535,7 @@ interface ThroughputResult {
   lost: number
   publishErrors: number
   closed: number
+  firstClose: string | undefined
 }
 
 interface LatencyResult {
@@ -520,15 +571,21 @@ class Publisher {
     this.target = target
   }
 
+  /** The number of the last event that a publish attempt went out with. */
   get last(): number {
     return this.sequence
   }
 
+  /** The number of the last event the target accepted. */
+  lastAccepted = 0
+
   async publish(): Promise<void> {
     this.sequence += 1
+    const n = this.sequence
     try {
-      await this.target.publish({ t: now(), n: this.sequence })
+      await this.target.publish({ t: now(), n })
       this.published += 1
+      this.lastAccepted = Math.max(this.lastAccepted, n)
     } catch (error) {
       this.errors += 1
       this.firstError ??= error instanceof Error ? error.message : String(error)
@@ -543,22 +600,24 @@ function percentile(sorted: number[], q: number): number {
 
 /**
  * Publishes probes until every subscriber has received one (their subscriptions are live), then
- * waits until nothing more arrives, so that the next phase counts from a quiet start.
+ * waits until the sampled subscribers have the last probe and nothing more arrives, so that the
+ * next phase starts from a quiet state with the publisher's window open.
  */
 async function settle(fleet: Fleet, publisher: Publisher): Promise<boolean> {
   await fleet.mark()
-  const deadline = Date.now() + SETTLE_TIMEOUT_MS
+  let deadline = Date.now() + SETTLE_TIMEOUT_MS
   let everyoneHasOne = false
   while (!everyoneHasOne && Date.now() < deadline) {
     await publisher.publish()
     await sleep(250)
     everyoneHasOne = (await fleet.snapshot()).minEvents >= 1
   }
+  deadline = Date.now() + SETTLE_TIMEOUT_MS
   let previous = -1
-  for (;;) {
+  while (Date.now() < deadline) {
     await sleep(300)
     const { events } = await fleet.snapshot()
-    if (events === previous) break
+    if (events === previous && fleet.watermark() >= publisher.lastAccepted) break
     previous = events
   }
   return everyoneHasOne
@@ -616,12 +675,13 @@ function publishAsFastAsDelivered(fleet: Fleet, publisher: Publisher, seconds: n
 }
 
 async function measureMemory(target: RunningTarget, spec: SubscriberSpec): Promise<MemoryResult> {
-  await sleep(1_000)
+  await waitUntilIdle(target.pid, 15_000)
   const beforeKb = rssKb(target.pid)
   const fleet = await Fleet.open(spec, IDLE_CONNECTIONS)
   try {
     if (fleet.failed > 0) log(`  ${fleet.failed} connections failed: ${fleet.firstError}`)
-    await sleep(3_000)
+    await waitUntilIdle(target.pid, 30_000)
+    await sleep(1_000)
     const afterKb = rssKb(target.pid)
     return {
       connections: fleet.open,
@@ -631,8 +691,6 @@ async function measureMemory(target: RunningTarget, spec: SubscriberSpec): Promi
     }
   } finally {
     await fleet.close()
-    // let the server see every connection close before the next phase
-    await sleep(2_000)
   }
 }
 
@@ -657,6 +715,7 @@ async function measureThroughput(fleet: Fleet, publisher: Publisher): Promise<Th
     lost: count * fleet.open - final.events,
     publishErrors: publisher.errors - errors,
     closed: fleet.open - final.open,
+    firstClose: final.firstClose,
   }
 }
 
@@ -689,93 +748,133 @@ async function measureLatency(fleet: Fleet, publisher: Publisher): Promise<Laten
   }
 }
 
-/** One target and protocol, on a fresh server. */
-async function measureCell(definition: TargetDefinition, protocol: Protocol): Promise<CellResult> {
-  const result: CellResult = { target: definition, protocol, notes: [] }
-  const say = (line: string) => log(`${definition.name} ${protocol}: ${line}`)
+/** Subscribes one connection and publishes until it receives an event; says what went wrong if not. */
+async function preflight(spec: SubscriberSpec, publisher: Publisher): Promise<string | undefined> {
+  const probe = await Fleet.open(spec, 1)
+  try {
+    if (probe.open === 0) return probe.firstError ?? 'could not subscribe'
+    if (await settle(probe, publisher)) return undefined
+    const why = publisher.firstError ? ` (publish: ${publisher.firstError})` : ''
+    return `subscribed, but no event arrived within ${SETTLE_TIMEOUT_MS / 1000} s${why}`
+  } finally {
+    await probe.close()
+  }
+}
+
+type Note = (line: string) => void
+
+/**
+ * Starts the target, checks with one subscriber and one event that it serves this protocol, runs
+ * `measure`, and stops it. False when the target is not available.
+ */
+async function onFreshServer(
+  definition: TargetDefinition,
+  protocol: Protocol,
+  note: Note,
+  measure: (target: RunningTarget, spec: SubscriberSpec, publisher: Publisher) => Promise<void>,
+): Promise<boolean> {
   let target: RunningTarget
   try {
     target = await definition.start()
   } catch (error) {
-    result.notes.push(`not available: ${error instanceof Error ? error.message : String(error)}`)
-    say(result.notes[0]!)
-    return result
+    note(`not available: ${error instanceof Error ? error.message : String(error)}`)
+    return false
   }
   try {
     const spec = target.subscriber(protocol)
     const publisher = new Publisher(target)
-
-    // 1. one subscriber, one event: is the endpoint there at all?
-    const probe = await Fleet.open(spec, 1)
-    try {
-      if (probe.open === 0) {
-        result.notes.push(`not available: ${probe.firstError ?? 'could not subscribe'}`)
-        say(result.notes[0]!)
-        return result
-      }
-      if (!(await settle(probe, publisher))) {
-        const why = publisher.firstError ? ` (publish: ${publisher.firstError})` : ''
-        result.notes.push(
-          `not available: subscribed, but no event arrived within ${SETTLE_TIMEOUT_MS / 1000} s${why}`,
-        )
-        say(result.notes[0]!)
-        return result
-      }
-    } finally {
-      await probe.close()
+    const problem = await preflight(spec, publisher)
+    if (problem) {
+      note(`not available: ${problem}`)
+      return false
     }
-
-    if (PHASES.includes('memory')) {
-      say(`opening ${IDLE_CONNECTIONS} idle connections`)
-      result.memory = await measureMemory(target, spec)
-      say(
-        `${round(result.memory.kbPerConnection, 1)} KB per idle connection (${result.memory.connections} open)`,
-      )
-      if (result.memory.connections < IDLE_CONNECTIONS) {
-        result.notes.push(
-          `memory: only ${result.memory.connections} of ${IDLE_CONNECTIONS} connections opened`,
-        )
-      }
-    }
-
-    if (PHASES.includes('throughput') || PHASES.includes('latency')) {
-      say(`opening ${SUBSCRIBERS} subscribers`)
-      const fleet = await Fleet.open(spec, SUBSCRIBERS)
-      try {
-        if (fleet.failed > 0) {
-          result.notes.push(
-            `${fleet.failed} of ${SUBSCRIBERS} subscribers failed to connect: ${fleet.firstError}`,
-          )
-          say(result.notes.at(-1)!)
-        }
-        if (fleet.open === 0) return result
-        if (!(await settle(fleet, publisher))) {
-          result.notes.push(`some subscribers received no probe within ${SETTLE_TIMEOUT_MS / 1000} s`)
-          say(result.notes.at(-1)!)
-        }
-        if (PHASES.includes('throughput')) {
-          result.throughput = await measureThroughput(fleet, publisher)
-          const { deliveredPerSecond, publishesPerSecond, lost, closed } = result.throughput
-          say(
-            `${round(deliveredPerSecond)} events/s delivered (${round(publishesPerSecond)} publishes/s), ${lost} lost, ${closed} closed`,
-          )
-        }
-        if (PHASES.includes('latency')) {
-          result.latency = await measureLatency(fleet, publisher)
-          const { p50, p99, lost } = result.latency
-          say(`latency p50 ${round(p50, 1)} ms, p99 ${round(p99, 1)} ms, ${lost} lost`)
-        }
-        if (publisher.errors > 0)
-          result.notes.push(`${publisher.errors} publishes failed: ${publisher.firstError}`)
-      } finally {
-        await fleet.close()
-      }
-    }
-  } catch (error) {
-    result.notes.push(`failed: ${error instanceof Error ? error.message : String(error)}`)
-    say(result.notes.at(-1)!)
+    await measure(target, spec, publisher)
+    if (publisher.errors > 0) note(`${publisher.errors} publishes failed: ${publisher.firstError}`)
+    return true
   } finally {
     await target.stop()
+  }
+}
+
+async function measureFanout(
+  target: RunningTarget,
+  spec: SubscriberSpec,
+  publisher: Publisher,
+  result: CellResult,
+  note: Note,
+  say: Note,
+): Promise<void> {
+  say(`opening ${SUBSCRIBERS} subscribers`)
+  const fleet = await Fleet.open(spec, SUBSCRIBERS)
+  try {
+    if (fleet.failed > 0)
+      note(`${fleet.failed} of ${SUBSCRIBERS} subscribers failed to connect: ${fleet.firstError}`)
+    if (fleet.open === 0) return
+    await waitUntilIdle(target.pid, 60_000)
+    if (!(await settle(fleet, publisher))) {
+      note(`some subscribers received no probe within ${SETTLE_TIMEOUT_MS / 1000} s`)
+    }
+    if (PHASES.includes('throughput')) {
+      const throughput = await measureThroughput(fleet, publisher)
+      result.throughput = throughput
+      say(
+        `${round(throughput.deliveredPerSecond)} events/s delivered (${round(throughput.publishesPerSecond)} publishes/s), ${throughput.lost} lost, ${throughput.closed} closed`,
+      )
+      if (throughput.closed > 0) {
+        note(
+          `${throughput.closed} subscribers were disconnected during the throughput run (${throughput.firstClose})`,
+        )
+      }
+    }
+    if (PHASES.includes('latency')) {
+      const latency = await measureLatency(fleet, publisher)
+      result.latency = latency
+      say(`latency p50 ${round(latency.p50, 1)} ms, p99 ${round(latency.p99, 1)} ms, ${latency.lost} lost`)
+      const offered = LATENCY_RATE * fleet.open
+      const capacity = result.throughput?.deliveredPerSecond
+      if (capacity !== undefined && offered > capacity) {
+        note(
+          `latency: ${round(offered)} deliveries/s offered is more than the ${round(capacity)}/s this target delivered flat out, so the latency measured is mostly queueing`,
+        )
+      }
+    }
+  } finally {
+    await fleet.close()
+  }
+}
+
+/**
+ * One target and protocol. Memory is measured on one fresh server, fan-out on another: a server
+ * that has just seen 15,000 connections close may still be cleaning up after them (Pushpin's
+ * handler keeps WebSocket sessions for a while), which is not what the fan-out should measure.
+ */
+async function measureCell(definition: TargetDefinition, protocol: Protocol): Promise<CellResult> {
+  const result: CellResult = { target: definition, protocol, notes: [] }
+  const say: Note = (line) => log(`${definition.name} ${protocol}: ${line}`)
+  const note: Note = (line) => {
+    result.notes.push(line)
+    say(line)
+  }
+  try {
+    if (PHASES.includes('memory')) {
+      const available = await onFreshServer(definition, protocol, note, async (target, spec) => {
+        say(`opening ${IDLE_CONNECTIONS} idle connections`)
+        const memory = await measureMemory(target, spec)
+        result.memory = memory
+        say(`${round(memory.kbPerConnection, 1)} KB per idle connection (${memory.connections} open)`)
+        if (memory.connections < IDLE_CONNECTIONS) {
+          note(`memory: only ${memory.connections} of ${IDLE_CONNECTIONS} connections opened`)
+        }
+      })
+      if (!available) return result
+    }
+    if (PHASES.includes('throughput') || PHASES.includes('latency')) {
+      await onFreshServer(definition, protocol, note, (target, spec, publisher) =>
+        measureFanout(target, spec, publisher, result, note, say),
+      )
+    }
+  } catch (error) {
+    note(`failed: ${error instanceof Error ? error.message : String(error)}`)
   }
   return result
 }
@@ -846,9 +945,10 @@ function report(cells: CellResult[]): string {
       ]
     })
 
+  const processes = Math.ceil(SUBSCRIBERS / CONNECTIONS_PER_CLIENT)
   const lines = [
-    `Fan-out: one publisher, one topic; ${os.cpus().length} CPUs, Node ${process.version}; subscribers in ` +
-      `${Math.ceil(SUBSCRIBERS / CONNECTIONS_PER_CLIENT)} processes of up to ${CONNECTIONS_PER_CLIENT} connections on the same machine.`,
+    `Fan-out: one publisher, one topic; ${os.cpus().length} CPUs, Node ${process.version}; the subscribers run on ` +
+      `the same machine, in ${processes} process${processes === 1 ? '' : 'es'} of up to ${CONNECTIONS_PER_CLIENT} connections.`,
     '',
   ]
   if (throughputRows.length > 0) {
@@ -940,6 +1040,11 @@ export async function runFanout(): Promise<string> {
     throw new Error(
       `BENCH_TARGETS: unknown ${unknown.join(', ')} (known: ${TARGETS.map((t) => t.name).join(', ')})`,
     )
+  }
+  const badProtocols = PROTOCOLS.filter((protocol) => protocol !== 'sse' && protocol !== 'ws')
+  const badPhases = PHASES.filter((phase) => !['memory', 'throughput', 'latency'].includes(phase))
+  if (badProtocols.length > 0 || badPhases.length > 0) {
+    throw new Error(`BENCH_PROTOCOLS or BENCH_PHASES: unknown ${[...badProtocols, ...badPhases].join(', ')}`)
   }
   const onSignal = () => process.exit(130)
   process.on('exit', onExit)

@@ -45,6 +45,15 @@ async function answered(response: Response): Promise<boolean> {
   return response.ok
 }
 
+/** Pushpin logs its own errors and warnings, the clue when connections fail: pass them on to stderr. */
+async function reportProblems(logFile: string): Promise<void> {
+  const lines = (await readFile(logFile, 'utf8').catch(() => '')).split('\n')
+  const problems = lines.filter((line) => /^\[(WARN|ERR|ERROR)\]/.test(line))
+  if (problems.length === 0) return
+  process.stderr.write(`pushpin logged ${problems.length} warnings or errors; the last ones:\n`)
+  for (const line of problems.slice(-5)) process.stderr.write(`  ${line}\n`)
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export async function startPushpin(): Promise<Pushpin> {
@@ -91,6 +100,7 @@ export async function startPushpin(): Promise<Pushpin> {
       await Promise.race([exitedPromise, sleep(STOP_TIMEOUT_MS)])
       if (!exited) process.kill(-child.pid, 'SIGKILL')
     }
+    await reportProblems(logFile)
     rmSync(runDir, { recursive: true, force: true })
   }
 
@@ -108,13 +118,17 @@ export async function startPushpin(): Promise<Pushpin> {
       await stop()
       throw new Error(`pushpin did not start:\n${tail}`)
     }
-    // ready once the test handler answers and the publish endpoint accepts an empty publish
+    // ready once the test handler answers and the publish endpoint accepts an empty publish; a
+    // request sent while the services are still connecting to each other can go unanswered, so
+    // each attempt has a short timeout
+    const signal = AbortSignal.timeout(1_000)
     const ready = await Promise.all([
-      fetch(`${url}/`).then(answered),
+      fetch(`${url}/`, { signal }).then(answered),
       fetch(publishUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: '{"items":[]}',
+        signal,
       }).then(answered),
     ]).catch(() => [false])
     if (ready.every(Boolean)) return { pid: child.pid!, url, publishUrl, stop }
