@@ -25,10 +25,11 @@ export function databasePath(dataDir: string): string {
 export function openDatabase(dataDir: string, synchronous: Synchronous): DatabaseSync {
   mkdirSync(dataDir, { recursive: true })
   const db = new DatabaseSync(databasePath(dataDir))
+  // busy_timeout first: switching a new file to WAL takes a lock another process may hold.
   db.exec(`
+    PRAGMA busy_timeout = 5000;
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'};
-    PRAGMA busy_timeout = 5000;
     PRAGMA foreign_keys = ON;
   `)
   return db
@@ -36,14 +37,18 @@ export function openDatabase(dataDir: string, synchronous: Synchronous): Databas
 
 /** Applies `migrations/NNN_*.sql` above the database's `user_version`, each in its own transaction. */
 export function migrate(db: DatabaseSync): void {
-  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+  const userVersion = db.prepare('PRAGMA user_version')
   const files = readdirSync(MIGRATIONS_DIR)
     .filter((name) => /^\d{3}_.*\.sql$/.test(name))
     .sort()
   for (const file of files) {
     const version = Number(file.slice(0, 3))
-    if (version <= current) continue
     db.exec('BEGIN IMMEDIATE')
+    // Read inside the write lock: another process starting at the same time may have just migrated.
+    if ((userVersion.get() as { user_version: number }).user_version >= version) {
+      db.exec('COMMIT')
+      continue
+    }
     try {
       db.exec(readFileSync(join(MIGRATIONS_DIR, file), 'utf8'))
       db.exec(`PRAGMA user_version = ${version}`)
