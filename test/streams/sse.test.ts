@@ -179,6 +179,8 @@ describe('Server-Sent Events', () => {
     await problemOf(await fetch(`${url}&last_event_id=not-a-token`, { headers: SSE }), 400)
     await problemOf(await fetch(`${server.url}/v1/stream?topic=a&topic=b&after=3`, { headers: SSE }), 400)
     await problemOf(await fetch(`${server.url}/v1/stream`, { headers: SSE }), 400)
+    const badAfter = await fetch(`${server.url}/v1/topics/multi/a/events?after=abc`, { headers: SSE })
+    assert.equal((await problemOf(badAfter, 400)).field, 'after')
     await problemOf(await fetch(`${server.url}/v1/stream?topic=a`), 406)
   })
 

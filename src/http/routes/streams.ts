@@ -4,6 +4,7 @@ import { errors } from '../../core/errors.ts'
 import { validateTopic } from '../../core/topic.ts'
 import { type Framing, ndjsonFraming, openHttpStream, sseFraming } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
+import { integerParam, MAX_SEQ } from '../params.ts'
 
 const MAX_TOPICS_PER_STREAM = 100
 
@@ -49,8 +50,7 @@ async function startPositions(
         'after',
       )
     }
-    if (!/^\d+$/.test(query['after'])) throw errors.invalidRequest('"after" must be a whole number.', 'after')
-    positions.set(topics[0]!, Number(query['after']))
+    positions.set(topics[0]!, integerParam(query, 'after', 0, 0, MAX_SEQ))
   }
   for (const topic of topics) {
     if (!positions.has(topic)) positions.set(topic, (await context.log.store.topic(topic))?.head_seq ?? 0)

@@ -5,6 +5,7 @@ import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } f
 import { validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
+import { integerParam, MAX_SEQ } from '../params.ts'
 import { negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
@@ -118,7 +119,7 @@ async function readEvents(
   { log, metrics, draining }: HttpContext,
 ): Promise<FastifyReply> {
   const query = request.query as Record<string, string | undefined>
-  const after = integerParam(query, 'after', 0, 0, Number.MAX_SAFE_INTEGER)
+  const after = integerParam(query, 'after', 0, 0, MAX_SEQ)
   const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
   const waitSeconds = waitParam(request, query)
   let events: StoredEvent[]
@@ -196,22 +197,6 @@ function idempotencyKeyOf(request: FastifyRequest): string | undefined {
     )
   }
   return key
-}
-
-function integerParam(
-  query: Record<string, string | undefined>,
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const text = query[name]
-  if (text === undefined || text === '') return fallback
-  const value = Number(text)
-  if (!/^\d+$/.test(text) || value < min || value > max) {
-    throw errors.invalidRequest(`"${name}" must be a whole number from ${min} to ${max}.`, name)
-  }
-  return value
 }
 
 /** `?wait=` is an instruction (out of range: 400); `Prefer: wait=` a preference (clamped to the maximum). */
