@@ -53,13 +53,6 @@ export class Feeds {
     void subscription.catchUp(this.store, pageSize)
     return subscription
   }
-
-  /** Live subscriptions and feeds, for tests and metrics. */
-  stats(): { feeds: number; subscriptions: number } {
-    let subscriptions = 0
-    for (const feed of this.feeds.values()) subscriptions += feed.size
-    return { feeds: this.feeds.size, subscriptions }
-  }
 }
 
 export class Subscription {
@@ -133,10 +126,6 @@ class Feed {
     this.store = store
     this.onEmpty = onEmpty
     this.unsubscribe = bus.subscribe(topic, (head) => this.onHead(head))
-  }
-
-  get size(): number {
-    return this.attached.size
   }
 
   attach(subscription: Subscription): void {
