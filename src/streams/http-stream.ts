@@ -6,6 +6,7 @@ import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import { type Metrics, streamCounters } from '../metrics/metrics.ts'
 import type { Connections, Protocol, StreamConnection } from './connections.ts'
+import { FrameCache } from './frame-cache.ts'
 
 /** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
 const SSE_RETRY_MS = 2000
@@ -23,19 +24,11 @@ export interface Framing {
   farewell: string
 }
 
-const sseCache = new WeakMap<StoredEvent, string>()
-const sseNamedCache = new WeakMap<StoredEvent, string>()
-const ndjsonCache = new WeakMap<StoredEvent, string>()
-
-/** Caches a frame per event: every subscriber of a topic gets the same string. */
-function cached(cache: WeakMap<StoredEvent, string>, event: StoredEvent, build: () => string): string {
-  let frame = cache.get(event)
-  if (frame === undefined) {
-    frame = build()
-    cache.set(event, frame)
-  }
-  return frame
-}
+const sseFrames = new FrameCache((event) => `id: ${event.seq}\ndata: ${event.json}\n\n`)
+const sseNamedFrames = new FrameCache(
+  (event) => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`,
+)
+const ndjsonFrames = new FrameCache((event) => `${event.json}\n`)
 
 function eventType(event: StoredEvent): string {
   return (JSON.parse(event.json) as { type: string }).type
@@ -52,13 +45,7 @@ export function sseFraming(named: boolean): Framing {
       if (cursor !== null) {
         return `id: ${cursor}\n${named ? `event: ${eventType(event)}\n` : ''}data: ${event.json}\n\n`
       }
-      return named
-        ? cached(
-            sseNamedCache,
-            event,
-            () => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`,
-          )
-        : cached(sseCache, event, () => `id: ${event.seq}\ndata: ${event.json}\n\n`)
+      return named ? sseNamedFrames.get(event) : sseFrames.get(event)
     },
     farewell: `retry: ${SSE_SHUTDOWN_RETRY_MS}\n\n`,
   }
@@ -70,7 +57,7 @@ export const ndjsonFraming: Framing = {
   contentType: 'application/x-ndjson',
   preamble: '',
   heartbeat: '\n',
-  frame: (event) => cached(ndjsonCache, event, () => `${event.json}\n`),
+  frame: (event) => ndjsonFrames.get(event),
   farewell: '',
 }
 

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, type WebSocket, WebSocketServer } from 'ws'
 import { errors, HeraldError } from '../core/errors.ts'
-import { parseEventObject, type StoredEvent } from '../core/event.ts'
+import { parseEventObject } from '../core/event.ts'
 import { validateTopic } from '../core/topic.ts'
 import { createKeyCheck, requestToken } from '../http/auth.ts'
 import type { HttpContext } from '../http/context.ts'
@@ -11,6 +11,7 @@ import { PROBLEM_JSON } from '../http/problem.ts'
 import type { Subscription } from '../log/feeds.ts'
 import { streamCounters } from '../metrics/metrics.ts'
 import type { StreamConnection } from './connections.ts'
+import { FrameCache } from './frame-cache.ts'
 
 export const WS_PATH = '/v1/ws'
 export const WS_SUBPROTOCOL = 'herald.v1'
@@ -25,17 +26,10 @@ const AUTH_DEADLINE_MS = 10_000
 /** Catch-up pauses while this much is waiting to be sent. */
 const CATCH_UP_HIGH_WATER = 64 * 1024
 
-const eventFrames = new WeakMap<StoredEvent, Buffer>()
-
 /** `{"op":"event",…}` for one event, built once and shared by every socket subscribed to its topic. */
-function eventFrame(event: StoredEvent): Buffer {
-  let frame = eventFrames.get(event)
-  if (frame === undefined) {
-    frame = Buffer.from(`{"op":"event","topic":${JSON.stringify(event.topic)},"event":${event.json}}`)
-    eventFrames.set(event, frame)
-  }
-  return frame
-}
+const eventFrames = new FrameCache((event) =>
+  Buffer.from(`{"op":"event","topic":${JSON.stringify(event.topic)},"event":${event.json}}`),
+)
 
 /** Serves `GET /v1/ws` on the HTTP server's upgrade requests. */
 export function attachWebSocket(server: Server, context: HttpContext, logger: FastifyBaseLogger): void {
@@ -238,7 +232,7 @@ class WsConnection implements StreamConnection {
         }
         let bytes = 0
         for (const event of events) {
-          const frame = eventFrame(event)
+          const frame = eventFrames.get(event)
           bytes += frame.length
           this.ws.send(frame, { binary: false })
         }
