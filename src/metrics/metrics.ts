@@ -8,7 +8,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export function createMetrics() {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
-  return {
+  const metrics = {
     registry,
     eventsPublished: new Counter({
       name: 'herald_events_published_total',
@@ -74,18 +74,18 @@ export function createMetrics() {
       registers: [registry],
     }),
   }
-}
-
-export type Metrics = ReturnType<typeof createMetrics>
-
-/**
- * The per-protocol stream counters, bound to their label once: a fan-out increments them once per
- * connection per delivery, where looking the label up each time would cost more than the write.
- */
-export function streamCounters(metrics: Metrics, protocol: string) {
-  return {
+  // Bound to their label once: a fan-out increments them per connection per delivery, where looking
+  // the label up (or binding it per connection) would cost more than the write itself.
+  const streamCounters = (protocol: 'sse' | 'ndjson' | 'ws') => ({
     events: metrics.eventsSent.labels(protocol),
     bytes: metrics.bytesSent.labels(protocol),
     slowConsumers: metrics.slowConsumerDisconnects.labels(protocol),
+  })
+  return {
+    ...metrics,
+    streams: { sse: streamCounters('sse'), ndjson: streamCounters('ndjson'), ws: streamCounters('ws') },
   }
 }
+
+export type Metrics = ReturnType<typeof createMetrics>
+export type StreamCounters = Metrics['streams']['ws']

@@ -4,7 +4,7 @@ import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
-import { type Metrics, streamCounters } from '../metrics/metrics.ts'
+import type { Metrics } from '../metrics/metrics.ts'
 import type { Connections, Protocol, StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
@@ -82,7 +82,7 @@ export interface HttpStreamOptions {
 export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
   const { framing, connections } = options
   const protocol = framing.protocol
-  const counters = streamCounters(options.metrics, protocol)
+  const counters = options.metrics.streams[protocol]
   const res: ServerResponse = reply.raw
   reply.hijack()
   res.writeHead(200, {

@@ -9,7 +9,7 @@ import { createKeyCheck, requestToken } from '../http/auth.ts'
 import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
 import type { Subscription } from '../log/feeds.ts'
-import { streamCounters } from '../metrics/metrics.ts'
+import type { StreamCounters } from '../metrics/metrics.ts'
 import type { StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
@@ -93,7 +93,7 @@ class WsConnection implements StreamConnection {
   private readonly isKey: ((token: string) => boolean) | undefined
   private readonly logger: FastifyBaseLogger
   private readonly subscriptions = new Map<string, Subscription>()
-  private readonly counters: ReturnType<typeof streamCounters>
+  private readonly counters: StreamCounters
   private authenticated: boolean
   private authDeadline: NodeJS.Timeout | undefined
   private missedPongs = 0
@@ -111,7 +111,7 @@ class WsConnection implements StreamConnection {
     this.authenticated = authenticated
     this.isKey = isKey
     this.logger = logger
-    this.counters = streamCounters(context.metrics, 'ws')
+    this.counters = context.metrics.streams.ws
     context.connections.add(this)
     if (!authenticated) {
       this.authDeadline = setTimeout(
