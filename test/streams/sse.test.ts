@@ -181,6 +181,10 @@ describe('Server-Sent Events', () => {
     await problemOf(await fetch(`${server.url}/v1/stream`, { headers: SSE }), 400)
     const badAfter = await fetch(`${server.url}/v1/topics/multi/a/events?after=abc`, { headers: SSE })
     assert.equal((await problemOf(badAfter, 400)).field, 'after')
+    const badId = await fetch(`${server.url}/v1/topics/multi/a/events`, {
+      headers: { ...SSE, 'last-event-id': 'abc' },
+    })
+    assert.equal((await problemOf(badId, 400)).field, 'Last-Event-ID')
     await problemOf(await fetch(`${server.url}/v1/stream?topic=a`), 406)
   })
 

@@ -4,7 +4,7 @@ import { errors } from '../../core/errors.ts'
 import { validateTopic } from '../../core/topic.ts'
 import { type Framing, ndjsonFraming, openHttpStream, sseFraming } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
-import { integerParam, MAX_SEQ } from '../params.ts'
+import { integerParam, MAX_SEQ, wholeNumber } from '../params.ts'
 
 const MAX_TOPICS_PER_STREAM = 100
 
@@ -37,8 +37,7 @@ async function startPositions(
   const positions: Positions = new Map()
   if (cursor !== undefined) {
     if (topics.length === 1) {
-      if (!/^\d+$/.test(cursor)) throw errors.invalidRequest('A one-topic stream resumes from a seq.', field)
-      positions.set(topics[0]!, Number(cursor))
+      positions.set(topics[0]!, wholeNumber(cursor, field, 0, MAX_SEQ)) // a one-topic cursor is a seq
     } else {
       const given = decodeCursor(cursor, field)
       for (const topic of topics) if (given.has(topic)) positions.set(topic, given.get(topic)!)
