@@ -1,3 +1,4 @@
+import { errors } from '../core/errors.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 
 export type Protocol = 'sse' | 'ndjson' | 'ws'
@@ -30,11 +31,13 @@ export class Connections {
     this.timer.unref()
   }
 
-  /** Whether one more connection fits under --max-connections (counted as refused if not). */
-  admit(protocol: Protocol): boolean {
-    if (this.open.size < this.maxConnections) return true
+  /** Checks that one more connection fits under --max-connections; if not, counts and throws the 503. */
+  admit(protocol: Protocol): void {
+    if (this.open.size < this.maxConnections) return
     this.metrics.connectionsRefused.inc({ protocol })
-    return false
+    throw errors.unavailable('This server holds as many streams as it may; try again shortly.', undefined, {
+      'Retry-After': '5',
+    })
   }
 
   add(connection: StreamConnection): void {

@@ -61,11 +61,10 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
       if (!isKey(token)) return refuse(socket, errors.unauthorized('The API key is not valid.'))
       authenticated = true
     }
-    if (!context.connections.admit('ws')) {
-      return refuse(
-        socket,
-        errors.unavailable('This server holds as many streams as it may; try again shortly.'),
-      )
+    try {
+      context.connections.admit('ws')
+    } catch (error) {
+      return refuse(socket, error as HeraldError)
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
       new WsConnection(ws, context, authenticated, isKey, logger)

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { EventSource } from 'eventsource'
+import { WebSocket } from 'ws'
 import { startHerald } from '../../src/app.ts'
 import { loadConfig } from '../../src/config/config.ts'
 import {
@@ -280,7 +282,7 @@ describe('Server-Sent Events', () => {
 })
 
 describe('stream limits and shutdown', () => {
-  test('past --max-connections a stream is refused with 503 and Retry-After', async () => {
+  test('past --max-connections a stream or WebSocket is refused with 503 and Retry-After', async () => {
     const server = await startTestServer({ maxConnections: 2 })
     try {
       const a = await StreamReader.open(`${server.url}/v1/topics/x/events`, SSE)
@@ -288,6 +290,12 @@ describe('stream limits and shutdown', () => {
       const refused = await fetch(`${server.url}/v1/topics/x/events`, { headers: SSE })
       assert.equal(refused.headers.get('retry-after'), '5')
       await problemOf(refused, 503)
+      const socket = new WebSocket(`${server.url.replace('http', 'ws')}/v1/ws`)
+      const [, response] = (await once(socket, 'unexpected-response')) as [
+        unknown,
+        { statusCode: number; headers: Record<string, string> },
+      ]
+      assert.deepEqual([response.statusCode, response.headers['retry-after']], [503, '5'])
       a.close()
       b.close()
     } finally {

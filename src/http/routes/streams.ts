@@ -67,11 +67,7 @@ export async function openStream(
   if (context.draining.aborted)
     throw errors.unavailable('The server is draining.', undefined, { 'retry-after': '1' })
   const positions = await startPositions(request, topics, context)
-  if (!context.connections.admit(framing.protocol)) {
-    throw errors.unavailable('This server holds as many streams as it may; try again shortly.', undefined, {
-      'retry-after': '5',
-    })
-  }
+  context.connections.admit(framing.protocol)
   openHttpStream(reply, {
     log: context.log,
     connections: context.connections,
