@@ -75,6 +75,8 @@ export const errors = {
   notFound: define('not-found', 404, 'Not found'),
   methodNotAllowed: define('method-not-allowed', 405, 'Method not allowed'),
   notAcceptable: define('not-acceptable', 406, 'Not acceptable'),
+  targetNotAllowed: define('target-not-allowed', 422, 'Target URL not allowed'),
+  invalidSecret: define('invalid-secret', 422, 'Invalid webhook secret'),
   idempotencyKeyReused: define('idempotency-key-reused', 422, 'Idempotency key reused with another request'),
   payloadTooLarge: define('payload-too-large', 413, 'Request body too large'),
   unsupportedMediaType: define('unsupported-media-type', 415, 'Unsupported media type'),
