@@ -74,13 +74,14 @@ export async function listen(args: string[]): Promise<void> {
   const host = address.includes(':') ? `[${address}]` : address
   const mode =
     receiver.secrets.length > 0 ? 'verifying signatures' : 'NOT verifying signatures (no --secret given)'
-  process.stderr.write(`herald listen: listening on http://${host}:${port}/, ${mode}\n`)
   const stop = () => {
     server.close(() => process.exit(0))
     server.closeAllConnections()
   }
+  // Before the line below: whoever waits for it may signal the moment it appears.
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
+  process.stderr.write(`herald listen: listening on http://${host}:${port}/, ${mode}\n`)
 }
 
 async function receive(
