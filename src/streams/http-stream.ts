@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
@@ -20,22 +20,23 @@ export interface Framing {
   preamble: string
   heartbeat: string
   /** The frame of one event; `cursor` is the multi-topic token (null on a one-topic stream). */
-  frame(event: StoredEvent, cursor: string | null): string
+  frame(event: StoredEvent, cursor: string | null): Buffer
   farewell: string
 }
 
-const sseFrames = new FrameCache((event) => `id: ${event.seq}\ndata: ${event.json}\n\n`)
-const sseNamedFrames = new FrameCache(
-  (event) => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`,
+// Frames are bytes, encoded once: every socket then writes the same Buffer without copying it.
+const sseFrames = new FrameCache((event) => Buffer.from(`id: ${event.seq}\ndata: ${event.json}\n\n`))
+const sseNamedFrames = new FrameCache((event) =>
+  Buffer.from(`id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`),
 )
-const ndjsonFrames = new FrameCache((event) => `${event.json}\n`)
+const ndjsonFrames = new FrameCache((event) => Buffer.from(`${event.json}\n`))
 
 function eventType(event: StoredEvent): string {
   return (JSON.parse(event.json) as { type: string }).type
 }
 
 /** Server-Sent Events (WHATWG HTML §9.2). The event JSON never contains a raw line break. */
-export function sseFraming(named: boolean): Framing {
+function sseFraming(named: boolean): Framing {
   return {
     protocol: 'sse',
     contentType: 'text/event-stream; charset=utf-8',
@@ -43,13 +44,18 @@ export function sseFraming(named: boolean): Framing {
     heartbeat: ': heartbeat\n\n',
     frame(event, cursor) {
       if (cursor !== null) {
-        return `id: ${cursor}\n${named ? `event: ${eventType(event)}\n` : ''}data: ${event.json}\n\n`
+        return Buffer.from(
+          `id: ${cursor}\n${named ? `event: ${eventType(event)}\n` : ''}data: ${event.json}\n\n`,
+        )
       }
       return named ? sseNamedFrames.get(event) : sseFrames.get(event)
     },
     farewell: `retry: ${SSE_SHUTDOWN_RETRY_MS}\n\n`,
   }
 }
+
+/** SSE framings, built once: `named` adds an `event:` line with the event type. */
+export const sseFramings = { plain: sseFraming(false), named: sseFraming(true) }
 
 /** NDJSON: one event per line; empty lines are keep-alives (NDJSON parsers may skip them). */
 export const ndjsonFraming: Framing = {
@@ -65,7 +71,6 @@ export interface HttpStreamOptions {
   log: TopicLog
   connections: Connections
   metrics: Metrics
-  heartbeatMs: number
   bufferLimit: number
   /** Every topic and the seq to start after. */
   positions: Positions
@@ -75,25 +80,45 @@ export interface HttpStreamOptions {
 }
 
 /**
+ * The status line and headers of a stream, written by hand: the body that follows is close-delimited
+ * (RFC 9112 §6.3: no Content-Length, no chunked coding), so that each frame is one write of shared
+ * bytes to the socket instead of a chunk header, the frame and a CRLF through node's ServerResponse.
+ */
+function head(reply: FastifyReply, framing: Framing): string {
+  const headers: Record<string, unknown> = {
+    ...reply.getHeaders(),
+    'content-type': framing.contentType,
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    connection: 'close',
+  }
+  let text = 'HTTP/1.1 200 OK\r\n'
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    for (const each of Array.isArray(value) ? value : [value]) text += `${name}: ${String(each)}\r\n`
+  }
+  return `${text}\r\n${framing.preamble}`
+}
+
+/**
  * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
  * with keep-alives while idle. A consumer that still has more than `bufferLimit` unsent when new
  * events arrive is disconnected; it resumes from its cursor (`Last-Event-ID`) without loss.
+ *
+ * The stream takes the socket over from node's HTTP server: the request and response objects are
+ * let go (an idle stream costs the socket and this closure, little more), and nothing else is ever
+ * answered on this connection.
  */
 export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
   const { framing, connections } = options
   const protocol = framing.protocol
   const counters = options.metrics.streams[protocol]
-  const res: ServerResponse = reply.raw
   reply.hijack()
-  res.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
-    'content-type': framing.contentType,
-    'cache-control': 'no-cache',
-    'x-accel-buffering': 'no',
-  })
-  res.socket?.setNoDelay(true)
-  if (framing.preamble) res.write(framing.preamble)
-  res.flushHeaders()
+  const socket: Socket = reply.raw.socket!
+  const preamble = head(reply, framing)
+  reply.raw.detachSocket(socket)
+  socket.setNoDelay(true)
+  socket.write(preamble)
 
   // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
   const positions = options.multiTopic ? new Map(options.positions) : undefined
@@ -111,33 +136,32 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     protocol,
     heartbeat() {
       // Idle for a whole interval: keep proxies from timing the stream out.
-      if (!wroteSinceHeartbeat && !closed) res.write(framing.heartbeat)
+      if (!wroteSinceHeartbeat && !closed) socket.write(framing.heartbeat)
       wroteSinceHeartbeat = false
     },
     shutdown() {
       if (closed) return
-      if (framing.farewell) res.write(framing.farewell)
-      res.end()
+      socket.end(framing.farewell)
       close()
     },
   }
   connections.add(connection)
-  res.on('close', close)
+  socket.on('close', close)
 
   const push = (events: StoredEvent[]) => {
     if (closed) return
     // A denial-of-service guard: a reader that has not taken what it was sent before (more than
     // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
     // backlog for it. It is cut off and resumes from its cursor.
-    if (res.writableLength > options.bufferLimit) {
+    if (socket.writableLength > options.bufferLimit) {
       counters.slowConsumers.inc()
-      res.destroy()
+      socket.destroy()
       close()
       return
     }
     let bytes = 0
     const corked = events.length > 1 // several frames, one write to the socket
-    if (corked) res.cork()
+    if (corked) socket.cork()
     for (const event of events) {
       let cursor: string | null = null
       if (options.multiTopic) {
@@ -146,9 +170,9 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       }
       const frame = framing.frame(event, cursor)
       bytes += frame.length
-      res.write(frame)
+      socket.write(frame)
     }
-    if (corked) process.nextTick(() => res.uncork())
+    if (corked) process.nextTick(() => socket.uncork())
     wroteSinceHeartbeat = true
     counters.events.inc(events.length)
     counters.bytes.inc(bytes)
@@ -156,19 +180,19 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   const sink = {
     push,
     drained: () =>
-      res.writableLength < res.writableHighWaterMark || closed
+      socket.writableLength < socket.writableHighWaterMark || closed
         ? Promise.resolve()
         : new Promise<void>((resolve) => {
             const done = () => {
-              res.off('drain', done)
-              res.off('close', done)
+              socket.off('drain', done)
+              socket.off('close', done)
               resolve()
             }
-            res.on('drain', done)
-            res.on('close', done)
+            socket.on('drain', done)
+            socket.on('close', done)
           }),
     fail: () => {
-      res.destroy()
+      socket.destroy()
       close()
     },
   }

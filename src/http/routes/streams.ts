@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { decodeCursor, type Positions } from '../../core/cursor.ts'
 import { errors } from '../../core/errors.ts'
 import { validateTopic } from '../../core/topic.ts'
-import { type Framing, ndjsonFraming, openHttpStream, sseFraming } from '../../streams/http-stream.ts'
+import { type Framing, ndjsonFraming, openHttpStream, sseFramings } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, wholeNumber } from '../params.ts'
 
@@ -12,7 +12,8 @@ const MAX_TOPICS_PER_STREAM = 100
 export function negotiateStream(request: FastifyRequest): Framing | undefined {
   const accept = request.headers.accept ?? ''
   const query = request.query as Record<string, string | undefined>
-  if (accept.includes('text/event-stream')) return sseFraming(query['named'] === 'true')
+  if (accept.includes('text/event-stream'))
+    return query['named'] === 'true' ? sseFramings.named : sseFramings.plain
   if (accept.includes('application/x-ndjson')) return ndjsonFraming
   return undefined
 }
@@ -72,7 +73,6 @@ export async function openStream(
     log: context.log,
     connections: context.connections,
     metrics: context.metrics,
-    heartbeatMs: context.config.heartbeatMs,
     bufferLimit: context.config.streamBufferBytes,
     positions,
     multiTopic: topics.length > 1,
