@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
-import { type RawData, type WebSocket, WebSocketServer } from 'ws'
+import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject } from '../core/event.ts'
 import { validateTopic } from '../core/topic.ts'
@@ -26,10 +26,32 @@ const AUTH_DEADLINE_MS = 10_000
 /** Catch-up pauses while this much is waiting to be sent. */
 const CATCH_UP_HIGH_WATER = 64 * 1024
 
-/** `{"op":"event",…}` for one event, built once and shared by every socket subscribed to its topic. */
+/**
+ * `{"op":"event",…}` for one event as a whole WebSocket frame, built once and written as it is to
+ * every socket subscribed to its topic: one write of shared bytes per socket, no per-socket framing.
+ */
 const eventFrames = new FrameCache((event) =>
-  Buffer.from(`{"op":"event","topic":${JSON.stringify(event.topic)},"event":${event.json}}`),
+  textFrame(Buffer.from(`{"op":"event","topic":${JSON.stringify(event.topic)},"event":${event.json}}`)),
 )
+
+/** An unfragmented, unmasked text frame (RFC 6455 §5.2), as a server sends one. */
+function textFrame(payload: Buffer): Buffer {
+  const length = payload.length
+  const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(headerLength + length)
+  frame[0] = 0x81 // FIN, opcode 1 (text)
+  if (length < 126) {
+    frame[1] = length
+  } else if (length < 65_536) {
+    frame[1] = 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 127
+    frame.writeBigUInt64BE(BigInt(length), 2)
+  }
+  payload.copy(frame, headerLength)
+  return frame
+}
 
 /** Serves `GET /v1/ws` on the HTTP server's upgrade requests. */
 export function attachWebSocket(server: Server, context: HttpContext, logger: FastifyBaseLogger): void {
@@ -67,7 +89,7 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
       return refuse(socket, error as HeraldError)
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
-      new WsConnection(ws, context, authenticated, isKey, logger)
+      new WsConnection(ws, socket, context, authenticated, isKey, logger)
     })
   })
 }
@@ -88,6 +110,11 @@ function refuse(socket: Duplex, error: HeraldError): void {
 class WsConnection implements StreamConnection {
   readonly protocol = 'ws' as const
   private readonly ws: WebSocket
+  /**
+   * The upgraded socket under `ws`: event frames are written to it directly. Safe because `ws` sends
+   * everything else synchronously (no compression, no fragmentation), so frames never interleave.
+   */
+  private readonly socket: Duplex
   private readonly context: HttpContext
   private readonly isKey: ((token: string) => boolean) | undefined
   private readonly logger: FastifyBaseLogger
@@ -100,12 +127,14 @@ class WsConnection implements StreamConnection {
 
   constructor(
     ws: WebSocket,
+    socket: Duplex,
     context: HttpContext,
     authenticated: boolean,
     isKey: ((token: string) => boolean) | undefined,
     logger: FastifyBaseLogger,
   ) {
     this.ws = ws
+    this.socket = socket
     this.context = context
     this.authenticated = authenticated
     this.isKey = isKey
@@ -229,12 +258,16 @@ class WsConnection implements StreamConnection {
           this.cleanUp()
           return
         }
+        if (this.ws.readyState !== WebSocket.OPEN) return // closing: no data frame may follow a close
         let bytes = 0
+        const corked = events.length > 1 // several frames, one write to the socket
+        if (corked) this.socket.cork()
         for (const event of events) {
           const frame = eventFrames.get(event)
           bytes += frame.length
-          this.ws.send(frame, { binary: false })
+          this.socket.write(frame)
         }
+        if (corked) process.nextTick(() => this.socket.uncork())
         counters.events.inc(events.length)
         counters.bytes.inc(bytes)
       },
