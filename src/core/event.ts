@@ -35,6 +35,8 @@ export interface NewEvent {
   id: string
   /** The id came from the client, so an earlier event in the topic with this id makes this one a repeat. */
   clientId: boolean
+  /** The CloudEvent's `type`, which webhook subscriptions filter on. */
+  type: string
   /** The CloudEvent serialized once, without `topic` and `seq` (see `withPosition`). */
   body: string
 }
@@ -251,7 +253,7 @@ export function prepareEvent(topic: string, input: EventInput, now: Date): NewEv
   if (input.extensions) Object.assign(event, input.extensions)
   if (input.data !== undefined) event.data = input.data
   if (input.data_base64 !== undefined) event.data_base64 = input.data_base64
-  return { id, clientId: input.id !== undefined, body: JSON.stringify(event) }
+  return { id, clientId: input.id !== undefined, type: input.type, body: JSON.stringify(event) }
 }
 
 /** Adds the position to a serialized event without parsing it again: `{…}` → `{…,"topic":…,"seq":…}`. */

@@ -11,5 +11,9 @@ export function openStore(config: HeraldConfig): Store {
       'HERALD_DATABASE_URL is set, but the PostgreSQL store is not available in this version; unset it to use the embedded SQLite store.',
     )
   }
-  return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSync })
+  return new SqliteStore({
+    dataDir: config.dataDir,
+    synchronous: config.sqliteSync,
+    firstDeliveryDelayMs: config.retryScheduleMs[0] ?? 0,
+  })
 }

@@ -15,14 +15,21 @@ import type { NewEvent, StoredEvent } from '../core/event.ts'
  * - Retention removes the oldest events only, so the retained events of a topic are always the
  *   contiguous run `first_seq..head_seq`.
  */
-export interface Store {
+export interface Store extends DeliveryStore {
+  /**
+   * Also creates, in the same transaction, one pending delivery per stored event and matching hook
+   * (see DeliveryStore): an acknowledged event never misses a hook, even across a crash.
+   */
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult>
   read(topic: string, afterSeq: number, limit: number): Promise<StoredEvent[]>
   topic(name: string): Promise<TopicInfo | undefined>
   topics(options: { after?: string; limit: number }): Promise<TopicInfo[]>
   /** Creates the topic if needed and sets its own retention (null: the server default). */
   configureTopic(name: string, retention: Retention): Promise<TopicInfo>
-  /** Removes events past retention and expired idempotency keys. */
+  /**
+   * Removes events past retention, expired idempotency keys, and settled deliveries (with their
+   * attempts) last updated longer ago than the events' default maximum age.
+   */
   prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult>
   close(): Promise<void>
 }
@@ -41,6 +48,8 @@ export interface AppendResult {
   stored: number
   /** The topic's head after the call. */
   head: number
+  /** How many webhook deliveries the stored events created. */
+  deliveries: number
 }
 
 export interface Retention {
@@ -64,4 +73,193 @@ export interface TopicInfo {
 export interface PruneResult {
   events: number
   idempotencyKeys: number
+  deliveries: number
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook subscriptions and their durable delivery queue.
+
+export type HookState = 'active' | 'paused' | 'disabled'
+
+export interface HookRecord {
+  id: string
+  target_url: string
+  /** null: every topic. */
+  topic: string | null
+  /** Event type pattern (`order.*`); null: every type. */
+  event: string | null
+  secret: string
+  /** The secret before the last rotation, still signed with until `previous_secret_until` (ms). */
+  previous_secret: string | null
+  previous_secret_until: number | null
+  ordered: boolean
+  max_in_flight: number
+  /** Deliveries per second at most; null: no limit. */
+  rate_limit: number | null
+  state: HookState
+  disabled_reason: string | null
+  /** When the current run of failures began (ms); null while the last attempt succeeded. */
+  failing_since: number | null
+  description: string | null
+  created_at: number
+  updated_at: number
+}
+
+export type HookChanges = Partial<
+  Pick<
+    HookRecord,
+    | 'target_url'
+    | 'topic'
+    | 'event'
+    | 'secret'
+    | 'previous_secret'
+    | 'previous_secret_until'
+    | 'ordered'
+    | 'max_in_flight'
+    | 'rate_limit'
+    | 'state'
+    | 'disabled_reason'
+    | 'failing_since'
+    | 'description'
+  >
+>
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed'
+
+export interface DeliveryRecord {
+  id: number
+  hook_id: string
+  topic: string
+  seq: number
+  event_id: string
+  state: DeliveryState
+  attempts: number
+  /** When it is next sent (ms); null while it waits behind an earlier one of its ordered queue. */
+  due_at: number | null
+  last_status: number | null
+  last_error: string | null
+  created_at: number
+  updated_at: number
+}
+
+export interface AttemptRecord {
+  id: number
+  delivery_id: number
+  hook_id: string
+  event_id: string
+  topic: string
+  seq: number
+  attempt: number
+  at: number
+  duration_ms: number
+  /** The HTTP status; null when no response came (see `error`). */
+  status: number | null
+  error: string | null
+  /** The start of the response body, truncated. */
+  response: string | null
+}
+
+/** One attempt's result, as the dispatcher reports it. */
+export interface AttemptResult {
+  at: number
+  duration_ms: number
+  status: number | null
+  error: string | null
+  response: string | null
+}
+
+/** Deliveries a dispatcher claimed, to send in this order: an ordered queue's run, or one delivery. */
+export interface ClaimedRun {
+  hook: HookRecord
+  deliveries: ClaimedDelivery[]
+}
+
+export interface ClaimedDelivery {
+  id: number
+  topic: string
+  seq: number
+  event_id: string
+  /** Attempts made before this one. */
+  attempts: number
+  /** The event's JSON; null when retention removed the event before it could be delivered. */
+  body: string | null
+}
+
+export interface ClaimRequest {
+  owner: string
+  now: number
+  leaseMs: number
+  /** Per hook id: how many more runs this dispatcher may start for it (in-flight and rate caps). */
+  capacity: (hook: HookRecord) => number
+  /** Deliveries an ordered queue's run may hold. */
+  runLength: number
+  /** Runs at most, over all hooks. */
+  limit: number
+}
+
+/** What the dispatcher learned, written in one transaction. */
+export interface Settlement {
+  now: number
+  outcomes: DeliveryOutcome[]
+  /** Claimed deliveries that were not sent (their run stopped): their leases are let go. */
+  released: number[]
+  /** Ordered queues whose run ended: their next pending delivery becomes due. */
+  advanced: Array<{ hookId: string; topic: string }>
+  /** A hook failing continuously for this long is disabled. */
+  disableAfterMs: number
+}
+
+export type DeliveryOutcome = {
+  id: number
+  hookId: string
+  attempt: AttemptResult
+} & (
+  | { result: 'delivered' }
+  | { result: 'retry'; dueAt: number }
+  | { result: 'failed' }
+  /** 410 Gone: the hook is deleted. */
+  | { result: 'gone' }
+)
+
+export interface SettleResult {
+  /** Hooks this settlement disabled (continuous failure), and removed (410). */
+  disabled: HookRecord[]
+  removed: HookRecord[]
+}
+
+export interface ReplayRequest {
+  topic: string
+  /** Events after this seq, or stored since this time (ms). */
+  afterSeq?: number
+  since?: number
+  /** Events at most. */
+  limit: number
+  now: number
+}
+
+export interface DeliveryStore {
+  createHook(hook: HookRecord): Promise<HookRecord>
+  hook(id: string): Promise<HookRecord | undefined>
+  hooks(options: { after?: string; limit: number }): Promise<HookRecord[]>
+  /** undefined when there is no such hook. */
+  updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined>
+  deleteHook(id: string): Promise<boolean>
+
+  /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
+  claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
+  settleDeliveries(settlement: Settlement): Promise<SettleResult>
+  /** When the earliest pending delivery not leased is due (ms), or null when none is. */
+  nextDueAt(): Promise<number | null>
+
+  delivery(hookId: string, id: number): Promise<DeliveryRecord | undefined>
+  /** The attempts log of a hook, newest first; optionally of one delivery or one event. */
+  attempts(
+    hookId: string,
+    options: { deliveryId?: number; eventId?: string; before?: number; limit: number },
+  ): Promise<AttemptRecord[]>
+  /** Makes a delivery pending and due now, whatever its state; undefined when there is none. */
+  retryDelivery(hookId: string, id: number, now: number): Promise<DeliveryRecord | undefined>
+  /** Queues the hook's matching events of a topic again (new deliveries, or settled ones reset). */
+  replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }>
+  deliveryCounts(): Promise<Record<DeliveryState, number>>
 }

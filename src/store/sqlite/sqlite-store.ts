@@ -1,7 +1,24 @@
 import type { DatabaseSync } from 'node:sqlite'
 import { errors } from '../../core/errors.ts'
 import type { NewEvent, StoredEvent } from '../../core/event.ts'
-import type { AppendOptions, AppendResult, PruneResult, Retention, Store, TopicInfo } from '../store.ts'
+import type {
+  AppendOptions,
+  AppendResult,
+  AttemptRecord,
+  ClaimedRun,
+  ClaimRequest,
+  DeliveryRecord,
+  DeliveryState,
+  HookChanges,
+  HookRecord,
+  PruneResult,
+  ReplayRequest,
+  Retention,
+  Settlement,
+  SettleResult,
+  Store,
+  TopicInfo,
+} from '../store.ts'
 import {
   databasePath,
   describeTopic,
@@ -12,7 +29,8 @@ import {
   type Synchronous,
   type TopicRow,
 } from './database.ts'
-import { type AppendRequest, SqliteWriter } from './writer.ts'
+import { DeliveryTables } from './deliveries.ts'
+import { SqliteWriter } from './writer.ts'
 
 export interface SqliteStoreOptions {
   /** The directory that holds `herald.db` (created if missing). */
@@ -22,17 +40,20 @@ export interface SqliteStoreOptions {
    * loss; `normal` survives a crash of the process but not of the machine.
    */
   synchronous?: Synchronous
+  /** The retry schedule's first delay: a new delivery is due this long after its event is stored. */
+  firstDeliveryDelayMs?: number
 }
 
-interface PendingAppend {
-  request: AppendRequest
-  resolve: (result: AppendResult) => void
+interface PendingWrite {
+  job: () => unknown
+  resolve: (result: never) => void
   reject: (error: unknown) => void
 }
 
 /**
- * The embedded Store: one SQLite file in WAL mode. node:sqlite is synchronous, so appends that arrive
- * in the same turn of the event loop are group-committed: one transaction and one fsync for all.
+ * The embedded Store: one SQLite file in WAL mode. node:sqlite is synchronous, so writes (appends,
+ * the dispatcher's claims and settlements, hook changes) that arrive in the same turn of the event
+ * loop are group-committed: one transaction and one fsync for all.
  *
  * Why on the main thread: a writer thread was tried (see docs/architecture.md). Publishers wait for
  * their own commit, so the extra hops to and from a thread add to every request's latency, and with
@@ -43,7 +64,8 @@ export class SqliteStore implements Store {
   private readonly db: DatabaseSync
   private readonly statements: Statements
   private readonly writer: SqliteWriter
-  private queue: PendingAppend[] = []
+  private readonly deliveries: DeliveryTables
+  private queue: PendingWrite[] = []
   private flushScheduled = false
   private closed = false
 
@@ -52,13 +74,19 @@ export class SqliteStore implements Store {
     this.db = openDatabase(options.dataDir, options.synchronous ?? 'full')
     migrate(this.db)
     this.statements = prepareStatements(this.db)
-    this.writer = new SqliteWriter(this.db, this.statements)
+    this.deliveries = new DeliveryTables(this.db, options.firstDeliveryDelayMs ?? 0)
+    this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
   }
 
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult> {
+    return this.write(() => this.writer.appendOne({ topic, events, options }))
+  }
+
+  /** Runs `job` in the next group commit; resolves once that transaction is durable. */
+  private write<T>(job: () => T): Promise<T> {
     if (this.closed) return Promise.reject(errors.unavailable('The store is closed.'))
-    return new Promise((resolve, reject) => {
-      this.queue.push({ request: { topic, events, options }, resolve, reject })
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ job, resolve: resolve as (result: never) => void, reject })
       if (!this.flushScheduled) {
         this.flushScheduled = true
         // After the rest of this turn of the event loop, so that its requests join the group.
@@ -72,10 +100,10 @@ export class SqliteStore implements Store {
     const group = this.queue
     this.queue = []
     if (group.length === 0) return
-    const outcomes = this.writer.appendBatch(group.map((pending) => pending.request))
+    const outcomes = this.writer.transact(group.map((pending) => pending.job))
     group.forEach((pending, index) => {
       const outcome = outcomes[index]!
-      if (outcome.ok) pending.resolve(outcome.value)
+      if (outcome.ok) pending.resolve(outcome.value as never)
       else pending.reject(outcome.error)
     })
   }
@@ -105,6 +133,66 @@ export class SqliteStore implements Store {
 
   prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult> {
     return this.writer.prune(now, defaults, idempotencyTtlMs, () => this.closed)
+  }
+
+  // ---- hooks and deliveries (src/store/sqlite/deliveries.ts) ----------------------------------
+
+  createHook(hook: HookRecord): Promise<HookRecord> {
+    return this.write(() => this.deliveries.createHook(hook))
+  }
+
+  async hook(id: string): Promise<HookRecord | undefined> {
+    return this.deliveries.hook(id)
+  }
+
+  async hooks({ after = '', limit }: { after?: string; limit: number }): Promise<HookRecord[]> {
+    return this.deliveries.hooks(after, limit)
+  }
+
+  updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined> {
+    return this.write(() => this.deliveries.updateHook(id, changes, now))
+  }
+
+  deleteHook(id: string): Promise<boolean> {
+    return this.write(() => this.deliveries.deleteHook(id))
+  }
+
+  claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]> {
+    return this.write(() => this.deliveries.claim(request))
+  }
+
+  settleDeliveries(settlement: Settlement): Promise<SettleResult> {
+    return this.write(() => this.deliveries.settle(settlement))
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    return this.deliveries.nextDueAt()
+  }
+
+  async delivery(hookId: string, id: number): Promise<DeliveryRecord | undefined> {
+    return this.deliveries.delivery(hookId, id)
+  }
+
+  async attempts(
+    hookId: string,
+    options: { deliveryId?: number; eventId?: string; before?: number; limit: number },
+  ): Promise<AttemptRecord[]> {
+    return this.deliveries.attempts(hookId, options)
+  }
+
+  retryDelivery(hookId: string, id: number, now: number): Promise<DeliveryRecord | undefined> {
+    return this.write(() => this.deliveries.retry(hookId, id, now))
+  }
+
+  replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }> {
+    return this.write(() => {
+      const hook = this.deliveries.hook(hookId)
+      return hook ? this.deliveries.replay(hook, request) : { queued: 0 }
+    })
+  }
+
+  async deliveryCounts(): Promise<Record<DeliveryState, number>> {
+    return this.deliveries.counts()
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { errors } from '../../core/errors.ts'
 import { type NewEvent, type StoredEvent, withPosition } from '../../core/event.ts'
 import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo } from '../store.ts'
 import { describeTopic, type Statements, type TopicRow } from './database.ts'
+import type { DeliveryTables, NewDeliveryEvent } from './deliveries.ts'
 
 export interface AppendRequest {
   topic: string
@@ -20,25 +21,28 @@ const PRUNE_CHUNK = 5000
 export class SqliteWriter {
   private readonly db: DatabaseSync
   private readonly s: Statements
+  private readonly deliveries: DeliveryTables
 
-  constructor(db: DatabaseSync, statements: Statements) {
+  constructor(db: DatabaseSync, statements: Statements, deliveries: DeliveryTables) {
     this.db = db
     this.s = statements
+    this.deliveries = deliveries
   }
 
   /**
-   * Group commit: one transaction (one fsync) for a whole batch of appends, each inside its own
-   * savepoint so that one failing request (a reused idempotency key) fails alone.
+   * Group commit: one transaction (one fsync) for a whole batch of writes (appends, and the
+   * dispatcher's claims and settlements), each inside its own savepoint so that one failing request
+   * (a reused idempotency key) fails alone.
    */
-  appendBatch(batch: AppendRequest[]): Array<Outcome<AppendResult>> {
+  transact(batch: Array<() => unknown>): Array<Outcome<unknown>> {
     const s = this.s
-    const outcomes: Array<Outcome<AppendResult>> = []
+    const outcomes: Array<Outcome<unknown>> = []
     try {
       s.begin.run()
-      for (const request of batch) {
+      for (const job of batch) {
         s.savepoint.run()
         try {
-          outcomes.push({ ok: true, value: this.appendOne(request) })
+          outcomes.push({ ok: true, value: job() })
           s.release.run()
         } catch (error) {
           s.rollbackToSavepoint.run()
@@ -54,7 +58,7 @@ export class SqliteWriter {
     return outcomes
   }
 
-  private appendOne({ topic, events, options }: AppendRequest): AppendResult {
+  appendOne({ topic, events, options }: AppendRequest): AppendResult {
     const s = this.s
     let row = s.topicByName.get(topic) as TopicRow | undefined
     if (!row) {
@@ -72,12 +76,18 @@ export class SqliteWriter {
             'Idempotency-Key',
           )
         }
-        return { events: JSON.parse(previous.response) as StoredEvent[], stored: 0, head: row.head_seq }
+        return {
+          events: JSON.parse(previous.response) as StoredEvent[],
+          stored: 0,
+          head: row.head_seq,
+          deliveries: 0,
+        }
       }
     }
     let head = row.head_seq
     const stored: StoredEvent[] = []
     const storedInThisRequest = new Map<string, StoredEvent>()
+    const fresh: NewDeliveryEvent[] = []
     for (const event of events) {
       if (event.clientId) {
         const repeat =
@@ -94,6 +104,7 @@ export class SqliteWriter {
       const storedEvent = { topic, seq: head, id: event.id, json }
       storedInThisRequest.set(event.id, storedEvent)
       stored.push(storedEvent)
+      fresh.push({ seq: head, id: event.id, type: event.type })
     }
     if (head !== row.head_seq) s.advanceHead.run(head, row.id)
     if (options.idempotencyKey !== undefined) {
@@ -105,7 +116,8 @@ export class SqliteWriter {
         options.now,
       )
     }
-    return { events: stored, stored: head - row.head_seq, head }
+    const deliveries = this.deliveries.createForEvents(row.id, topic, fresh, options.now)
+    return { events: stored, stored: head - row.head_seq, head, deliveries }
   }
 
   configureTopic(name: string, retention: Retention, now: number): TopicInfo {
@@ -121,6 +133,7 @@ export class SqliteWriter {
     idempotencyTtlMs: number,
     stopped: () => boolean,
   ): Promise<PruneResult> {
+    const none = { events: 0, idempotencyKeys: 0, deliveries: 0 }
     const s = this.s
     let removed = 0
     for (const topic of s.allTopics.all() as unknown as TopicRow[]) {
@@ -128,7 +141,7 @@ export class SqliteWriter {
       const maxAgeMs = topic.retention_max_age_ms ?? defaults.maxAgeMs
       // Stop at the first event retention keeps: what remains is contiguous.
       for (;;) {
-        if (stopped()) return { events: removed, idempotencyKeys: 0 }
+        if (stopped()) return { ...none, events: removed }
         const first = (s.firstSeq.get(topic.id) as { seq: number | null }).seq
         if (first === null) break
         let cutoff = first - 1
@@ -146,6 +159,8 @@ export class SqliteWriter {
       }
     }
     const keys = Number(s.deleteIdempotencyKeys.run(now - idempotencyTtlMs).changes)
-    return { events: removed, idempotencyKeys: keys }
+    // The delivery log is kept as long as events are by default (a week unless configured).
+    const deliveries = defaults.maxAgeMs === null ? 0 : this.deliveries.prune(now - defaults.maxAgeMs)
+    return { events: removed, idempotencyKeys: keys, deliveries }
   }
 }

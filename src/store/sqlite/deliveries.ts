@@ -1,0 +1,434 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import type {
+  AttemptRecord,
+  ClaimedRun,
+  ClaimRequest,
+  DeliveryRecord,
+  DeliveryState,
+  HookChanges,
+  HookRecord,
+  ReplayRequest,
+  Settlement,
+  SettleResult,
+} from '../store.ts'
+
+/**
+ * Hooks, deliveries and attempts in SQLite. Every method is synchronous and runs inside a write
+ * transaction the caller holds (SqliteWriter's group commit), except the plain reads.
+ *
+ * Ordered queues: per hook and topic, at most the oldest pending delivery is due (or leased, with the
+ * run that follows it); the others wait with `due_at` NULL until `advance` makes the next one due.
+ */
+
+interface HookRow {
+  id: string
+  target_url: string
+  topic: string | null
+  event: string | null
+  event_root: string | null
+  secret: string
+  previous_secret: string | null
+  previous_secret_until: number | null
+  ordered: number
+  max_in_flight: number
+  rate_limit: number | null
+  state: HookRecord['state']
+  disabled_reason: string | null
+  failing_since: number | null
+  description: string | null
+  created_at: number
+  updated_at: number
+}
+
+function toHook(row: HookRow): HookRecord {
+  const { event_root: _root, ordered, ...rest } = row
+  return { ...rest, ordered: ordered === 1 }
+}
+
+const HOOK_COLUMNS = [
+  'target_url',
+  'topic',
+  'event',
+  'secret',
+  'previous_secret',
+  'previous_secret_until',
+  'ordered',
+  'max_in_flight',
+  'rate_limit',
+  'state',
+  'disabled_reason',
+  'failing_since',
+  'description',
+] as const satisfies ReadonlyArray<keyof HookChanges>
+
+const DELIVERY_SELECT = `
+  SELECT d.id, d.hook_id, t.name AS topic, d.seq, d.event_id, d.state, d.attempts, d.due_at,
+         d.last_status, d.last_error, d.created_at, d.updated_at
+  FROM deliveries d JOIN topics t ON t.id = d.topic_id`
+
+/** The stored events of a topic the matching hooks get deliveries for. */
+export interface NewDeliveryEvent {
+  seq: number
+  id: string
+  type: string
+}
+
+export class DeliveryTables {
+  private readonly s: ReturnType<typeof prepare>
+  private readonly firstDelayMs: number
+
+  constructor(db: DatabaseSync, firstDelayMs: number) {
+    this.s = prepare(db)
+    this.firstDelayMs = firstDelayMs
+  }
+
+  // ---- hooks ----------------------------------------------------------------------------------
+
+  createHook(hook: HookRecord): HookRecord {
+    this.s.insertHook.run(
+      hook.id,
+      hook.target_url,
+      hook.topic,
+      hook.event,
+      hook.event === null ? null : eventRoot(hook.event),
+      hook.secret,
+      hook.previous_secret,
+      hook.previous_secret_until,
+      hook.ordered ? 1 : 0,
+      hook.max_in_flight,
+      hook.rate_limit,
+      hook.state,
+      hook.disabled_reason,
+      hook.failing_since,
+      hook.description,
+      hook.created_at,
+      hook.updated_at,
+    )
+    return this.hook(hook.id)!
+  }
+
+  hook(id: string): HookRecord | undefined {
+    const row = this.s.hookById.get(id) as HookRow | undefined
+    return row && toHook(row)
+  }
+
+  hooks(after: string, limit: number): HookRecord[] {
+    return (this.s.listHooks.all(after, limit) as unknown as HookRow[]).map(toHook)
+  }
+
+  updateHook(id: string, changes: HookChanges, now: number): HookRecord | undefined {
+    const before = this.hook(id)
+    if (!before) return undefined
+    const next = { ...before, ...changes, updated_at: now }
+    this.s.updateHook.run(
+      ...HOOK_COLUMNS.map((column) => {
+        const value = next[column]
+        return typeof value === 'boolean' ? (value ? 1 : 0) : value
+      }),
+      next.event === null ? null : eventRoot(next.event),
+      now,
+      id,
+    )
+    return this.hook(id)
+  }
+
+  deleteHook(id: string): boolean {
+    return Number(this.s.deleteHook.run(id).changes) > 0
+  }
+
+  // ---- deliveries created with events -----------------------------------------------------------
+
+  /** Called inside the append transaction, for the events it stored in one topic. */
+  createForEvents(topicId: number, topic: string, events: NewDeliveryEvent[], now: number): number {
+    if (events.length === 0) return 0
+    const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
+    for (const root of new Set(events.map((event) => eventRoot(event.type)))) {
+      for (const hook of this.s.hooksFor.all(topic, root) as Array<{
+        id: string
+        event: string | null
+        ordered: number
+      }>) {
+        hooks.set(hook.id, hook)
+      }
+    }
+    let created = 0
+    for (const hook of hooks.values()) {
+      let queueBusy = hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined
+      for (const event of events) {
+        if (hook.event !== null && !matchesEventType(hook.event, event.type)) continue
+        const dueAt = queueBusy ? null : now + this.firstDelayMs
+        this.s.insertDelivery.run(hook.id, topicId, event.seq, event.id, dueAt, now, now)
+        if (hook.ordered === 1) queueBusy = true
+        created++
+      }
+    }
+    return created
+  }
+
+  // ---- the dispatcher's side ------------------------------------------------------------------
+
+  claim(request: ClaimRequest): ClaimedRun[] {
+    const { now, owner } = request
+    this.recoverExpiredLeases(now)
+    const leaseUntil = now + request.leaseMs
+    const runs: ClaimedRun[] = []
+    for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
+      if (runs.length >= request.limit) break
+      const hook = toHook(row)
+      const room = Math.min(request.capacity(hook), request.limit - runs.length)
+      if (room <= 0) continue
+      const heads = this.s.dueOfHook.all(hook.id, now, room) as Array<{
+        id: number
+        topic_id: number
+        topic: string
+        seq: number
+      }>
+      for (const head of heads) {
+        const rows = hook.ordered
+          ? (this.s.queueRun.all(hook.id, head.topic_id, head.seq, request.runLength) as typeof heads)
+          : [head]
+        const deliveries = rows.map((row) => {
+          this.s.lease.run(owner, leaseUntil, row.id)
+          const delivery = this.s.claimed.get(row.id) as {
+            id: number
+            topic: string
+            seq: number
+            event_id: string
+            attempts: number
+            body: string | null
+          }
+          return { ...delivery }
+        })
+        runs.push({ hook, deliveries })
+      }
+    }
+    return runs
+  }
+
+  /**
+   * Leases that ran out belong to a dispatcher that died: its rows are free again, and each ordered
+   * queue it held gets its oldest pending delivery due (the run's later ones had due_at NULL).
+   */
+  private recoverExpiredLeases(now: number): void {
+    const expired = this.s.expiredLeases.all(now) as Array<{ hook_id: string; topic_id: number }>
+    if (expired.length === 0) return
+    this.s.clearExpiredLeases.run(now)
+    for (const { hook_id, topic_id } of expired) this.s.advanceQueue.run(now, now, hook_id, topic_id)
+  }
+
+  settle(settlement: Settlement): SettleResult {
+    const { now } = settlement
+    const s = this.s
+    const disabled = new Map<string, HookRecord>()
+    const removed = new Map<string, HookRecord>()
+    for (const outcome of settlement.outcomes) {
+      if (removed.has(outcome.hookId)) continue
+      const attempt = outcome.attempt
+      const delivery = s.deliveryAttempts.get(outcome.id) as { attempts: number } | undefined
+      if (!delivery) continue // deleted with its hook meanwhile
+      const number = delivery.attempts + 1
+      s.insertAttempt.run(
+        outcome.id,
+        outcome.hookId,
+        number,
+        attempt.at,
+        attempt.duration_ms,
+        attempt.status,
+        attempt.error,
+        attempt.response,
+      )
+      switch (outcome.result) {
+        case 'delivered':
+          s.settleDelivery.run('delivered', number, null, attempt.status, attempt.error, now, outcome.id)
+          s.hookSucceeded.run(outcome.hookId)
+          break
+        case 'retry':
+        case 'failed': {
+          const state = outcome.result === 'retry' ? 'pending' : 'failed'
+          const dueAt = outcome.result === 'retry' ? outcome.dueAt : null
+          s.settleDelivery.run(state, number, dueAt, attempt.status, attempt.error, now, outcome.id)
+          s.hookFailed.run(now, outcome.hookId)
+          const hook = this.hook(outcome.hookId)
+          if (
+            hook &&
+            hook.state !== 'disabled' &&
+            hook.failing_since !== null &&
+            now - hook.failing_since >= settlement.disableAfterMs
+          ) {
+            const reason = `failing continuously since ${new Date(hook.failing_since).toISOString()}`
+            s.disableHook.run(reason, now, hook.id)
+            disabled.set(hook.id, this.hook(hook.id)!)
+          }
+          break
+        }
+        case 'gone': {
+          const hook = this.hook(outcome.hookId)
+          if (hook) removed.set(hook.id, hook)
+          s.deleteHook.run(outcome.hookId)
+          break
+        }
+      }
+    }
+    for (const id of settlement.released) s.release.run(id)
+    for (const { hookId, topic } of settlement.advanced) {
+      const topicId = (s.topicId.get(topic) as { id: number } | undefined)?.id
+      if (topicId !== undefined) s.advanceQueue.run(now, now, hookId, topicId)
+    }
+    return { disabled: [...disabled.values()], removed: [...removed.values()] }
+  }
+
+  nextDueAt(): number | null {
+    return (this.s.nextDue.get() as { due: number | null }).due
+  }
+
+  // ---- operations -----------------------------------------------------------------------------
+
+  delivery(hookId: string, id: number): DeliveryRecord | undefined {
+    return this.s.deliveryById.get(hookId, id) as DeliveryRecord | undefined
+  }
+
+  attempts(
+    hookId: string,
+    options: { deliveryId?: number; eventId?: string; before?: number; limit: number },
+  ): AttemptRecord[] {
+    return this.s.attempts.all({
+      hook: hookId,
+      delivery: options.deliveryId ?? null,
+      event: options.eventId ?? null,
+      before: options.before ?? Number.MAX_SAFE_INTEGER,
+      limit: options.limit,
+    }) as unknown as AttemptRecord[]
+  }
+
+  retry(hookId: string, id: number, now: number): DeliveryRecord | undefined {
+    if (Number(this.s.retryDelivery.run(now, now, hookId, id).changes) === 0) return undefined
+    return this.delivery(hookId, id)
+  }
+
+  replay(hook: HookRecord, request: ReplayRequest): { queued: number } {
+    const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
+    if (topicId === undefined) return { queued: 0 }
+    const rows = (
+      request.since !== undefined
+        ? this.s.eventsSince.all(topicId, request.since, request.limit)
+        : this.s.eventsAfter.all(topicId, request.afterSeq ?? 0, request.limit)
+    ) as Array<{ seq: number; id: string; body: string }>
+    let queued = 0
+    for (const row of rows) {
+      if (hook.event !== null) {
+        const type = (JSON.parse(row.body) as { type?: unknown }).type
+        if (typeof type !== 'string' || !matchesEventType(hook.event, type)) continue
+      }
+      // Ordered: queued behind what is pending; `advance` below makes the oldest due if none is.
+      const dueAt = hook.ordered ? null : request.now
+      this.s.upsertDelivery.run(hook.id, topicId, row.seq, row.id, dueAt, request.now, request.now)
+      queued++
+    }
+    if (hook.ordered && queued > 0) this.s.advanceQueue.run(request.now, request.now, hook.id, topicId)
+    return { queued }
+  }
+
+  counts(): Record<DeliveryState, number> {
+    const counts: Record<DeliveryState, number> = { pending: 0, delivered: 0, failed: 0 }
+    for (const row of this.s.counts.all() as Array<{ state: DeliveryState; n: number }>) {
+      counts[row.state] = row.n
+    }
+    return counts
+  }
+
+  /** Settled deliveries (and their attempts) last touched before `before`. */
+  prune(before: number): number {
+    return Number(this.s.pruneSettled.run(before).changes)
+  }
+}
+
+function prepare(db: DatabaseSync) {
+  const q = (sql: string): StatementSync => db.prepare(sql)
+  return {
+    insertHook: q(`INSERT INTO hooks (id, target_url, topic, event, event_root, secret, previous_secret,
+      previous_secret_until, ordered, max_in_flight, rate_limit, state, disabled_reason, failing_since,
+      description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    hookById: q('SELECT * FROM hooks WHERE id = ?'),
+    listHooks: q('SELECT * FROM hooks WHERE id > ? ORDER BY id LIMIT ?'),
+    updateHook: q(
+      `UPDATE hooks SET ${HOOK_COLUMNS.map((column) => `${column} = ?`).join(', ')}, event_root = ?,
+       updated_at = ? WHERE id = ?`,
+    ),
+    deleteHook: q('DELETE FROM hooks WHERE id = ?'),
+    hooksFor: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1
+      UNION ALL
+      SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic IS NULL AND event_root IN (?2, '*')`),
+    queueHasPending: q(
+      "SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending' LIMIT 1",
+    ),
+    insertDelivery:
+      q(`INSERT INTO deliveries (hook_id, topic_id, seq, event_id, state, due_at, created_at, updated_at)
+      VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (hook_id, topic_id, seq) DO NOTHING`),
+    upsertDelivery:
+      q(`INSERT INTO deliveries (hook_id, topic_id, seq, event_id, state, due_at, created_at, updated_at)
+      VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)
+      ON CONFLICT (hook_id, topic_id, seq) DO UPDATE SET state = 'pending', due_at = ?5, updated_at = ?7
+      WHERE state <> 'pending'`),
+    // Hooks that are active and have something due; the dispatcher then takes each one's share.
+    hooksWithDue: q(`SELECT * FROM hooks h WHERE state = 'active' AND EXISTS (
+      SELECT 1 FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending' AND d.due_at <= ?
+        AND d.lease_until IS NULL)`),
+    dueOfHook:
+      q(`SELECT d.id, d.topic_id, t.name AS topic, d.seq FROM deliveries d JOIN topics t ON t.id = d.topic_id
+      WHERE d.hook_id = ? AND d.state = 'pending' AND d.due_at <= ? AND d.lease_until IS NULL
+      ORDER BY d.due_at, d.seq LIMIT ?`),
+    // The head and the pending deliveries that follow it in its ordered queue, in order.
+    queueRun:
+      q(`SELECT d.id, d.topic_id, t.name AS topic, d.seq FROM deliveries d JOIN topics t ON t.id = d.topic_id
+      WHERE d.hook_id = ? AND d.topic_id = ? AND d.state = 'pending' AND d.seq >= ? AND d.lease_until IS NULL
+      ORDER BY d.seq LIMIT ?`),
+    lease: q('UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?'),
+    claimed: q(`SELECT d.id, t.name AS topic, d.seq, d.event_id, d.attempts, e.body
+      FROM deliveries d JOIN topics t ON t.id = d.topic_id
+      LEFT JOIN events e ON e.topic_id = d.topic_id AND e.seq = d.seq WHERE d.id = ?`),
+    expiredLeases: q(
+      'SELECT DISTINCT hook_id, topic_id FROM deliveries WHERE lease_until IS NOT NULL AND lease_until < ?',
+    ),
+    clearExpiredLeases: q(
+      'UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?',
+    ),
+    // Makes the oldest pending delivery of a queue due, unless one of the queue is due or leased.
+    advanceQueue: q(`UPDATE deliveries SET due_at = ?1, updated_at = ?2 WHERE id = (
+        SELECT id FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
+        ORDER BY seq LIMIT 1)
+      AND due_at IS NULL AND lease_until IS NULL
+      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
+        AND (due_at IS NOT NULL OR lease_until IS NOT NULL))`),
+    deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
+    insertAttempt:
+      q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    settleDelivery:
+      q(`UPDATE deliveries SET state = ?, attempts = ?, due_at = ?, last_status = ?, last_error = ?,
+      lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?`),
+    release: q('UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ?'),
+    hookSucceeded: q('UPDATE hooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL'),
+    hookFailed: q('UPDATE hooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ?'),
+    disableHook: q("UPDATE hooks SET state = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?"),
+    topicId: q('SELECT id FROM topics WHERE name = ?'),
+    nextDue: q(`SELECT MIN(d.due_at) AS due FROM deliveries d JOIN hooks h ON h.id = d.hook_id
+      WHERE d.state = 'pending' AND d.lease_until IS NULL AND h.state = 'active'`),
+    deliveryById: q(`${DELIVERY_SELECT} WHERE d.hook_id = ? AND d.id = ?`),
+    attempts: q(`SELECT a.id, a.delivery_id, a.hook_id, d.event_id, t.name AS topic, d.seq, a.attempt, a.at,
+        a.duration_ms, a.status, a.error, a.response
+      FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN topics t ON t.id = d.topic_id
+      WHERE a.hook_id = :hook AND a.id < :before
+        AND (:delivery IS NULL OR a.delivery_id = :delivery) AND (:event IS NULL OR d.event_id = :event)
+      ORDER BY a.id DESC LIMIT :limit`),
+    retryDelivery:
+      q(`UPDATE deliveries SET state = 'pending', due_at = ?, lease_owner = NULL, lease_until = NULL,
+      updated_at = ? WHERE hook_id = ? AND id = ?`),
+    eventsAfter: q('SELECT seq, id, body FROM events WHERE topic_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+    eventsSince: q(
+      'SELECT seq, id, body FROM events WHERE topic_id = ? AND stored_at >= ? ORDER BY seq LIMIT ?',
+    ),
+    counts: q('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state'),
+    pruneSettled: q("DELETE FROM deliveries WHERE state <> 'pending' AND updated_at < ?"),
+  }
+}

@@ -1,0 +1,70 @@
+-- Webhook subscriptions. topic NULL: every topic; event NULL: every type. event_root is the first
+-- dot-separated segment of the event pattern ('*' when it starts with a wildcard), so that the
+-- hooks matching a published event are found by index, not by reading every hook.
+CREATE TABLE hooks (
+  id TEXT PRIMARY KEY,
+  target_url TEXT NOT NULL,
+  topic TEXT,
+  event TEXT,
+  event_root TEXT,
+  secret TEXT NOT NULL,
+  -- the secret before the last rotation, still signed with until previous_secret_until
+  previous_secret TEXT,
+  previous_secret_until INTEGER,
+  ordered INTEGER NOT NULL,
+  max_in_flight INTEGER NOT NULL,
+  rate_limit REAL,
+  -- active | paused (deliveries queue up, none are sent) | disabled (nothing is queued)
+  state TEXT NOT NULL,
+  disabled_reason TEXT,
+  -- when the current run of failures began (NULL while the last attempt succeeded)
+  failing_since INTEGER,
+  description TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+
+CREATE INDEX hooks_by_topic ON hooks (topic) WHERE topic IS NOT NULL;
+CREATE INDEX hooks_by_event_root ON hooks (event_root) WHERE topic IS NULL;
+
+-- One row per (hook, event). state: pending | delivered | failed. A pending row is sent once due_at
+-- has passed; due_at NULL means it waits behind an earlier pending row of its ordered queue (the
+-- same hook and topic). lease_owner/lease_until mark a row a dispatcher has claimed: another takes
+-- it only after the lease ran out (that dispatcher died).
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY,
+  hook_id TEXT NOT NULL REFERENCES hooks (id) ON DELETE CASCADE,
+  topic_id INTEGER NOT NULL REFERENCES topics (id),
+  seq INTEGER NOT NULL,
+  event_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  due_at INTEGER,
+  lease_owner TEXT,
+  lease_until INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+
+CREATE UNIQUE INDEX deliveries_by_event ON deliveries (hook_id, topic_id, seq);
+CREATE INDEX deliveries_due ON deliveries (hook_id, due_at) WHERE state = 'pending';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX deliveries_by_age ON deliveries (updated_at) WHERE state <> 'pending';
+
+-- The attempts log: one row per HTTP attempt. status NULL: no response (error says why).
+CREATE TABLE attempts (
+  id INTEGER PRIMARY KEY,
+  delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+  hook_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  duration_ms REAL NOT NULL,
+  status INTEGER,
+  error TEXT,
+  response TEXT
+);
+
+CREATE INDEX attempts_by_hook ON attempts (hook_id, id);
+CREATE INDEX attempts_by_delivery ON attempts (delivery_id, id);
