@@ -3,9 +3,11 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { openBus } from './bus/open.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
+import { Dispatcher } from './delivery/dispatcher.ts'
+import { createGuardedAgent } from './delivery/targets.ts'
 import { buildServer } from './http/server.ts'
 import { TopicLog } from './log/topic-log.ts'
-import { createMetrics } from './metrics/metrics.ts'
+import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
 import { openStore } from './store/open.ts'
 import { Connections } from './streams/connections.ts'
 import { attachWebSocket } from './streams/websocket.ts'
@@ -40,7 +42,36 @@ export async function startHerald(
     heartbeatMs: config.heartbeatMs,
     metrics,
   })
-  const httpContext = { config, log, metrics, connections, draining: draining.signal, isReady: () => ready }
+  // Every outbound webhook request goes through this agent: the SSRF guard checks each connection.
+  const agent = createGuardedAgent({
+    allowPrivate: config.allowPrivateTargets,
+    connectTimeoutMs: Math.min(10_000, config.deliveryTimeoutMs),
+  })
+  const dispatcher = new Dispatcher({
+    store,
+    log,
+    metrics,
+    logger,
+    agent,
+    retryScheduleMs: config.retryScheduleMs,
+    timeoutMs: config.deliveryTimeoutMs,
+    concurrency: config.dispatchConcurrency,
+    disableAfterMs: config.disableAfterMs,
+  })
+  log.onDeliveries = () => dispatcher.wake()
+  registerDeliveryGauge(metrics, () => store.deliveryCounts())
+  const httpContext = {
+    config,
+    log,
+    metrics,
+    connections,
+    draining: draining.signal,
+    isReady: () => ready,
+    hooks: {
+      policy: { allowPrivateTargets: config.allowPrivateTargets, secretGraceMs: config.secretGraceMs, agent },
+      wake: () => dispatcher.wake(),
+    },
+  }
   const server = buildServer(httpContext, logger)
 
   attachWebSocket(server.server, httpContext, logger)
@@ -66,6 +97,7 @@ export async function startHerald(
     throw error
   }
   ready = true
+  dispatcher.start()
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
@@ -82,6 +114,9 @@ export async function startHerald(
       const force = setTimeout(() => server.server.closeAllConnections(), config.shutdownTimeoutMs)
       await server.close()
       clearTimeout(force)
+      // Attempts in flight finish (each is bounded by --delivery-timeout) and are recorded.
+      await dispatcher.stop()
+      await agent.close()
       await pruning
       await bus.close()
       await store.close()

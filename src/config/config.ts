@@ -11,6 +11,10 @@ export interface HeraldConfig {
   apiKey: string | undefined
   publicUrl: string
   retryScheduleMs: number[]
+  deliveryTimeoutMs: number
+  dispatchConcurrency: number
+  disableAfterMs: number
+  secretGraceMs: number
   heartbeatMs: number
   allowPrivateTargets: boolean
   databaseUrl: string | undefined
@@ -58,6 +62,30 @@ export const OPTIONS = [
     env: 'HERALD_RETRY_SCHEDULE',
     default: '0s,5s,5m,30m,2h,5h,10h,10h',
     help: 'Delays before each webhook/WebSub delivery attempt.',
+  },
+  {
+    flag: 'delivery-timeout',
+    env: 'HERALD_DELIVERY_TIMEOUT',
+    default: '15s',
+    help: 'Longest a webhook/WebSub attempt may take, connecting included; then it is retried.',
+  },
+  {
+    flag: 'dispatch-concurrency',
+    env: 'HERALD_DISPATCH_CONCURRENCY',
+    default: '64',
+    help: 'Webhook/WebSub requests this process has in flight at most, over all hooks.',
+  },
+  {
+    flag: 'disable-after',
+    env: 'HERALD_DISABLE_AFTER',
+    default: '5d',
+    help: 'A hook whose deliveries have failed continuously this long is disabled.',
+  },
+  {
+    flag: 'secret-grace',
+    env: 'HERALD_SECRET_GRACE',
+    default: '24h',
+    help: "After a hook's secret is rotated, how long the old one still signs too.",
   },
   {
     flag: 'heartbeat',
@@ -198,6 +226,10 @@ export function loadConfig(
     apiKey,
     publicUrl,
     retryScheduleMs: wrap('--retry-schedule', () => parseDurationList(raw('retry-schedule')!)),
+    deliveryTimeoutMs: wrap('--delivery-timeout', () => positive(parseDuration(raw('delivery-timeout')!))),
+    dispatchConcurrency: wrap('--dispatch-concurrency', () => parseCount(raw('dispatch-concurrency')!)),
+    disableAfterMs: wrap('--disable-after', () => positive(parseDuration(raw('disable-after')!))),
+    secretGraceMs: wrap('--secret-grace', () => parseDuration(raw('secret-grace')!)),
     heartbeatMs: wrap('--heartbeat', () => positive(parseDuration(raw('heartbeat')!))),
     allowPrivateTargets: wrap('--allow-private-targets', () => parseBoolean(raw('allow-private-targets')!)),
     databaseUrl: raw('database-url'),

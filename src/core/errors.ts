@@ -77,6 +77,7 @@ export const errors = {
   notAcceptable: define('not-acceptable', 406, 'Not acceptable'),
   targetNotAllowed: define('target-not-allowed', 422, 'Target URL not allowed'),
   invalidSecret: define('invalid-secret', 422, 'Invalid webhook secret'),
+  hookVerificationFailed: define('hook-verification-failed', 422, 'Hook verification failed'),
   idempotencyKeyReused: define('idempotency-key-reused', 422, 'Idempotency key reused with another request'),
   payloadTooLarge: define('payload-too-large', 413, 'Request body too large'),
   unsupportedMediaType: define('unsupported-media-type', 415, 'Unsupported media type'),

@@ -1,4 +1,5 @@
 import type { HeraldConfig } from '../config/config.ts'
+import type { HookPolicy } from '../delivery/hooks.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { Connections } from '../streams/connections.ts'
@@ -14,4 +15,6 @@ export interface HttpContext {
   draining: AbortSignal
   /** Whether the server is ready for traffic (false while starting and draining). */
   isReady: () => boolean
+  /** Webhooks: the checks on new targets, and a nudge for the dispatcher when work was queued. */
+  hooks: { policy: HookPolicy; wake(): void }
 }

@@ -5,6 +5,7 @@ import type { HttpContext } from './context.ts'
 import { registerCors } from './cors.ts'
 import { errorHandler, sendProblem } from './problem.ts'
 import { registerHealthRoutes } from './routes/health.ts'
+import { registerHookRoutes } from './routes/hooks.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 
@@ -67,5 +68,6 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerHealthRoutes(app, context)
   registerTopicRoutes(app, context)
   registerStreamRoutes(app, context)
+  registerHookRoutes(app, context)
   return app
 }

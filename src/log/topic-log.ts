@@ -15,6 +15,8 @@ export class TopicLog {
   readonly bus: Bus
   readonly feeds: Feeds
   private readonly metrics: Metrics
+  /** Told when stored events created webhook deliveries (the dispatcher then looks at once). */
+  onDeliveries: () => void = () => {}
 
   constructor(store: Store, bus: Bus, metrics: Metrics) {
     this.store = store
@@ -45,6 +47,7 @@ export class TopicLog {
       this.metrics.eventsPublished.inc(result.stored)
       this.bus.publish(topic, result.head)
     }
+    if (result.deliveries > 0) this.onDeliveries()
     return result
   }
 

@@ -68,6 +68,18 @@ export function createMetrics() {
       labelNames: ['protocol'] as const,
       registers: [registry],
     }),
+    deliveryAttempts: new Counter({
+      name: 'herald_delivery_attempts_total',
+      help: 'Webhook delivery attempts by outcome: delivered, retry, failed (given up) or gone (410).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    deliveryDuration: new Histogram({
+      name: 'herald_delivery_attempt_duration_seconds',
+      help: 'Time from sending a webhook delivery to having its answer (or giving up on it).',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
     eventsPruned: new Counter({
       name: 'herald_events_pruned_total',
       help: 'Events removed by retention.',
@@ -88,4 +100,17 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
+
+/** `herald_deliveries{state}`: the delivery queue's rows by state, counted when scraped. */
+export function registerDeliveryGauge(metrics: Metrics, counts: () => Promise<Record<string, number>>): void {
+  new Gauge({
+    name: 'herald_deliveries',
+    help: 'Webhook deliveries in the store by state: pending, delivered or failed.',
+    labelNames: ['state'] as const,
+    registers: [metrics.registry],
+    async collect() {
+      for (const [state, count] of Object.entries(await counts())) this.set({ state }, count)
+    },
+  })
+}
 export type StreamCounters = Metrics['streams']['ws']

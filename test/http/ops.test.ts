@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { Agent } from 'undici'
 import { createLogger } from '../../src/app.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { loadConfig } from '../../src/config/config.ts'
@@ -95,6 +96,10 @@ describe('graceful shutdown', () => {
           connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
           draining: controller.signal,
           isReady: () => false,
+          hooks: {
+            policy: { allowPrivateTargets: false, secretGraceMs: 0, agent: new Agent() },
+            wake: () => {},
+          },
         },
         createLogger(config),
       )

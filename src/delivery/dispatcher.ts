@@ -1,0 +1,320 @@
+import type { Logger } from 'pino'
+import type { Agent } from 'undici'
+import { ulid } from '../core/event.ts'
+import type { TopicLog } from '../log/topic-log.ts'
+import type { Metrics } from '../metrics/metrics.ts'
+import type {
+  ClaimedDelivery,
+  ClaimedRun,
+  DeliveryOutcome,
+  HookRecord,
+  SettleResult,
+  Store,
+} from '../store/store.ts'
+import { post } from './attempt.ts'
+import { nextDelay } from './retry.ts'
+import { signedHeaders } from './signing.ts'
+
+/** The topic Herald publishes operator events on (hook.disabled, hook.removed, delivery.failed). */
+export const SYSTEM_TOPIC = 'herald.system'
+
+/** Deliveries of one ordered queue claimed at once and sent back to back. */
+const RUN_LENGTH = 32
+/** How often the queue is looked at when nothing woke the dispatcher (retries coming due, other nodes). */
+const POLL_MS = 1000
+/** While due work waits for capacity (in-flight or rate caps), look again this soon at the latest. */
+const BUSY_POLL_MS = 100
+
+export interface DispatcherOptions {
+  store: Store
+  log: TopicLog
+  metrics: Metrics
+  logger: Logger
+  agent: Agent
+  retryScheduleMs: number[]
+  timeoutMs: number
+  concurrency: number
+  disableAfterMs: number
+}
+
+/**
+ * Sends webhook deliveries from the Store's durable queue. It claims due deliveries under a lease (so
+ * that several dispatchers, on several nodes, never send the same one twice while they live), sends
+ * them, and settles each attempt in the Store: delivered, retried later, given up, or the hook gone.
+ *
+ * Order: an ordered hook's deliveries of one topic come as a run; the next is sent only after the
+ * previous succeeded or was given up. A retry stops the run, and the queue waits for that delivery.
+ */
+export class Dispatcher {
+  private readonly options: DispatcherOptions
+  /** Distinguishes this dispatcher's leases from other processes'. */
+  private readonly owner = `dispatcher-${ulid()}`
+  /** The longest a claim is ours: an attempt is never started that could outlive it. */
+  private readonly leaseMs: number
+  private running = 0
+  private readonly runningByHook = new Map<string, number>()
+  private readonly rates = new Map<string, TokenBucket>()
+  private readonly runs = new Set<Promise<void>>()
+  private timer: NodeJS.Timeout | undefined
+  private claiming = false
+  private wakeAgain = false
+  private stopped = false
+
+  constructor(options: DispatcherOptions) {
+    this.options = options
+    this.leaseMs = options.timeoutMs * 2 + 5_000
+  }
+
+  start(): void {
+    this.schedule(0)
+  }
+
+  /** New deliveries were created: look at the queue now rather than at the next poll. */
+  wake(): void {
+    if (this.claiming) this.wakeAgain = true
+    else this.schedule(0)
+  }
+
+  /** Stops claiming and waits for the runs in flight to finish and settle (each attempt is bounded). */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.timer)
+    await Promise.allSettled([...this.runs])
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.claim(), Math.max(0, delayMs))
+    this.timer.unref()
+  }
+
+  private async claim(): Promise<void> {
+    if (this.stopped) return
+    if (this.claiming) {
+      this.wakeAgain = true
+      return
+    }
+    this.claiming = true
+    let next = POLL_MS
+    try {
+      const free = this.options.concurrency - this.running
+      const now = Date.now()
+      const runs =
+        free <= 0
+          ? []
+          : await this.options.store.claimDeliveries({
+              owner: this.owner,
+              now,
+              leaseMs: this.leaseMs,
+              capacity: (hook) => this.capacity(hook),
+              runLength: RUN_LENGTH,
+              limit: free,
+            })
+      for (const run of runs) this.track(run)
+      const due = await this.options.store.nextDueAt()
+      if (due !== null) {
+        // Something due that could not be claimed waits for capacity: a finishing run wakes us.
+        next = due <= Date.now() ? (runs.length > 0 ? 0 : BUSY_POLL_MS) : Math.min(POLL_MS, due - Date.now())
+      }
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'claiming webhook deliveries failed')
+    } finally {
+      this.claiming = false
+    }
+    if (this.wakeAgain) {
+      this.wakeAgain = false
+      next = 0
+    }
+    this.schedule(next)
+  }
+
+  /** How many more runs this dispatcher may start for `hook` now. */
+  private capacity(hook: HookRecord): number {
+    const room = hook.max_in_flight - (this.runningByHook.get(hook.id) ?? 0)
+    if (hook.rate_limit === null) return room
+    return Math.min(room, this.bucket(hook).available())
+  }
+
+  private bucket(hook: HookRecord): TokenBucket {
+    let bucket = this.rates.get(hook.id)
+    if (!bucket || bucket.rate !== hook.rate_limit) {
+      bucket = new TokenBucket(hook.rate_limit!)
+      this.rates.set(hook.id, bucket)
+    }
+    return bucket
+  }
+
+  private track(run: ClaimedRun): void {
+    const id = run.hook.id
+    this.running++
+    this.runningByHook.set(id, (this.runningByHook.get(id) ?? 0) + 1)
+    const done = this.send(run)
+      .catch((error: unknown) => this.options.logger.error({ err: error, hook: id }, 'webhook run failed'))
+      .finally(() => {
+        this.running--
+        const left = (this.runningByHook.get(id) ?? 1) - 1
+        if (left === 0) this.runningByHook.delete(id)
+        else this.runningByHook.set(id, left)
+        this.runs.delete(done)
+        this.wake()
+      })
+    this.runs.add(done)
+  }
+
+  /**
+   * Sends a run in order. Each attempt is settled as soon as it is known, without waiting for the
+   * commit before the next POST (the Store group-commits them; a crash before the commit means the
+   * delivery is sent again, with the same webhook-id: at least once, never lost).
+   */
+  private async send(run: ClaimedRun): Promise<void> {
+    const { hook } = run
+    const { store, retryScheduleMs, timeoutMs, disableAfterMs } = this.options
+    const lastStart = Date.now() + this.leaseMs - timeoutMs - 1_000
+    const settling: Array<Promise<SettleResult>> = []
+    const released: number[] = []
+    let stop = false
+    for (const delivery of run.deliveries) {
+      if (stop || this.stopped || Date.now() > lastStart) {
+        released.push(delivery.id)
+        continue
+      }
+      if (hook.rate_limit !== null) await this.bucket(hook).take()
+      const outcome = await this.attempt(hook, delivery, retryScheduleMs)
+      this.options.metrics.deliveryAttempts.inc({ outcome: outcome.result })
+      this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
+      settling.push(
+        store.settleDeliveries({
+          now: Date.now(),
+          outcomes: [outcome],
+          released: [],
+          advanced: [],
+          disableAfterMs,
+        }),
+      )
+      if (outcome.result === 'failed') this.announceFailed(hook, delivery, outcome)
+      // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
+      if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
+    }
+    const topic = run.deliveries[0]!.topic
+    settling.push(
+      store.settleDeliveries({
+        now: Date.now(),
+        outcomes: [],
+        released,
+        advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
+        disableAfterMs,
+      }),
+    )
+    for (const result of await Promise.all(settling)) {
+      for (const disabled of result.disabled)
+        this.announce('hook.disabled', disabled, disabled.disabled_reason)
+      for (const removed of result.removed)
+        this.announce('hook.removed', removed, 'the target answered 410 Gone')
+    }
+  }
+
+  private async attempt(
+    hook: HookRecord,
+    delivery: ClaimedDelivery,
+    scheduleMs: number[],
+  ): Promise<DeliveryOutcome> {
+    const base = { id: delivery.id, hookId: hook.id }
+    if (delivery.body === null) {
+      const at = Date.now()
+      const error = 'the event was removed by retention before it could be delivered'
+      return {
+        ...base,
+        result: 'failed',
+        attempt: { at, duration_ms: 0, status: null, error, response: null },
+      }
+    }
+    const now = Date.now()
+    const secrets =
+      hook.previous_secret !== null && (hook.previous_secret_until ?? 0) > now
+        ? [hook.secret, hook.previous_secret]
+        : [hook.secret]
+    const headers = signedHeaders(delivery.event_id, delivery.body, secrets, now)
+    headers['user-agent'] = 'Herald-Webhooks'
+    const result = await post({
+      url: hook.target_url,
+      headers,
+      body: delivery.body,
+      timeoutMs: this.options.timeoutMs,
+      agent: this.options.agent,
+    })
+    const { retryAfterMs, ...attempt } = result
+    if (result.status !== null && result.status >= 200 && result.status < 300) {
+      return { ...base, result: 'delivered', attempt }
+    }
+    if (result.status === 410) return { ...base, result: 'gone', attempt }
+    const delay = nextDelay(scheduleMs, delivery.attempts + 1, retryAfterMs)
+    if (delay === null) return { ...base, result: 'failed', attempt }
+    return { ...base, result: 'retry', attempt, dueAt: Date.now() + delay }
+  }
+
+  private announceFailed(hook: HookRecord, delivery: ClaimedDelivery, outcome: DeliveryOutcome): void {
+    // Never about the system topic's own deliveries: a failing hook on it would feed itself.
+    if (delivery.topic === SYSTEM_TOPIC) return
+    this.publish('delivery.failed', {
+      hook_id: hook.id,
+      target_url: hook.target_url,
+      delivery_id: delivery.id,
+      event_id: delivery.event_id,
+      topic: delivery.topic,
+      seq: delivery.seq,
+      attempts: delivery.attempts + 1,
+      last_status: outcome.attempt.status,
+      last_error: outcome.attempt.error,
+    })
+  }
+
+  private announce(type: string, hook: HookRecord, reason: string | null): void {
+    this.options.logger.warn({ hook: hook.id, target_url: hook.target_url, reason }, type)
+    this.publish(type, { hook_id: hook.id, target_url: hook.target_url, reason })
+  }
+
+  private publish(type: string, data: Record<string, unknown>): void {
+    this.options.log
+      .publish(SYSTEM_TOPIC, [{ type, source: '/herald', data }])
+      .catch((error: unknown) =>
+        this.options.logger.error({ err: error, type }, 'publishing a system event failed'),
+      )
+  }
+}
+
+/** Deliveries per second for one hook: a bucket that holds at most one second's worth. */
+class TokenBucket {
+  readonly rate: number
+  private tokens: number
+  private updated = performance.now()
+
+  constructor(rate: number) {
+    this.rate = rate
+    this.tokens = Math.max(1, rate)
+  }
+
+  private refill(): void {
+    const now = performance.now()
+    this.tokens = Math.min(Math.max(1, this.rate), this.tokens + ((now - this.updated) / 1000) * this.rate)
+    this.updated = now
+  }
+
+  /** Whole tokens available now (how many runs may start). */
+  available(): number {
+    this.refill()
+    return Math.floor(this.tokens)
+  }
+
+  /** Waits for a token and takes it. */
+  async take(): Promise<void> {
+    for (;;) {
+      this.refill()
+      if (this.tokens >= 1) {
+        this.tokens -= 1
+        return
+      }
+      await new Promise((resolve) => setTimeout(resolve, ((1 - this.tokens) / this.rate) * 1000))
+    }
+  }
+}

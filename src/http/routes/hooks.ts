@@ -1,0 +1,174 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { errors } from '../../core/errors.ts'
+import { validateTopic } from '../../core/topic.ts'
+import { createHookRecord, hookChanges, hookView } from '../../delivery/hooks.ts'
+import type { AttemptRecord, DeliveryRecord, HookRecord } from '../../store/store.ts'
+import type { HttpContext } from '../context.ts'
+import { integerParam, MAX_SEQ } from '../params.ts'
+
+const DEFAULT_LIMIT = 100
+const MAX_LIMIT = 1000
+const MAX_REPLAY = 10_000
+
+type Query = Record<string, string | undefined>
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+function attemptView(attempt: AttemptRecord) {
+  return {
+    id: attempt.id,
+    delivery: attempt.delivery_id,
+    event_id: attempt.event_id,
+    topic: attempt.topic,
+    seq: attempt.seq,
+    attempt: attempt.attempt,
+    at: iso(attempt.at),
+    status: attempt.status,
+    error: attempt.error,
+    duration_ms: Math.round(attempt.duration_ms * 10) / 10,
+    response: attempt.response,
+  }
+}
+
+function deliveryView(delivery: DeliveryRecord) {
+  return {
+    id: delivery.id,
+    hook_id: delivery.hook_id,
+    event_id: delivery.event_id,
+    topic: delivery.topic,
+    seq: delivery.seq,
+    state: delivery.state,
+    attempts: delivery.attempts,
+    next_attempt_at: delivery.state === 'pending' ? iso(delivery.due_at) : null,
+    last_status: delivery.last_status,
+    last_error: delivery.last_error,
+    created_at: iso(delivery.created_at),
+    updated_at: iso(delivery.updated_at),
+  }
+}
+
+/** Webhooks and REST Hooks: `/v1/hooks` and the delivery log under each hook. */
+export function registerHookRoutes(app: FastifyInstance, context: HttpContext): void {
+  const { log, hooks } = context
+  const store = log.store
+
+  async function findHook(request: FastifyRequest): Promise<HookRecord> {
+    const { id } = request.params as { id: string }
+    const hook = await store.hook(id)
+    if (!hook) throw errors.notFound(`There is no hook ${id}.`)
+    return hook
+  }
+
+  function deliveryId(request: FastifyRequest): number {
+    const { delivery } = request.params as { delivery: string }
+    const id = Number(delivery)
+    if (!/^\d+$/.test(delivery) || !Number.isSafeInteger(id))
+      throw errors.notFound(`There is no delivery ${delivery}.`)
+    return id
+  }
+
+  app.post('/v1/hooks', async (request, reply) => {
+    const hook = await store.createHook(await createHookRecord(request.body, hooks.policy, Date.now()))
+    return reply.code(201).header('location', `/v1/hooks/${hook.id}`).send(hookView(hook, true))
+  })
+
+  app.get('/v1/hooks', async (request) => {
+    const query = request.query as Query
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const list = await store.hooks({ after: query['after'] ?? '', limit })
+    return {
+      hooks: list.map((hook) => hookView(hook, false)),
+      next: list.length === limit ? list.at(-1)!.id : null,
+    }
+  })
+
+  app.get('/v1/hooks/:id', async (request) => hookView(await findHook(request), true))
+
+  app.patch('/v1/hooks/:id', async (request) => {
+    const current = await findHook(request)
+    const now = Date.now()
+    const changes = await hookChanges(request.body, current, hooks.policy, now)
+    const hook = await store.updateHook(current.id, changes, now)
+    if (!hook) throw errors.notFound(`There is no hook ${current.id}.`)
+    if (hook.state === 'active') hooks.wake() // resumed: what queued up while paused goes out
+    return hookView(hook, true)
+  })
+
+  app.delete('/v1/hooks/:id', async (request, reply) => {
+    const { id } = request.params as { id: string }
+    if (!(await store.deleteHook(id))) throw errors.notFound(`There is no hook ${id}.`)
+    return reply.code(204).send()
+  })
+
+  // The attempts log, newest first; ?delivery= or ?event= narrows it to one delivery or one event.
+  app.get('/v1/hooks/:id/deliveries', async (request) => {
+    const hook = await findHook(request)
+    const query = request.query as Query
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const attempts = await store.attempts(hook.id, {
+      limit,
+      before: integerParam(query, 'before', MAX_SEQ, 1, MAX_SEQ),
+      ...(query['delivery'] ? { deliveryId: integerParam(query, 'delivery', 0, 1, MAX_SEQ) } : {}),
+      ...(query['event'] ? { eventId: query['event'] } : {}),
+    })
+    return {
+      attempts: attempts.map(attemptView),
+      next: attempts.length === limit ? attempts.at(-1)!.id : null,
+    }
+  })
+
+  app.get('/v1/hooks/:id/deliveries/:delivery', async (request) => {
+    const hook = await findHook(request)
+    const id = deliveryId(request)
+    const delivery = await store.delivery(hook.id, id)
+    if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
+    const attempts = await store.attempts(hook.id, { deliveryId: id, limit: MAX_LIMIT })
+    return { ...deliveryView(delivery), attempt_log: attempts.map(attemptView) }
+  })
+
+  app.post('/v1/hooks/:id/deliveries/:delivery/retry', async (request, reply) => {
+    const hook = await findHook(request)
+    const id = deliveryId(request)
+    const delivery = await store.retryDelivery(hook.id, id, Date.now())
+    if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
+    hooks.wake()
+    return reply.code(202).send(deliveryView(delivery))
+  })
+
+  // Redelivers a range: {"after": seq} or {"since": time}, of the hook's topic (or of "topic").
+  app.post('/v1/hooks/:id/replay', async (request, reply) => {
+    const hook = await findHook(request)
+    const body = (request.body ?? {}) as Record<string, unknown>
+    if (typeof body !== 'object' || Array.isArray(body))
+      throw errors.invalidRequest('The body is a JSON object.')
+    const topic = body['topic'] === undefined ? hook.topic : validateTopic(body['topic'])
+    if (topic === null)
+      throw errors.invalidRequest('This hook follows every topic: name the "topic" to replay.', 'topic')
+    if (hook.topic !== null && topic !== hook.topic) {
+      throw errors.invalidRequest(`This hook follows the topic "${hook.topic}" only.`, 'topic')
+    }
+    const { after, since } = body
+    if ((after === undefined) === (since === undefined)) {
+      throw errors.invalidRequest('Give "after" (a seq) or "since" (a time), one of them.', 'after')
+    }
+    if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
+      throw errors.invalidRequest('"after" is a seq: a whole number, 0 or more.', 'after')
+    }
+    const sinceMs = typeof since === 'string' ? Date.parse(since) : Number.NaN
+    if (since !== undefined && Number.isNaN(sinceMs)) {
+      throw errors.invalidRequest('"since" is a time, e.g. 2026-11-23T08:00:00Z.', 'since')
+    }
+    const limit = body['limit'] === undefined ? MAX_REPLAY : body['limit']
+    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_REPLAY) {
+      throw errors.invalidRequest(`"limit" is a whole number from 1 to ${MAX_REPLAY}.`, 'limit')
+    }
+    const result = await store.replay(hook.id, {
+      topic,
+      ...(after !== undefined ? { afterSeq: after as number } : { since: sinceMs }),
+      limit: limit as number,
+      now: Date.now(),
+    })
+    hooks.wake()
+    return reply.code(202).send(result)
+  })
+}
