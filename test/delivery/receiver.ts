@@ -62,7 +62,7 @@ export async function startReceiver(answer: Answer = () => ({ status: 200 }), po
       const index = received.length
       received.push(entry)
       const { status, headers = {}, delayMs = 0 } = receiver.answer(entry, index)
-      setTimeout(() => response.writeHead(status, headers).end(`answer ${status}`), delayMs)
+      setTimeout(() => response.writeHead(status, headers).end(`answer ${status}`), delayMs).unref()
     })
   })
   server.listen(port, '127.0.0.1')

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict'
+import { rm } from 'node:fs/promises'
+import { test } from 'node:test'
+import { publish, sleep, spawnServer, tempDir } from '../helpers.ts'
+import { eventOf, startReceiver } from './receiver.ts'
+
+// Forty quick retries: the receiver stays down for several of them, and none may run out.
+const ARGS = [
+  '--allow-private-targets',
+  'true',
+  '--retry-schedule',
+  Array.from({ length: 40 }, (_, i) => (i === 0 ? '0s' : '100ms')).join(','),
+  '--delivery-timeout',
+  '1s',
+]
+
+test('SIGKILL while deliveries are pending and the receiver is down: after a restart every event is delivered, in order', async () => {
+  const dataDir = await tempDir()
+  // A port with nothing listening on it: the receiver is down.
+  const probe = await startReceiver()
+  const port = probe.port
+  await probe.close()
+  const target = `http://127.0.0.1:${port}`
+
+  let server = await spawnServer(['--data', dataDir, ...ARGS])
+  let receiver: Awaited<ReturnType<typeof startReceiver>> | undefined
+  try {
+    const hookIds: string[] = []
+    for (const path of ['/one', '/two']) {
+      const response = await fetch(`${server.url}/v1/hooks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ target_url: `${target}${path}`, topic: 'crash' }),
+      })
+      assert.equal(response.status, 201)
+      hookIds.push(((await response.json()) as { id: string }).id)
+    }
+    const published: number[] = []
+    for (let batch = 0; batch < 10; batch++) {
+      const response = await publish(
+        server.url,
+        'crash',
+        Array.from({ length: 5 }, (_, i) => ({ type: 'c', data: batch * 5 + i })),
+      )
+      assert.equal(response.status, 201)
+      for (const event of (await response.json()) as Array<{ seq: number }>) published.push(event.seq)
+    }
+    // Let attempts fail against the closed port, then kill the server mid-retry.
+    await sleep(400)
+    const log = (await (await fetch(`${server.url}/v1/hooks/${hookIds[0]}/deliveries`)).json()) as {
+      attempts: Array<{ status: number | null; error: string | null }>
+    }
+    assert.ok(log.attempts.length > 0, 'attempts were made before the kill')
+    assert.ok(
+      log.attempts.every((attempt) => attempt.status === null && /ECONNREFUSED/.test(attempt.error ?? '')),
+    )
+    server.child.kill('SIGKILL')
+    assert.equal((await server.exited).signal, 'SIGKILL')
+
+    receiver = await startReceiver(() => ({ status: 200 }), port)
+    server = await spawnServer(['--data', dataDir, ...ARGS])
+    for (const path of ['/one', '/two']) {
+      const got = await receiver.waitFor(published.length, (r) => r.url === path, 30_000)
+      // At least once: a delivery sent just before the kill may come again, but in order and complete.
+      const firstSeen: number[] = []
+      for (const request of got) {
+        const { seq } = eventOf(request)
+        if (!firstSeen.includes(seq)) firstSeen.push(seq)
+      }
+      assert.deepEqual(firstSeen.slice(0, published.length), published, `${path}: every event, in order`)
+    }
+  } finally {
+    server.child.kill('SIGKILL')
+    await server.exited
+    await receiver?.close()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+})
+
+test('SIGKILL during an attempt: the lease runs out and the restarted server sends it again', async () => {
+  const dataDir = await tempDir()
+  let answering = false
+  // Holds the first request unanswered (the attempt is in flight when the server dies).
+  const receiver = await startReceiver(() => (answering ? { status: 200 } : { status: 200, delayMs: 60_000 }))
+  let server = await spawnServer(['--data', dataDir, ...ARGS])
+  try {
+    const created = await fetch(`${server.url}/v1/hooks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ target_url: `${receiver.url}/held`, topic: 'held' }),
+    })
+    assert.equal(created.status, 201)
+    assert.equal((await publish(server.url, 'held', { type: 'h' })).status, 201)
+    await receiver.waitFor(1)
+    server.child.kill('SIGKILL')
+    await server.exited
+    answering = true
+    const restarted = Date.now()
+    server = await spawnServer(['--data', dataDir, ...ARGS])
+    const [first, second] = await receiver.waitFor(2, () => true, 30_000)
+    assert.equal(first!.headers['webhook-id'], second!.headers['webhook-id'], 'the same delivery, again')
+    // Not before the dead server's lease (2 × the 1 s timeout + 5 s) ran out: no double send while it could live.
+    assert.ok(second!.at - first!.at >= 6_500, `sent again after ${second!.at - first!.at} ms`)
+    assert.ok(second!.at >= restarted)
+  } finally {
+    server.child.kill('SIGKILL')
+    await server.exited
+    await receiver.close()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+})
