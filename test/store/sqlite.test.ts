@@ -6,9 +6,10 @@ import { test } from 'node:test'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 import { ROOT, tempDir } from '../helpers.ts'
-import { storeContract } from './contract.ts'
+import { type StoreHarness, storeContract } from './contract.ts'
+import { deliveryContract } from './delivery-contract.ts'
 
-storeContract('SQLite', async () => {
+async function openSqlite(): Promise<StoreHarness> {
   const dataDir = await tempDir()
   let store: Store = new SqliteStore({ dataDir })
   return {
@@ -25,7 +26,10 @@ storeContract('SQLite', async () => {
       await rm(dataDir, { recursive: true, force: true })
     },
   }
-})
+}
+
+storeContract('SQLite', openSqlite)
+deliveryContract('SQLite', openSqlite)
 
 test('two processes appending to one SQLite file keep seq gapless (no in-process counter)', async () => {
   const dataDir = await tempDir()

@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { type EventInput, prepareEvent } from '../../src/core/event.ts'
+import type { AttemptResult, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
+import type { StoreHarness } from './contract.ts'
+
+const T0 = Date.parse('2026-11-23T08:00:00Z')
+const LEASE = 10_000
+const OK: AttemptResult = { at: T0, duration_ms: 1, status: 200, error: null, response: 'ok' }
+const FAIL: AttemptResult = { at: T0, duration_ms: 1, status: 500, error: null, response: 'no' }
+
+function hook(id: string, fields: Partial<HookRecord> = {}): HookRecord {
+  return {
+    id,
+    target_url: `http://receiver.test/${id}`,
+    topic: 'orders',
+    event: null,
+    secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+    previous_secret: null,
+    previous_secret_until: null,
+    ordered: true,
+    max_in_flight: 10,
+    rate_limit: null,
+    state: 'active',
+    disabled_reason: null,
+    failing_since: null,
+    description: null,
+    created_at: T0,
+    updated_at: T0,
+    ...fields,
+  }
+}
+
+async function append(store: Store, topic: string, now: number, ...inputs: EventInput[]) {
+  const events = inputs.map((input) => prepareEvent(topic, input, new Date(now)))
+  return store.append(topic, events, { now })
+}
+
+function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
+  return store.claimDeliveries({
+    owner: 'A',
+    now,
+    leaseMs: LEASE,
+    capacity: (h) => h.max_in_flight,
+    runLength: 32,
+    limit: 100,
+    ...fields,
+  })
+}
+
+const settle = (store: Store, now: number, fields: Partial<Parameters<Store['settleDeliveries']>[0]>) =>
+  store.settleDeliveries({
+    now,
+    outcomes: [],
+    released: [],
+    advanced: [],
+    disableAfterMs: 86_400_000,
+    ...fields,
+  })
+
+/** The webhook delivery queue every Store backend must keep (see DeliveryStore in src/store/store.ts). */
+export function deliveryContract(name: string, open: () => Promise<StoreHarness>): void {
+  describe(`Delivery queue contract: ${name}`, () => {
+    const withStore = (title: string, body: (h: StoreHarness) => Promise<void>) =>
+      test(title, async () => {
+        const harness = await open()
+        try {
+          await body(harness)
+        } finally {
+          await harness.cleanup()
+        }
+      })
+
+    withStore(
+      'an append creates one delivery per matching hook, in the same transaction',
+      async ({ store }) => {
+        await store.createHook(hook('h-topic'))
+        await store.createHook(hook('h-pattern', { topic: null, event: 'order.*' }))
+        await store.createHook(hook('h-other', { topic: 'invoices' }))
+        await store.createHook(hook('h-paused', { state: 'paused' }))
+        await store.createHook(hook('h-disabled', { state: 'disabled' }))
+        const result = await append(
+          store,
+          'orders',
+          T0,
+          { type: 'order.created' },
+          { type: 'refund.created' },
+        )
+        // h-topic: 2, h-pattern: 1 (order.* only), h-paused: 2 (paused hooks queue), others none.
+        assert.equal(result.deliveries, 5)
+        const repeat = await store.append('orders', [], { now: T0 })
+        assert.equal(repeat.deliveries, 0)
+        assert.deepEqual(await store.deliveryCounts(), { pending: 5, delivered: 0, failed: 0 })
+      },
+    )
+
+    withStore(
+      'an ordered queue is claimed as one run, in seq order, leased to one owner',
+      async ({ store }) => {
+        await store.createHook(hook('h'))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const runs = await claim(store, T0)
+        assert.equal(runs.length, 1)
+        assert.deepEqual(
+          runs[0]!.deliveries.map((d) => [d.seq, d.attempts, JSON.parse(d.body!).type]),
+          [
+            [1, 0, 'a'],
+            [2, 0, 'b'],
+            [3, 0, 'c'],
+          ],
+        )
+        assert.deepEqual(await claim(store, T0 + 1, { owner: 'B' }), [], 'leased: nobody else gets it')
+        // The owner died: after the lease another dispatcher gets the whole queue again, from its head.
+        const again = await claim(store, T0 + LEASE + 1, { owner: 'B' })
+        assert.deepEqual(
+          again[0]!.deliveries.map((d) => d.seq),
+          [1, 2, 3],
+        )
+      },
+    )
+
+    withStore('settling: delivered, then a retry holds the queue until it is due', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+      const [run] = await claim(store, T0)
+      const [d1, d2, d3] = run!.deliveries
+      await settle(store, T0 + 1, {
+        outcomes: [
+          { id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' },
+          { id: d2!.id, hookId: 'h', attempt: FAIL, result: 'retry', dueAt: T0 + 5_000 },
+        ],
+        released: [d3!.id],
+        advanced: [{ hookId: 'h', topic: 'orders' }],
+      })
+      assert.deepEqual(await claim(store, T0 + 2), [], 'seq 3 waits behind the retry of seq 2')
+      assert.equal(await store.nextDueAt(), T0 + 5_000)
+      const [retry] = await claim(store, T0 + 5_000)
+      assert.deepEqual(
+        retry!.deliveries.map((d) => [d.seq, d.attempts]),
+        [
+          [2, 1],
+          [3, 0],
+        ],
+      )
+      const attempts = await store.attempts('h', { limit: 10 })
+      assert.deepEqual(
+        attempts.map((a) => [a.seq, a.attempt, a.status]),
+        [
+          [2, 1, 500],
+          [1, 1, 200],
+        ],
+      )
+      assert.equal((await store.hook('h'))!.failing_since, T0 + 1)
+    })
+
+    withStore('a run that ends makes the next delivery of its queue due', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await append(store, 'orders', T0, { type: 'a' })
+      const [run] = await claim(store, T0)
+      // Published while the run is out: it must wait for it.
+      await append(store, 'orders', T0 + 1, { type: 'b' })
+      assert.deepEqual(await claim(store, T0 + 1), [])
+      await settle(store, T0 + 2, {
+        outcomes: [{ id: run!.deliveries[0]!.id, hookId: 'h', attempt: OK, result: 'delivered' }],
+        advanced: [{ hookId: 'h', topic: 'orders' }],
+      })
+      const [next] = await claim(store, T0 + 3)
+      assert.deepEqual(
+        next!.deliveries.map((d) => d.seq),
+        [2],
+      )
+    })
+
+    withStore(
+      'unordered hooks: every delivery is due at once, up to the capacity given',
+      async ({ store }) => {
+        await store.createHook(hook('u', { ordered: false }))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const runs = await claim(store, T0, { capacity: () => 2 })
+        assert.deepEqual(
+          runs.map((r) => r.deliveries.length),
+          [1, 1],
+        )
+        assert.equal((await claim(store, T0, { owner: 'B' })).length, 1)
+      },
+    )
+
+    withStore(
+      '410 deletes the hook and its queue; failures past disableAfter disable it',
+      async ({ store }) => {
+        await store.createHook(hook('gone'))
+        await store.createHook(hook('flaky', { topic: 'x' }))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' })
+        await append(store, 'x', T0, { type: 'a' })
+        const runs = await claim(store, T0)
+        const gone = runs.find((r) => r.hook.id === 'gone')!
+        const flaky = runs.find((r) => r.hook.id === 'flaky')!
+        const result = await settle(store, T0 + 1, {
+          outcomes: [
+            { id: gone.deliveries[0]!.id, hookId: 'gone', attempt: FAIL, result: 'gone' },
+            { id: flaky.deliveries[0]!.id, hookId: 'flaky', attempt: FAIL, result: 'retry', dueAt: T0 + 10 },
+          ],
+          released: [gone.deliveries[1]!.id],
+        })
+        assert.deepEqual(
+          result.removed.map((h) => h.id),
+          ['gone'],
+        )
+        assert.equal(await store.hook('gone'), undefined)
+        assert.deepEqual(await store.deliveryCounts(), { pending: 1, delivered: 0, failed: 0 })
+        const [again] = await claim(store, T0 + 10)
+        const later = await settle(store, T0 + 2_000, {
+          outcomes: [{ id: again!.deliveries[0]!.id, hookId: 'flaky', attempt: FAIL, result: 'failed' }],
+          disableAfterMs: 1_000,
+        })
+        assert.deepEqual(
+          later.disabled.map((h) => [h.id, h.state]),
+          [['flaky', 'disabled']],
+        )
+        assert.equal(
+          (await append(store, 'x', T0, { type: 'a' })).deliveries,
+          0,
+          'a disabled hook queues nothing',
+        )
+      },
+    )
+
+    withStore('retry and replay queue deliveries again; everything survives a restart', async (harness) => {
+      let store = harness.store
+      await store.createHook(hook('h', { ordered: false }))
+      await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+      const runs = await claim(store, T0)
+      await settle(store, T0 + 1, {
+        outcomes: runs.map((r) => ({
+          id: r.deliveries[0]!.id,
+          hookId: 'h',
+          attempt: OK,
+          result: 'delivered' as const,
+        })),
+      })
+      assert.deepEqual(await store.deliveryCounts(), { pending: 0, delivered: 3, failed: 0 })
+      store = await harness.reopen()
+      const retried = await store.retryDelivery('h', runs[0]!.deliveries[0]!.id, T0 + 2)
+      assert.equal(retried!.state, 'pending')
+      assert.equal(await store.retryDelivery('h', 999_999, T0), undefined)
+      assert.deepEqual(await store.replay('h', { topic: 'orders', afterSeq: 1, limit: 100, now: T0 + 2 }), {
+        queued: 2,
+      })
+      const due = await claim(store, T0 + 3)
+      assert.deepEqual(due.map((r) => r.deliveries[0]!.seq).sort(), [1, 2, 3])
+      assert.deepEqual(await store.replay('h', { topic: 'nope', afterSeq: 0, limit: 100, now: T0 }), {
+        queued: 0,
+      })
+    })
+
+    withStore('hooks: create, update, list in id order, delete', async ({ store }) => {
+      await store.createHook(hook('b'))
+      await store.createHook(hook('a', { topic: null, event: 'x.*' }))
+      assert.deepEqual(
+        (await store.hooks({ limit: 10 })).map((h) => h.id),
+        ['a', 'b'],
+      )
+      assert.deepEqual(
+        (await store.hooks({ after: 'a', limit: 10 })).map((h) => h.id),
+        ['b'],
+      )
+      const updated = await store.updateHook('a', { event: 'y.*', ordered: false }, T0 + 5)
+      assert.deepEqual([updated!.event, updated!.ordered, updated!.updated_at], ['y.*', false, T0 + 5])
+      assert.equal(
+        (await append(store, 'any', T0, { type: 'y.z' })).deliveries,
+        1,
+        'the new pattern is indexed',
+      )
+      assert.equal(await store.updateHook('missing', {}, T0), undefined)
+      assert.equal(await store.deleteHook('a'), true)
+      assert.equal(await store.deleteHook('a'), false)
+    })
+  })
+}
