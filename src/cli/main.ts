@@ -1,4 +1,5 @@
 import { ConfigError } from '../config/config.ts'
+import { HOOKS_HELP, hooks } from './hooks.ts'
 import { LISTEN_HELP, listen } from './listen.ts'
 import { PUBLISH_HELP, publish, UsageError } from './publish.ts'
 import { SERVE_HELP, serve } from './serve.ts'
@@ -12,6 +13,7 @@ Commands:
   serve      Run the server (herald serve --help lists every option)
   publish    Publish an event to a topic
   tail       Follow a topic and print its events
+  hooks      Manage webhooks: create, list, update, delete, deliveries, retry, replay
   listen     Receive webhooks locally, verify their signatures and print them
 
 Run "herald <command> --help" for a command's options.
@@ -21,6 +23,7 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; help: s
   serve: { run: serve, help: SERVE_HELP },
   publish: { run: publish, help: PUBLISH_HELP },
   tail: { run: tail, help: TAIL_HELP },
+  hooks: { run: hooks, help: HOOKS_HELP },
   listen: { run: listen, help: LISTEN_HELP },
 }
 
