@@ -187,11 +187,16 @@ describe('webhook delivery', () => {
         Array.from({ length: 10 }, (_, j) => ({ type: 'o', data: i * 10 + j })),
       )
     }
-    await until('60 events delivered to both hooks', async () =>
-      (delivered.get('/ordered-1')?.length ?? 0) === 60 && (delivered.get('/ordered-2')?.length ?? 0) === 60
-        ? true
-        : undefined,
-    )
+    await until(
+      '60 events delivered to both hooks',
+      async () =>
+        (delivered.get('/ordered-1')?.length ?? 0) === 60 && (delivered.get('/ordered-2')?.length ?? 0) === 60
+          ? true
+          : undefined,
+      30_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify([...delivered])}, violations ${violations}`)
+    })
     assert.deepEqual(violations, [])
     const expected = Array.from({ length: 60 }, (_, i) => i + 1)
     assert.deepEqual(delivered.get('/ordered-1'), expected)

@@ -393,13 +393,12 @@ function prepare(db: DatabaseSync) {
     clearExpiredLeases: q(
       'UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?',
     ),
-    // Makes the oldest pending delivery of a queue due, unless one of the queue is due or leased.
+    // Makes the oldest pending delivery of a queue due, unless it is already (a retry waiting) or
+    // leased. Only the oldest can be: the others wait behind it with due_at NULL.
     advanceQueue: q(`UPDATE deliveries SET due_at = ?1, updated_at = ?2 WHERE id = (
         SELECT id FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
         ORDER BY seq LIMIT 1)
-      AND due_at IS NULL AND lease_until IS NULL
-      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
-        AND (due_at IS NOT NULL OR lease_until IS NOT NULL))`),
+      AND due_at IS NULL AND lease_until IS NULL`),
     deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
     insertAttempt:
       q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
@@ -412,8 +411,10 @@ function prepare(db: DatabaseSync) {
     hookFailed: q('UPDATE hooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ?'),
     disableHook: q("UPDATE hooks SET state = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?"),
     topicId: q('SELECT id FROM topics WHERE name = ?'),
-    nextDue: q(`SELECT MIN(d.due_at) AS due FROM deliveries d JOIN hooks h ON h.id = d.hook_id
-      WHERE d.state = 'pending' AND d.lease_until IS NULL AND h.state = 'active'`),
+    // Per active hook, its earliest due delivery by index, rather than a pass over every pending row.
+    nextDue: q(`SELECT MIN((SELECT MIN(d.due_at) FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending'
+        AND d.due_at IS NOT NULL AND d.lease_until IS NULL)) AS due
+      FROM hooks h WHERE h.state = 'active'`),
     deliveryById: q(`${DELIVERY_SELECT} WHERE d.hook_id = ? AND d.id = ?`),
     attempts: q(`SELECT a.id, a.delivery_id, a.hook_id, d.event_id, t.name AS topic, d.seq, a.attempt, a.at,
         a.duration_ms, a.status, a.error, a.response

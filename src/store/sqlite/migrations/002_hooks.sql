@@ -49,6 +49,8 @@ CREATE TABLE deliveries (
 );
 
 CREATE UNIQUE INDEX deliveries_by_event ON deliveries (hook_id, topic_id, seq);
+-- The pending part of each ordered queue, without the delivered history in front of it.
+CREATE INDEX deliveries_queue ON deliveries (hook_id, topic_id, seq) WHERE state = 'pending';
 CREATE INDEX deliveries_due ON deliveries (hook_id, due_at) WHERE state = 'pending';
 CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX deliveries_by_age ON deliveries (updated_at) WHERE state <> 'pending';
