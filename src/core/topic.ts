@@ -27,3 +27,17 @@ export function validateTopic(name: unknown): string {
   }
   return name
 }
+
+/** Topics Herald writes itself: herald.system (operator events) and herald.websub/… (WebSub content). */
+const RESERVED_PREFIX = 'herald.'
+
+/** A topic clients may publish to: not one Herald writes itself, whose events others trust. */
+export function assertPublishable(topic: string): string {
+  if (topic.startsWith(RESERVED_PREFIX)) {
+    throw errors.forbidden(
+      `Topics starting with "${RESERVED_PREFIX}" are written by Herald only; they can be read.`,
+      'topic',
+    )
+  }
+  return topic
+}

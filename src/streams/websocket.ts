@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject } from '../core/event.ts'
-import { validateTopic } from '../core/topic.ts'
+import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { createKeyCheck, requestToken } from '../http/auth.ts'
 import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
@@ -286,7 +286,7 @@ class WsConnection implements StreamConnection {
 
   private async publish(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
     const { op: _op, ref: _ref, topic: rawTopic, ...attributes } = message
-    const topic = validateTopic(rawTopic)
+    const topic = assertPublishable(validateTopic(rawTopic))
     const input = parseEventObject(attributes, false)
     const result = await this.context.log.publish(topic, [input])
     this.sendRaw(`{"op":"published","ref":${JSON.stringify(ref ?? null)},"event":${result.events[0]!.json}}`)

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
 import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
-import { validateTopic } from '../../core/topic.ts'
+import { assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ } from '../params.ts'
@@ -72,6 +72,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     if (target.kind !== 'events') {
       throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
     }
+    assertPublishable(target.topic)
     const started = performance.now()
     try {
       const { inputs, batch } = parsePublishBody(request)
