@@ -5,6 +5,7 @@ import { openBus } from './bus/open.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
+import { WebSubHub } from './delivery/websub-hub.ts'
 import { buildServer } from './http/server.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
@@ -57,9 +58,22 @@ export async function startHerald(
     timeoutMs: config.deliveryTimeoutMs,
     concurrency: config.dispatchConcurrency,
     disableAfterMs: config.disableAfterMs,
+    hubUrl: `${config.publicUrl}/websub`,
   })
   log.onDeliveries = () => dispatcher.wake()
   registerDeliveryGauge(metrics, () => store.deliveryCounts())
+  const websub = new WebSubHub({
+    log,
+    agent,
+    logger,
+    publicUrl: config.publicUrl,
+    allowPrivateTargets: config.allowPrivateTargets,
+    lease: config.websubLease,
+    fetchLimitBytes: config.bodyLimitBytes,
+    timeoutMs: config.deliveryTimeoutMs,
+    wake: () => dispatcher.wake(),
+    onVerification: (mode, outcome) => metrics.websubVerifications.inc({ mode, outcome }),
+  })
   const httpContext = {
     config,
     log,
@@ -71,6 +85,7 @@ export async function startHerald(
       policy: { allowPrivateTargets: config.allowPrivateTargets, secretGraceMs: config.secretGraceMs, agent },
       wake: () => dispatcher.wake(),
     },
+    websub,
   }
   const server = buildServer(httpContext, logger)
 
@@ -115,6 +130,7 @@ export async function startHerald(
       await server.close()
       clearTimeout(force)
       // Attempts in flight finish (each is bounded by --delivery-timeout) and are recorded.
+      await websub.close()
       await dispatcher.stop()
       await agent.close()
       await pruning

@@ -15,6 +15,8 @@ export interface HeraldConfig {
   dispatchConcurrency: number
   disableAfterMs: number
   secretGraceMs: number
+  websubLease: { minSeconds: number; defaultSeconds: number; maxSeconds: number }
+  websubPublic: boolean
   heartbeatMs: number
   allowPrivateTargets: boolean
   databaseUrl: string | undefined
@@ -86,6 +88,30 @@ export const OPTIONS = [
     env: 'HERALD_SECRET_GRACE',
     default: '24h',
     help: "After a hook's secret is rotated, how long the old one still signs too.",
+  },
+  {
+    flag: 'websub-lease-min',
+    env: 'HERALD_WEBSUB_LEASE_MIN',
+    default: '1m',
+    help: 'Shortest WebSub lease granted (a shorter hub.lease_seconds is raised to it).',
+  },
+  {
+    flag: 'websub-lease-default',
+    env: 'HERALD_WEBSUB_LEASE_DEFAULT',
+    default: '10d',
+    help: 'WebSub lease granted when the subscriber asks for none.',
+  },
+  {
+    flag: 'websub-lease-max',
+    env: 'HERALD_WEBSUB_LEASE_MAX',
+    default: '30d',
+    help: 'Longest WebSub lease granted (leases always end: none is perpetual).',
+  },
+  {
+    flag: 'websub-public',
+    env: 'HERALD_WEBSUB_PUBLIC',
+    default: 'false',
+    help: 'With HERALD_API_KEY set, let POST /websub be used without the key (a public hub).',
   },
   {
     flag: 'heartbeat',
@@ -230,6 +256,19 @@ export function loadConfig(
     dispatchConcurrency: wrap('--dispatch-concurrency', () => parseCount(raw('dispatch-concurrency')!)),
     disableAfterMs: wrap('--disable-after', () => positive(parseDuration(raw('disable-after')!))),
     secretGraceMs: wrap('--secret-grace', () => parseDuration(raw('secret-grace')!)),
+    websubLease: wrap('--websub-lease-*', () => {
+      const seconds = (flag: OptionFlag) => Math.max(1, Math.round(parseDuration(raw(flag)!) / 1000))
+      const lease = {
+        minSeconds: seconds('websub-lease-min'),
+        defaultSeconds: seconds('websub-lease-default'),
+        maxSeconds: seconds('websub-lease-max'),
+      }
+      if (!(lease.minSeconds <= lease.defaultSeconds && lease.defaultSeconds <= lease.maxSeconds)) {
+        throw new Error('min ≤ default ≤ max, please')
+      }
+      return lease
+    }),
+    websubPublic: wrap('--websub-public', () => parseBoolean(raw('websub-public')!)),
     heartbeatMs: wrap('--heartbeat', () => positive(parseDuration(raw('heartbeat')!))),
     allowPrivateTargets: wrap('--allow-private-targets', () => parseBoolean(raw('allow-private-targets')!)),
     databaseUrl: raw('database-url'),

@@ -14,6 +14,7 @@ import type {
 import { post } from './attempt.ts'
 import { nextDelay } from './retry.ts'
 import { signedHeaders } from './signing.ts'
+import { websubDistribution } from './websub.ts'
 
 /** The topic Herald publishes operator events on (hook.disabled, hook.removed, delivery.failed). */
 export const SYSTEM_TOPIC = 'herald.system'
@@ -35,6 +36,8 @@ export interface DispatcherOptions {
   timeoutMs: number
   concurrency: number
   disableAfterMs: number
+  /** The WebSub hub's URL, for the Link header of distributions. */
+  hubUrl: string
 }
 
 /**
@@ -230,16 +233,22 @@ export class Dispatcher {
       }
     }
     const now = Date.now()
-    const secrets =
-      hook.previous_secret !== null && (hook.previous_secret_until ?? 0) > now
-        ? [hook.secret, hook.previous_secret]
-        : [hook.secret]
-    const headers = signedHeaders(delivery.event_id, delivery.body, secrets, now)
-    headers['user-agent'] = 'Herald-Webhooks'
+    if (hook.expires_at !== null && hook.expires_at <= now) {
+      const error = "the WebSub subscription's lease ended"
+      return {
+        ...base,
+        result: 'failed',
+        attempt: { at: now, duration_ms: 0, status: null, error, response: null },
+      }
+    }
+    const { headers, body } =
+      hook.kind === 'websub'
+        ? websubDistribution(hook, delivery.body, this.options.hubUrl)
+        : webhookDelivery(hook, delivery.event_id, delivery.body, now)
     const result = await post({
       url: hook.target_url,
       headers,
-      body: delivery.body,
+      body,
       timeoutMs: this.options.timeoutMs,
       agent: this.options.agent,
     })
@@ -281,6 +290,16 @@ export class Dispatcher {
         this.options.logger.error({ err: error, type }, 'publishing a system event failed'),
       )
   }
+}
+
+/** A webhook delivery: the event's JSON, signed per Standard Webhooks (both secrets while rotating). */
+function webhookDelivery(hook: HookRecord, eventId: string, body: string, now: number) {
+  const secrets = [hook.secret!]
+  if (hook.previous_secret !== null && (hook.previous_secret_until ?? 0) > now)
+    secrets.push(hook.previous_secret)
+  const headers = signedHeaders(eventId, body, secrets, now)
+  headers['user-agent'] = 'Herald-Webhooks'
+  return { headers, body }
 }
 
 /** Deliveries per second for one hook: a bucket that holds at most one second's worth. */

@@ -132,10 +132,14 @@ export async function createHookRecord(raw: unknown, policy: HookPolicy, now: nu
   requireFilter(topic, event)
   const hook: HookRecord = {
     id: `hook_${ulid(now)}`,
+    kind: 'webhook',
     target_url: url,
     topic,
+    topic_url: null,
     event,
     secret: body['secret'] === undefined ? generateSecret() : secret(body['secret']),
+    lease_seconds: null,
+    expires_at: null,
     previous_secret: null,
     previous_secret_until: null,
     ordered: optionalBoolean(body, 'ordered') ?? true,
@@ -156,7 +160,7 @@ export async function createHookRecord(raw: unknown, policy: HookPolicy, now: nu
     )
   }
   await validateTarget(url, policy.allowPrivateTargets)
-  if (optionalBoolean(body, 'verify')) await handshake(url, hook.secret, policy)
+  if (optionalBoolean(body, 'verify')) await handshake(url, hook.secret!, policy)
   return hook
 }
 

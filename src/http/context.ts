@@ -1,5 +1,6 @@
 import type { HeraldConfig } from '../config/config.ts'
 import type { HookPolicy } from '../delivery/hooks.ts'
+import type { WebSubHub } from '../delivery/websub-hub.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { Connections } from '../streams/connections.ts'
@@ -17,4 +18,6 @@ export interface HttpContext {
   isReady: () => boolean
   /** Webhooks: the checks on new targets, and a nudge for the dispatcher when work was queued. */
   hooks: { policy: HookPolicy; wake(): void }
+  /** The WebSub hub behind POST /websub. */
+  websub: WebSubHub
 }

@@ -8,6 +8,7 @@ import { registerHealthRoutes } from './routes/health.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
+import { registerWebSubRoutes } from './routes/websub.ts'
 
 const JSON_TYPES = ['application/cloudevents+json', 'application/cloudevents-batch+json']
 
@@ -69,5 +70,6 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerTopicRoutes(app, context)
   registerStreamRoutes(app, context)
   registerHookRoutes(app, context)
+  registerWebSubRoutes(app, context, context.websub)
   return app
 }

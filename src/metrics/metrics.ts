@@ -80,6 +80,12 @@ export function createMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
+    websubVerifications: new Counter({
+      name: 'herald_websub_verifications_total',
+      help: 'WebSub verifications of intent by mode (subscribe, unsubscribe) and outcome (verified, failed, denied).',
+      labelNames: ['mode', 'outcome'] as const,
+      registers: [registry],
+    }),
     eventsPruned: new Counter({
       name: 'herald_events_pruned_total',
       help: 'Events removed by retention.',

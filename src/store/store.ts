@@ -81,14 +81,24 @@ export interface PruneResult {
 
 export type HookState = 'active' | 'paused' | 'disabled'
 
+export type HookKind = 'webhook' | 'websub'
+
 export interface HookRecord {
   id: string
+  /** 'websub': a WebSub subscription, delivered the WebSub way (see src/delivery/websub.ts). */
+  kind: HookKind
   target_url: string
   /** null: every topic. */
   topic: string | null
+  /** A WebSub subscription's hub.topic (a URL); null for webhooks. */
+  topic_url: string | null
   /** Event type pattern (`order.*`); null: every type. */
   event: string | null
-  secret: string
+  /** null only for a WebSub subscription made without hub.secret. */
+  secret: string | null
+  /** A WebSub subscription's granted lease, and when it ends (ms); null for webhooks. */
+  lease_seconds: number | null
+  expires_at: number | null
   /** The secret before the last rotation, still signed with until `previous_secret_until` (ms). */
   previous_secret: string | null
   previous_secret_until: number | null
@@ -108,6 +118,8 @@ export interface HookRecord {
 export type HookChanges = Partial<
   Pick<
     HookRecord,
+    | 'lease_seconds'
+    | 'expires_at'
     | 'target_url'
     | 'topic'
     | 'event'
@@ -237,10 +249,33 @@ export interface ReplayRequest {
   now: number
 }
 
+export type VerificationState = 'pending' | 'verified' | 'failed' | 'denied'
+
+export interface VerificationRecord {
+  id: number
+  mode: string
+  topic_url: string
+  callback: string
+  state: VerificationState
+  error: string | null
+  requested_at: number
+  completed_at: number | null
+}
+
 export interface DeliveryStore {
   createHook(hook: HookRecord): Promise<HookRecord>
   hook(id: string): Promise<HookRecord | undefined>
-  hooks(options: { after?: string; limit: number }): Promise<HookRecord[]>
+  /** Hooks of one kind in id order; WebSub subscriptions optionally of one hub.topic. */
+  hooks(options: { after?: string; limit: number; kind?: HookKind; topicUrl?: string }): Promise<HookRecord[]>
+  /**
+   * Creates the WebSub subscription of (topic_url, target_url), or replaces the one there is (keeping
+   * its id and its queue): one subscription per topic and callback.
+   */
+  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord>
+  websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined>
+  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number>
+  completeVerification(id: number, state: VerificationState, error: string | null, now: number): Promise<void>
+  verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]>
   /** undefined when there is no such hook. */
   updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined>
   deleteHook(id: string): Promise<boolean>
@@ -257,9 +292,15 @@ export interface DeliveryStore {
     hookId: string,
     options: { deliveryId?: number; eventId?: string; before?: number; limit: number },
   ): Promise<AttemptRecord[]>
-  /** Makes a delivery pending and due now, whatever its state; undefined when there is none. */
+  /**
+   * Queues a settled delivery again: due now, or in an ordered queue once nothing else of the queue
+   * is due or in flight. A pending one is returned as it is. undefined when there is none.
+   */
   retryDelivery(hookId: string, id: number, now: number): Promise<DeliveryRecord | undefined>
-  /** Queues the hook's matching events of a topic again (new deliveries, or settled ones reset). */
+  /**
+   * Queues the hook's matching events of a topic again (new deliveries, or settled ones reset);
+   * `queued` counts those, not the ones already pending. `limit` bounds the events read.
+   */
   replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }>
   deliveryCounts(): Promise<Record<DeliveryState, number>>
 }

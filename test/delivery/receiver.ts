@@ -15,7 +15,7 @@ export interface Received {
 export type Answer = (
   request: Received,
   index: number,
-) => { status: number; headers?: Record<string, string>; delayMs?: number }
+) => { status: number; headers?: Record<string, string>; delayMs?: number; body?: string }
 
 export interface Receiver {
   url: string
@@ -61,8 +61,8 @@ export async function startReceiver(answer: Answer = () => ({ status: 200 }), po
       }
       const index = received.length
       received.push(entry)
-      const { status, headers = {}, delayMs = 0 } = receiver.answer(entry, index)
-      setTimeout(() => response.writeHead(status, headers).end(`answer ${status}`), delayMs).unref()
+      const { status, headers = {}, delayMs = 0, body = `answer ${status}` } = receiver.answer(entry, index)
+      setTimeout(() => response.writeHead(status, headers).end(body), delayMs).unref()
     })
   })
   server.listen(port, '127.0.0.1')

@@ -4,6 +4,7 @@ import { Agent } from 'undici'
 import { createLogger } from '../../src/app.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { loadConfig } from '../../src/config/config.ts'
+import { WebSubHub } from '../../src/delivery/websub-hub.ts'
 import { buildServer } from '../../src/http/server.ts'
 import { TopicLog } from '../../src/log/topic-log.ts'
 import { createMetrics } from '../../src/metrics/metrics.ts'
@@ -88,18 +89,29 @@ describe('graceful shutdown', () => {
       if (draining) controller.abort()
       const store = new SqliteStore({ dataDir: await tempDir() })
       const metrics = createMetrics()
+      const log = new TopicLog(store, new LocalBus(), metrics)
+      const agent = new Agent()
       const app = buildServer(
         {
           config,
-          log: new TopicLog(store, new LocalBus(), metrics),
+          log,
           metrics,
           connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
           draining: controller.signal,
           isReady: () => false,
-          hooks: {
-            policy: { allowPrivateTargets: false, secretGraceMs: 0, agent: new Agent() },
+          hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {} },
+          websub: new WebSubHub({
+            log,
+            agent,
+            logger: createLogger(config),
+            publicUrl: config.publicUrl,
+            allowPrivateTargets: false,
+            lease: config.websubLease,
+            fetchLimitBytes: 1024,
+            timeoutMs: 1000,
             wake: () => {},
-          },
+            onVerification: () => {},
+          }),
         },
         createLogger(config),
       )

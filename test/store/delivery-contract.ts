@@ -12,8 +12,12 @@ const FAIL: AttemptResult = { at: T0, duration_ms: 1, status: 500, error: null, 
 function hook(id: string, fields: Partial<HookRecord> = {}): HookRecord {
   return {
     id,
+    kind: 'webhook',
     target_url: `http://receiver.test/${id}`,
     topic: 'orders',
+    topic_url: null,
+    lease_seconds: null,
+    expires_at: null,
     event: null,
     secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
     previous_secret: null,
@@ -252,6 +256,53 @@ export function deliveryContract(name: string, open: () => Promise<StoreHarness>
         queued: 0,
       })
     })
+
+    withStore(
+      'ordered: a retry or a replay never runs beside the queue; replay counts what it queued',
+      async ({ store }) => {
+        await store.createHook(hook('h'))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const [run] = await claim(store, T0)
+        const [d1, d2, d3] = run!.deliveries
+        await settle(store, T0 + 1, {
+          outcomes: [
+            { id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' },
+            { id: d2!.id, hookId: 'h', attempt: FAIL, result: 'retry', dueAt: T0 + 5_000 },
+          ],
+          released: [d3!.id],
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        // Seq 2 waits for its retry: re-queuing seq 1 must not start a second run of this queue.
+        const retried = await store.retryDelivery('h', d1!.id, T0 + 2)
+        assert.deepEqual([retried!.state, retried!.due_at], ['pending', null])
+        const pending = await store.retryDelivery('h', d2!.id, T0 + 2)
+        assert.equal(pending!.due_at, T0 + 5_000, 'a pending delivery is left as it is')
+        assert.deepEqual(await claim(store, T0 + 3), [])
+        assert.deepEqual(await store.replay('h', { topic: 'orders', afterSeq: 0, limit: 100, now: T0 + 3 }), {
+          queued: 0,
+        })
+        const [retryRun] = await claim(store, T0 + 5_000)
+        assert.deepEqual(
+          retryRun!.deliveries.map((d) => d.seq),
+          [2, 3],
+        )
+        assert.deepEqual(await claim(store, T0 + 5_001, { owner: 'B' }), [], 'one run per queue at a time')
+        await settle(store, T0 + 5_002, {
+          outcomes: retryRun!.deliveries.map((d) => ({
+            id: d.id,
+            hookId: 'h',
+            attempt: OK,
+            result: 'delivered' as const,
+          })),
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        const [last] = await claim(store, T0 + 5_003)
+        assert.deepEqual(
+          last!.deliveries.map((d) => d.seq),
+          [1],
+        )
+      },
+    )
 
     withStore('hooks: create, update, list in id order, delete', async ({ store }) => {
       await store.createHook(hook('b'))

@@ -52,10 +52,14 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   const { log, hooks } = context
   const store = log.store
 
-  async function findHook(request: FastifyRequest): Promise<HookRecord> {
+  /**
+   * The hook a path names. Its delivery log, retries and replays also serve WebSub subscriptions
+   * (`anyKind`); the rest of /v1/hooks is for webhooks (WebSub ones are under /v1/websub).
+   */
+  async function findHook(request: FastifyRequest, anyKind = false): Promise<HookRecord> {
     const { id } = request.params as { id: string }
     const hook = await store.hook(id)
-    if (!hook) throw errors.notFound(`There is no hook ${id}.`)
+    if (!hook || (!anyKind && hook.kind !== 'webhook')) throw errors.notFound(`There is no hook ${id}.`)
     return hook
   }
 
@@ -75,7 +79,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   app.get('/v1/hooks', async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
-    const list = await store.hooks({ after: query['after'] ?? '', limit })
+    const list = await store.hooks({ kind: 'webhook', after: query['after'] ?? '', limit })
     return {
       hooks: list.map((hook) => hookView(hook, false)),
       next: list.length === limit ? list.at(-1)!.id : null,
@@ -102,7 +106,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
 
   // The attempts log, newest first; ?delivery= or ?event= narrows it to one delivery or one event.
   app.get('/v1/hooks/:id/deliveries', async (request) => {
-    const hook = await findHook(request)
+    const hook = await findHook(request, true)
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const attempts = await store.attempts(hook.id, {
@@ -118,7 +122,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   app.get('/v1/hooks/:id/deliveries/:delivery', async (request) => {
-    const hook = await findHook(request)
+    const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.delivery(hook.id, id)
     if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
@@ -127,7 +131,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   app.post('/v1/hooks/:id/deliveries/:delivery/retry', async (request, reply) => {
-    const hook = await findHook(request)
+    const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.retryDelivery(hook.id, id, Date.now())
     if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
@@ -137,7 +141,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
 
   // Redelivers a range: {"after": seq} or {"since": time}, of the hook's topic (or of "topic").
   app.post('/v1/hooks/:id/replay', async (request, reply) => {
-    const hook = await findHook(request)
+    const hook = await findHook(request, true)
     const body = (request.body ?? {}) as Record<string, unknown>
     if (typeof body !== 'object' || Array.isArray(body))
       throw errors.invalidRequest('The body is a JSON object.')

@@ -7,10 +7,13 @@ import type {
   DeliveryRecord,
   DeliveryState,
   HookChanges,
+  HookKind,
   HookRecord,
   ReplayRequest,
   Settlement,
   SettleResult,
+  VerificationRecord,
+  VerificationState,
 } from '../store.ts'
 
 /**
@@ -23,11 +26,15 @@ import type {
 
 interface HookRow {
   id: string
+  kind: HookKind
   target_url: string
   topic: string | null
+  topic_url: string | null
   event: string | null
   event_root: string | null
-  secret: string
+  secret: string | null
+  lease_seconds: number | null
+  expires_at: number | null
   previous_secret: string | null
   previous_secret_until: number | null
   ordered: number
@@ -47,6 +54,8 @@ function toHook(row: HookRow): HookRecord {
 }
 
 const HOOK_COLUMNS = [
+  'lease_seconds',
+  'expires_at',
   'target_url',
   'topic',
   'event',
@@ -88,11 +97,15 @@ export class DeliveryTables {
   createHook(hook: HookRecord): HookRecord {
     this.s.insertHook.run(
       hook.id,
+      hook.kind,
       hook.target_url,
       hook.topic,
+      hook.topic_url,
       hook.event,
       hook.event === null ? null : eventRoot(hook.event),
       hook.secret,
+      hook.lease_seconds,
+      hook.expires_at,
       hook.previous_secret,
       hook.previous_secret_until,
       hook.ordered ? 1 : 0,
@@ -113,8 +126,51 @@ export class DeliveryTables {
     return row && toHook(row)
   }
 
-  hooks(after: string, limit: number): HookRecord[] {
-    return (this.s.listHooks.all(after, limit) as unknown as HookRow[]).map(toHook)
+  hooks(options: { after?: string; limit: number; kind?: HookKind; topicUrl?: string }): HookRecord[] {
+    const rows = this.s.listHooks.all({
+      after: options.after ?? '',
+      limit: options.limit,
+      kind: options.kind ?? null,
+      topic_url: options.topicUrl ?? null,
+    }) as unknown as HookRow[]
+    return rows.map(toHook)
+  }
+
+  upsertWebsubSubscription(subscription: HookRecord): HookRecord {
+    const current = this.websubSubscription(subscription.topic_url!, subscription.target_url)
+    if (!current) return this.createHook(subscription)
+    const { id: _id, created_at: _created, kind: _kind, updated_at, ...changes } = subscription
+    return this.updateHook(current.id, { ...changes, failing_since: null }, updated_at)!
+  }
+
+  websubSubscription(topicUrl: string, callback: string): HookRecord | undefined {
+    const row = this.s.websubByTopicCallback.get(topicUrl, callback) as HookRow | undefined
+    return row && toHook(row)
+  }
+
+  recordVerification(verification: Omit<VerificationRecord, 'id'>): number {
+    const v = verification
+    const result = this.s.insertVerification.run(
+      v.mode,
+      v.topic_url,
+      v.callback,
+      v.state,
+      v.error,
+      v.requested_at,
+      v.completed_at,
+    )
+    return Number(result.lastInsertRowid)
+  }
+
+  completeVerification(id: number, state: VerificationState, error: string | null, now: number): void {
+    this.s.completeVerification.run(state, error, now, id)
+  }
+
+  verifications(options: { topicUrl?: string; limit: number }): VerificationRecord[] {
+    return this.s.verifications.all({
+      topic_url: options.topicUrl ?? null,
+      limit: options.limit,
+    }) as unknown as VerificationRecord[]
   }
 
   updateHook(id: string, changes: HookChanges, now: number): HookRecord | undefined {
@@ -144,7 +200,7 @@ export class DeliveryTables {
     if (events.length === 0) return 0
     const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
     for (const root of new Set(events.map((event) => eventRoot(event.type)))) {
-      for (const hook of this.s.hooksFor.all(topic, root) as Array<{
+      for (const hook of this.s.hooksFor.all(topic, root, now) as Array<{
         id: string
         event: string | null
         ordered: number
@@ -301,9 +357,20 @@ export class DeliveryTables {
     }) as unknown as AttemptRecord[]
   }
 
-  retry(hookId: string, id: number, now: number): DeliveryRecord | undefined {
-    if (Number(this.s.retryDelivery.run(now, now, hookId, id).changes) === 0) return undefined
-    return this.delivery(hookId, id)
+  /**
+   * A settled delivery is queued again; a pending one is left as it is (it is queued, perhaps in
+   * flight: clearing its lease could send it twice at once). In an ordered queue it is due only once
+   * nothing else of the queue is due or in flight: a retry never runs beside the queue.
+   */
+  retry(hook: HookRecord, id: number, now: number): DeliveryRecord | undefined {
+    const delivery = this.delivery(hook.id, id)
+    if (!delivery || delivery.state === 'pending') return delivery
+    this.s.retryDelivery.run(hook.ordered ? null : now, now, hook.id, id)
+    if (hook.ordered) {
+      const topicId = (this.s.topicId.get(delivery.topic) as { id: number }).id
+      this.s.advanceQueue.run(now, now, hook.id, topicId)
+    }
+    return this.delivery(hook.id, id)
   }
 
   replay(hook: HookRecord, request: ReplayRequest): { queued: number } {
@@ -322,8 +389,10 @@ export class DeliveryTables {
       }
       // Ordered: queued behind what is pending; `advance` below makes the oldest due if none is.
       const dueAt = hook.ordered ? null : request.now
-      this.s.upsertDelivery.run(hook.id, topicId, row.seq, row.id, dueAt, request.now, request.now)
-      queued++
+      // Counted only when queued by this call: a delivery already pending is left as it is.
+      queued += Number(
+        this.s.upsertDelivery.run(hook.id, topicId, row.seq, row.id, dueAt, request.now, request.now).changes,
+      )
     }
     if (hook.ordered && queued > 0) this.s.advanceQueue.run(request.now, request.now, hook.id, topicId)
     return { queued }
@@ -337,8 +406,13 @@ export class DeliveryTables {
     return counts
   }
 
-  /** Settled deliveries (and their attempts) last touched before `before`. */
-  prune(before: number): number {
+  /**
+   * Settled deliveries (and their attempts) and WebSub verifications last touched before `before`,
+   * and WebSub subscriptions whose lease ended (with their queues).
+   */
+  prune(before: number, now: number): number {
+    this.s.pruneExpiredSubscriptions.run(now)
+    this.s.pruneVerifications.run(before)
     return Number(this.s.pruneSettled.run(before).changes)
   }
 }
@@ -346,19 +420,37 @@ export class DeliveryTables {
 function prepare(db: DatabaseSync) {
   const q = (sql: string): StatementSync => db.prepare(sql)
   return {
-    insertHook: q(`INSERT INTO hooks (id, target_url, topic, event, event_root, secret, previous_secret,
-      previous_secret_until, ordered, max_in_flight, rate_limit, state, disabled_reason, failing_since,
-      description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertHook: q(`INSERT INTO hooks (id, kind, target_url, topic, topic_url, event, event_root, secret,
+      lease_seconds, expires_at, previous_secret, previous_secret_until, ordered, max_in_flight, rate_limit,
+      state, disabled_reason, failing_since, description, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     hookById: q('SELECT * FROM hooks WHERE id = ?'),
-    listHooks: q('SELECT * FROM hooks WHERE id > ? ORDER BY id LIMIT ?'),
+    listHooks: q(`SELECT * FROM hooks WHERE id > :after AND (:kind IS NULL OR kind = :kind)
+      AND (:topic_url IS NULL OR topic_url = :topic_url) ORDER BY id LIMIT :limit`),
+    websubByTopicCallback: q(
+      "SELECT * FROM hooks WHERE kind = 'websub' AND topic_url = ? AND target_url = ?",
+    ),
+    insertVerification:
+      q(`INSERT INTO websub_verifications (mode, topic_url, callback, state, error, requested_at,
+      completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    completeVerification: q(
+      'UPDATE websub_verifications SET state = ?, error = ?, completed_at = ? WHERE id = ?',
+    ),
+    verifications: q(`SELECT * FROM websub_verifications WHERE (:topic_url IS NULL OR topic_url = :topic_url)
+      ORDER BY id DESC LIMIT :limit`),
+    pruneExpiredSubscriptions: q('DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= ?'),
+    pruneVerifications: q("DELETE FROM websub_verifications WHERE state <> 'pending' AND requested_at < ?"),
     updateHook: q(
       `UPDATE hooks SET ${HOOK_COLUMNS.map((column) => `${column} = ?`).join(', ')}, event_root = ?,
        updated_at = ? WHERE id = ?`,
     ),
     deleteHook: q('DELETE FROM hooks WHERE id = ?'),
+    // A WebSub subscription whose lease ended gets nothing more (it is purged by the next prune).
     hooksFor: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1
+        AND (expires_at IS NULL OR expires_at > ?3)
       UNION ALL
-      SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic IS NULL AND event_root IN (?2, '*')`),
+      SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic IS NULL AND event_root IN (?2, '*')
+        AND (expires_at IS NULL OR expires_at > ?3)`),
     queueHasPending: q(
       "SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending' LIMIT 1",
     ),
@@ -393,12 +485,14 @@ function prepare(db: DatabaseSync) {
     clearExpiredLeases: q(
       'UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?',
     ),
-    // Makes the oldest pending delivery of a queue due, unless it is already (a retry waiting) or
-    // leased. Only the oldest can be: the others wait behind it with due_at NULL.
+    // Makes the oldest pending delivery of an ordered queue due, unless the queue is busy: one of its
+    // deliveries is due (a retry waiting) or leased (a run in flight). Replays and retries add
+    // waiting rows anywhere in the queue, so the check covers the whole queue, by index.
     advanceQueue: q(`UPDATE deliveries SET due_at = ?1, updated_at = ?2 WHERE id = (
         SELECT id FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
         ORDER BY seq LIMIT 1)
-      AND due_at IS NULL AND lease_until IS NULL`),
+      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
+        AND (due_at IS NOT NULL OR lease_until IS NOT NULL))`),
     deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
     insertAttempt:
       q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
@@ -412,7 +506,8 @@ function prepare(db: DatabaseSync) {
     disableHook: q("UPDATE hooks SET state = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?"),
     topicId: q('SELECT id FROM topics WHERE name = ?'),
     // Per active hook, its earliest due delivery by index, rather than a pass over every pending row.
-    nextDue: q(`SELECT MIN((SELECT MIN(d.due_at) FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending'
+    nextDue:
+      q(`SELECT MIN((SELECT MIN(d.due_at) FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending'
         AND d.due_at IS NOT NULL AND d.lease_until IS NULL)) AS due
       FROM hooks h WHERE h.state = 'active'`),
     deliveryById: q(`${DELIVERY_SELECT} WHERE d.hook_id = ? AND d.id = ?`),

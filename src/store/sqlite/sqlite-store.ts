@@ -10,6 +10,7 @@ import type {
   DeliveryRecord,
   DeliveryState,
   HookChanges,
+  HookKind,
   HookRecord,
   PruneResult,
   ReplayRequest,
@@ -18,6 +19,8 @@ import type {
   SettleResult,
   Store,
   TopicInfo,
+  VerificationRecord,
+  VerificationState,
 } from '../store.ts'
 import {
   databasePath,
@@ -145,8 +148,38 @@ export class SqliteStore implements Store {
     return this.deliveries.hook(id)
   }
 
-  async hooks({ after = '', limit }: { after?: string; limit: number }): Promise<HookRecord[]> {
-    return this.deliveries.hooks(after, limit)
+  async hooks(options: {
+    after?: string
+    limit: number
+    kind?: HookKind
+    topicUrl?: string
+  }): Promise<HookRecord[]> {
+    return this.deliveries.hooks(options)
+  }
+
+  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
+    return this.write(() => this.deliveries.upsertWebsubSubscription(subscription))
+  }
+
+  async websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
+    return this.deliveries.websubSubscription(topicUrl, callback)
+  }
+
+  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
+    return this.write(() => this.deliveries.recordVerification(verification))
+  }
+
+  completeVerification(
+    id: number,
+    state: VerificationState,
+    error: string | null,
+    now: number,
+  ): Promise<void> {
+    return this.write(() => this.deliveries.completeVerification(id, state, error, now))
+  }
+
+  async verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {
+    return this.deliveries.verifications(options)
   }
 
   updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined> {
@@ -181,7 +214,10 @@ export class SqliteStore implements Store {
   }
 
   retryDelivery(hookId: string, id: number, now: number): Promise<DeliveryRecord | undefined> {
-    return this.write(() => this.deliveries.retry(hookId, id, now))
+    return this.write(() => {
+      const hook = this.deliveries.hook(hookId)
+      return hook && this.deliveries.retry(hook, id, now)
+    })
   }
 
   replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }> {

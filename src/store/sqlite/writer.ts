@@ -160,7 +160,7 @@ export class SqliteWriter {
     }
     const keys = Number(s.deleteIdempotencyKeys.run(now - idempotencyTtlMs).changes)
     // The delivery log is kept as long as events are by default (a week unless configured).
-    const deliveries = defaults.maxAgeMs === null ? 0 : this.deliveries.prune(now - defaults.maxAgeMs)
+    const deliveries = this.deliveries.prune(defaults.maxAgeMs === null ? 0 : now - defaults.maxAgeMs, now)
     return { events: removed, idempotencyKeys: keys, deliveries }
   }
 }

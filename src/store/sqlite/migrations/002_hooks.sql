@@ -1,13 +1,20 @@
 -- Webhook subscriptions. topic NULL: every topic; event NULL: every type. event_root is the first
 -- dot-separated segment of the event pattern ('*' when it starts with a wildcard), so that the
 -- hooks matching a published event are found by index, not by reading every hook.
+-- kind 'websub': a WebSub subscription (target_url is hub.callback, topic_url is hub.topic, topic the
+-- Herald topic its content is published on); it ends at expires_at (its lease).
 CREATE TABLE hooks (
   id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL DEFAULT 'webhook',
   target_url TEXT NOT NULL,
   topic TEXT,
+  topic_url TEXT,
   event TEXT,
   event_root TEXT,
-  secret TEXT NOT NULL,
+  -- NULL only for a WebSub subscription without hub.secret (its deliveries are not signed)
+  secret TEXT,
+  lease_seconds INTEGER,
+  expires_at INTEGER,
   -- the secret before the last rotation, still signed with until previous_secret_until
   previous_secret TEXT,
   previous_secret_until INTEGER,
@@ -26,6 +33,24 @@ CREATE TABLE hooks (
 
 CREATE INDEX hooks_by_topic ON hooks (topic) WHERE topic IS NOT NULL;
 CREATE INDEX hooks_by_event_root ON hooks (event_root) WHERE topic IS NULL;
+-- One WebSub subscription per topic and callback: subscribing again replaces it.
+CREATE UNIQUE INDEX websub_by_topic_callback ON hooks (topic_url, target_url) WHERE kind = 'websub';
+CREATE INDEX hooks_by_expiry ON hooks (expires_at) WHERE expires_at IS NOT NULL;
+
+-- WebSub verifications of intent, as they went (the admin API shows them; pruned with deliveries).
+CREATE TABLE websub_verifications (
+  id INTEGER PRIMARY KEY,
+  mode TEXT NOT NULL,
+  topic_url TEXT NOT NULL,
+  callback TEXT NOT NULL,
+  -- pending | verified | failed | denied
+  state TEXT NOT NULL,
+  error TEXT,
+  requested_at INTEGER NOT NULL,
+  completed_at INTEGER
+);
+
+CREATE INDEX websub_verifications_by_topic ON websub_verifications (topic_url, id);
 
 -- One row per (hook, event). state: pending | delivered | failed. A pending row is sent once due_at
 -- has passed; due_at NULL means it waits behind an earlier pending row of its ordered queue (the
@@ -51,6 +76,9 @@ CREATE TABLE deliveries (
 CREATE UNIQUE INDEX deliveries_by_event ON deliveries (hook_id, topic_id, seq);
 -- The pending part of each ordered queue, without the delivered history in front of it.
 CREATE INDEX deliveries_queue ON deliveries (hook_id, topic_id, seq) WHERE state = 'pending';
+-- The deliveries of a queue that make it busy (due or leased): at most one in an ordered queue.
+CREATE INDEX deliveries_queue_busy ON deliveries (hook_id, topic_id)
+  WHERE state = 'pending' AND (due_at IS NOT NULL OR lease_until IS NOT NULL);
 CREATE INDEX deliveries_due ON deliveries (hook_id, due_at) WHERE state = 'pending';
 CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX deliveries_by_age ON deliveries (updated_at) WHERE state <> 'pending';

@@ -1,0 +1,134 @@
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { errors } from '../../core/errors.ts'
+import { HubRequestError, type WebSubHub } from '../../delivery/websub-hub.ts'
+import type { HookRecord } from '../../store/store.ts'
+import { createKeyCheck, requestToken } from '../auth.ts'
+import type { HttpContext } from '../context.ts'
+import { integerParam } from '../params.ts'
+
+const DEFAULT_LIMIT = 100
+const MAX_LIMIT = 1000
+
+type Query = Record<string, string | undefined>
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+function subscriptionView(subscription: HookRecord) {
+  return {
+    id: subscription.id,
+    topic: subscription.topic_url,
+    herald_topic: subscription.topic,
+    callback: subscription.target_url,
+    state: (subscription.expires_at ?? 0) > Date.now() ? 'active' : 'expired',
+    signed: subscription.secret !== null,
+    lease_seconds: subscription.lease_seconds,
+    expires_at: iso(subscription.expires_at),
+    failing_since: iso(subscription.failing_since),
+    created_at: iso(subscription.created_at),
+    updated_at: iso(subscription.updated_at),
+  }
+}
+
+/** A plain-text answer, as WebSub asks of a hub's errors (§5.1.2). */
+function text(reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).type('text/plain; charset=utf-8').send(`${body}\n`)
+}
+
+/**
+ * `POST /websub`, the hub, and `/v1/websub/*`, its admin API. The hub is outside /v1 because
+ * subscribers and publishers speak WebSub to it, not Herald's API; with an API key set it still
+ * asks for the key, unless --websub-public makes it a public hub.
+ */
+export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
+  const { config, log } = context
+  const isKey = config.apiKey === undefined || config.websubPublic ? undefined : createKeyCheck(config.apiKey)
+
+  app.post('/websub', async (request, reply) => {
+    if (isKey) {
+      const token = requestToken(request.headers.authorization, request.method, request.query)
+      if (token === undefined || !isKey(token)) {
+        reply.header('www-authenticate', 'Bearer realm="herald"')
+        return text(reply, 401, 'This hub needs the API key as "Authorization: Bearer <key>".')
+      }
+    }
+    const type = request.headers['content-type'] ?? ''
+    if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
+      return text(reply, 415, 'Send the hub request as application/x-www-form-urlencoded.')
+    }
+    const body = request.body
+    const form = new URLSearchParams(Buffer.isBuffer(body) ? body.toString('utf8') : '')
+    try {
+      hub.accept(form)
+    } catch (error) {
+      if (error instanceof HubRequestError) return text(reply, error.status, error.message)
+      throw error
+    }
+    return text(reply, 202, 'Accepted: verification of intent follows.')
+  })
+
+  app.get('/websub', async (_request, reply) =>
+    text(reply.header('allow', 'POST'), 405, 'This is a WebSub hub: POST form-encoded hub.* requests to it.'),
+  )
+
+  // Subscriptions, optionally of one topic URL, and the verifications of intent as they went.
+  app.get('/v1/websub/subscriptions', async (request) => {
+    const query = request.query as Query
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const list = await log.store.hooks({
+      kind: 'websub',
+      limit,
+      after: query['after'] ?? '',
+      ...(query['topic'] ? { topicUrl: query['topic'] } : {}),
+    })
+    return {
+      subscriptions: list.map(subscriptionView),
+      next: list.length === limit ? list.at(-1)!.id : null,
+    }
+  })
+
+  app.get('/v1/websub/verifications', async (request) => {
+    const query = request.query as Query
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const list = await log.store.verifications({
+      limit,
+      ...(query['topic'] ? { topicUrl: query['topic'] } : {}),
+    })
+    return {
+      verifications: list.map((v) => ({
+        ...v,
+        requested_at: iso(v.requested_at),
+        completed_at: iso(v.completed_at),
+      })),
+    }
+  })
+
+  app.get('/v1/websub/subscriptions/:id', async (request) => {
+    const subscription = await findSubscription(request.params as { id: string })
+    const attempts = await log.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
+    return {
+      ...subscriptionView(subscription),
+      attempts: attempts.map((a) => ({
+        delivery: a.delivery_id,
+        event_id: a.event_id,
+        seq: a.seq,
+        attempt: a.attempt,
+        at: iso(a.at),
+        status: a.status,
+        error: a.error,
+        duration_ms: Math.round(a.duration_ms * 10) / 10,
+      })),
+    }
+  })
+
+  app.delete('/v1/websub/subscriptions/:id', async (request, reply) => {
+    const subscription = await findSubscription(request.params as { id: string })
+    await log.store.deleteHook(subscription.id)
+    return reply.code(204).send()
+  })
+
+  async function findSubscription({ id }: { id: string }): Promise<HookRecord> {
+    const subscription = await log.store.hook(id)
+    if (subscription?.kind !== 'websub') throw errors.notFound(`There is no WebSub subscription ${id}.`)
+    return subscription
+  }
+}
