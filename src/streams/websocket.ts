@@ -3,12 +3,12 @@ import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { errors, HeraldError } from '../core/errors.ts'
-import { parseEventObject } from '../core/event.ts'
+import { parseEventObject, type StoredEvent } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { createKeyCheck, requestToken } from '../http/auth.ts'
 import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
-import type { Subscription } from '../log/feeds.ts'
+import type { Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
 import type { StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
@@ -106,8 +106,23 @@ function refuse(socket: Duplex, error: HeraldError): void {
   )
 }
 
+const connectionOf = new WeakMap<WebSocket, WsConnection>()
+
+function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  connectionOf.get(this)?.onMessage(data, isBinary)
+}
+function onPong(this: WebSocket): void {
+  connectionOf.get(this)?.pong()
+}
+function onError(this: WebSocket, error: Error): void {
+  connectionOf.get(this)?.error(error)
+}
+function onClose(this: WebSocket): void {
+  connectionOf.get(this)?.cleanUp()
+}
+
 /** One WebSocket client: several topic subscriptions, publishing, and the keep-alive. */
-class WsConnection implements StreamConnection {
+class WsConnection implements StreamConnection, Sink {
   readonly protocol = 'ws' as const
   private readonly ws: WebSocket
   /**
@@ -147,13 +162,22 @@ class WsConnection implements StreamConnection {
         AUTH_DEADLINE_MS,
       )
     }
-    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
-    ws.on('pong', () => {
-      this.missedPongs = 0
-    })
+    // Shared handlers (ws calls them with `this` = the socket), not closures per connection: at
+    // tens of thousands of idle sockets, every per-connection object shows in memory.
+    connectionOf.set(ws, this)
+    ws.on('message', onMessage)
+    ws.on('pong', onPong)
+    ws.on('error', onError)
+    ws.on('close', onClose)
+  }
+
+  pong(): void {
+    this.missedPongs = 0
+  }
+
+  error(error: Error): void {
     // ws closes protocol violations itself (1002, 1007, 1009) and reports them here first.
-    ws.on('error', (error) => logger.debug({ err: error }, 'websocket error'))
-    ws.on('close', () => this.cleanUp())
+    this.logger.debug({ err: error }, 'websocket error')
   }
 
   heartbeat(): void {
@@ -169,7 +193,7 @@ class WsConnection implements StreamConnection {
     this.ws.close(CLOSE_SERVICE_RESTART, 'server restarting: reconnect and resubscribe with after')
   }
 
-  private cleanUp(): void {
+  cleanUp(): void {
     if (this.closed) return
     this.closed = true
     clearTimeout(this.authDeadline)
@@ -178,7 +202,7 @@ class WsConnection implements StreamConnection {
     this.context.connections.remove(this)
   }
 
-  private onMessage(data: RawData, isBinary: boolean): void {
+  onMessage(data: RawData, isBinary: boolean): void {
     if (isBinary) {
       this.ws.close(CLOSE_UNSUPPORTED_DATA, 'Herald takes JSON text messages')
       return
@@ -245,43 +269,52 @@ class WsConnection implements StreamConnection {
     if (this.closed) return
     this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
     this.send({ op: 'subscribed', topic, ref })
-    const { config } = this.context
-    const counters = this.counters
-    const subscription = this.context.log.subscribe(topic, start, {
-      push: (events) => {
-        // A denial-of-service guard: a reader that has not taken what it was sent before is closed,
-        // not buffered for; it resubscribes with `after`.
-        if (this.ws.bufferedAmount > config.streamBufferBytes) {
-          counters.slowConsumers.inc()
-          this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
-          setTimeout(() => this.ws.terminate(), 1000).unref()
-          this.cleanUp()
-          return
-        }
-        if (this.ws.readyState !== WebSocket.OPEN) return // closing: no data frame may follow a close
-        let bytes = 0
-        const corked = events.length > 1 // several frames, one write to the socket
-        if (corked) this.socket.cork()
-        for (const event of events) {
-          const frame = eventFrames.get(event)
-          bytes += frame.length
-          this.socket.write(frame)
-        }
-        if (corked) process.nextTick(() => this.socket.uncork())
-        counters.events.inc(events.length)
-        counters.bytes.inc(bytes)
-      },
-      drained: async () => {
-        while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {
-          await new Promise((resolve) => setTimeout(resolve, 5))
-        }
-      },
-      fail: (error) => {
-        this.logger.error({ err: error, topic }, 'subscription failed')
-        this.sendError(ref, errors.internal('Reading the topic failed; subscribe again.'))
-      },
-    })
-    this.subscriptions.set(topic, subscription)
+    this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
+  }
+
+  // The connection is the Sink of each of its subscriptions (one object, whatever the topics).
+
+  push(events: StoredEvent[]): void {
+    // A denial-of-service guard: a reader that has not taken what it was sent before is closed,
+    // not buffered for; it resubscribes with `after`.
+    if (this.ws.bufferedAmount > this.context.config.streamBufferBytes) {
+      this.counters.slowConsumers.inc()
+      this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
+      setTimeout(() => this.ws.terminate(), 1000).unref()
+      this.cleanUp()
+      return
+    }
+    if (this.ws.readyState !== WebSocket.OPEN) return // closing: no data frame may follow a close
+    let bytes = 0
+    const corked = events.length > 1 // several frames, one write to the socket
+    if (corked) this.socket.cork()
+    for (const event of events) {
+      const frame = eventFrames.get(event)
+      bytes += frame.length
+      this.socket.write(frame)
+    }
+    if (corked) process.nextTick(() => this.socket.uncork())
+    this.counters.events.inc(events.length)
+    this.counters.bytes.inc(bytes)
+  }
+
+  async drained(): Promise<void> {
+    while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
+  /** A subscription could not read the Store (it closed itself): say which topic to subscribe again. */
+  fail(error: unknown): void {
+    for (const [topic, subscription] of this.subscriptions) {
+      if (!subscription.closed) continue
+      this.subscriptions.delete(topic)
+      this.logger.error({ err: error, topic }, 'subscription failed')
+      this.sendError(
+        undefined,
+        errors.internal(`Reading the topic ${topic} failed; subscribe again.`, 'topic'),
+      )
+    }
   }
 
   private async publish(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
