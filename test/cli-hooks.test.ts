@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Webhook } from 'standardwebhooks'
 import { eventOf, type Received, type Receiver, startReceiver } from './delivery/receiver.ts'
-import { ROOT, type ServerProcess, sleep, spawnServer, tempDir } from './helpers.ts'
+import { runCli, type ServerProcess, sleep, spawnServer, tempDir } from './helpers.ts'
 
 /**
  * `herald hooks` end to end: a real `herald serve` process (with an API key, so that the CLI's key
  * conventions are exercised too), a real loopback receiver, and the CLI binary for every step.
  */
 
-const BIN = join(ROOT, 'bin', 'herald.js')
 const KEY = 'cli-hooks-test-key'
 
 interface Run {
@@ -48,21 +45,7 @@ describe('herald hooks', () => {
 
   /** Runs the CLI against the server, with HERALD_URL and HERALD_API_KEY in its environment. */
   function herald(args: string[], env: Record<string, string> = { HERALD_API_KEY: KEY }): Promise<Run> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { PATH: process.env['PATH'] ?? '', HERALD_URL: server.url, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk) => {
-        stdout += chunk
-      })
-      child.stderr.on('data', (chunk) => {
-        stderr += chunk
-      })
-      child.on('exit', (code) => resolve({ code, stdout, stderr }))
-    })
+    return runCli(args, { env: { HERALD_URL: server.url, ...env } })
   }
 
   /** Runs the CLI, expects exit 0 and one line of JSON, and returns it parsed. */

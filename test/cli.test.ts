@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { startHerald } from '../src/app.ts'
 import type { LocalBus } from '../src/bus/local.ts'
 import { loadConfig } from '../src/config/config.ts'
-import { publish, ROOT, readAll, startTestServer, type TestServer, tempDir } from './helpers.ts'
+import { BIN, publish, readAll, runCli, startTestServer, type TestServer, tempDir } from './helpers.ts'
 
-const BIN = join(ROOT, 'bin', 'herald.js')
 const run = promisify(execFile)
 
 function tailLines(args: string[]) {
@@ -29,19 +27,7 @@ async function waitFor(check: () => boolean, ms = 15_000): Promise<void> {
 }
 
 function herald(args: string[], input?: string) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '' } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-    })
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(input)
-  })
+  return runCli(args, input === undefined ? {} : { input })
 }
 
 describe('CLI', () => {

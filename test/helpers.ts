@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { lookup } from 'node:dns/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { type Herald, startHerald } from '../src/app.ts'
@@ -8,6 +9,8 @@ import { type HeraldConfig, loadConfig } from '../src/config/config.ts'
 
 export const ROOT = join(import.meta.dirname, '..')
 export const MAIN = join(ROOT, 'src', 'cli', 'main.ts')
+/** The installed command, as a user runs it. */
+export const BIN = join(ROOT, 'bin', 'herald.js')
 
 export async function tempDir(prefix = 'herald-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix))
@@ -147,3 +150,44 @@ export function spawnServer(args: string[], env: Record<string, string> = {}): P
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+export interface CliRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `herald …` (bin/herald.js) to its exit, with only PATH and `env` in its environment. */
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string } = {},
+): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', ...options.env },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout!.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr!.on('data', (chunk) => {
+      stderr += chunk
+    })
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+    child.stdin!.end(options.input)
+  })
+}
+
+/**
+ * A host name that DNS resolves to a loopback address (this machine's own name, on most), for the
+ * SSRF guard's tests; undefined when there is none, and the test then skips saying so.
+ */
+export async function loopbackHostName(): Promise<string | undefined> {
+  const name = hostname()
+  const resolved = await lookup(name, { all: true }).catch(() => [])
+  return resolved.some((address) => address.address.startsWith('127.')) ? name : undefined
+}
+
+export const NO_LOOPBACK_NAME =
+  "SKIPPED: this machine's host name does not resolve to 127.x, so there is no such name to try"

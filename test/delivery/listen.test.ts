@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, describe, test } from 'node:test'
 import { request } from 'undici'
 import { generateSecret, signedHeaders } from '../../src/delivery/signing.ts'
-import { ROOT } from '../helpers.ts'
-
-const BIN = join(ROOT, 'bin', 'herald.js')
+import { BIN, runCli } from '../helpers.ts'
 
 interface Listener {
   child: ChildProcess
@@ -51,20 +48,7 @@ async function post(url: string, body: string, headers: Record<string, string>) 
   return response
 }
 
-function run(args: string[]) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '' } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-    })
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const run = (args: string[]) => runCli(args)
 
 const EVENT = { id: 'evt_1', type: 'order.created', topic: 'orders', seq: 7, data: { total: 99.5 } }
 const BODY = JSON.stringify(EVENT)

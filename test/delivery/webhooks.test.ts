@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict'
-import { lookup } from 'node:dns/promises'
-import { hostname } from 'node:os'
 import { after, before, describe, test } from 'node:test'
 import { Webhook } from 'standardwebhooks'
 import { generateSecret } from '../../src/delivery/signing.ts'
-import { problemOf, publish, readAll, sleep, startTestServer, type TestServer } from '../helpers.ts'
+import {
+  loopbackHostName,
+  NO_LOOPBACK_NAME,
+  problemOf,
+  publish,
+  readAll,
+  sleep,
+  startTestServer,
+  type TestServer,
+} from '../helpers.ts'
 import { eventOf, type Received, type Receiver, startReceiver } from './receiver.ts'
 
 interface HookJson {
@@ -480,12 +487,9 @@ describe('SSRF guard on hooks', () => {
   })
 
   test('a host name that resolves to 127.0.0.1 is refused', async (t) => {
-    const name = hostname()
-    const resolved = await lookup(name, { all: true }).catch(() => [])
-    if (!resolved.some((address) => address.address.startsWith('127.'))) {
-      t.skip(
-        `SKIPPED: this machine's host name ${name} does not resolve to 127.x, so there is no such name to try`,
-      )
+    const name = await loopbackHostName()
+    if (name === undefined) {
+      t.skip(NO_LOOPBACK_NAME)
       return
     }
     const problem = await problemOf(

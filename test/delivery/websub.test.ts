@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
-import { lookup } from 'node:dns/promises'
-import { hostname } from 'node:os'
 import { after, before, describe, test } from 'node:test'
-import { publish, sleep, startTestServer, type TestServer } from '../helpers.ts'
+import {
+  loopbackHostName,
+  NO_LOOPBACK_NAME,
+  publish,
+  sleep,
+  startTestServer,
+  type TestServer,
+} from '../helpers.ts'
 import { type Answer, type Received, type Receiver, startReceiver } from './receiver.ts'
 
 // The websub.rocks hub tests (100–106) and the W3C WebSub checklist (STANDARDS.md §1), re-created with
@@ -496,12 +501,9 @@ describe('WebSub hub: the SSRF guard covers verification and distribution', () =
   })
 
   test('a callback host name resolving to 127.0.0.1 is refused when the hub connects', async (t) => {
-    const name = hostname()
-    const resolved = await lookup(name, { all: true }).catch(() => [])
-    if (!resolved.some((address) => address.address.startsWith('127.'))) {
-      t.skip(
-        `SKIPPED: this machine's host name ${name} does not resolve to 127.x, so there is no such name to try`,
-      )
+    const name = await loopbackHostName()
+    if (name === undefined) {
+      t.skip(NO_LOOPBACK_NAME)
       return
     }
     const callback = `http://${name}:${sub.port}/cb`

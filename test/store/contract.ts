@@ -19,18 +19,23 @@ function events(topic: string, ...inputs: EventInput[]) {
   return inputs.map((input) => prepareEvent(topic, input, now))
 }
 
+/** A test on a fresh store of the backend, cleaned up after it whatever happens. */
+export function storeTest(open: () => Promise<StoreHarness>) {
+  return (title: string, body: (h: StoreHarness) => Promise<void>) =>
+    test(title, async () => {
+      const harness = await open()
+      try {
+        await body(harness)
+      } finally {
+        await harness.cleanup()
+      }
+    })
+}
+
 /** The behaviour every Store backend must have; each backend's test file runs this suite. */
 export function storeContract(name: string, open: () => Promise<StoreHarness>): void {
   describe(`Store contract: ${name}`, () => {
-    const withStore = (title: string, body: (h: StoreHarness) => Promise<void>) =>
-      test(title, async () => {
-        const harness = await open()
-        try {
-          await body(harness)
-        } finally {
-          await harness.cleanup()
-        }
-      })
+    const withStore = storeTest(open)
 
     withStore('assigns seq 1, 2, 3… per topic, independently for each topic', async ({ store }) => {
       const a1 = await store.append('a', events('a', { type: 't' }), { now: Date.now() })

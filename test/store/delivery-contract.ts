@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { describe } from 'node:test'
 import { type EventInput, prepareEvent } from '../../src/core/event.ts'
 import type { AttemptResult, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
-import type { StoreHarness } from './contract.ts'
+import { type StoreHarness, storeTest } from './contract.ts'
 
 const T0 = Date.parse('2026-11-23T08:00:00Z')
 const LEASE = 10_000
@@ -65,15 +65,7 @@ const settle = (store: Store, now: number, fields: Partial<Parameters<Store['set
 /** The webhook delivery queue every Store backend must keep (see DeliveryStore in src/store/store.ts). */
 export function deliveryContract(name: string, open: () => Promise<StoreHarness>): void {
   describe(`Delivery queue contract: ${name}`, () => {
-    const withStore = (title: string, body: (h: StoreHarness) => Promise<void>) =>
-      test(title, async () => {
-        const harness = await open()
-        try {
-          await body(harness)
-        } finally {
-          await harness.cleanup()
-        }
-      })
+    const withStore = storeTest(open)
 
     withStore(
       'an append creates one delivery per matching hook, in the same transaction',
