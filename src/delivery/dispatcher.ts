@@ -16,7 +16,10 @@ import { nextDelay } from './retry.ts'
 import { signedHeaders } from './signing.ts'
 import { websubDistribution } from './websub.ts'
 
-/** The topic Herald publishes operator events on (hook.disabled, hook.removed, delivery.failed). */
+/**
+ * The topic Herald publishes operator events on: delivery.failing (a hook's deliveries began failing),
+ * delivery.failed (one was given up), hook.disabled, hook.removed (410).
+ */
 export const SYSTEM_TOPIC = 'herald.system'
 
 /** Deliveries of one ordered queue claimed at once and sent back to back. */
@@ -210,6 +213,10 @@ export class Dispatcher {
       }),
     )
     for (const result of await Promise.all(settling)) {
+      for (const failing of result.failing) {
+        const why = `deliveries to ${failing.target_url} began failing; they are retried on the schedule`
+        this.announce('delivery.failing', failing, why)
+      }
       for (const disabled of result.disabled)
         this.announce('hook.disabled', disabled, disabled.disabled_reason)
       for (const removed of result.removed)

@@ -234,6 +234,8 @@ export type DeliveryOutcome = {
 )
 
 export interface SettleResult {
+  /** Hooks whose deliveries began failing with this settlement (after a success, or their first). */
+  failing: HookRecord[]
   /** Hooks this settlement disabled (continuous failure), and removed (410). */
   disabled: HookRecord[]
   removed: HookRecord[]

@@ -238,6 +238,25 @@ describe('webhook delivery', () => {
     assert.ok(most <= 5, `max_in_flight 5, saw ${most}`)
   })
 
+  test('rate_limit spaces deliveries out', async () => {
+    receiver.answer = () => ({ status: 200 })
+    await createHook(server, {
+      target_url: `${receiver.url}/rated`,
+      topic: 'rated',
+      ordered: false,
+      rate_limit: 10,
+    })
+    await publish(
+      server.url,
+      'rated',
+      Array.from({ length: 20 }, (_, i) => ({ type: 'r', data: i })),
+    )
+    const got = await receiver.waitFor(20, (r) => r.url === '/rated')
+    const span = got.at(-1)!.at - got[0]!.at
+    // A bucket of 10 (one second's worth) goes at once, the other 10 at 10/s: about a second.
+    assert.ok(span >= 800, `20 deliveries at 10/s took ${span} ms`)
+  })
+
   test('event type patterns and topic-less hooks', async () => {
     receiver.answer = () => ({ status: 200 })
     await createHook(server, { target_url: `${receiver.url}/orders-only`, event: 'order.*' })
@@ -292,7 +311,13 @@ describe('webhook delivery', () => {
       })
       assert.match(String(state['disabled_reason']), /failing/)
       const events = await readAll(failing.url, 'herald.system')
-      assert.ok(events.some((event) => event.type === 'hook.disabled'))
+      // One delivery.failing when the streak began (not one per attempt), then hook.disabled.
+      assert.deepEqual(
+        events
+          .filter((event) => (event.data as { hook_id?: string }).hook_id === hook.id)
+          .map((event) => event.type),
+        ['delivery.failing', 'hook.disabled'],
+      )
       // Disabled: new events are not queued for it.
       const before = receiver.received.filter((r) => r.url === '/down').length
       await publish(failing.url, 'down', { type: 't' })

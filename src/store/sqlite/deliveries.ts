@@ -276,6 +276,7 @@ export class DeliveryTables {
   settle(settlement: Settlement): SettleResult {
     const { now } = settlement
     const s = this.s
+    const failing = new Map<string, HookRecord>()
     const disabled = new Map<string, HookRecord>()
     const removed = new Map<string, HookRecord>()
     for (const outcome of settlement.outcomes) {
@@ -304,8 +305,10 @@ export class DeliveryTables {
           const state = outcome.result === 'retry' ? 'pending' : 'failed'
           const dueAt = outcome.result === 'retry' ? outcome.dueAt : null
           s.settleDelivery.run(state, number, dueAt, attempt.status, attempt.error, now, outcome.id)
-          s.hookFailed.run(now, outcome.hookId)
+          // Only a hook that was not failing yet changes: that is the start of a failing streak.
+          const started = Number(s.hookFailed.run(now, outcome.hookId).changes) > 0
           const hook = this.hook(outcome.hookId)
+          if (hook && started) failing.set(hook.id, hook)
           if (
             hook &&
             hook.state !== 'disabled' &&
@@ -331,7 +334,11 @@ export class DeliveryTables {
       const topicId = (s.topicId.get(topic) as { id: number } | undefined)?.id
       if (topicId !== undefined) s.advanceQueue.run(now, now, hookId, topicId)
     }
-    return { disabled: [...disabled.values()], removed: [...removed.values()] }
+    return {
+      failing: [...failing.values()],
+      disabled: [...disabled.values()],
+      removed: [...removed.values()],
+    }
   }
 
   nextDueAt(): number | null {
@@ -502,7 +509,7 @@ function prepare(db: DatabaseSync) {
       lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?`),
     release: q('UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ?'),
     hookSucceeded: q('UPDATE hooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL'),
-    hookFailed: q('UPDATE hooks SET failing_since = COALESCE(failing_since, ?) WHERE id = ?'),
+    hookFailed: q('UPDATE hooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL'),
     disableHook: q("UPDATE hooks SET state = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?"),
     topicId: q('SELECT id FROM topics WHERE name = ?'),
     // Per active hook, its earliest due delivery by index, rather than a pass over every pending row.
