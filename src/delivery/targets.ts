@@ -88,11 +88,11 @@ export function refusalReason(address: string): string | undefined {
   return undefined
 }
 
-function notAllowed(what: string): HeraldError {
+function notAllowed(what: string, field = 'target_url'): HeraldError {
   return errors.targetNotAllowed(
     `${what}. Herald does not call loopback, private, link-local or metadata addresses unless ` +
       'HERALD_ALLOW_PRIVATE_TARGETS=true (local development only).',
-    'target_url',
+    field,
   )
 }
 
@@ -110,27 +110,27 @@ function isLocalhostName(hostname: string): boolean {
  * Checks a target URL without DNS: an absolute http(s) URL without credentials, whose host is not a
  * refused IP literal or `localhost`. Returns the parsed URL; throws `target-not-allowed` otherwise.
  */
-export function checkTargetUrl(url: string, allowPrivate: boolean): URL {
+export function checkTargetUrl(url: string, allowPrivate: boolean, field = 'target_url'): URL {
   let parsed: URL
   try {
     parsed = new URL(url)
   } catch {
-    throw errors.targetNotAllowed('target_url is not an absolute URL.', 'target_url')
+    throw errors.targetNotAllowed(`${field} is not an absolute URL.`, field)
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw errors.targetNotAllowed(`target_url must be http or https, not ${parsed.protocol}`, 'target_url')
+    throw errors.targetNotAllowed(`${field} must be http or https, not ${parsed.protocol}`, field)
   }
   if (parsed.username !== '' || parsed.password !== '') {
     throw errors.targetNotAllowed(
-      'target_url must not carry credentials (user:password@); use the signing secret to authenticate.',
-      'target_url',
+      `${field} must not carry credentials (user:password@); use the signing secret to authenticate.`,
+      field,
     )
   }
   if (allowPrivate) return parsed
   const host = bare(parsed.hostname)
-  if (isLocalhostName(host)) throw notAllowed(`target_url host ${host} is a loopback name`)
+  if (isLocalhostName(host)) throw notAllowed(`${field} host ${host} is a loopback name`, field)
   const reason = isIP(host) ? refusalReason(host) : undefined
-  if (reason) throw notAllowed(`target_url host ${host} is ${reason}`)
+  if (reason) throw notAllowed(`${field} host ${host} is ${reason}`, field)
   return parsed
 }
 

@@ -94,7 +94,12 @@ export class WebSubHub {
   heraldTopic(topicUrl: string): { topic: string; external: boolean } {
     const prefix = `${this.options.publicUrl}/v1/topics/`
     if (topicUrl.startsWith(prefix)) {
-      return { topic: validateTopic(decodeURIComponent(topicUrl.slice(prefix.length))), external: false }
+      const topic = validateTopic(decodeURIComponent(topicUrl.slice(prefix.length)))
+      // Herald's own topics (herald.system, the herald.websub/… content) are not offered to a hub
+      // that may be public: operators follow herald.system with a webhook or a stream.
+      if (topic.startsWith('herald.'))
+        throw new Error(`${topic} is Herald's own topic, not offered over WebSub.`)
+      return { topic, external: false }
     }
     return {
       topic: `${EXTERNAL_CONTENT_PREFIX}${createHash('sha256').update(topicUrl).digest('hex')}`,
@@ -121,9 +126,9 @@ export class WebSubHub {
     if (!callback) throw new HubRequestError(400, 'hub.callback is missing.')
     absoluteUrl(callback, 'hub.callback')
     try {
-      checkTargetUrl(callback, this.options.allowPrivateTargets)
+      checkTargetUrl(callback, this.options.allowPrivateTargets, 'hub.callback')
     } catch (error) {
-      throw new HubRequestError(400, `hub.callback is not allowed: ${(error as Error).message}`)
+      throw new HubRequestError(400, (error as Error).message)
     }
     const secret = form.get('hub.secret')
     if (secret !== null && Buffer.byteLength(secret) > MAX_SECRET_BYTES) {
@@ -202,7 +207,7 @@ export class WebSubHub {
   private refusal(topicUrl: string): string | undefined {
     try {
       const { external } = this.heraldTopic(topicUrl)
-      if (external) checkTargetUrl(topicUrl, this.options.allowPrivateTargets)
+      if (external) checkTargetUrl(topicUrl, this.options.allowPrivateTargets, 'hub.topic')
       return undefined
     } catch (error) {
       return (error as Error).message
@@ -265,7 +270,7 @@ export class WebSubHub {
     if (!external) return // a Herald topic's events are distributed as they are published
     const store = this.options.log.store
     if ((await store.hooks({ kind: 'websub', topicUrl, limit: 1 })).length === 0) return
-    checkTargetUrl(topicUrl, this.options.allowPrivateTargets)
+    checkTargetUrl(topicUrl, this.options.allowPrivateTargets, 'hub.topic')
     const response = await request(topicUrl, {
       method: 'GET',
       headers: { 'user-agent': 'Herald-WebSub' },

@@ -478,6 +478,129 @@ describe('WebSub hub: leases, refusals, denial, verification failures', () => {
   })
 })
 
+describe('WebSub hub: operations', () => {
+  let server: TestServer
+  let sub: Receiver
+  before(async () => {
+    sub = await startReceiver(subscriber())
+    server = await startTestServer({
+      allowPrivateTargets: true,
+      publicUrl: PUBLIC_URL,
+      retryScheduleMs: [0, 100, 100, 100, 100, 100],
+      disableAfterMs: 100,
+    })
+  })
+  after(async () => {
+    await server.close()
+    await sub.close()
+  })
+
+  test('GET /websub is 405; an oversized request is a plain-text 413', async () => {
+    const get = await fetch(`${server.url}/websub`)
+    assert.equal(get.status, 405)
+    assert.equal(get.headers.get('allow'), 'POST')
+    const big = await hubRequest(server, {
+      'hub.mode': 'publish',
+      'hub.url': `http://x.test/${'a'.repeat(1_100_000)}`,
+    })
+    assert.equal(big.status, 413)
+    assert.match(big.headers.get('content-type') ?? '', /^text\/plain/)
+  })
+
+  test("Herald's own topics are not offered: subscribing to herald.system is denied", async () => {
+    const callback = `${sub.url}/system`
+    await hubRequest(server, {
+      'hub.mode': 'subscribe',
+      'hub.topic': heraldTopic('herald.system'),
+      'hub.callback': callback,
+    })
+    assert.equal((await verificationOf(server, callback)).state, 'denied')
+  })
+
+  test('a failed unsubscribe leaves the subscription; the admin API deletes one', async () => {
+    const callback = `${sub.url}/keep`
+    await subscribe(server, { 'hub.topic': heraldTopic('keep'), 'hub.callback': callback })
+    sub.answer = subscriber({ echo: () => 'no' })
+    try {
+      await hubRequest(server, {
+        'hub.mode': 'unsubscribe',
+        'hub.topic': heraldTopic('keep'),
+        'hub.callback': callback,
+      })
+      assert.equal((await verificationOf(server, callback, 'unsubscribe')).state, 'failed')
+    } finally {
+      sub.answer = subscriber()
+    }
+    const [subscription] = await subscriptions(server, heraldTopic('keep'))
+    assert.ok(subscription, 'still subscribed')
+    const id = String(subscription['id'])
+    assert.equal(
+      (await fetch(`${server.url}/v1/hooks/${id}`, { method: 'DELETE' })).status,
+      404,
+      'not a webhook',
+    )
+    assert.equal(
+      (await fetch(`${server.url}/v1/websub/subscriptions/${id}`, { method: 'DELETE' })).status,
+      204,
+    )
+    assert.deepEqual(await subscriptions(server, heraldTopic('keep')), [])
+    const text = await (await fetch(`${server.url}/metrics`)).text()
+    assert.match(text, /herald_websub_verifications_total\{mode="unsubscribe",outcome="failed"\} [1-9]/)
+    assert.match(text, /herald_websub_verifications_total\{mode="subscribe",outcome="verified"\} [1-9]/)
+  })
+
+  test('a failing subscription is not disabled: it is retried until its lease ends', async () => {
+    const callback = `${sub.url}/failing`
+    await subscribe(server, { 'hub.topic': heraldTopic('failing'), 'hub.callback': callback })
+    sub.answer = (request) => (request.method === 'POST' ? { status: 500 } : subscriber()(request, 0))
+    try {
+      await publish(server.url, 'failing', { type: 'note' })
+      // Past --disable-after (100 ms) of continuous failure, and still attempted.
+      await sub.waitFor(4, (r) => r.method === 'POST' && r.url === '/failing')
+    } finally {
+      sub.answer = subscriber()
+    }
+    const [subscription] = await subscriptions(server, heraldTopic('failing'))
+    assert.equal(subscription!['state'], 'active')
+    await publish(server.url, 'failing', { type: 'note' })
+    await sub.waitFor(1, (r) => r.method === 'POST' && r.url === '/failing' && JSON.parse(r.body).seq === 2)
+  })
+})
+
+describe('WebSub hub: access with HERALD_API_KEY', () => {
+  test('the hub asks for the key, unless --websub-public', async () => {
+    const sub = await startReceiver(subscriber())
+    const closed = await startTestServer({ apiKey: 'k', allowPrivateTargets: true, publicUrl: PUBLIC_URL })
+    const open = await startTestServer({
+      apiKey: 'k',
+      allowPrivateTargets: true,
+      publicUrl: PUBLIC_URL,
+      websubPublic: true,
+    })
+    try {
+      const fields = {
+        'hub.mode': 'subscribe',
+        'hub.topic': heraldTopic('k'),
+        'hub.callback': `${sub.url}/k`,
+      }
+      const refused = await hubRequest(closed, fields)
+      assert.equal(refused.status, 401)
+      assert.match(refused.headers.get('content-type') ?? '', /^text\/plain/)
+      const keyed = await fetch(`${closed.url}/websub`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Bearer k' },
+        body: form(fields),
+      })
+      assert.equal(keyed.status, 202)
+      assert.equal((await hubRequest(open, fields)).status, 202)
+    } finally {
+      await closed.close()
+      await open.close()
+      await sub.close()
+    }
+  })
+})
+
 describe('WebSub hub: the SSRF guard covers verification and distribution', () => {
   let server: TestServer
   let sub: Receiver

@@ -98,6 +98,8 @@ describe('WebSocket pub/sub', () => {
       client.send({ op: 'publish', topic: 'ok', data: 1, ref: 'e4' })
       const missingType = await client.reply('e4')
       assert.deepEqual([missingType['status'], missingType['field']], [422, 'type'])
+      client.send({ op: 'publish', topic: 'herald.system', type: 'hook.disabled', ref: 'e5' })
+      assert.equal((await client.reply('e5'))['status'], 403, 'herald.* topics are written by Herald only')
       client.send({ op: 'subscribe', topic: 'ok', ref: 'fine' })
       assert.equal((await client.reply('fine'))['op'], 'subscribed')
       assert.equal(client.ws.readyState, WebSocket.OPEN)

@@ -99,8 +99,8 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   app.delete('/v1/hooks/:id', async (request, reply) => {
-    const { id } = request.params as { id: string }
-    if (!(await store.deleteHook(id))) throw errors.notFound(`There is no hook ${id}.`)
+    const hook = await findHook(request)
+    if (!(await store.deleteHook(hook.id))) throw errors.notFound(`There is no hook ${hook.id}.`)
     return reply.code(204).send()
   })
 

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../core/errors.ts'
 import { HubRequestError, type WebSubHub } from '../../delivery/websub-hub.ts'
 import type { HookRecord } from '../../store/store.ts'
@@ -43,7 +43,20 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   const { config, log } = context
   const isKey = config.apiKey === undefined || config.websubPublic ? undefined : createKeyCheck(config.apiKey)
 
-  app.post('/websub', async (request, reply) => {
+  // Its errors, the body limit's 413 included, are plain text like the rest of the hub's answers.
+  const plainErrors = (
+    error: { statusCode?: number; message: string },
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ) => {
+    const status =
+      error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500
+        ? error.statusCode
+        : 500
+    if (status === 500) request.log.error({ err: error }, 'websub request failed')
+    return text(reply, status, status === 500 ? 'The hub failed; the error has been logged.' : error.message)
+  }
+  app.post('/websub', { errorHandler: plainErrors }, async (request, reply) => {
     if (isKey) {
       const token = requestToken(request.headers.authorization, request.method, request.query)
       if (token === undefined || !isKey(token)) {
@@ -63,7 +76,11 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
       if (error instanceof HubRequestError) return text(reply, error.status, error.message)
       throw error
     }
-    return text(reply, 202, 'Accepted: verification of intent follows.')
+    return text(
+      reply,
+      202,
+      form.get('hub.mode') === 'publish' ? 'Accepted.' : 'Accepted: verification of intent follows.',
+    )
   })
 
   app.get('/websub', async (_request, reply) =>

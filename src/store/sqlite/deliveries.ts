@@ -1,5 +1,9 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+
+/** Topics carrying external WebSub content (see src/delivery/websub.ts). */
+const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
+
 import type {
   AttemptRecord,
   ClaimedRun,
@@ -199,8 +203,10 @@ export class DeliveryTables {
   createForEvents(topicId: number, topic: string, events: NewDeliveryEvent[], now: number): number {
     if (events.length === 0) return 0
     const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
+    // An external WebSub topic's content goes to its subscriptions only, not to catch-all webhooks.
+    const query = topic.startsWith(WEBSUB_CONTENT_PREFIX) ? this.s.hooksOfTopic : this.s.hooksFor
     for (const root of new Set(events.map((event) => eventRoot(event.type)))) {
-      for (const hook of this.s.hooksFor.all(topic, root, now) as Array<{
+      for (const hook of query.all(topic, root, now) as Array<{
         id: string
         event: string | null
         ordered: number
@@ -309,8 +315,11 @@ export class DeliveryTables {
           const started = Number(s.hookFailed.run(now, outcome.hookId).changes) > 0
           const hook = this.hook(outcome.hookId)
           if (hook && started) failing.set(hook.id, hook)
+          // A WebSub subscription is not disabled: it stays active, and is retried to, until its
+          // lease ends (WebSub §7).
           if (
             hook &&
+            hook.kind === 'webhook' &&
             hook.state !== 'disabled' &&
             hook.failing_since !== null &&
             now - hook.failing_since >= settlement.disableAfterMs
@@ -452,6 +461,8 @@ function prepare(db: DatabaseSync) {
        updated_at = ? WHERE id = ?`,
     ),
     deleteHook: q('DELETE FROM hooks WHERE id = ?'),
+    hooksOfTopic: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1 AND ?2 = ?2
+        AND (expires_at IS NULL OR expires_at > ?3)`),
     // A WebSub subscription whose lease ended gets nothing more (it is purged by the next prune).
     hooksFor: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1
         AND (expires_at IS NULL OR expires_at > ?3)
