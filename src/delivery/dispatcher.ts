@@ -23,7 +23,10 @@ import { websubDistribution } from './websub.ts'
 export const SYSTEM_TOPIC = 'herald.system'
 
 /** Deliveries of one ordered queue claimed at once and sent back to back. */
-const RUN_LENGTH = 32
+const RUN_LENGTH = 256
+/** A run settles its outcomes in batches of this many, or after this long, whichever comes first. */
+const SETTLE_BATCH = 256
+const SETTLE_INTERVAL_MS = 200
 /** How often the queue is looked at when nothing woke the dispatcher (retries coming due, other nodes). */
 const POLL_MS = 1000
 /** While due work waits for capacity (in-flight or rate caps), look again this soon at the latest. */
@@ -75,10 +78,14 @@ export class Dispatcher {
     this.schedule(0)
   }
 
-  /** New deliveries were created: look at the queue now rather than at the next poll. */
+  /**
+   * New deliveries were created, or a run finished: claim now (in this turn, so that the claim shares
+   * the commit of whatever was just written) rather than at the next poll.
+   */
   wake(): void {
+    if (this.stopped) return
     if (this.claiming) this.wakeAgain = true
-    else this.schedule(0)
+    else void this.claim()
   }
 
   /** Stops claiming and waits for the runs in flight to finish and settle (each attempt is bounded). */
@@ -155,32 +162,58 @@ export class Dispatcher {
     const id = run.hook.id
     this.running++
     this.runningByHook.set(id, (this.runningByHook.get(id) ?? 0) + 1)
-    const done = this.send(run)
+    let released = false
+    // Frees the run's slot and looks for more work: called by the run as it settles its last
+    // outcomes, so that the next claim joins that settlement's commit (one transaction, not two).
+    const finish = () => {
+      if (released) return
+      released = true
+      this.running--
+      const left = (this.runningByHook.get(id) ?? 1) - 1
+      if (left === 0) this.runningByHook.delete(id)
+      else this.runningByHook.set(id, left)
+      this.wake()
+    }
+    const done = this.send(run, finish)
       .catch((error: unknown) => this.options.logger.error({ err: error, hook: id }, 'webhook run failed'))
       .finally(() => {
-        this.running--
-        const left = (this.runningByHook.get(id) ?? 1) - 1
-        if (left === 0) this.runningByHook.delete(id)
-        else this.runningByHook.set(id, left)
+        finish()
         this.runs.delete(done)
-        this.wake()
       })
     this.runs.add(done)
   }
 
   /**
-   * Sends a run in order. Each attempt is settled as soon as it is known, without waiting for the
-   * commit before the next POST (the Store group-commits them; a crash before the commit means the
-   * delivery is sent again, with the same webhook-id: at least once, never lost).
+   * Sends a run in order. Outcomes are settled in batches as the run goes (every SETTLE_BATCH, or
+   * SETTLE_INTERVAL_MS), without waiting for a commit before the next POST: the Store group-commits
+   * them. A crash before a commit means those deliveries are sent again, with the same webhook-id: at
+   * least once, never lost.
    */
-  private async send(run: ClaimedRun): Promise<void> {
+  private async send(run: ClaimedRun, finish: () => void): Promise<void> {
     const { hook } = run
     const { store, retryScheduleMs, timeoutMs, disableAfterMs } = this.options
     const lastStart = Date.now() + this.leaseMs - timeoutMs - 1_000
     const settling: Array<Promise<SettleResult>> = []
     const released: number[] = []
+    let outcomes: DeliveryOutcome[] = []
+    let lastSettled = performance.now()
+    const settle = (final: boolean, next?: ClaimedDelivery) => {
+      const topic = run.deliveries[0]!.topic
+      settling.push(
+        store.settleDeliveries({
+          now: Date.now(),
+          outcomes,
+          released: final ? released : [],
+          advanced: final && hook.ordered ? [{ hookId: hook.id, topic }] : [],
+          disableAfterMs,
+          ...(next === undefined ? {} : { carry: next.id }),
+        }),
+      )
+      outcomes = []
+      lastSettled = performance.now()
+    }
     let stop = false
-    for (const delivery of run.deliveries) {
+    for (const [index, delivery] of run.deliveries.entries()) {
       if (stop || this.stopped || Date.now() > lastStart) {
         released.push(delivery.id)
         continue
@@ -189,29 +222,16 @@ export class Dispatcher {
       const outcome = await this.attempt(hook, delivery, retryScheduleMs)
       this.options.metrics.deliveryAttempts.inc({ outcome: outcome.result })
       this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
-      settling.push(
-        store.settleDeliveries({
-          now: Date.now(),
-          outcomes: [outcome],
-          released: [],
-          advanced: [],
-          disableAfterMs,
-        }),
-      )
+      outcomes.push(outcome)
+      if (outcomes.length >= SETTLE_BATCH || performance.now() - lastSettled >= SETTLE_INTERVAL_MS) {
+        settle(false, run.deliveries[index + 1])
+      }
       if (outcome.result === 'failed') this.announceFailed(hook, delivery, outcome)
       // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
       if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
     }
-    const topic = run.deliveries[0]!.topic
-    settling.push(
-      store.settleDeliveries({
-        now: Date.now(),
-        outcomes: [],
-        released,
-        advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
-        disableAfterMs,
-      }),
-    )
+    settle(true)
+    finish()
     for (const result of await Promise.all(settling)) {
       for (const failing of result.failing) {
         const why = `deliveries to ${failing.target_url} began failing; they are retried on the schedule`

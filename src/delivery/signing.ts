@@ -4,7 +4,7 @@
  * Several space-separated signatures let a hook rotate its secret: during the grace period Herald
  * signs with the old and the new one, and a receiver holding either accepts the delivery.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto'
 import { errors } from '../core/errors.ts'
 
 const PREFIX = 'whsec_'
@@ -38,15 +38,37 @@ export interface SignInput {
   secrets: readonly string[]
 }
 
-function hmac(key: Buffer, id: string, timestamp: number | string, body: string | Uint8Array): Buffer {
+function hmac(
+  key: Buffer | KeyObject,
+  id: string,
+  timestamp: number | string,
+  body: string | Uint8Array,
+): Buffer {
   return createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest()
+}
+
+/**
+ * Secrets already decoded into KeyObjects: HMAC with raw key bytes re-checks and wraps them on every
+ * call, which costs several times the signing itself. Bounded: secrets rotate, the map must not grow.
+ */
+const keys = new Map<string, KeyObject>()
+const MAX_KEYS = 10_000
+
+function signingKey(secret: string): KeyObject {
+  let key = keys.get(secret)
+  if (!key) {
+    if (keys.size >= MAX_KEYS) keys.clear()
+    key = createSecretKey(parseSecret(secret))
+    keys.set(secret, key)
+  }
+  return key
 }
 
 /** The `webhook-signature` header value: one `v1,<base64>` per secret, space-separated. */
 export function sign({ id, timestamp, body, secrets }: SignInput): string {
   if (secrets.length === 0) throw new Error('sign needs at least one secret')
   return secrets
-    .map((secret) => `v1,${hmac(parseSecret(secret), id, timestamp, body).toString('base64')}`)
+    .map((secret) => `v1,${hmac(signingKey(secret), id, timestamp, body).toString('base64')}`)
     .join(' ')
 }
 

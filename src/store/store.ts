@@ -217,6 +217,11 @@ export interface Settlement {
   released: number[]
   /** Ordered queues whose run ended: their next pending delivery becomes due. */
   advanced: Array<{ hookId: string; topic: string }>
+  /**
+   * A run still in flight: its next unsent delivery, which carries the queue's busy mark (due_at) once
+   * the deliveries before it are settled, so that nothing else of the queue is made due meanwhile.
+   */
+  carry?: number
   /** A hook failing continuously for this long is disabled. */
   disableAfterMs: number
 }

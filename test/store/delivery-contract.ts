@@ -296,6 +296,61 @@ export function deliveryContract(name: string, open: () => Promise<StoreHarness>
       },
     )
 
+    withStore('a run in flight keeps its queue busy after settling part of it (carry)', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+      const [run] = await claim(store, T0)
+      const [d1, d2, d3] = run!.deliveries
+      await settle(store, T0 + 1, {
+        outcomes: [{ id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' }],
+        carry: d2!.id,
+      })
+      // A replay while the run is out: seq 1 is queued again, but must wait for the run.
+      assert.deepEqual(await store.replay('h', { topic: 'orders', afterSeq: 0, limit: 10, now: T0 + 2 }), {
+        queued: 1,
+      })
+      assert.deepEqual(await claim(store, T0 + 3, { owner: 'B' }), [])
+      await settle(store, T0 + 4, {
+        outcomes: [d2!, d3!].map((d) => ({
+          id: d.id,
+          hookId: 'h',
+          attempt: OK,
+          result: 'delivered' as const,
+        })),
+        advanced: [{ hookId: 'h', topic: 'orders' }],
+      })
+      const [next] = await claim(store, T0 + 5, { owner: 'B' })
+      assert.deepEqual(
+        next!.deliveries.map((d) => d.seq),
+        [1],
+      )
+    })
+
+    withStore(
+      'prune removes settled deliveries (and their attempts) past the maximum age, no others',
+      async ({ store }) => {
+        await store.createHook(hook('h', { ordered: false }))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const runs = await claim(store, T0)
+        await settle(store, T0 + 1, {
+          outcomes: runs.slice(0, 2).map((r) => ({
+            id: r.deliveries[0]!.id,
+            hookId: 'h',
+            attempt: OK,
+            result: 'delivered' as const,
+          })),
+          released: [runs[2]!.deliveries[0]!.id],
+        })
+        const week = 7 * 86_400_000
+        const early = await store.prune(T0 + week, { maxAgeMs: week, maxEvents: null }, 86_400_000)
+        assert.equal(early.deliveries, 0, 'not old enough yet')
+        const result = await store.prune(T0 + week + 10, { maxAgeMs: week, maxEvents: null }, 86_400_000)
+        assert.equal(result.deliveries, 2)
+        assert.deepEqual(await store.deliveryCounts(), { pending: 1, delivered: 0, failed: 0 })
+        assert.deepEqual(await store.attempts('h', { limit: 10 }), [], 'their attempts went with them')
+      },
+    )
+
     withStore('hooks: create, update, list in id order, delete', async ({ store }) => {
       await store.createHook(hook('b'))
       await store.createHook(hook('a', { topic: null, event: 'x.*' }))

@@ -31,6 +31,7 @@ export function openDatabase(dataDir: string, synchronous: Synchronous): Databas
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'};
     PRAGMA foreign_keys = ON;
+    PRAGMA cache_size = -65536;
   `)
   return db
 }

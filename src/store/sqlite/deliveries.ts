@@ -1,11 +1,18 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 
+/** Deliveries read per step while pruning. */
+const PRUNE_CHUNK = 5_000
+
+/** The most time between two looks for expired leases. */
+const LEASE_CHECK_MS = 5_000
+
 /** Topics carrying external WebSub content (see src/delivery/websub.ts). */
 const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
 import type {
   AttemptRecord,
+  ClaimedDelivery,
   ClaimedRun,
   ClaimRequest,
   DeliveryRecord,
@@ -90,6 +97,7 @@ export interface NewDeliveryEvent {
 export class DeliveryTables {
   private readonly s: ReturnType<typeof prepare>
   private readonly firstDelayMs: number
+  private nextLeaseCheck = 0
 
   constructor(db: DatabaseSync, firstDelayMs: number) {
     this.s = prepare(db)
@@ -232,7 +240,12 @@ export class DeliveryTables {
 
   claim(request: ClaimRequest): ClaimedRun[] {
     const { now, owner } = request
-    this.recoverExpiredLeases(now)
+    // Expired leases are looked for now and then, not at every claim: the search reads every pending
+    // row (no index on leases, which would cost two writes per delivery), and a lease is long anyway.
+    if (now >= this.nextLeaseCheck) {
+      this.nextLeaseCheck = now + Math.min(LEASE_CHECK_MS, request.leaseMs / 2)
+      this.recoverExpiredLeases(now)
+    }
     const leaseUntil = now + request.leaseMs
     const runs: ClaimedRun[] = []
     for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
@@ -247,21 +260,14 @@ export class DeliveryTables {
         seq: number
       }>
       for (const head of heads) {
-        const rows = hook.ordered
-          ? (this.s.queueRun.all(hook.id, head.topic_id, head.seq, request.runLength) as typeof heads)
-          : [head]
-        const deliveries = rows.map((row) => {
-          this.s.lease.run(owner, leaseUntil, row.id)
-          const delivery = this.s.claimed.get(row.id) as {
-            id: number
-            topic: string
-            seq: number
-            event_id: string
-            attempts: number
-            body: string | null
-          }
-          return { ...delivery }
-        })
+        // One read for the run (with the events' bodies) and one write to lease it, not one each per row.
+        const deliveries = this.s.runFrom.all(
+          hook.id,
+          head.topic_id,
+          head.seq,
+          hook.ordered ? request.runLength : 1,
+        ) as unknown as ClaimedDelivery[]
+        this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
         runs.push({ hook, deliveries })
       }
     }
@@ -285,8 +291,23 @@ export class DeliveryTables {
     const failing = new Map<string, HookRecord>()
     const disabled = new Map<string, HookRecord>()
     const removed = new Map<string, HookRecord>()
+    const delivered = settlement.outcomes.filter((outcome) => outcome.result === 'delivered')
+    if (delivered.length > 0) {
+      const rows = JSON.stringify(
+        delivered.map(({ id, attempt }) => ({
+          id,
+          at: attempt.at,
+          duration_ms: attempt.duration_ms,
+          status: attempt.status,
+          response: attempt.response,
+        })),
+      )
+      s.logDelivered.run(rows)
+      s.markDelivered.run(now, rows)
+      for (const hookId of new Set(delivered.map((outcome) => outcome.hookId))) s.hookSucceeded.run(hookId)
+    }
     for (const outcome of settlement.outcomes) {
-      if (removed.has(outcome.hookId)) continue
+      if (outcome.result === 'delivered' || removed.has(outcome.hookId)) continue
       const attempt = outcome.attempt
       const delivery = s.deliveryAttempts.get(outcome.id) as { attempts: number } | undefined
       if (!delivery) continue // deleted with its hook meanwhile
@@ -302,10 +323,6 @@ export class DeliveryTables {
         attempt.response,
       )
       switch (outcome.result) {
-        case 'delivered':
-          s.settleDelivery.run('delivered', number, null, attempt.status, attempt.error, now, outcome.id)
-          s.hookSucceeded.run(outcome.hookId)
-          break
         case 'retry':
         case 'failed': {
           const state = outcome.result === 'retry' ? 'pending' : 'failed'
@@ -338,6 +355,7 @@ export class DeliveryTables {
         }
       }
     }
+    if (settlement.carry !== undefined) s.markBusy.run(now, settlement.carry)
     for (const id of settlement.released) s.release.run(id)
     for (const { hookId, topic } of settlement.advanced) {
       const topicId = (s.topicId.get(topic) as { id: number } | undefined)?.id
@@ -429,7 +447,25 @@ export class DeliveryTables {
   prune(before: number, now: number): number {
     this.s.pruneExpiredSubscriptions.run(now)
     this.s.pruneVerifications.run(before)
-    return Number(this.s.pruneSettled.run(before).changes)
+    // Oldest first, in id order (ids grow with creation time), a chunk at a time, up to the first
+    // delivery created after the cutoff: no index on age, which would cost a write per delivery.
+    let removed = 0
+    let after = 0
+    for (;;) {
+      const rows = this.s.oldestDeliveries.all(after, PRUNE_CHUNK) as Array<{
+        id: number
+        state: DeliveryState
+        created_at: number
+        updated_at: number
+      }>
+      const old = rows
+        .filter((row) => row.state !== 'pending' && row.updated_at < before)
+        .map((row) => row.id)
+      if (old.length > 0) removed += Number(this.s.deleteDeliveries.run(JSON.stringify(old)).changes)
+      const newer = rows.findIndex((row) => row.created_at >= before)
+      if (rows.length < PRUNE_CHUNK || newer !== -1) return removed
+      after = rows.at(-1)!.id
+    }
   }
 }
 
@@ -489,28 +525,39 @@ function prepare(db: DatabaseSync) {
       WHERE d.hook_id = ? AND d.state = 'pending' AND d.due_at <= ? AND d.lease_until IS NULL
       ORDER BY d.due_at, d.seq LIMIT ?`),
     // The head and the pending deliveries that follow it in its ordered queue, in order.
-    queueRun:
-      q(`SELECT d.id, d.topic_id, t.name AS topic, d.seq FROM deliveries d JOIN topics t ON t.id = d.topic_id
+    // A queue's head and the pending deliveries after it, in order, with the events' bodies (NULL
+    // for an event retention removed).
+    runFrom: q(`SELECT d.id, t.name AS topic, d.seq, d.event_id, d.attempts, e.body
+      FROM deliveries d JOIN topics t ON t.id = d.topic_id
+      LEFT JOIN events e ON e.topic_id = d.topic_id AND e.seq = d.seq
       WHERE d.hook_id = ? AND d.topic_id = ? AND d.state = 'pending' AND d.seq >= ? AND d.lease_until IS NULL
       ORDER BY d.seq LIMIT ?`),
-    lease: q('UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?'),
-    claimed: q(`SELECT d.id, t.name AS topic, d.seq, d.event_id, d.attempts, e.body
-      FROM deliveries d JOIN topics t ON t.id = d.topic_id
-      LEFT JOIN events e ON e.topic_id = d.topic_id AND e.seq = d.seq WHERE d.id = ?`),
+    leaseIds: q(`UPDATE deliveries SET lease_owner = ?, lease_until = ?
+      WHERE id IN (SELECT value FROM json_each(?))`),
+    // Deliveries answered 2xx, settled together: their attempts logged and their rows marked.
+    logDelivered:
+      q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
+      SELECT d.id, d.hook_id, d.attempts + 1, j.value ->> 'at', j.value ->> 'duration_ms', j.value ->> 'status',
+        NULL, j.value ->> 'response'
+      FROM json_each(?) AS j JOIN deliveries d ON d.id = j.value ->> 'id'`),
+    markDelivered: q(`UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, due_at = NULL,
+        last_status = j.value ->> 'status', last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
+      FROM json_each(?) AS j WHERE deliveries.id = j.value ->> 'id'`),
     expiredLeases: q(
-      'SELECT DISTINCT hook_id, topic_id FROM deliveries WHERE lease_until IS NOT NULL AND lease_until < ?',
+      "SELECT DISTINCT hook_id, topic_id FROM deliveries WHERE state = 'pending' AND lease_until < ?",
     ),
     clearExpiredLeases: q(
-      'UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL AND lease_until < ?',
+      "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_until < ?",
     ),
     // Makes the oldest pending delivery of an ordered queue due, unless the queue is busy: one of its
-    // deliveries is due (a retry waiting) or leased (a run in flight). Replays and retries add
+    // deliveries is due (a retry waiting, or the front of a run in flight). Replays and retries add
     // waiting rows anywhere in the queue, so the check covers the whole queue, by index.
     advanceQueue: q(`UPDATE deliveries SET due_at = ?1, updated_at = ?2 WHERE id = (
         SELECT id FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
         ORDER BY seq LIMIT 1)
       AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
-        AND (due_at IS NOT NULL OR lease_until IS NOT NULL))`),
+        AND due_at IS NOT NULL)`),
+    markBusy: q("UPDATE deliveries SET due_at = COALESCE(due_at, ?) WHERE id = ? AND state = 'pending'"),
     deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
     insertAttempt:
       q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
@@ -543,6 +590,9 @@ function prepare(db: DatabaseSync) {
       'SELECT seq, id, body FROM events WHERE topic_id = ? AND stored_at >= ? ORDER BY seq LIMIT ?',
     ),
     counts: q('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state'),
-    pruneSettled: q("DELETE FROM deliveries WHERE state <> 'pending' AND updated_at < ?"),
+    oldestDeliveries: q(
+      'SELECT id, state, created_at, updated_at FROM deliveries WHERE id > ? ORDER BY id LIMIT ?',
+    ),
+    deleteDeliveries: q('DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))'),
   }
 }

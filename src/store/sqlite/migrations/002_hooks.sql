@@ -76,12 +76,13 @@ CREATE TABLE deliveries (
 CREATE UNIQUE INDEX deliveries_by_event ON deliveries (hook_id, topic_id, seq);
 -- The pending part of each ordered queue, without the delivered history in front of it.
 CREATE INDEX deliveries_queue ON deliveries (hook_id, topic_id, seq) WHERE state = 'pending';
--- The deliveries of a queue that make it busy (due or leased): at most one in an ordered queue.
-CREATE INDEX deliveries_queue_busy ON deliveries (hook_id, topic_id)
-  WHERE state = 'pending' AND (due_at IS NOT NULL OR lease_until IS NOT NULL);
-CREATE INDEX deliveries_due ON deliveries (hook_id, due_at) WHERE state = 'pending';
-CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
-CREATE INDEX deliveries_by_age ON deliveries (updated_at) WHERE state <> 'pending';
+-- The delivery that makes an ordered queue busy: due, waiting for a retry, or at the front of a run
+-- in flight (a run keeps due_at on its next unsent delivery). Leases are not indexed: claiming a run
+-- writes its rows, not an index.
+CREATE INDEX deliveries_queue_busy ON deliveries (hook_id, topic_id) WHERE state = 'pending' AND due_at IS NOT NULL;
+-- Only the rows that are due (or waiting for a retry): the rest of an ordered queue waits with
+-- due_at NULL and costs this index nothing as it is claimed and settled.
+CREATE INDEX deliveries_due ON deliveries (hook_id, due_at) WHERE state = 'pending' AND due_at IS NOT NULL;
 
 -- The attempts log: one row per HTTP attempt. status NULL: no response (error says why).
 CREATE TABLE attempts (
