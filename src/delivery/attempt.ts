@@ -41,7 +41,10 @@ export async function post(input: PostRequest): Promise<PostResult> {
       dispatcher: input.agent,
       signal,
     })
-    const kept = await readSome(response.body, signal)
+    // A short answer of known length (the usual "ok") is read whole; anything else up to the cap.
+    const length = Number(response.headers['content-length'])
+    const kept =
+      length <= RESPONSE_KEPT_BYTES ? await response.body.text() : await readSome(response.body, signal)
     return {
       at,
       duration_ms: performance.now() - started,

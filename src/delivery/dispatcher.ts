@@ -69,8 +69,18 @@ export class Dispatcher {
   private wakeAgain = false
   private stopped = false
 
+  /** The attempts counter bound to each outcome once, not looked up per attempt. */
+  private readonly attemptCounters: Record<DeliveryOutcome['result'], { inc(): void }>
+
   constructor(options: DispatcherOptions) {
     this.options = options
+    const counter = options.metrics.deliveryAttempts
+    this.attemptCounters = {
+      delivered: counter.labels('delivered'),
+      retry: counter.labels('retry'),
+      failed: counter.labels('failed'),
+      gone: counter.labels('gone'),
+    }
     this.leaseMs = options.timeoutMs * 2 + 5_000
   }
 
@@ -220,7 +230,7 @@ export class Dispatcher {
       }
       if (hook.rate_limit !== null) await this.bucket(hook).take()
       const outcome = await this.attempt(hook, delivery, retryScheduleMs)
-      this.options.metrics.deliveryAttempts.inc({ outcome: outcome.result })
+      this.attemptCounters[outcome.result].inc()
       this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
       outcomes.push(outcome)
       if (outcomes.length >= SETTLE_BATCH || performance.now() - lastSettled >= SETTLE_INTERVAL_MS) {
