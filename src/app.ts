@@ -54,6 +54,8 @@ export async function startHerald(
     metrics,
     logger,
     agent,
+    allowPrivateTargets: config.allowPrivateTargets,
+    workers: config.dispatchWorkers,
     retryScheduleMs: config.retryScheduleMs,
     timeoutMs: config.deliveryTimeoutMs,
     concurrency: config.dispatchConcurrency,

@@ -13,6 +13,7 @@ export interface HeraldConfig {
   retryScheduleMs: number[]
   deliveryTimeoutMs: number
   dispatchConcurrency: number
+  dispatchWorkers: 0 | 1
   disableAfterMs: number
   secretGraceMs: number
   websubLease: { minSeconds: number; defaultSeconds: number; maxSeconds: number }
@@ -76,6 +77,12 @@ export const OPTIONS = [
     env: 'HERALD_DISPATCH_CONCURRENCY',
     default: '64',
     help: 'Webhook/WebSub requests this process has in flight at most, over all hooks.',
+  },
+  {
+    flag: 'dispatch-workers',
+    env: 'HERALD_DISPATCH_WORKERS',
+    default: '1',
+    help: '1: sign and send webhook/WebSub requests on a worker thread; 0: on the main thread.',
   },
   {
     flag: 'disable-after',
@@ -254,6 +261,11 @@ export function loadConfig(
     retryScheduleMs: wrap('--retry-schedule', () => parseDurationList(raw('retry-schedule')!)),
     deliveryTimeoutMs: wrap('--delivery-timeout', () => positive(parseDuration(raw('delivery-timeout')!))),
     dispatchConcurrency: wrap('--dispatch-concurrency', () => parseCount(raw('dispatch-concurrency')!)),
+    dispatchWorkers: wrap('--dispatch-workers', () => {
+      const text = raw('dispatch-workers')
+      if (text !== '0' && text !== '1') throw new Error('use 0 or 1')
+      return text === '1' ? 1 : 0
+    }),
     disableAfterMs: wrap('--disable-after', () => positive(parseDuration(raw('disable-after')!))),
     secretGraceMs: wrap('--secret-grace', () => parseDuration(raw('secret-grace')!)),
     websubLease: wrap('--websub-lease-*', () => {

@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { Agent } from 'undici'
 import { ulid } from '../core/event.ts'
@@ -11,10 +12,8 @@ import type {
   SettleResult,
   Store,
 } from '../store/store.ts'
-import { post } from './attempt.ts'
-import { nextDelay } from './retry.ts'
-import { signedHeaders } from './signing.ts'
-import { websubDistribution } from './websub.ts'
+import { type ReportBatch, RunSender } from './run-sender.ts'
+import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
 /**
  * The topic Herald publishes operator events on: delivery.failing (a hook's deliveries began failing),
@@ -24,9 +23,6 @@ export const SYSTEM_TOPIC = 'herald.system'
 
 /** Deliveries of one ordered queue claimed at once and sent back to back. */
 const RUN_LENGTH = 256
-/** A run settles its outcomes in batches of this many, or after this long, whichever comes first. */
-const SETTLE_BATCH = 256
-const SETTLE_INTERVAL_MS = 200
 /** How often the queue is looked at when nothing woke the dispatcher (retries coming due, other nodes). */
 const POLL_MS = 1000
 /** While due work waits for capacity (in-flight or rate caps), look again this soon at the latest. */
@@ -37,7 +33,14 @@ export interface DispatcherOptions {
   log: TopicLog
   metrics: Metrics
   logger: Logger
+  /** For sending on the main thread (workers: 0); a worker makes its own, through the same guard. */
   agent: Agent
+  allowPrivateTargets: boolean
+  /**
+   * 1: sign and send on a worker thread, so that the main thread's claims and settlements (and the
+   * rest of the server) run beside the HTTP work; 0: all on the main thread.
+   */
+  workers: 0 | 1
   retryScheduleMs: number[]
   timeoutMs: number
   concurrency: number
@@ -62,7 +65,7 @@ export class Dispatcher {
   private readonly leaseMs: number
   private running = 0
   private readonly runningByHook = new Map<string, number>()
-  private readonly rates = new Map<string, TokenBucket>()
+  private readonly transport: RunTransport
   private readonly runs = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
   private claiming = false
@@ -81,6 +84,22 @@ export class Dispatcher {
       failed: counter.labels('failed'),
       gone: counter.labels('gone'),
     }
+    const sending = {
+      retryScheduleMs: options.retryScheduleMs,
+      timeoutMs: options.timeoutMs,
+      hubUrl: options.hubUrl,
+    }
+    this.transport =
+      options.workers === 1
+        ? new WorkerTransport(
+            {
+              ...sending,
+              allowPrivateTargets: options.allowPrivateTargets,
+              connectTimeoutMs: Math.min(10_000, options.timeoutMs),
+            },
+            options.logger,
+          )
+        : new InProcessTransport(new RunSender({ ...sending, agent: options.agent }))
     this.leaseMs = options.timeoutMs * 2 + 5_000
   }
 
@@ -102,7 +121,9 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.stopped = true
     clearTimeout(this.timer)
+    this.transport.stop()
     await Promise.allSettled([...this.runs])
+    await this.transport.close()
   }
 
   private schedule(delayMs: number): void {
@@ -152,20 +173,12 @@ export class Dispatcher {
     this.schedule(next)
   }
 
-  /** How many more runs this dispatcher may start for `hook` now. */
+  /**
+   * How many more runs this dispatcher may start for `hook` now: its in-flight cap (a rate limit is
+   * kept by the sender, which waits for tokens; the lease bounds how long it may wait).
+   */
   private capacity(hook: HookRecord): number {
-    const room = hook.max_in_flight - (this.runningByHook.get(hook.id) ?? 0)
-    if (hook.rate_limit === null) return room
-    return Math.min(room, this.bucket(hook).available())
-  }
-
-  private bucket(hook: HookRecord): TokenBucket {
-    let bucket = this.rates.get(hook.id)
-    if (!bucket || bucket.rate !== hook.rate_limit) {
-      bucket = new TokenBucket(hook.rate_limit!)
-      this.rates.set(hook.id, bucket)
-    }
-    return bucket
+    return hook.max_in_flight - (this.runningByHook.get(hook.id) ?? 0)
   }
 
   private track(run: ClaimedRun): void {
@@ -194,53 +207,50 @@ export class Dispatcher {
   }
 
   /**
-   * Sends a run in order. Outcomes are settled in batches as the run goes (every SETTLE_BATCH, or
-   * SETTLE_INTERVAL_MS), without waiting for a commit before the next POST: the Store group-commits
-   * them. A crash before a commit means those deliveries are sent again, with the same webhook-id: at
-   * least once, never lost.
+   * Sends a run (through the transport) and settles its outcomes in batches as they come, without
+   * waiting for a commit before the next POST: the Store group-commits them. A crash before a commit
+   * means those deliveries are sent again, with the same webhook-id: at least once, never lost.
    */
   private async send(run: ClaimedRun, finish: () => void): Promise<void> {
     const { hook } = run
-    const { store, retryScheduleMs, timeoutMs, disableAfterMs } = this.options
+    const { store, timeoutMs, disableAfterMs } = this.options
     const lastStart = Date.now() + this.leaseMs - timeoutMs - 1_000
+    const byId = new Map(run.deliveries.map((delivery) => [delivery.id, delivery]))
     const settling: Array<Promise<SettleResult>> = []
-    const released: number[] = []
-    let outcomes: DeliveryOutcome[] = []
-    let lastSettled = performance.now()
-    const settle = (final: boolean, next?: ClaimedDelivery) => {
-      const topic = run.deliveries[0]!.topic
+    const report: ReportBatch = (outcomes, next) => {
+      for (const outcome of outcomes) {
+        this.attemptCounters[outcome.result].inc()
+        this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
+        if (outcome.result === 'failed') this.announceFailed(hook, byId.get(outcome.id)!, outcome)
+      }
       settling.push(
         store.settleDeliveries({
           now: Date.now(),
           outcomes,
-          released: final ? released : [],
-          advanced: final && hook.ordered ? [{ hookId: hook.id, topic }] : [],
+          released: [],
+          advanced: [],
           disableAfterMs,
-          ...(next === undefined ? {} : { carry: next.id }),
+          ...(next === undefined ? {} : { carry: next }),
         }),
       )
-      outcomes = []
-      lastSettled = performance.now()
     }
-    let stop = false
-    for (const [index, delivery] of run.deliveries.entries()) {
-      if (stop || this.stopped || Date.now() > lastStart) {
-        released.push(delivery.id)
-        continue
-      }
-      if (hook.rate_limit !== null) await this.bucket(hook).take()
-      const outcome = await this.attempt(hook, delivery, retryScheduleMs)
-      this.attemptCounters[outcome.result].inc()
-      this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
-      outcomes.push(outcome)
-      if (outcomes.length >= SETTLE_BATCH || performance.now() - lastSettled >= SETTLE_INTERVAL_MS) {
-        settle(false, run.deliveries[index + 1])
-      }
-      if (outcome.result === 'failed') this.announceFailed(hook, delivery, outcome)
-      // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
-      if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
+    let unsent: number[]
+    try {
+      unsent = await this.transport.send(run, lastStart, report)
+    } catch (error) {
+      // The sender failed (a worker died): what was not reported is let go, to be sent again.
+      this.options.logger.error({ err: error, hook: hook.id }, 'sending a webhook run failed')
+      unsent = []
     }
-    settle(true)
+    settling.push(
+      store.settleDeliveries({
+        now: Date.now(),
+        outcomes: [],
+        released: unsent,
+        advanced: hook.ordered ? [{ hookId: hook.id, topic: run.deliveries[0]!.topic }] : [],
+        disableAfterMs,
+      }),
+    )
     finish()
     for (const result of await Promise.all(settling)) {
       for (const failing of result.failing) {
@@ -252,51 +262,6 @@ export class Dispatcher {
       for (const removed of result.removed)
         this.announce('hook.removed', removed, 'the target answered 410 Gone')
     }
-  }
-
-  private async attempt(
-    hook: HookRecord,
-    delivery: ClaimedDelivery,
-    scheduleMs: number[],
-  ): Promise<DeliveryOutcome> {
-    const base = { id: delivery.id, hookId: hook.id }
-    if (delivery.body === null) {
-      const at = Date.now()
-      const error = 'the event was removed by retention before it could be delivered'
-      return {
-        ...base,
-        result: 'failed',
-        attempt: { at, duration_ms: 0, status: null, error, response: null },
-      }
-    }
-    const now = Date.now()
-    if (hook.expires_at !== null && hook.expires_at <= now) {
-      const error = "the WebSub subscription's lease ended"
-      return {
-        ...base,
-        result: 'failed',
-        attempt: { at: now, duration_ms: 0, status: null, error, response: null },
-      }
-    }
-    const { headers, body } =
-      hook.kind === 'websub'
-        ? websubDistribution(hook, delivery.body, this.options.hubUrl)
-        : webhookDelivery(hook, delivery.event_id, delivery.body, now)
-    const result = await post({
-      url: hook.target_url,
-      headers,
-      body,
-      timeoutMs: this.options.timeoutMs,
-      agent: this.options.agent,
-    })
-    const { retryAfterMs, ...attempt } = result
-    if (result.status !== null && result.status >= 200 && result.status < 300) {
-      return { ...base, result: 'delivered', attempt }
-    }
-    if (result.status === 410) return { ...base, result: 'gone', attempt }
-    const delay = nextDelay(scheduleMs, delivery.attempts + 1, retryAfterMs)
-    if (delay === null) return { ...base, result: 'failed', attempt }
-    return { ...base, result: 'retry', attempt, dueAt: Date.now() + delay }
   }
 
   private announceFailed(hook: HookRecord, delivery: ClaimedDelivery, outcome: DeliveryOutcome): void {
@@ -329,48 +294,84 @@ export class Dispatcher {
   }
 }
 
-/** A webhook delivery: the event's JSON, signed per Standard Webhooks (both secrets while rotating). */
-function webhookDelivery(hook: HookRecord, eventId: string, body: string, now: number) {
-  const secrets = [hook.secret!]
-  if (hook.previous_secret !== null && (hook.previous_secret_until ?? 0) > now)
-    secrets.push(hook.previous_secret)
-  const headers = signedHeaders(eventId, body, secrets, now)
-  headers['user-agent'] = 'Herald-Webhooks'
-  return { headers, body }
+/** Where runs are sent: on this thread, or on a worker. */
+interface RunTransport {
+  /** Sends a run, reporting outcomes as they come; resolves with the deliveries not sent. */
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]>
+  /** No attempt is started after this (runs under way end at their current attempt). */
+  stop(): void
+  close(): Promise<void>
 }
 
-/** Deliveries per second for one hook: a bucket that holds at most one second's worth. */
-class TokenBucket {
-  readonly rate: number
-  private tokens: number
-  private updated = performance.now()
+class InProcessTransport implements RunTransport {
+  private readonly sender: RunSender
+  private stopped = false
 
-  constructor(rate: number) {
-    this.rate = rate
-    this.tokens = Math.max(1, rate)
+  constructor(sender: RunSender) {
+    this.sender = sender
   }
 
-  private refill(): void {
-    const now = performance.now()
-    this.tokens = Math.min(Math.max(1, this.rate), this.tokens + ((now - this.updated) / 1000) * this.rate)
-    this.updated = now
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]> {
+    return this.sender.send(run, lastStart, report, () => this.stopped)
   }
 
-  /** Whole tokens available now (how many runs may start). */
-  available(): number {
-    this.refill()
-    return Math.floor(this.tokens)
+  stop(): void {
+    this.stopped = true
   }
 
-  /** Waits for a token and takes it. */
-  async take(): Promise<void> {
-    for (;;) {
-      this.refill()
-      if (this.tokens >= 1) {
-        this.tokens -= 1
-        return
+  async close(): Promise<void> {}
+}
+
+type FromWorker =
+  | { type: 'batch'; id: number; outcomes: DeliveryOutcome[]; next: number | undefined }
+  | { type: 'end'; id: number; unsent?: number[]; error?: string }
+
+class WorkerTransport implements RunTransport {
+  private readonly worker: Worker
+  private readonly pending = new Map<
+    number,
+    { report: ReportBatch; resolve: (unsent: number[]) => void; reject: (error: Error) => void }
+  >()
+  private nextId = 0
+
+  constructor(config: WorkerConfig, logger: Logger) {
+    this.worker = new Worker(new URL('./sender-worker.ts', import.meta.url), { workerData: config })
+    this.worker.unref() // the server keeps the process alive, not the sending thread
+    this.worker.on('message', (message: FromWorker) => {
+      const run = this.pending.get(message.id)
+      if (!run) return
+      if (message.type === 'batch') {
+        run.report(message.outcomes, message.next)
+      } else {
+        this.pending.delete(message.id)
+        if (message.error !== undefined) run.reject(new Error(message.error))
+        else run.resolve(message.unsent ?? [])
       }
-      await new Promise((resolve) => setTimeout(resolve, ((1 - this.tokens) / this.rate) * 1000))
+    })
+    const failAll = (error: Error) => {
+      for (const run of this.pending.values()) run.reject(error)
+      this.pending.clear()
     }
+    this.worker.on('error', (error) => {
+      logger.error({ err: error }, 'the webhook sending thread failed')
+      failAll(error)
+    })
+    this.worker.on('exit', (code) => failAll(new Error(`the webhook sending thread exited (${code})`)))
+  }
+
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]> {
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { report, resolve, reject })
+      this.worker.postMessage({ type: 'run', id, run, lastStart } satisfies ToWorker)
+    })
+  }
+
+  stop(): void {
+    this.worker.postMessage({ type: 'stop' } satisfies ToWorker)
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate()
   }
 }
