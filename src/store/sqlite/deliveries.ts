@@ -107,6 +107,7 @@ export class DeliveryTables {
   // ---- hooks ----------------------------------------------------------------------------------
 
   createHook(hook: HookRecord): HookRecord {
+    this.anyHooks = true
     this.s.insertHook.run(
       hook.id,
       hook.kind,
@@ -186,6 +187,7 @@ export class DeliveryTables {
   }
 
   updateHook(id: string, changes: HookChanges, now: number): HookRecord | undefined {
+    this.anyHooks = true // it may have been re-enabled
     const before = this.hook(id)
     if (!before) return undefined
     const next = { ...before, ...changes, updated_at: now }
@@ -207,9 +209,17 @@ export class DeliveryTables {
 
   // ---- deliveries created with events -----------------------------------------------------------
 
+  /** Whether any hook could take a delivery: looked at once per transaction, not once per append. */
+  private anyHooks = true
+
+  /** Called at the start of each write transaction (the write lock held: no one can add a hook). */
+  beginTransaction(): void {
+    this.anyHooks = this.s.anyHooks.get() !== undefined
+  }
+
   /** Called inside the append transaction, for the events it stored in one topic. */
   createForEvents(topicId: number, topic: string, events: NewDeliveryEvent[], now: number): number {
-    if (events.length === 0) return 0
+    if (events.length === 0 || !this.anyHooks) return 0
     const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
     // An external WebSub topic's content goes to its subscriptions only, not to catch-all webhooks.
     const query = topic.startsWith(WEBSUB_CONTENT_PREFIX) ? this.s.hooksOfTopic : this.s.hooksFor
@@ -477,6 +487,7 @@ function prepare(db: DatabaseSync) {
       state, disabled_reason, failing_since, description, created_at, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     hookById: q('SELECT * FROM hooks WHERE id = ?'),
+    anyHooks: q("SELECT 1 FROM hooks WHERE state <> 'disabled' LIMIT 1"),
     listHooks: q(`SELECT * FROM hooks WHERE id > :after AND (:kind IS NULL OR kind = :kind)
       AND (:topic_url IS NULL OR topic_url = :topic_url) ORDER BY id LIMIT :limit`),
     websubByTopicCallback: q(

@@ -39,6 +39,7 @@ export class SqliteWriter {
     const outcomes: Array<Outcome<unknown>> = []
     try {
       s.begin.run()
+      this.deliveries.beginTransaction()
       for (const job of batch) {
         s.savepoint.run()
         try {
