@@ -502,7 +502,7 @@ function prepare(db: DatabaseSync) {
     verifications: q(`SELECT * FROM websub_verifications WHERE (:topic_url IS NULL OR topic_url = :topic_url)
       ORDER BY id DESC LIMIT :limit`),
     pruneExpiredSubscriptions: q('DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= ?'),
-    pruneVerifications: q("DELETE FROM websub_verifications WHERE state <> 'pending' AND requested_at < ?"),
+    pruneVerifications: q('DELETE FROM websub_verifications WHERE requested_at < ?'),
     updateHook: q(
       `UPDATE hooks SET ${HOOK_COLUMNS.map((column) => `${column} = ?`).join(', ')}, event_root = ?,
        updated_at = ? WHERE id = ?`,
