@@ -12,7 +12,7 @@ import type {
   SettleResult,
   Store,
 } from '../store/store.ts'
-import { type ReportBatch, RunSender } from './run-sender.ts'
+import { type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
 import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
 /**
@@ -217,12 +217,18 @@ export class Dispatcher {
     const lastStart = Date.now() + this.leaseMs - timeoutMs - 1_000
     const byId = new Map(run.deliveries.map((delivery) => [delivery.id, delivery]))
     const settling: Array<Promise<SettleResult>> = []
-    const report: ReportBatch = (outcomes, next) => {
+    const reported = new Set<number>()
+    const count = (outcomes: DeliveryOutcome[]) => {
       for (const outcome of outcomes) {
+        reported.add(outcome.id)
         this.attemptCounters[outcome.result].inc()
         this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
         if (outcome.result === 'failed') this.announceFailed(hook, byId.get(outcome.id)!, outcome)
       }
+    }
+    // A batch while the run goes on: its next unsent delivery keeps the queue busy (carry).
+    const report: ReportBatch = (outcomes, next) => {
+      count(outcomes)
       settling.push(
         store.settleDeliveries({
           now: Date.now(),
@@ -230,23 +236,29 @@ export class Dispatcher {
           released: [],
           advanced: [],
           disableAfterMs,
-          ...(next === undefined ? {} : { carry: next }),
+          carry: next,
         }),
       )
     }
-    let unsent: number[]
+    let end: RunEnd
     try {
-      unsent = await this.transport.send(run, lastStart, report)
+      end = await this.transport.send(run, lastStart, report)
     } catch (error) {
-      // The sender failed (a worker died): what was not reported is let go, to be sent again.
+      // The sender failed (its thread died): what it did not report is let go, to be sent again.
       this.options.logger.error({ err: error, hook: hook.id }, 'sending a webhook run failed')
-      unsent = []
+      end = {
+        outcomes: [],
+        unsent: run.deliveries.map((delivery) => delivery.id).filter((id) => !reported.has(id)),
+      }
     }
+    count(end.outcomes)
+    // The run's last outcomes, its unsent deliveries let go and its queue advanced, in one commit: a
+    // crash cannot leave the queue with nothing due and nothing leased.
     settling.push(
       store.settleDeliveries({
         now: Date.now(),
-        outcomes: [],
-        released: unsent,
+        outcomes: end.outcomes,
+        released: end.unsent,
         advanced: hook.ordered ? [{ hookId: hook.id, topic: run.deliveries[0]!.topic }] : [],
         disableAfterMs,
       }),
@@ -296,8 +308,8 @@ export class Dispatcher {
 
 /** Where runs are sent: on this thread, or on a worker. */
 interface RunTransport {
-  /** Sends a run, reporting outcomes as they come; resolves with the deliveries not sent. */
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]>
+  /** Sends a run, reporting outcomes as they come; resolves with its last outcomes and what it did not send. */
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd>
   /** No attempt is started after this (runs under way end at their current attempt). */
   stop(): void
   close(): Promise<void>
@@ -311,7 +323,7 @@ class InProcessTransport implements RunTransport {
     this.sender = sender
   }
 
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]> {
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd> {
     return this.sender.send(run, lastStart, report, () => this.stopped)
   }
 
@@ -323,21 +335,31 @@ class InProcessTransport implements RunTransport {
 }
 
 type FromWorker =
-  | { type: 'batch'; id: number; outcomes: DeliveryOutcome[]; next: number | undefined }
-  | { type: 'end'; id: number; unsent?: number[]; error?: string }
+  | { type: 'batch'; id: number; outcomes: DeliveryOutcome[]; next: number }
+  | { type: 'end'; id: number; end?: RunEnd; error?: string }
 
+/** Runs sent on a worker thread; a thread that dies is replaced (its runs fail and are let go). */
 class WorkerTransport implements RunTransport {
-  private readonly worker: Worker
+  private worker: Worker
+  private readonly config: WorkerConfig
+  private readonly logger: Logger
   private readonly pending = new Map<
     number,
-    { report: ReportBatch; resolve: (unsent: number[]) => void; reject: (error: Error) => void }
+    { report: ReportBatch; resolve: (end: RunEnd) => void; reject: (error: Error) => void }
   >()
   private nextId = 0
+  private closing = false
 
   constructor(config: WorkerConfig, logger: Logger) {
-    this.worker = new Worker(new URL('./sender-worker.ts', import.meta.url), { workerData: config })
-    this.worker.unref() // the server keeps the process alive, not the sending thread
-    this.worker.on('message', (message: FromWorker) => {
+    this.config = config
+    this.logger = logger
+    this.worker = this.spawn()
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(new URL('./sender-worker.ts', import.meta.url), { workerData: this.config })
+    worker.unref() // the server keeps the process alive, not the sending thread
+    worker.on('message', (message: FromWorker) => {
       const run = this.pending.get(message.id)
       if (!run) return
       if (message.type === 'batch') {
@@ -345,21 +367,20 @@ class WorkerTransport implements RunTransport {
       } else {
         this.pending.delete(message.id)
         if (message.error !== undefined) run.reject(new Error(message.error))
-        else run.resolve(message.unsent ?? [])
+        else run.resolve(message.end!)
       }
     })
-    const failAll = (error: Error) => {
+    worker.on('error', (error) => this.logger.error({ err: error }, 'the webhook sending thread failed'))
+    worker.on('exit', (code) => {
+      const error = new Error(`the webhook sending thread exited (${code})`)
       for (const run of this.pending.values()) run.reject(error)
       this.pending.clear()
-    }
-    this.worker.on('error', (error) => {
-      logger.error({ err: error }, 'the webhook sending thread failed')
-      failAll(error)
+      if (!this.closing) this.worker = this.spawn()
     })
-    this.worker.on('exit', (code) => failAll(new Error(`the webhook sending thread exited (${code})`)))
+    return worker
   }
 
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<number[]> {
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd> {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { report, resolve, reject })
@@ -372,6 +393,7 @@ class WorkerTransport implements RunTransport {
   }
 
   async close(): Promise<void> {
+    this.closing = true
     await this.worker.terminate()
   }
 }

@@ -28,7 +28,13 @@ export interface SenderConfig {
  * Outcomes known so far; `next` is the run's next unsent delivery, which carries the queue's busy
  * mark once these are settled (see Settlement.carry).
  */
-export type ReportBatch = (outcomes: DeliveryOutcome[], next: number | undefined) => void
+export type ReportBatch = (outcomes: DeliveryOutcome[], next: number) => void
+
+/** The end of a run: its outcomes not reported yet, and the deliveries it did not send. */
+export interface RunEnd {
+  outcomes: DeliveryOutcome[]
+  unsent: number[]
+}
 
 export class RunSender {
   private readonly config: SenderConfig
@@ -40,15 +46,16 @@ export class RunSender {
 
   /**
    * Sends `run` in order, until it ends, a delivery must wait for a retry (or the hook is gone), it
-   * is past `lastStart` (its lease would end during the next attempt) or `stopped()`. Returns the
-   * deliveries it did not send, whose leases are to be let go.
+   * is past `lastStart` (its lease would end during the next attempt) or `stopped()`. Outcomes are
+   * reported in batches while the run goes on; the last ones come back with the deliveries it did not
+   * send, so that the caller settles them, lets the rest go and advances the queue in one commit.
    */
   async send(
     run: ClaimedRun,
     lastStart: number,
     report: ReportBatch,
     stopped: () => boolean,
-  ): Promise<number[]> {
+  ): Promise<RunEnd> {
     const { hook } = run
     const unsent: number[] = []
     let outcomes: DeliveryOutcome[] = []
@@ -59,19 +66,31 @@ export class RunSender {
         unsent.push(delivery.id)
         continue
       }
-      if (hook.rate_limit !== null) await this.bucket(hook).take()
+      if (hook.rate_limit !== null) {
+        await this.bucket(hook).take()
+        // The wait for a token may have taken the run past its lease budget, or shutdown begun.
+        if (stopped() || Date.now() > lastStart) {
+          stop = true
+          unsent.push(delivery.id)
+          continue
+        }
+      }
       const outcome = await this.attempt(hook, delivery)
       outcomes.push(outcome)
-      if (outcomes.length >= REPORT_BATCH || performance.now() - lastReport >= REPORT_INTERVAL_MS) {
-        report(outcomes, run.deliveries[index + 1]?.id)
+      // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
+      if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
+      const next = run.deliveries[index + 1]
+      if (
+        !stop &&
+        next !== undefined &&
+        (outcomes.length >= REPORT_BATCH || performance.now() - lastReport >= REPORT_INTERVAL_MS)
+      ) {
+        report(outcomes, next.id)
         outcomes = []
         lastReport = performance.now()
       }
-      // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
-      if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
     }
-    if (outcomes.length > 0) report(outcomes, undefined)
-    return unsent
+    return { outcomes, unsent }
   }
 
   private bucket(hook: HookRecord): TokenBucket {

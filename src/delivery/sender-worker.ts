@@ -8,7 +8,7 @@ import { createGuardedAgent } from './targets.ts'
  * their outcomes back; the main thread keeps the Store (claims and settlements) to itself.
  *
  * Messages in: {type:'run', id, run, lastStart}, {type:'stop'}.
- * Messages out: {type:'batch', id, outcomes, next}, {type:'end', id, unsent} or {type:'end', id, error}.
+ * Messages out: {type:'batch', id, outcomes, next}, {type:'end', id, end} or {type:'end', id, error}.
  */
 
 export interface WorkerConfig {
@@ -44,7 +44,7 @@ port.on('message', (message: ToWorker) => {
       () => stopped,
     )
     .then(
-      (unsent) => port.postMessage({ type: 'end', id, unsent }),
+      (end) => port.postMessage({ type: 'end', id, end }),
       (error: unknown) => port.postMessage({ type: 'end', id, error: String(error) }),
     )
 })

@@ -244,8 +244,10 @@ export class WebSubHub {
     callback: string,
     query: Record<string, string>,
   ): Promise<{ ok: true; status: number; body: string } | { ok: false; error: string }> {
-    const url = new URL(callback)
-    for (const [name, value] of Object.entries(query)) url.searchParams.append(name, value)
+    // Appended to the callback's query as it was given, byte for byte (§5.1.1): re-encoding it through
+    // URLSearchParams would change what a subscriber may have signed (`?flag` → `?flag=`).
+    const base = callback.split('#')[0]!
+    const url = `${base}${base.includes('?') ? (base.endsWith('?') || base.endsWith('&') ? '' : '&') : '?'}${new URLSearchParams(query)}`
     try {
       const response = await request(url, {
         method: 'GET',

@@ -216,6 +216,44 @@ describe('webhook delivery', () => {
     assert.deepEqual(delivered.get('/ordered-2'), expected)
   })
 
+  test('a slow failure is not overtaken by the rest of its ordered queue', async () => {
+    let failedOnce = false
+    receiver.answer = (request) => {
+      if (request.url !== '/slow-fail') return { status: 200 }
+      // Longer than the sender's report interval (200 ms), then a 500: the retry must come first.
+      if (eventOf(request).seq === 2 && !failedOnce) {
+        failedOnce = true
+        return { status: 500, delayMs: 300 }
+      }
+      return { status: 200 }
+    }
+    await createHook(server, { target_url: `${receiver.url}/slow-fail`, topic: 'slow-fail' })
+    await publish(
+      server.url,
+      'slow-fail',
+      Array.from({ length: 4 }, (_, i) => ({ type: 's', data: i })),
+    )
+    const got = await receiver.waitFor(5, (r) => r.url === '/slow-fail')
+    assert.deepEqual(
+      got.map((r) => eventOf(r).seq),
+      [1, 2, 2, 3, 4],
+    )
+  })
+
+  test('a hook switched to ordered:false sends what queued up while it was ordered', async () => {
+    receiver.answer = () => ({ status: 200 })
+    const hook = await createHook(server, { target_url: `${receiver.url}/switched`, topic: 'switched' })
+    await api(server, 'PATCH', `/v1/hooks/${hook.id}`, { state: 'paused' })
+    await publish(
+      server.url,
+      'switched',
+      Array.from({ length: 4 }, (_, i) => ({ type: 's', data: i })),
+    )
+    await api(server, 'PATCH', `/v1/hooks/${hook.id}`, { ordered: false, state: 'active' })
+    const got = await receiver.waitFor(4, (r) => r.url === '/switched')
+    assert.deepEqual(got.map((r) => eventOf(r).seq).sort(), [1, 2, 3, 4])
+  })
+
   test('ordered:false delivers in parallel', async () => {
     let inFlight = 0
     let most = 0

@@ -122,7 +122,7 @@ describe('WebSub hub (websub.rocks 100–106)', () => {
   })
 
   test('100: a plain subscription is verified, then gets each event unsigned with the Link header', async () => {
-    const callback = `${sub.url}/s100?foo=bar`
+    const callback = `${sub.url}/s100?foo=bar&flag&x=a%20b`
     const response = await hubRequest(server, {
       'hub.mode': 'subscribe',
       'hub.topic': heraldTopic('t100'),
@@ -134,7 +134,8 @@ describe('WebSub hub (websub.rocks 100–106)', () => {
     const q = query(verify!)
     // The callback's own query is kept, the hub's parameters appended (§5.1.1, §5.3).
     assert.equal(q.get('foo'), 'bar')
-    assert.equal(verify!.url.indexOf('foo=bar'), '/s100?'.length)
+    // …as it was given, byte for byte (a bare "flag" stays bare, %20 stays %20)
+    assert.ok(verify!.url.startsWith('/s100?foo=bar&flag&x=a%20b&hub.mode=subscribe'), verify!.url)
     assert.equal(q.get('hub.mode'), 'subscribe')
     assert.equal(q.get('hub.topic'), heraldTopic('t100'))
     assert.equal(q.get('hub.lease_seconds'), '864000', 'the default lease, 10 days')
@@ -146,7 +147,11 @@ describe('WebSub hub (websub.rocks 100–106)', () => {
       id: string
     }
     const [delivery] = await sub.waitFor(1, (r) => r.method === 'POST' && r.url.startsWith('/s100'))
-    assert.equal(delivery!.url, '/s100?foo=bar', 'the callback query is kept on distribution too')
+    assert.equal(
+      delivery!.url,
+      '/s100?foo=bar&flag&x=a%20b',
+      'the callback query is kept on distribution too',
+    )
     assert.equal(delivery!.headers['content-type'], 'application/json')
     assert.equal((JSON.parse(delivery!.body) as { id: string }).id, published.id)
     assert.equal(delivery!.headers['link'], `<${HUB}>; rel="hub", <${heraldTopic('t100')}>; rel="self"`)

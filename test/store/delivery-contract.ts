@@ -326,6 +326,72 @@ export function deliveryContract(name: string, open: () => Promise<StoreHarness>
       )
     })
 
+    withStore('a queue left with nothing due or leased is found and made due again', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await append(store, 'orders', T0, { type: 'a' }, { type: 'b' })
+      const [run] = await claim(store, T0)
+      await append(store, 'orders', T0 + 1, { type: 'c' }) // queued behind the run: due_at NULL
+      // The run's outcomes settled without the advance that should come with them (as a crash
+      // between two commits could leave it): seq 3 has nothing in front of it and is not due.
+      await settle(store, T0 + 2, {
+        outcomes: run!.deliveries.map((d) => ({
+          id: d.id,
+          hookId: 'h',
+          attempt: OK,
+          result: 'delivered' as const,
+        })),
+      })
+      assert.deepEqual(await claim(store, T0 + 3), [])
+      const later = await claim(store, T0 + 60_000) // the periodic look finds the stalled queue
+      assert.deepEqual(
+        later[0]?.deliveries.map((d) => d.seq),
+        [3],
+      )
+    })
+
+    withStore(
+      'a failure followed by a success in one settlement leaves the hook not failing',
+      async ({ store }) => {
+        await store.createHook(hook('u', { ordered: false }))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' })
+        const runs = await claim(store, T0)
+        const result = await settle(store, T0 + 1, {
+          outcomes: [
+            { id: runs[0]!.deliveries[0]!.id, hookId: 'u', attempt: FAIL, result: 'retry', dueAt: T0 + 100 },
+            { id: runs[1]!.deliveries[0]!.id, hookId: 'u', attempt: OK, result: 'delivered' },
+          ],
+        })
+        assert.deepEqual(result.failing, [])
+        assert.equal((await store.hook('u'))!.failing_since, null)
+        const again = await claim(store, T0 + 100)
+        const failed = await settle(store, T0 + 101, {
+          outcomes: [
+            { id: again[0]!.deliveries[0]!.id, hookId: 'u', attempt: FAIL, result: 'retry', dueAt: T0 + 200 },
+          ],
+        })
+        assert.deepEqual(
+          failed.failing.map((h) => h.id),
+          ['u'],
+        )
+      },
+    )
+
+    withStore('switching ordered leaves no delivery stranded', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+      await store.updateHook('h', { ordered: false }, T0 + 1)
+      const runs = await claim(store, T0 + 2)
+      assert.deepEqual(runs.map((r) => r.deliveries[0]!.seq).sort(), [1, 2, 3], 'unordered: all due')
+      await settle(store, T0 + 3, { released: runs.map((r) => r.deliveries[0]!.id) })
+      await store.updateHook('h', { ordered: true }, T0 + 4)
+      const [run] = await claim(store, T0 + 5)
+      assert.deepEqual(
+        run!.deliveries.map((d) => d.seq),
+        [1, 2, 3],
+        'ordered again: one run from the oldest',
+      )
+    })
+
     withStore(
       'prune removes settled deliveries (and their attempts) past the maximum age, no others',
       async ({ store }) => {

@@ -190,6 +190,17 @@ export class DeliveryTables {
     this.anyHooks = true // it may have been re-enabled
     const before = this.hook(id)
     if (!before) return undefined
+    if (changes.ordered !== undefined && changes.ordered !== before.ordered) {
+      if (changes.ordered) {
+        // Now ordered: each queue waits behind its oldest pending delivery (in flight ones finish).
+        this.s.unqueueAll.run(id)
+        for (const { topic_id } of this.s.queuesOfHook.all(id) as Array<{ topic_id: number }>) {
+          this.s.advanceQueue.run(now, now, id, topic_id)
+        }
+      } else {
+        this.s.dueAll.run(now, id) // no longer ordered: every pending delivery is due
+      }
+    }
     const next = { ...before, ...changes, updated_at: now }
     this.s.updateHook.run(
       ...HOOK_COLUMNS.map((column) => {
@@ -277,6 +288,7 @@ export class DeliveryTables {
           head.seq,
           hook.ordered ? request.runLength : 1,
         ) as unknown as ClaimedDelivery[]
+        if (deliveries.length === 0) continue // taken by an earlier head's run in this claim
         this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
         runs.push({ hook, deliveries })
       }
@@ -290,9 +302,16 @@ export class DeliveryTables {
    */
   private recoverExpiredLeases(now: number): void {
     const expired = this.s.expiredLeases.all(now) as Array<{ hook_id: string; topic_id: number }>
-    if (expired.length === 0) return
-    this.s.clearExpiredLeases.run(now)
+    if (expired.length > 0) this.s.clearExpiredLeases.run(now)
     for (const { hook_id, topic_id } of expired) this.s.advanceQueue.run(now, now, hook_id, topic_id)
+    // A safety net: a queue with pending deliveries of which none is due or leased would wait forever
+    // (a hook switched between ordered and unordered with a run out, say). Its oldest is made due.
+    for (const { hook_id, topic_id } of this.s.stalledQueues.all() as Array<{
+      hook_id: string
+      topic_id: number
+    }>) {
+      this.s.advanceQueue.run(now, now, hook_id, topic_id)
+    }
   }
 
   settle(settlement: Settlement): SettleResult {
@@ -314,10 +333,16 @@ export class DeliveryTables {
       )
       s.logDelivered.run(rows)
       s.markDelivered.run(now, rows)
-      for (const hookId of new Set(delivered.map((outcome) => outcome.hookId))) s.hookSucceeded.run(hookId)
     }
-    for (const outcome of settlement.outcomes) {
+    // A hook's failure clock follows its latest outcome: failures before a later success in this
+    // settlement do not start a failing streak, and a success after them ends it.
+    const lastSuccess = new Map<string, number>()
+    settlement.outcomes.forEach((outcome, index) => {
+      if (outcome.result === 'delivered') lastSuccess.set(outcome.hookId, index)
+    })
+    for (const [index, outcome] of settlement.outcomes.entries()) {
       if (outcome.result === 'delivered' || removed.has(outcome.hookId)) continue
+      const recovered = (lastSuccess.get(outcome.hookId) ?? -1) > index
       const attempt = outcome.attempt
       const delivery = s.deliveryAttempts.get(outcome.id) as { attempts: number } | undefined
       if (!delivery) continue // deleted with its hook meanwhile
@@ -338,6 +363,7 @@ export class DeliveryTables {
           const state = outcome.result === 'retry' ? 'pending' : 'failed'
           const dueAt = outcome.result === 'retry' ? outcome.dueAt : null
           s.settleDelivery.run(state, number, dueAt, attempt.status, attempt.error, now, outcome.id)
+          if (recovered) break
           // Only a hook that was not failing yet changes: that is the start of a failing streak.
           const started = Number(s.hookFailed.run(now, outcome.hookId).changes) > 0
           const hook = this.hook(outcome.hookId)
@@ -363,6 +389,11 @@ export class DeliveryTables {
           s.deleteHook.run(outcome.hookId)
           break
         }
+      }
+    }
+    for (const [hookId, index] of lastSuccess) {
+      if (!removed.has(hookId) && !settlement.outcomes.slice(index + 1).some((o) => o.hookId === hookId)) {
+        s.hookSucceeded.run(hookId)
       }
     }
     if (settlement.carry !== undefined) s.markBusy.run(now, settlement.carry)
@@ -568,6 +599,13 @@ function prepare(db: DatabaseSync) {
         ORDER BY seq LIMIT 1)
       AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
         AND due_at IS NOT NULL)`),
+    unqueueAll: q(
+      "UPDATE deliveries SET due_at = NULL WHERE hook_id = ? AND state = 'pending' AND lease_until IS NULL",
+    ),
+    dueAll: q("UPDATE deliveries SET due_at = COALESCE(due_at, ?) WHERE hook_id = ? AND state = 'pending'"),
+    queuesOfHook: q("SELECT DISTINCT topic_id FROM deliveries WHERE hook_id = ? AND state = 'pending'"),
+    stalledQueues: q(`SELECT hook_id, topic_id FROM deliveries WHERE state = 'pending'
+      GROUP BY hook_id, topic_id HAVING MAX(due_at IS NOT NULL OR lease_until IS NOT NULL) = 0`),
     markBusy: q("UPDATE deliveries SET due_at = COALESCE(due_at, ?) WHERE id = ? AND state = 'pending'"),
     deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
     insertAttempt:
