@@ -597,8 +597,8 @@ function prepare(db: DatabaseSync) {
     advanceQueue: q(`UPDATE deliveries SET due_at = ?1, updated_at = ?2 WHERE id = (
         SELECT id FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
         ORDER BY seq LIMIT 1)
-      AND NOT EXISTS (SELECT 1 FROM deliveries WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending'
-        AND due_at IS NOT NULL)`),
+      AND NOT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_queue_busy
+        WHERE hook_id = ?3 AND topic_id = ?4 AND state = 'pending' AND due_at IS NOT NULL)`),
     unqueueAll: q(
       "UPDATE deliveries SET due_at = NULL WHERE hook_id = ? AND state = 'pending' AND lease_until IS NULL",
     ),
