@@ -191,3 +191,18 @@ export async function loopbackHostName(): Promise<string | undefined> {
 
 export const NO_LOOPBACK_NAME =
   "SKIPPED: this machine's host name does not resolve to 127.x, so there is no such name to try"
+
+/** Polls `probe` until it returns something other than undefined; throws naming `what` after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}

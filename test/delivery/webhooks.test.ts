@@ -11,6 +11,7 @@ import {
   sleep,
   startTestServer,
   type TestServer,
+  until,
 } from '../helpers.ts'
 import { eventOf, type Received, type Receiver, startReceiver } from './receiver.ts'
 
@@ -52,16 +53,6 @@ async function attemptsOf(server: TestServer, hookId: string, query = '') {
   const response = await api(server, 'GET', `/v1/hooks/${hookId}/deliveries${query}`)
   assert.equal(response.status, 200)
   return ((await response.json()) as { attempts: Array<Record<string, unknown>> }).attempts
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
 }
 
 describe('webhook delivery', () => {

@@ -8,6 +8,7 @@ import {
   sleep,
   startTestServer,
   type TestServer,
+  until,
 } from '../helpers.ts'
 import { type Answer, type Received, type Receiver, startReceiver } from './receiver.ts'
 
@@ -48,20 +49,6 @@ const gets = (receiver: Receiver, path: string) =>
   receiver.received.filter((r) => r.method === 'GET' && r.url.startsWith(path))
 const posts = (receiver: Receiver, path: string) =>
   receiver.received.filter((r) => r.method === 'POST' && r.url.startsWith(path))
-
-async function until<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 interface Verification {
   mode: string

@@ -12,9 +12,11 @@ const MAX_REPLAY = 10_000
 
 type Query = Record<string, string | undefined>
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+/** A time in ms as the API writes it (ISO 8601), null as null. */
+export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
-function attemptView(attempt: AttemptRecord) {
+/** One attempt as the API answers it (the hooks' and the WebSub subscriptions' logs alike). */
+export function attemptView(attempt: AttemptRecord) {
   return {
     id: attempt.id,
     delivery: attempt.delivery_id,

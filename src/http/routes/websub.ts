@@ -5,13 +5,12 @@ import type { HookRecord } from '../../store/store.ts'
 import { createKeyCheck, requestToken } from '../auth.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam } from '../params.ts'
+import { attemptView, iso } from './hooks.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 
 type Query = Record<string, string | undefined>
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
 function subscriptionView(subscription: HookRecord) {
   return {
@@ -124,16 +123,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     const attempts = await log.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
       ...subscriptionView(subscription),
-      attempts: attempts.map((a) => ({
-        delivery: a.delivery_id,
-        event_id: a.event_id,
-        seq: a.seq,
-        attempt: a.attempt,
-        at: iso(a.at),
-        status: a.status,
-        error: a.error,
-        duration_ms: Math.round(a.duration_ms * 10) / 10,
-      })),
+      attempts: attempts.map(attemptView),
     }
   })
 
