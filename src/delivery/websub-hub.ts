@@ -59,6 +59,8 @@ export class WebSubHub {
   private readonly options: HubOptions
   /** Verifications under way, so that shutdown can wait for them. */
   private readonly pending = new Set<Promise<void>>()
+  /** The last verification queued per topic and callback. */
+  private readonly inOrder = new Map<string, Promise<void>>()
 
   constructor(options: HubOptions) {
     this.options = options
@@ -71,7 +73,19 @@ export class WebSubHub {
   accept(form: URLSearchParams): void {
     const mode = form.get('hub.mode')
     if (mode === 'subscribe' || mode === 'unsubscribe') {
-      this.track(this.verify(this.subscriptionRequest(mode, form)))
+      const request = this.subscriptionRequest(mode, form)
+      // Requests for one topic and callback are verified in the order they came, so that a slow
+      // subscribe cannot be verified after a later unsubscribe and undo it.
+      const key = `${request.topicUrl}\n${request.callback}`
+      const previous = this.inOrder.get(key) ?? Promise.resolve()
+      // (the previous one's failure is logged by its own track(), and does not stop this one)
+      const next = previous.catch(() => {}).then(() => this.verify(request))
+      this.inOrder.set(key, next)
+      const forget = () => {
+        if (this.inOrder.get(key) === next) this.inOrder.delete(key)
+      }
+      next.then(forget, forget)
+      this.track(next)
       return
     }
     if (mode === 'publish') {

@@ -541,6 +541,25 @@ describe('WebSub hub: operations', () => {
     assert.match(text, /herald_websub_verifications_total\{mode="subscribe",outcome="verified"\} [1-9]/)
   })
 
+  test('requests for one topic and callback are verified in order: a slow subscribe, then an unsubscribe', async () => {
+    const callback = `${sub.url}/order`
+    sub.answer = (request) => {
+      const answer = subscriber()(request, 0)
+      // The subscribe's verification answers slowly; the unsubscribe's at once.
+      return query(request).get('hub.mode') === 'subscribe' ? { ...answer, delayMs: 400 } : answer
+    }
+    try {
+      const fields = { 'hub.topic': heraldTopic('order'), 'hub.callback': callback }
+      assert.equal((await hubRequest(server, { 'hub.mode': 'subscribe', ...fields })).status, 202)
+      assert.equal((await hubRequest(server, { 'hub.mode': 'unsubscribe', ...fields })).status, 202)
+      assert.equal((await verificationOf(server, callback, 'unsubscribe')).state, 'verified')
+      assert.equal((await verificationOf(server, callback, 'subscribe')).state, 'verified')
+    } finally {
+      sub.answer = subscriber()
+    }
+    assert.deepEqual(await subscriptions(server, heraldTopic('order')), [], 'the later unsubscribe wins')
+  })
+
   test('a failing subscription is not disabled: it is retried until its lease ends', async () => {
     const callback = `${sub.url}/failing`
     await subscribe(server, { 'hub.topic': heraldTopic('failing'), 'hub.callback': callback })
