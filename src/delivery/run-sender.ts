@@ -66,15 +66,9 @@ export class RunSender {
         unsent.push(delivery.id)
         continue
       }
-      if (hook.rate_limit !== null) {
-        await this.bucket(hook).take()
-        // The wait for a token may have taken the run past its lease budget, or shutdown begun.
-        if (stopped() || Date.now() > lastStart) {
-          stop = true
-          unsent.push(delivery.id)
-          continue
-        }
-      }
+      // Known gap: a token wait longer than the lease budget can let the lease lapse (a second send);
+      // releasing instead would never deliver at rates below one per lease. See the session note.
+      if (hook.rate_limit !== null) await this.bucket(hook).take()
       const outcome = await this.attempt(hook, delivery)
       outcomes.push(outcome)
       // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
