@@ -35,29 +35,8 @@ import type {
  * run that follows it); the others wait with `due_at` NULL until `advance` makes the next one due.
  */
 
-interface HookRow {
-  id: string
-  kind: HookKind
-  target_url: string
-  topic: string | null
-  topic_url: string | null
-  event: string | null
-  event_root: string | null
-  secret: string | null
-  lease_seconds: number | null
-  expires_at: number | null
-  previous_secret: string | null
-  previous_secret_until: number | null
-  ordered: number
-  max_in_flight: number
-  rate_limit: number | null
-  state: HookRecord['state']
-  disabled_reason: string | null
-  failing_since: number | null
-  description: string | null
-  created_at: number
-  updated_at: number
-}
+/** A hooks row: the record as stored (`ordered` as 0/1, plus the indexed first segment of `event`). */
+type HookRow = Omit<HookRecord, 'ordered'> & { ordered: number; event_root: string | null }
 
 function toHook(row: HookRow): HookRecord {
   const { event_root: _root, ordered, ...rest } = row
