@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import { post, RESPONSE_KEPT_BYTES } from '../../src/delivery/attempt.ts'
+import { createGuardedAgent } from '../../src/delivery/targets.ts'
+
+// One attempt (src/delivery/attempt.ts) against a real loopback server whose answers the tests pick.
+describe('one delivery attempt', () => {
+  const agent = createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 })
+  let server: Server
+  let base: string
+  /** What the server received: the request target and the body. */
+  const received: Array<{ url: string; body: string }> = []
+
+  before(async () => {
+    server = createServer((request, response) => {
+      let body = ''
+      request.setEncoding('utf8')
+      request.on('data', (chunk: string) => (body += chunk))
+      request.on('end', () => {
+        received.push({ url: request.url!, body })
+        const url = new URL(request.url!, 'http://x')
+        switch (url.pathname) {
+          case '/ok':
+            response.writeHead(200, { 'x-hook-secret': 'abc' }).end('fine')
+            return
+          case '/big':
+            // Larger than what an attempt reads: cut at the cap, the connection dropped.
+            response.writeHead(500).end('x'.repeat(200_000))
+            return
+          case '/later':
+            response.writeHead(503, { 'retry-after': '7' }).end()
+            return
+          case '/slow':
+            setTimeout(() => response.writeHead(200).end('too late'), 2_000).unref()
+            return
+          case '/stalls-mid-body':
+            response.writeHead(200, { 'content-length': '100' })
+            response.write('partial')
+            return
+          default:
+            response.writeHead(404).end()
+        }
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  after(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+    await agent.close()
+  })
+
+  const attempt = (path: string, extra: { timeoutMs?: number; responseHeader?: string } = {}) =>
+    post({
+      url: `${base}${path}`,
+      headers: { 'content-type': 'application/json' },
+      body: '{"n":1}',
+      timeoutMs: extra.timeoutMs ?? 5_000,
+      agent,
+      ...(extra.responseHeader ? { responseHeader: extra.responseHeader } : {}),
+    })
+
+  test('a 2xx: status, the answer kept, the asked-for header, the query string sent as given', async () => {
+    const result = await attempt('/ok?a=1&b=%2F', { responseHeader: 'x-hook-secret' })
+    assert.equal(result.status, 200)
+    assert.equal(result.error, null)
+    assert.equal(result.response, 'fine')
+    assert.equal(result.header, 'abc')
+    assert.deepEqual(received.at(-1), { url: '/ok?a=1&b=%2F', body: '{"n":1}' })
+    assert.ok(result.duration_ms >= 0 && result.duration_ms < 5_000)
+    assert.ok(Math.abs(result.at - Date.now()) < 5_000)
+  })
+
+  test('a long answer is kept up to the cap, marked as cut', async () => {
+    const result = await attempt('/big')
+    assert.equal(result.status, 500)
+    assert.equal(result.response!.length, RESPONSE_KEPT_BYTES + 1)
+    assert.ok(result.response!.endsWith('…'))
+    // The agent still works after the connection was dropped.
+    assert.equal((await attempt('/ok')).status, 200)
+  })
+
+  test('Retry-After is read', async () => {
+    const result = await attempt('/later')
+    assert.equal(result.status, 503)
+    assert.equal(result.retryAfterMs, 7_000)
+  })
+
+  test('no answer within the timeout: an error naming it, and no waiting for the answer', async () => {
+    const started = performance.now()
+    const result = await attempt('/slow', { timeoutMs: 300 })
+    assert.equal(result.status, null)
+    assert.equal(result.error, 'timed out after 300 ms')
+    assert.ok(performance.now() - started < 1_500, 'settled at the timeout, not at the late answer')
+  })
+
+  test('a body that stalls half-way times out too', async () => {
+    const result = await attempt('/stalls-mid-body', { timeoutMs: 300 })
+    assert.equal(result.status, null)
+    assert.equal(result.error, 'timed out after 300 ms')
+  })
+
+  test('nothing listening: the network error is named', async () => {
+    const closed = createServer()
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((resolve) => closed.close(resolve))
+    const result = await post({
+      url: `http://127.0.0.1:${port}/`,
+      headers: {},
+      body: '',
+      timeoutMs: 2_000,
+      agent,
+    })
+    assert.equal(result.status, null)
+    assert.match(result.error!, /ECONNREFUSED/)
+  })
+
+  test('a URL that does not parse is an error, not a throw', async () => {
+    const result = await post({ url: 'not a url', headers: {}, body: '', timeoutMs: 1_000, agent })
+    assert.equal(result.status, null)
+    assert.match(result.error!, /URL/)
+  })
+})
