@@ -12,6 +12,7 @@ import type {
   SettleResult,
   Store,
 } from '../store/store.ts'
+import { RateLimits } from './rate-limit.ts'
 import { type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
 import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
@@ -65,6 +66,7 @@ export class Dispatcher {
   private readonly leaseMs: number
   private running = 0
   private readonly runningByHook = new Map<string, number>()
+  private readonly rates = new RateLimits()
   private readonly transport: RunTransport
   private readonly runs = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
@@ -152,10 +154,14 @@ export class Dispatcher {
               now,
               leaseMs: this.leaseMs,
               capacity: (hook) => this.capacity(hook),
+              deliveryBudget: (hook) => this.rates.available(hook),
               runLength: RUN_LENGTH,
               limit: free,
             })
-      for (const run of runs) this.track(run)
+      for (const run of runs) {
+        this.rates.take(run.hook, run.deliveries.length)
+        this.track(run)
+      }
       const due = await this.options.store.nextDueAt()
       if (due !== null) {
         // Something due that could not be claimed waits for capacity: a finishing run wakes us.
@@ -173,10 +179,7 @@ export class Dispatcher {
     this.schedule(next)
   }
 
-  /**
-   * How many more runs this dispatcher may start for `hook` now: its in-flight cap (a rate limit is
-   * kept by the sender, which waits for tokens; the lease bounds how long it may wait).
-   */
+  /** How many more runs this dispatcher may start for `hook` now: its in-flight cap. */
   private capacity(hook: HookRecord): number {
     return hook.max_in_flight - (this.runningByHook.get(hook.id) ?? 0)
   }

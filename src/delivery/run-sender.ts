@@ -38,7 +38,6 @@ export interface RunEnd {
 
 export class RunSender {
   private readonly config: SenderConfig
-  private readonly rates = new Map<string, TokenBucket>()
 
   constructor(config: SenderConfig) {
     this.config = config
@@ -66,9 +65,6 @@ export class RunSender {
         unsent.push(delivery.id)
         continue
       }
-      // Known gap: a token wait longer than the lease budget can let the lease lapse (a second send);
-      // releasing instead would never deliver at rates below one per lease. See the session note.
-      if (hook.rate_limit !== null) await this.bucket(hook).take()
       const outcome = await this.attempt(hook, delivery)
       outcomes.push(outcome)
       // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
@@ -85,15 +81,6 @@ export class RunSender {
       }
     }
     return { outcomes, unsent }
-  }
-
-  private bucket(hook: HookRecord): TokenBucket {
-    let bucket = this.rates.get(hook.id)
-    if (!bucket || bucket.rate !== hook.rate_limit) {
-      bucket = new TokenBucket(hook.rate_limit!)
-      this.rates.set(hook.id, bucket)
-    }
-    return bucket
   }
 
   private async attempt(hook: HookRecord, delivery: ClaimedDelivery): Promise<DeliveryOutcome> {
@@ -138,34 +125,4 @@ function webhookDelivery(hook: HookRecord, eventId: string, body: string, now: n
   const headers = signedHeaders(eventId, body, secrets, now)
   headers['user-agent'] = 'Herald-Webhooks'
   return { headers, body }
-}
-
-/** Deliveries per second for one hook: a bucket that holds at most one second's worth. */
-class TokenBucket {
-  readonly rate: number
-  private tokens: number
-  private updated = performance.now()
-
-  constructor(rate: number) {
-    this.rate = rate
-    this.tokens = Math.max(1, rate)
-  }
-
-  private refill(): void {
-    const now = performance.now()
-    this.tokens = Math.min(Math.max(1, this.rate), this.tokens + ((now - this.updated) / 1000) * this.rate)
-    this.updated = now
-  }
-
-  /** Waits for a token and takes it. */
-  async take(): Promise<void> {
-    for (;;) {
-      this.refill()
-      if (this.tokens >= 1) {
-        this.tokens -= 1
-        return
-      }
-      await new Promise((resolve) => setTimeout(resolve, ((1 - this.tokens) / this.rate) * 1000))
-    }
-  }
 }

@@ -201,8 +201,13 @@ export interface ClaimRequest {
   owner: string
   now: number
   leaseMs: number
-  /** Per hook id: how many more runs this dispatcher may start for it (in-flight and rate caps). */
+  /** Per hook: how many more runs this dispatcher may start for it (its in-flight cap). */
   capacity: (hook: HookRecord) => number
+  /**
+   * Per hook: how many deliveries this claim may take from it in all (the tokens its rate limit has
+   * now; Infinity without one). Runs are cut to fit, so that a sender never waits for a token.
+   */
+  deliveryBudget: (hook: HookRecord) => number
   /** Deliveries an ordered queue's run may hold. */
   runLength: number
   /** Runs at most, over all hooks. */

@@ -46,6 +46,7 @@ function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
     now,
     leaseMs: LEASE,
     capacity: (h) => h.max_in_flight,
+    deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 32,
     limit: 100,
     ...fields,
@@ -180,6 +181,28 @@ export function deliveryContract(name: string, open: () => Promise<StoreHarness>
         assert.equal((await claim(store, T0, { owner: 'B' })).length, 1)
       },
     )
+
+    withStore('a delivery budget (rate limit tokens) cuts runs to fit, per hook', async ({ store }) => {
+      await store.createHook(hook('o'))
+      await store.createHook(hook('u', { ordered: false }))
+      await store.createHook(hook('free', { topic: 'x' }))
+      await append(store, 'orders', T0, ...Array.from({ length: 6 }, () => ({ type: 'a' })))
+      await append(store, 'x', T0, { type: 'a' }, { type: 'b' })
+      const budgets: Record<string, number> = { o: 2.7, u: 3, free: Number.POSITIVE_INFINITY }
+      const runs = await claim(store, T0, { deliveryBudget: (h) => budgets[h.id]! })
+      const sizes = (id: string) => runs.filter((r) => r.hook.id === id).map((r) => r.deliveries.length)
+      assert.deepEqual(sizes('o'), [2], 'an ordered run holds what the budget allows, whole tokens only')
+      assert.deepEqual(sizes('u'), [1, 1, 1], 'unordered: one run per token')
+      assert.deepEqual(sizes('free'), [2])
+      // No budget: nothing is claimed from that hook, and what it did not take is still there.
+      assert.equal((await claim(store, T0, { owner: 'B', deliveryBudget: () => 0.9 })).length, 0)
+      const rest = await claim(store, T0 + LEASE + 1, { owner: 'B' })
+      assert.deepEqual(
+        rest.filter((r) => r.hook.id === 'u').length,
+        6,
+        'the unordered hook: its 3 unclaimed and its 3 expired leases',
+      )
+    })
 
     withStore(
       '410 deletes the hook and its queue; failures past disableAfter disable it',

@@ -251,7 +251,8 @@ export class DeliveryTables {
     for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
       if (runs.length >= request.limit) break
       const hook = toHook(row)
-      const room = Math.min(request.capacity(hook), request.limit - runs.length)
+      let budget = request.deliveryBudget(hook)
+      const room = Math.min(request.capacity(hook), request.limit - runs.length, Math.floor(budget))
       if (room <= 0) continue
       const heads = this.s.dueOfHook.all(hook.id, now, room) as Array<{
         id: number
@@ -260,16 +261,18 @@ export class DeliveryTables {
         seq: number
       }>
       for (const head of heads) {
+        if (budget < 1) break
         // One read for the run (with the events' bodies) and one write to lease it, not one each per row.
         const deliveries = this.s.runFrom.all(
           hook.id,
           head.topic_id,
           head.seq,
-          hook.ordered ? request.runLength : 1,
+          Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget)),
         ) as unknown as ClaimedDelivery[]
         if (deliveries.length === 0) continue // taken by an earlier head's run in this claim
         this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
         runs.push({ hook, deliveries })
+        budget -= deliveries.length
       }
     }
     return runs
