@@ -13,7 +13,7 @@ import type {
   Store,
 } from '../store/store.ts'
 import { RateLimits } from './rate-limit.ts'
-import { type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
+import { type ExtendRun, type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
 import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
 /**
@@ -22,7 +22,10 @@ import type { ToWorker, WorkerConfig } from './sender-worker.ts'
  */
 export const SYSTEM_TOPIC = 'herald.system'
 
-/** Deliveries of one ordered queue claimed at once and sent back to back. */
+/**
+ * Deliveries of one ordered queue claimed at once and sent back to back; a run in flight claims its
+ * next this many before it runs out (see RunSender.send), so its queue never waits between runs.
+ */
 const RUN_LENGTH = 256
 /** How often the queue is looked at when nothing woke the dispatcher (retries coming due, other nodes). */
 const POLL_MS = 1000
@@ -217,7 +220,8 @@ export class Dispatcher {
   private async send(run: ClaimedRun, finish: () => void): Promise<void> {
     const { hook } = run
     const { store, timeoutMs, disableAfterMs } = this.options
-    const lastStart = Date.now() + this.leaseMs - timeoutMs - 1_000
+    const topic = run.deliveries[0]!.topic
+    const lastStart = (claimedAt: number) => claimedAt + this.leaseMs - timeoutMs - 1_000
     const byId = new Map(run.deliveries.map((delivery) => [delivery.id, delivery]))
     const settling: Array<Promise<SettleResult>> = []
     const reported = new Set<number>()
@@ -243,16 +247,38 @@ export class Dispatcher {
         }),
       )
     }
+    // An ordered run goes on with the rest of its queue while a slot is free. With every slot taken,
+    // other queues may be waiting for one: the run then ends at its length and its queue takes its
+    // turn. A rate-limited hook's runs are cut to its tokens at each claim and are not extended.
+    let extending: Promise<unknown> = Promise.resolve()
+    const extend: ExtendRun = async (afterSeq) => {
+      if (this.stopped || this.running >= this.options.concurrency) return undefined
+      const now = Date.now()
+      const claimed = store.extendRun({
+        owner: this.owner,
+        now,
+        leaseMs: this.leaseMs,
+        hookId: hook.id,
+        topic,
+        afterSeq,
+        runLength: RUN_LENGTH,
+      })
+      extending = claimed.catch(() => undefined)
+      const more = await claimed
+      if (!more) return undefined
+      for (const delivery of more.deliveries) byId.set(delivery.id, delivery)
+      return { run: more, lastStart: lastStart(now) }
+    }
+    const extensible = hook.ordered && hook.rate_limit === null
     let end: RunEnd
     try {
-      end = await this.transport.send(run, lastStart, report)
+      end = await this.transport.send(run, lastStart(Date.now()), report, extensible ? extend : undefined)
     } catch (error) {
-      // The sender failed (its thread died): what it did not report is let go, to be sent again.
+      // The sender failed (its thread died): what it did not report is let go, to be sent again,
+      // including what an extension claimed meanwhile.
       this.options.logger.error({ err: error, hook: hook.id }, 'sending a webhook run failed')
-      end = {
-        outcomes: [],
-        unsent: run.deliveries.map((delivery) => delivery.id).filter((id) => !reported.has(id)),
-      }
+      await extending
+      end = { outcomes: [], unsent: [...byId.keys()].filter((id) => !reported.has(id)) }
     }
     count(end.outcomes)
     // The run's last outcomes, its unsent deliveries let go and its queue advanced, in one commit: a
@@ -262,7 +288,7 @@ export class Dispatcher {
         now: Date.now(),
         outcomes: end.outcomes,
         released: end.unsent,
-        advanced: hook.ordered ? [{ hookId: hook.id, topic: run.deliveries[0]!.topic }] : [],
+        advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
         disableAfterMs,
       }),
     )
@@ -311,8 +337,11 @@ export class Dispatcher {
 
 /** Where runs are sent: on this thread, or on a worker. */
 interface RunTransport {
-  /** Sends a run, reporting outcomes as they come; resolves with its last outcomes and what it did not send. */
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd>
+  /**
+   * Sends a run, reporting outcomes as they come, extending it with `extend` when given; resolves
+   * with its last outcomes and what it did not send.
+   */
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch, extend?: ExtendRun): Promise<RunEnd>
   /** No attempt is started after this (runs under way end at their current attempt). */
   stop(): void
   close(): Promise<void>
@@ -326,8 +355,8 @@ class InProcessTransport implements RunTransport {
     this.sender = sender
   }
 
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd> {
-    return this.sender.send(run, lastStart, report, () => this.stopped)
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch, extend?: ExtendRun): Promise<RunEnd> {
+    return this.sender.send(run, lastStart, report, () => this.stopped, extend)
   }
 
   stop(): void {
@@ -339,6 +368,7 @@ class InProcessTransport implements RunTransport {
 
 type FromWorker =
   | { type: 'batch'; id: number; outcomes: DeliveryOutcome[]; next: number }
+  | { type: 'extend'; id: number; afterSeq: number }
   | { type: 'end'; id: number; end?: RunEnd; error?: string }
 
 /** Runs sent on a worker thread; a thread that dies is replaced (its runs fail and are let go). */
@@ -348,7 +378,12 @@ class WorkerTransport implements RunTransport {
   private readonly logger: Logger
   private readonly pending = new Map<
     number,
-    { report: ReportBatch; resolve: (end: RunEnd) => void; reject: (error: Error) => void }
+    {
+      report: ReportBatch
+      extend: ExtendRun | undefined
+      resolve: (end: RunEnd) => void
+      reject: (error: Error) => void
+    }
   >()
   private nextId = 0
   private closing = false
@@ -367,6 +402,12 @@ class WorkerTransport implements RunTransport {
       if (!run) return
       if (message.type === 'batch') {
         run.report(message.outcomes, message.next)
+      } else if (message.type === 'extend') {
+        // Always answered: the run waits for it before it ends.
+        const extension = run.extend ? run.extend(message.afterSeq).catch(() => undefined) : undefined
+        void Promise.resolve(extension).then((answer) =>
+          worker.postMessage({ type: 'extension', id: message.id, extension: answer } satisfies ToWorker),
+        )
       } else {
         this.pending.delete(message.id)
         if (message.error !== undefined) run.reject(new Error(message.error))
@@ -383,11 +424,17 @@ class WorkerTransport implements RunTransport {
     return worker
   }
 
-  send(run: ClaimedRun, lastStart: number, report: ReportBatch): Promise<RunEnd> {
+  send(run: ClaimedRun, lastStart: number, report: ReportBatch, extend?: ExtendRun): Promise<RunEnd> {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { report, resolve, reject })
-      this.worker.postMessage({ type: 'run', id, run, lastStart } satisfies ToWorker)
+      this.pending.set(id, { report, extend, resolve, reject })
+      this.worker.postMessage({
+        type: 'run',
+        id,
+        run,
+        lastStart,
+        extensible: extend !== undefined,
+      } satisfies ToWorker)
     })
   }
 

@@ -36,6 +36,21 @@ export interface RunEnd {
   unsent: number[]
 }
 
+/** More of a run, claimed while it is sent; `lastStart` bounds these deliveries as it does the run's. */
+export interface RunExtension {
+  run: ClaimedRun
+  lastStart: number
+}
+
+/**
+ * Asks for the deliveries that follow `afterSeq` in the run's queue (DeliveryStore.extendRun);
+ * undefined, or none, when the run is to end with what it has.
+ */
+export type ExtendRun = (afterSeq: number) => Promise<RunExtension | undefined>
+
+/** An extended run asks for more once this many of its deliveries are left to send. */
+const EXTEND_WHEN_LEFT = 128
+
 export class RunSender {
   private readonly config: SenderConfig
 
@@ -48,28 +63,74 @@ export class RunSender {
    * is past `lastStart` (its lease would end during the next attempt) or `stopped()`. Outcomes are
    * reported in batches while the run goes on; the last ones come back with the deliveries it did not
    * send, so that the caller settles them, lets the rest go and advances the queue in one commit.
+   *
+   * With `extend`, the run asks for more of its queue before it runs out, so that the queue does not
+   * wait for a claim between runs; it ends only once an extension brings nothing. An extension asked
+   * for is always awaited, and what it brought is sent or returned unsent, never dropped.
    */
   async send(
     run: ClaimedRun,
     lastStart: number,
     report: ReportBatch,
     stopped: () => boolean,
+    extend?: ExtendRun,
   ): Promise<RunEnd> {
-    const { hook } = run
+    let hook = run.hook
+    const deliveries = [...run.deliveries]
+    // Each delivery's latest start: its own claim's lease bounds it.
+    const lastStarts = deliveries.map(() => lastStart)
     const unsent: number[] = []
     let outcomes: DeliveryOutcome[] = []
     let lastReport = performance.now()
     let stop = false
-    for (const [index, delivery] of run.deliveries.entries()) {
-      if (stop || stopped() || Date.now() > lastStart) {
+    let more = extend !== undefined
+    let extending: Promise<void> | undefined
+    const askForMore = (afterSeq: number) => {
+      extending = extend!(afterSeq)
+        .then(
+          (extension) => {
+            if (!extension || extension.run.deliveries.length === 0) {
+              more = false
+              return
+            }
+            // The hook as it is now: a changed URL or secret applies from here on.
+            hook = extension.run.hook
+            for (const delivery of extension.run.deliveries) {
+              deliveries.push(delivery)
+              lastStarts.push(extension.lastStart)
+            }
+          },
+          () => {
+            more = false
+          },
+        )
+        .finally(() => {
+          extending = undefined
+        })
+    }
+    let index = 0
+    for (;;) {
+      if (index >= deliveries.length) {
+        if (extending === undefined) break
+        await extending
+        continue
+      }
+      if (more && extending === undefined && !stop && deliveries.length - index <= EXTEND_WHEN_LEFT) {
+        askForMore(deliveries.at(-1)!.seq)
+      }
+      const delivery = deliveries[index]!
+      if (stop || stopped() || Date.now() > lastStarts[index]!) {
         unsent.push(delivery.id)
+        stop = true
+        index++
         continue
       }
       const outcome = await this.attempt(hook, delivery)
+      index++
       outcomes.push(outcome)
       // An ordered queue waits for a retry; a hook that is gone has nothing more to send.
       if (outcome.result === 'retry' || outcome.result === 'gone') stop = true
-      const next = run.deliveries[index + 1]
+      const next = deliveries[index]
       if (
         !stop &&
         next !== undefined &&

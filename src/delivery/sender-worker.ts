@@ -1,14 +1,16 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import type { ClaimedRun } from '../store/store.ts'
-import { RunSender } from './run-sender.ts'
+import { type RunExtension, RunSender } from './run-sender.ts'
 import { createGuardedAgent } from './targets.ts'
 
 /**
  * The dispatcher's sending thread: signs and POSTs the runs the main thread claimed, and reports
  * their outcomes back; the main thread keeps the Store (claims and settlements) to itself.
  *
- * Messages in: {type:'run', id, run, lastStart}, {type:'stop'}.
- * Messages out: {type:'batch', id, outcomes, next}, {type:'end', id, end} or {type:'end', id, error}.
+ * Messages in: {type:'run', id, run, lastStart, extensible}, {type:'extension', id, extension},
+ * {type:'stop'}.
+ * Messages out: {type:'batch', id, outcomes, next}, {type:'extend', id, afterSeq} (answered by one
+ * 'extension'), {type:'end', id, end} or {type:'end', id, error}.
  */
 
 export interface WorkerConfig {
@@ -19,7 +21,10 @@ export interface WorkerConfig {
   connectTimeoutMs: number
 }
 
-export type ToWorker = { type: 'run'; id: number; run: ClaimedRun; lastStart: number } | { type: 'stop' }
+export type ToWorker =
+  | { type: 'run'; id: number; run: ClaimedRun; lastStart: number; extensible: boolean }
+  | { type: 'extension'; id: number; extension: RunExtension | undefined }
+  | { type: 'stop' }
 
 const config = workerData as WorkerConfig
 const port = parentPort!
@@ -28,6 +33,8 @@ const agent = createGuardedAgent({
   connectTimeoutMs: config.connectTimeoutMs,
 })
 const sender = new RunSender({ ...config, agent })
+/** Runs waiting for the answer to their 'extend' (a run asks for one at a time). */
+const extensions = new Map<number, (extension: RunExtension | undefined) => void>()
 let stopped = false
 
 port.on('message', (message: ToWorker) => {
@@ -35,13 +42,24 @@ port.on('message', (message: ToWorker) => {
     stopped = true
     return
   }
-  const { id, run, lastStart } = message
+  if (message.type === 'extension') {
+    extensions.get(message.id)?.(message.extension)
+    extensions.delete(message.id)
+    return
+  }
+  const { id, run, lastStart, extensible } = message
+  const extend = (afterSeq: number) =>
+    new Promise<RunExtension | undefined>((resolve) => {
+      extensions.set(id, resolve)
+      port.postMessage({ type: 'extend', id, afterSeq })
+    })
   sender
     .send(
       run,
       lastStart,
       (outcomes, next) => port.postMessage({ type: 'batch', id, outcomes, next }),
       () => stopped,
+      extensible ? extend : undefined,
     )
     .then(
       (end) => port.postMessage({ type: 'end', id, end }),

@@ -214,6 +214,18 @@ export interface ClaimRequest {
   limit: number
 }
 
+/** The continuation of an ordered run still in flight (see DeliveryStore.extendRun). */
+export interface ExtendRequest {
+  owner: string
+  now: number
+  leaseMs: number
+  hookId: string
+  topic: string
+  /** The seq of the run's last delivery: the continuation starts after it. */
+  afterSeq: number
+  runLength: number
+}
+
 /** What the dispatcher learned, written in one transaction. */
 export interface Settlement {
   now: number
@@ -294,6 +306,13 @@ export interface DeliveryStore {
 
   /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
   claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
+  /**
+   * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a
+   * claim when the run's deliveries run out: the queue's pending deliveries after `afterSeq` that no
+   * one holds, up to `runLength`, under a lease, with the hook as it is now. undefined when the hook
+   * is gone, not active or no longer ordered; no deliveries when nothing follows yet.
+   */
+  extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined>
   settleDeliveries(settlement: Settlement): Promise<SettleResult>
   /** When the earliest pending delivery not leased is due (ms), or null when none is. */
   nextDueAt(): Promise<number | null>

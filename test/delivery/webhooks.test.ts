@@ -207,6 +207,34 @@ describe('webhook delivery', () => {
     assert.deepEqual(delivered.get('/ordered-2'), expected)
   })
 
+  for (const workers of [1, 0] as const) {
+    test(`a queue longer than a run goes out in order, each event once (dispatch workers: ${workers})`, async () => {
+      // 700 events: a run of 256 is extended twice while it is sent (or ends and is claimed again).
+      const own = await startTestServer({ allowPrivateTargets: true, dispatchWorkers: workers })
+      try {
+        receiver.answer = () => ({ status: 200 })
+        const path = `/long-${workers}`
+        const hook = await createHook(own, { target_url: `${receiver.url}${path}`, topic: 'long' })
+        for (let batch = 0; batch < 7; batch++) {
+          await publish(
+            own.url,
+            'long',
+            Array.from({ length: 100 }, (_, i) => ({ type: 't', data: batch * 100 + i })),
+          )
+        }
+        const got = await receiver.waitFor(700, (r) => r.url === path, 30_000)
+        assert.deepEqual(
+          got.map((request) => verified(request, hook.secret).seq),
+          Array.from({ length: 700 }, (_, i) => i + 1),
+        )
+        await sleep(300)
+        assert.equal(receiver.received.filter((r) => r.url === path).length, 700, 'none sent twice')
+      } finally {
+        await own.close()
+      }
+    })
+  }
+
   test('a slow failure is not overtaken by the rest of its ordered queue', async () => {
     let failedOnce = false
     receiver.answer = (request) => {

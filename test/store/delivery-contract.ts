@@ -319,6 +319,48 @@ export function deliveryContract(name: string, open: () => Promise<StoreHarness>
       },
     )
 
+    withStore('a run in flight is extended with the rest of its queue, once', async ({ store }) => {
+      await store.createHook(hook('h'))
+      await store.createHook(hook('u', { ordered: false }))
+      await append(store, 'orders', T0, ...Array.from({ length: 5 }, () => ({ type: 'a' })))
+      const [run] = (await claim(store, T0, { runLength: 2 })).filter((r) => r.hook.id === 'h')
+      assert.deepEqual(
+        run!.deliveries.map((d) => d.seq),
+        [1, 2],
+      )
+      const extend = (fields: Partial<Parameters<Store['extendRun']>[0]> = {}) =>
+        store.extendRun({
+          owner: 'A',
+          now: T0 + 1,
+          leaseMs: LEASE,
+          hookId: 'h',
+          topic: 'orders',
+          afterSeq: 2,
+          runLength: 2,
+          ...fields,
+        })
+      const more = await extend()
+      assert.equal(more!.hook.id, 'h')
+      assert.deepEqual(
+        more!.deliveries.map((d) => d.seq),
+        [3, 4],
+      )
+      assert.ok(more!.deliveries.every((d) => d.body !== null && d.attempts === 0))
+      // Leased: asking again from the same place finds only what no one holds.
+      assert.deepEqual(
+        (await extend({ owner: 'B' }))!.deliveries.map((d) => d.seq),
+        [5],
+      )
+      assert.deepEqual((await extend({ afterSeq: 5 }))!.deliveries, [], 'nothing follows yet')
+      assert.deepEqual(await claim(store, T0 + 2, { owner: 'C' }), [], 'the queue is still one run')
+      // Not for an unordered hook, a paused one, an unknown topic or hook.
+      assert.equal(await extend({ hookId: 'u' }), undefined)
+      assert.equal(await extend({ topic: 'nope' }), undefined)
+      assert.equal(await extend({ hookId: 'nope' }), undefined)
+      await store.updateHook('h', { state: 'paused' }, T0 + 3)
+      assert.equal(await extend({ afterSeq: 0 }), undefined)
+    })
+
     withStore('a run in flight keeps its queue busy after settling part of it (carry)', async ({ store }) => {
       await store.createHook(hook('h'))
       await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })

@@ -17,6 +17,7 @@ import type {
   ClaimRequest,
   DeliveryRecord,
   DeliveryState,
+  ExtendRequest,
   HookChanges,
   HookKind,
   HookRecord,
@@ -276,6 +277,24 @@ export class DeliveryTables {
       }
     }
     return runs
+  }
+
+  extend(request: ExtendRequest): ClaimedRun | undefined {
+    const hook = this.hook(request.hookId)
+    if (hook?.state !== 'active' || !hook.ordered) return undefined
+    const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
+    if (topicId === undefined) return undefined
+    const deliveries = this.s.runFrom.all(
+      hook.id,
+      topicId,
+      request.afterSeq + 1,
+      request.runLength,
+    ) as unknown as ClaimedDelivery[]
+    if (deliveries.length > 0) {
+      const ids = JSON.stringify(deliveries.map((delivery) => delivery.id))
+      this.s.leaseIds.run(request.owner, request.now + request.leaseMs, ids)
+    }
+    return { hook, deliveries }
   }
 
   /**

@@ -9,6 +9,7 @@ import type {
   ClaimRequest,
   DeliveryRecord,
   DeliveryState,
+  ExtendRequest,
   HookChanges,
   HookKind,
   HookRecord,
@@ -192,6 +193,10 @@ export class SqliteStore implements Store {
 
   claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]> {
     return this.write(() => this.deliveries.claim(request))
+  }
+
+  extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined> {
+    return this.write(() => this.deliveries.extend(request))
   }
 
   settleDeliveries(settlement: Settlement): Promise<SettleResult> {
