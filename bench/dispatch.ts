@@ -28,13 +28,16 @@
 //     delivery is signed, and its attempt is written to the attempts log (SQLite, group-committed).
 // Seconds are the same for all: from the start (the loop's first POST; the first PATCH) to the
 // arrival of the last POST at the receiver (one clock: performance.timeOrigin + performance.now()).
+// CPU per delivery, for the sender (the loop's process; Herald's, all its threads) and the receiver:
+// user + system time from /proc/<pid>/stat over the same window, divided by the deliveries. On 2 cores
+// shared by the sender and the receiver, it shows where the time goes better than seconds alone.
 // After each Herald measurement the run also checks its books: herald_deliveries{state="delivered"}
 // reaches hooks × events (the time that takes after the last arrival is reported), no attempt other
 // than a first, successful one, and each hook's newest attempt is the last event, answered 200.
 // A path that misses a seq fails the run; duplicates and out-of-order arrivals are reported and make
 // the run exit non-zero.
-import { type ChildProcess, fork } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { type ChildProcess, execFileSync, fork } from 'node:child_process'
+import { readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { ROOT, round, startHerald, table } from './lib.ts'
@@ -82,6 +85,25 @@ function forkPeer(script: string): ChildProcess {
   return child
 }
 
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
+
+/** CPU seconds (user + system, all its threads) a process has used so far, from /proc; NaN elsewhere. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** CPU a process spends per delivery over a measurement: read once at its start, once at its end. */
+function cpuMeter(pid: number | undefined): () => number {
+  const start = cpuSeconds(pid)
+  return () => ((cpuSeconds(pid) - start) * 1e6) / TOTAL
+}
+
 function nextMessage<T extends { type: string }>(child: ChildProcess, type: T['type']): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (message: T) => {
@@ -107,6 +129,7 @@ function nextMessage<T extends { type: string }>(child: ChildProcess, type: T['t
 
 interface Receiver {
   url: string
+  pid: number | undefined
   /** Starts counting afresh; resolves with the arrival time of the `total`-th POST. */
   expect(total: number): Promise<{ at: number; stats: ReceiverStats }>
   stats(): Promise<ReceiverStats>
@@ -119,6 +142,7 @@ async function startReceiver(): Promise<Receiver> {
   const send = (command: ReceiverCommand) => child.send(command)
   return {
     url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
     expect(total) {
       const done = nextMessage<Extract<ReceiverMessage, { type: 'done' }>>(child, 'done')
       send({ type: 'expect', events: EVENTS, total })
@@ -143,13 +167,22 @@ interface Measurement {
   outOfOrder: number
   missing: number
   bodyBytes: number
+  /** CPU µs per delivery of the sending process (Herald: all its threads) over the measurement. */
+  senderCpuUs: number
+  /** CPU µs per delivery of the receiver over the measurement. */
+  receiverCpuUs: number
   /** Herald: seconds from the last arrival until its delivery table counted every delivery. */
   booksSeconds?: number
   /** Herald: seconds to publish the events (hooks paused). */
   publishSeconds?: number
 }
 
-function summarize(stats: ReceiverStats, startedAt: number, doneAt: number): Measurement {
+function summarize(
+  stats: ReceiverStats,
+  startedAt: number,
+  doneAt: number,
+  cpu: { senderCpuUs: number; receiverCpuUs: number },
+): Measurement {
   let duplicates = 0
   let outOfOrder = 0
   let missing = 0
@@ -175,6 +208,7 @@ function summarize(stats: ReceiverStats, startedAt: number, doneAt: number): Mea
     outOfOrder,
     missing,
     bodyBytes: bytes / stats.total,
+    ...cpu,
   }
 }
 
@@ -199,6 +233,8 @@ async function measureLoop(receiver: Receiver, signed: boolean): Promise<Measure
     await nextMessage<LoopMessage>(child, 'ready')
     const done = receiver.expect(TOTAL)
     const finished = nextMessage<Extract<LoopMessage, { type: 'finished' }>>(child, 'finished')
+    const senderCpu = cpuMeter(child.pid)
+    const receiverCpu = cpuMeter(receiver.pid)
     child.send({
       type: 'run',
       url: receiver.url,
@@ -207,11 +243,12 @@ async function measureLoop(receiver: Receiver, signed: boolean): Promise<Measure
       signed,
     } satisfies LoopCommand)
     const { at, stats } = await arrivals(receiver, done, 'bare undici loop')
+    const cpu = { senderCpuUs: senderCpu(), receiverCpuUs: receiverCpu() }
     const result = await finished
     if (result.non2xx > 0 || result.errors > 0) {
       throw new Error(`bare undici loop: ${result.non2xx} non-2xx answers and ${result.errors} errors`)
     }
-    return summarize(stats, result.startedAt, at)
+    return summarize(stats, result.startedAt, at, cpu)
   } finally {
     child.kill('SIGTERM')
   }
@@ -272,10 +309,13 @@ async function measureHerald(receiver: Receiver, round: number, args: string[]):
     await sleep(1000) // the publish's commits and the machine settle before the clock starts
 
     const done = receiver.expect(TOTAL)
+    const senderCpu = cpuMeter(herald.child.pid)
+    const receiverCpu = cpuMeter(receiver.pid)
     const startedAt = now()
     await Promise.all(hooks.map((id) => api(base, 'PATCH', `/v1/hooks/${id}`, { state: 'active' })))
     const { at, stats } = await arrivals(receiver, done, `Herald round ${round}`)
-    const measurement = summarize(stats, startedAt, at)
+    const cpu = { senderCpuUs: senderCpu(), receiverCpuUs: receiverCpu() }
+    const measurement = summarize(stats, startedAt, at, cpu)
 
     // The books: every delivery settled as delivered, each by one successful attempt.
     const deadline = Date.now() + BOOKS_TIMEOUT_MS
@@ -388,6 +428,8 @@ export async function runDispatch(): Promise<string> {
       all.reduce((sum, each) => sum + each.duplicates, 0),
       all.reduce((sum, each) => sum + each.outOfOrder, 0),
       round(result.bodyBytes),
+      round(result.senderCpuUs, 1),
+      round(result.receiverCpuUs, 1),
     ]
   })
   const lines = [
@@ -405,6 +447,8 @@ export async function runDispatch(): Promise<string> {
         'duplicates (all rounds)',
         'out of order (all rounds)',
         'body bytes',
+        'sender CPU µs per delivery',
+        'receiver CPU µs per delivery',
       ],
       rows,
     ),
