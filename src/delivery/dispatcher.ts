@@ -222,15 +222,15 @@ export class Dispatcher {
     const { store, timeoutMs, disableAfterMs } = this.options
     const topic = run.deliveries[0]!.topic
     const lastStart = (claimedAt: number) => claimedAt + this.leaseMs - timeoutMs - 1_000
+    // The run's deliveries not reported yet (an extended run can be long: reported ones are dropped).
     const byId = new Map(run.deliveries.map((delivery) => [delivery.id, delivery]))
     const settling: Array<Promise<SettleResult>> = []
-    const reported = new Set<number>()
     const count = (outcomes: DeliveryOutcome[]) => {
       for (const outcome of outcomes) {
-        reported.add(outcome.id)
         this.attemptCounters[outcome.result].inc()
         this.options.metrics.deliveryDuration.observe(outcome.attempt.duration_ms / 1000)
         if (outcome.result === 'failed') this.announceFailed(hook, byId.get(outcome.id)!, outcome)
+        byId.delete(outcome.id)
       }
     }
     // A batch while the run goes on: its next unsent delivery keeps the queue busy (carry).
@@ -278,7 +278,7 @@ export class Dispatcher {
       // including what an extension claimed meanwhile.
       this.options.logger.error({ err: error, hook: hook.id }, 'sending a webhook run failed')
       await extending
-      end = { outcomes: [], unsent: [...byId.keys()].filter((id) => !reported.has(id)) }
+      end = { outcomes: [], unsent: [...byId.keys()] }
     }
     count(end.outcomes)
     // The run's last outcomes, its unsent deliveries let go and its queue advanced, in one commit: a

@@ -50,6 +50,8 @@ export type ExtendRun = (afterSeq: number) => Promise<RunExtension | undefined>
 
 /** An extended run asks for more once this many of its deliveries are left to send. */
 const EXTEND_WHEN_LEFT = 128
+/** An extended run drops the deliveries it sent once there are this many (their bodies with them). */
+const FORGET_AFTER = 1024
 
 export class RunSender {
   private readonly config: SenderConfig
@@ -117,6 +119,12 @@ export class RunSender {
       }
       if (more && extending === undefined && !stop && deliveries.length - index <= EXTEND_WHEN_LEFT) {
         askForMore(deliveries.at(-1)!.seq)
+      }
+      // What was sent is let go: an extended run may go on for a long time.
+      if (index >= FORGET_AFTER) {
+        deliveries.splice(0, index)
+        lastStarts.splice(0, index)
+        index = 0
       }
       const delivery = deliveries[index]!
       if (stop || stopped() || Date.now() > lastStarts[index]!) {

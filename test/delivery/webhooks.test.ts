@@ -209,26 +209,30 @@ describe('webhook delivery', () => {
 
   for (const workers of [1, 0] as const) {
     test(`a queue longer than a run goes out in order, each event once (dispatch workers: ${workers})`, async () => {
-      // 700 events: a run of 256 is extended twice while it is sent (or ends and is claimed again).
+      // 1,200 events: a run of 256 is extended while it is sent (or ends and is claimed again), past
+      // the 1,024 after which it lets go of what it sent.
       const own = await startTestServer({ allowPrivateTargets: true, dispatchWorkers: workers })
       try {
         receiver.answer = () => ({ status: 200 })
         const path = `/long-${workers}`
         const hook = await createHook(own, { target_url: `${receiver.url}${path}`, topic: 'long' })
-        for (let batch = 0; batch < 7; batch++) {
+        // Paused while the events are published, so that one run finds the whole queue waiting.
+        await api(own, 'PATCH', `/v1/hooks/${hook.id}`, { state: 'paused' })
+        for (let batch = 0; batch < 12; batch++) {
           await publish(
             own.url,
             'long',
             Array.from({ length: 100 }, (_, i) => ({ type: 't', data: batch * 100 + i })),
           )
         }
-        const got = await receiver.waitFor(700, (r) => r.url === path, 30_000)
+        assert.equal((await api(own, 'PATCH', `/v1/hooks/${hook.id}`, { state: 'active' })).status, 200)
+        const got = await receiver.waitFor(1_200, (r) => r.url === path, 30_000)
         assert.deepEqual(
           got.map((request) => verified(request, hook.secret).seq),
-          Array.from({ length: 700 }, (_, i) => i + 1),
+          Array.from({ length: 1_200 }, (_, i) => i + 1),
         )
         await sleep(300)
-        assert.equal(receiver.received.filter((r) => r.url === path).length, 700, 'none sent twice')
+        assert.equal(receiver.received.filter((r) => r.url === path).length, 1_200, 'none sent twice')
       } finally {
         await own.close()
       }
