@@ -403,11 +403,12 @@ class WorkerTransport implements RunTransport {
       if (message.type === 'batch') {
         run.report(message.outcomes, message.next)
       } else if (message.type === 'extend') {
-        // Always answered: the run waits for it before it ends.
-        const extension = run.extend ? run.extend(message.afterSeq).catch(() => undefined) : undefined
-        void Promise.resolve(extension).then((answer) =>
-          worker.postMessage({ type: 'extension', id: message.id, extension: answer } satisfies ToWorker),
-        )
+        // Always answered, with nothing on a failed claim: the run waits for it before it ends.
+        void (run.extend?.(message.afterSeq) ?? Promise.resolve(undefined))
+          .catch(() => undefined)
+          .then((extension) =>
+            worker.postMessage({ type: 'extension', id: message.id, extension } satisfies ToWorker),
+          )
       } else {
         this.pending.delete(message.id)
         if (message.error !== undefined) run.reject(new Error(message.error))

@@ -33,7 +33,7 @@ export class RateLimits {
 }
 
 /** Deliveries per second: a bucket that holds one second's worth (at least one delivery). */
-export class TokenBucket {
+class TokenBucket {
   readonly rate: number
   private readonly size: number
   private tokens: number

@@ -263,15 +263,9 @@ export class DeliveryTables {
       }>
       for (const head of heads) {
         if (budget < 1) break
-        // One read for the run (with the events' bodies) and one write to lease it, not one each per row.
-        const deliveries = this.s.runFrom.all(
-          hook.id,
-          head.topic_id,
-          head.seq,
-          Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget)),
-        ) as unknown as ClaimedDelivery[]
+        const length = Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget))
+        const deliveries = this.leaseRun(hook.id, head.topic_id, head.seq, length, owner, leaseUntil)
         if (deliveries.length === 0) continue // taken by an earlier head's run in this claim
-        this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
         runs.push({ hook, deliveries })
         budget -= deliveries.length
       }
@@ -284,17 +278,35 @@ export class DeliveryTables {
     if (hook?.state !== 'active' || !hook.ordered) return undefined
     const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
     if (topicId === undefined) return undefined
-    const deliveries = this.s.runFrom.all(
+    const leaseUntil = request.now + request.leaseMs
+    const deliveries = this.leaseRun(
       hook.id,
       topicId,
       request.afterSeq + 1,
       request.runLength,
-    ) as unknown as ClaimedDelivery[]
-    if (deliveries.length > 0) {
-      const ids = JSON.stringify(deliveries.map((delivery) => delivery.id))
-      this.s.leaseIds.run(request.owner, request.now + request.leaseMs, ids)
-    }
+      request.owner,
+      leaseUntil,
+    )
     return { hook, deliveries }
+  }
+
+  /**
+   * The pending deliveries of a queue from `fromSeq` on that no one holds, up to `length`, leased to
+   * `owner`: one read (with the events' bodies) and one write, not one each per row.
+   */
+  private leaseRun(
+    hookId: string,
+    topicId: number,
+    fromSeq: number,
+    length: number,
+    owner: string,
+    leaseUntil: number,
+  ): ClaimedDelivery[] {
+    const deliveries = this.s.runFrom.all(hookId, topicId, fromSeq, length) as unknown as ClaimedDelivery[]
+    if (deliveries.length > 0) {
+      this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
+    }
+    return deliveries
   }
 
   /**
