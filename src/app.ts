@@ -6,6 +6,7 @@ import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
+import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
@@ -78,6 +79,7 @@ export async function startHerald(
   })
   const httpContext = {
     config,
+    access: createAccess(config.apiKey),
     log,
     metrics,
     connections,

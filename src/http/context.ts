@@ -4,10 +4,13 @@ import type { WebSubHub } from '../delivery/websub-hub.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { Connections } from '../streams/connections.ts'
+import type { Access } from './access.ts'
 
 /** What the HTTP routes share: built once by the app, handed to every route module. */
 export interface HttpContext {
   config: HeraldConfig
+  /** Who may call what: HTTP routes and WebSocket messages ask the same object. */
+  access: Access
   log: TopicLog
   metrics: Metrics
   /** Every open streaming connection (limits, heartbeats, shutdown). */

@@ -22,7 +22,7 @@ export function registerCors(app: FastifyInstance, origins: string[]): void {
     done()
   })
   // Preflight: answered before authentication (a preflight carries no credentials).
-  app.options('/*', (request, reply) => {
+  app.options('/*', { config: { right: 'public' } }, (request, reply) => {
     const requested = request.headers['access-control-request-headers']
     reply
       .header('access-control-allow-methods', ALLOWED_METHODS)

@@ -1,10 +1,11 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import { errors } from '../core/errors.ts'
-import { createAuthenticator } from './auth.ts'
+import { enforceAccess } from './access.ts'
 import type { HttpContext } from './context.ts'
 import { registerCors } from './cors.ts'
 import { errorHandler, sendProblem } from './problem.ts'
 import { registerHealthRoutes } from './routes/health.ts'
+import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
@@ -40,15 +41,9 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     sendProblem(reply, errors.notFound(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
   )
 
+  // Before any route: every route must declare its right, and one hook enforces them all.
+  enforceAccess(app, context.access)
   registerCors(app, context.config.corsOrigins)
-  const authenticate = createAuthenticator(context.config.apiKey)
-  if (authenticate) {
-    app.addHook('onRequest', async (request) => {
-      if (request.method !== 'OPTIONS' && (request.url.startsWith('/v1/') || request.url === '/v1')) {
-        authenticate(request)
-      }
-    })
-  }
 
   // A response sent while draining closes its connection, so that keep-alive clients reconnect
   // elsewhere and the server can finish closing without waiting for their idle timeout.
@@ -66,6 +61,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     done()
   })
 
+  registerHomeRoute(app, context)
   registerHealthRoutes(app, context)
   registerTopicRoutes(app, context)
   registerStreamRoutes(app, context)

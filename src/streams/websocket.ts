@@ -5,7 +5,7 @@ import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject, type StoredEvent } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
-import { createKeyCheck, requestToken } from '../http/auth.ts'
+import { type Principal, requestToken } from '../http/access.ts'
 import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
 import type { Sink, Subscription } from '../log/feeds.ts'
@@ -55,7 +55,6 @@ function textFrame(payload: Buffer): Buffer {
 
 /** Serves `GET /v1/ws` on the HTTP server's upgrade requests. */
 export function attachWebSocket(server: Server, context: HttpContext, logger: FastifyBaseLogger): void {
-  const isKey = context.config.apiKey === undefined ? undefined : createKeyCheck(context.config.apiKey)
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: context.config.bodyLimitBytes, // larger messages are closed with 1009
@@ -77,11 +76,16 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
         }),
       )
     }
-    let authenticated = isKey === undefined
-    const token = requestToken(request.headers.authorization, 'GET', Object.fromEntries(url.searchParams))
-    if (isKey && token !== undefined) {
-      if (!isKey(token)) return refuse(socket, errors.unauthorized('The API key is not valid.'))
-      authenticated = true
+    // The key may come in the query (a browser's WebSocket cannot set headers) or, later, in a first
+    // `auth` message; a socket that presents none is let in unauthenticated, for that message.
+    let principal: Principal | undefined
+    const token = requestToken(request.headers, Object.fromEntries(url.searchParams), true)
+    if (!context.access.keyRequired || token !== undefined) {
+      try {
+        principal = context.access.authenticate(token)
+      } catch (error) {
+        return refuse(socket, error as HeraldError)
+      }
     }
     try {
       context.connections.admit('ws')
@@ -89,7 +93,7 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
       return refuse(socket, error as HeraldError)
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
-      new WsConnection(ws, socket, context, authenticated, isKey, logger)
+      new WsConnection(ws, socket, context, principal, logger)
     })
   })
 }
@@ -131,11 +135,11 @@ class WsConnection implements StreamConnection, Sink {
    */
   private readonly socket: Duplex
   private readonly context: HttpContext
-  private readonly isKey: ((token: string) => boolean) | undefined
   private readonly logger: FastifyBaseLogger
   private readonly subscriptions = new Map<string, Subscription>()
   private readonly counters: StreamCounters
-  private authenticated: boolean
+  /** Who is on the other end; undefined until the socket has authenticated. */
+  private principal: Principal | undefined
   private authDeadline: NodeJS.Timeout | undefined
   private missedPongs = 0
   private closed = false
@@ -144,19 +148,17 @@ class WsConnection implements StreamConnection, Sink {
     ws: WebSocket,
     socket: Duplex,
     context: HttpContext,
-    authenticated: boolean,
-    isKey: ((token: string) => boolean) | undefined,
+    principal: Principal | undefined,
     logger: FastifyBaseLogger,
   ) {
     this.ws = ws
     this.socket = socket
     this.context = context
-    this.authenticated = authenticated
-    this.isKey = isKey
+    this.principal = principal
     this.logger = logger
     this.counters = context.metrics.streams.ws
     context.connections.add(this)
-    if (!authenticated) {
+    if (!principal) {
       this.authDeadline = setTimeout(
         () => ws.close(CLOSE_POLICY_VIOLATION, 'authentication required'),
         AUTH_DEADLINE_MS,
@@ -227,11 +229,13 @@ class WsConnection implements StreamConnection, Sink {
   private async handle(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
     const op = message['op']
     if (op === 'auth') return this.authenticate(message, ref)
-    if (!this.authenticated) {
+    const principal = this.principal
+    if (!principal) {
       throw errors.unauthorized('Authenticate first: {"op":"auth","token":"<key>"}.')
     }
     switch (op) {
       case 'subscribe':
+        this.context.access.authorize(principal, 'subscribe')
         return this.subscribe(message, ref)
       case 'unsubscribe': {
         const topic = validateTopic(message['topic'])
@@ -240,6 +244,7 @@ class WsConnection implements StreamConnection, Sink {
         return this.send({ op: 'unsubscribed', topic, ref })
       }
       case 'publish':
+        this.context.access.authorize(principal, 'publish')
         return this.publish(message, ref)
       default:
         throw errors.invalidRequest(
@@ -251,10 +256,11 @@ class WsConnection implements StreamConnection, Sink {
 
   private authenticate(message: Record<string, unknown>, ref: string | number | undefined): void {
     const token = message['token']
-    if (this.isKey && (typeof token !== 'string' || !this.isKey(token))) {
+    try {
+      this.principal = this.context.access.authenticate(typeof token === 'string' ? token : '')
+    } catch {
       throw errors.unauthorized('The API key is not valid.', 'token')
     }
-    this.authenticated = true
     clearTimeout(this.authDeadline)
     this.send({ op: 'authenticated', ref })
   }

@@ -28,10 +28,11 @@ describe('auth with HERALD_API_KEY', () => {
     )
   })
 
-  test('the right key publishes and reads; ?access_token= works for GET only', async () => {
+  test('the right key publishes and reads; ?access_token= is for streams only', async () => {
     const auth = { authorization: `Bearer ${KEY}` }
     assert.equal((await publish(server.url, 'secure', { type: 't' }, auth)).status, 201)
-    const read = await fetch(`${server.url}/v1/topics/secure/events?access_token=${KEY}`)
+    await problemOf(await fetch(`${server.url}/v1/topics/secure/events?access_token=${KEY}`), 401)
+    const read = await fetch(`${server.url}/v1/topics/secure/events`, { headers: auth })
     assert.equal(read.status, 200)
     assert.equal(((await read.json()) as { events: unknown[] }).events.length, 1)
     const viaQuery = await fetch(`${server.url}/v1/topics/secure/events?access_token=${KEY}`, {

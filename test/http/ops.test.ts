@@ -5,6 +5,7 @@ import { createLogger } from '../../src/app.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { loadConfig } from '../../src/config/config.ts'
 import { WebSubHub } from '../../src/delivery/websub-hub.ts'
+import { createAccess } from '../../src/http/access.ts'
 import { buildServer } from '../../src/http/server.ts'
 import { TopicLog } from '../../src/log/topic-log.ts'
 import { createMetrics } from '../../src/metrics/metrics.ts'
@@ -94,6 +95,7 @@ describe('graceful shutdown', () => {
       const app = buildServer(
         {
           config,
+          access: createAccess(undefined),
           log,
           metrics,
           connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),

@@ -12,6 +12,8 @@ const MAX_REPLAY = 10_000
 
 type Query = Record<string, string | undefined>
 
+const ADMIN = { config: { right: 'admin' } } as const
+
 /** A time in ms as the API writes it (ISO 8601), null as null. */
 export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
@@ -73,12 +75,12 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return id
   }
 
-  app.post('/v1/hooks', async (request, reply) => {
+  app.post('/v1/hooks', ADMIN, async (request, reply) => {
     const hook = await store.createHook(await createHookRecord(request.body, hooks.policy, Date.now()))
     return reply.code(201).header('location', `/v1/hooks/${hook.id}`).send(hookView(hook, true))
   })
 
-  app.get('/v1/hooks', async (request) => {
+  app.get('/v1/hooks', ADMIN, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const list = await store.hooks({ kind: 'webhook', after: query['after'] ?? '', limit })
@@ -88,9 +90,9 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id', async (request) => hookView(await findHook(request), true))
+  app.get('/v1/hooks/:id', ADMIN, async (request) => hookView(await findHook(request), true))
 
-  app.patch('/v1/hooks/:id', async (request) => {
+  app.patch('/v1/hooks/:id', ADMIN, async (request) => {
     const current = await findHook(request)
     const now = Date.now()
     const changes = await hookChanges(request.body, current, hooks.policy, now)
@@ -100,14 +102,14 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return hookView(hook, true)
   })
 
-  app.delete('/v1/hooks/:id', async (request, reply) => {
+  app.delete('/v1/hooks/:id', ADMIN, async (request, reply) => {
     const hook = await findHook(request)
     if (!(await store.deleteHook(hook.id))) throw errors.notFound(`There is no hook ${hook.id}.`)
     return reply.code(204).send()
   })
 
   // The attempts log, newest first; ?delivery= or ?event= narrows it to one delivery or one event.
-  app.get('/v1/hooks/:id/deliveries', async (request) => {
+  app.get('/v1/hooks/:id/deliveries', ADMIN, async (request) => {
     const hook = await findHook(request, true)
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -123,7 +125,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id/deliveries/:delivery', async (request) => {
+  app.get('/v1/hooks/:id/deliveries/:delivery', ADMIN, async (request) => {
     const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.delivery(hook.id, id)
@@ -132,7 +134,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return { ...deliveryView(delivery), attempt_log: attempts.map(attemptView) }
   })
 
-  app.post('/v1/hooks/:id/deliveries/:delivery/retry', async (request, reply) => {
+  app.post('/v1/hooks/:id/deliveries/:delivery/retry', ADMIN, async (request, reply) => {
     const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.retryDelivery(hook.id, id, Date.now())
@@ -142,7 +144,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // Redelivers a range: {"after": seq} or {"since": time}, of the hook's topic (or of "topic").
-  app.post('/v1/hooks/:id/replay', async (request, reply) => {
+  app.post('/v1/hooks/:id/replay', ADMIN, async (request, reply) => {
     const hook = await findHook(request, true)
     const body = (request.body ?? {}) as Record<string, unknown>
     if (typeof body !== 'object' || Array.isArray(body))

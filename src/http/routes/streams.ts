@@ -18,6 +18,11 @@ export function negotiateStream(request: FastifyRequest): Framing | undefined {
   return undefined
 }
 
+/** Whether a request asks for a stream (which may then carry its key as `?access_token=`). */
+export function asksForStream(request: FastifyRequest): boolean {
+  return negotiateStream(request) !== undefined
+}
+
 /**
  * Where each topic's stream starts: `Last-Event-ID` (what EventSource sends on reconnect), else
  * `?last_event_id=`, else `?after=` (one topic only), else the topic's current head (live only).
@@ -83,20 +88,24 @@ export async function openStream(
 
 /** `GET /v1/stream?topic=a&topic=b`: one SSE or NDJSON stream over several topics. */
 export function registerStreamRoutes(app: import('fastify').FastifyInstance, context: HttpContext): void {
-  app.get('/v1/stream', async (request, reply) => {
-    const raw = (request.query as Record<string, string | string[] | undefined>)['topic']
-    const topics = [
-      ...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(validateTopic)),
-    ]
-    if (topics.length === 0)
-      throw errors.invalidRequest('Name at least one topic: ?topic=a&topic=b.', 'topic')
-    if (topics.length > MAX_TOPICS_PER_STREAM) {
-      throw errors.invalidRequest(`One stream follows at most ${MAX_TOPICS_PER_STREAM} topics.`, 'topic')
-    }
-    const framing = negotiateStream(request)
-    if (!framing) {
-      throw errors.notAcceptable('Ask for Accept: text/event-stream or application/x-ndjson.', 'Accept')
-    }
-    return openStream(request, reply, topics, framing, context)
-  })
+  app.get(
+    '/v1/stream',
+    { config: { right: 'subscribe', tokenInQuery: () => true } },
+    async (request, reply) => {
+      const raw = (request.query as Record<string, string | string[] | undefined>)['topic']
+      const topics = [
+        ...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(validateTopic)),
+      ]
+      if (topics.length === 0)
+        throw errors.invalidRequest('Name at least one topic: ?topic=a&topic=b.', 'topic')
+      if (topics.length > MAX_TOPICS_PER_STREAM) {
+        throw errors.invalidRequest(`One stream follows at most ${MAX_TOPICS_PER_STREAM} topics.`, 'topic')
+      }
+      const framing = negotiateStream(request)
+      if (!framing) {
+        throw errors.notAcceptable('Ask for Accept: text/event-stream or application/x-ndjson.', 'Accept')
+      }
+      return openStream(request, reply, topics, framing, context)
+    },
+  )
 }

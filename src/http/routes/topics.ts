@@ -6,7 +6,7 @@ import { assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ } from '../params.ts'
-import { negotiateStream, openStream } from './streams.ts'
+import { asksForStream, negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -38,7 +38,7 @@ function wildcard(request: FastifyRequest): string {
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
 
-  app.get('/v1/topics', async (request, reply) => {
+  app.get('/v1/topics', { config: { right: 'subscribe' } }, async (request, reply) => {
     const query = request.query as Record<string, string | undefined>
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topics = await log.store.topics({ ...(query['after'] ? { after: query['after'] } : {}), limit })
@@ -46,28 +46,32 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     return reply.send({ topics: topics.map((info) => describeTopic(info, config.publicUrl)), next })
   })
 
-  app.get('/v1/topics/*', async (request, reply) => {
-    const target = parseTarget(wildcard(request))
-    if (target.kind === 'topic') {
-      const info = (await log.store.topic(target.topic)) ?? emptyTopic(target.topic)
-      setDiscoveryLinks(reply, config.publicUrl, target.topic)
-      return reply.send(describeTopic(info, config.publicUrl))
-    }
-    if (target.kind === 'event') {
-      const [event] = await log.read(target.topic, target.seq - 1, 1)
-      if (!event || event.seq !== target.seq) {
-        throw errors.notFound(
-          `Topic "${target.topic}" has no event ${target.seq} (never published, or pruned).`,
-        )
+  app.get(
+    '/v1/topics/*',
+    { config: { right: 'subscribe', tokenInQuery: asksForStream } },
+    async (request, reply) => {
+      const target = parseTarget(wildcard(request))
+      if (target.kind === 'topic') {
+        const info = (await log.store.topic(target.topic)) ?? emptyTopic(target.topic)
+        setDiscoveryLinks(reply, config.publicUrl, target.topic)
+        return reply.send(describeTopic(info, config.publicUrl))
       }
-      return reply.type('application/json; charset=utf-8').send(event.json)
-    }
-    const framing = negotiateStream(request)
-    if (framing) return openStream(request, reply, [target.topic], framing, context)
-    return readEvents(request, reply, target.topic, context)
-  })
+      if (target.kind === 'event') {
+        const [event] = await log.read(target.topic, target.seq - 1, 1)
+        if (!event || event.seq !== target.seq) {
+          throw errors.notFound(
+            `Topic "${target.topic}" has no event ${target.seq} (never published, or pruned).`,
+          )
+        }
+        return reply.type('application/json; charset=utf-8').send(event.json)
+      }
+      const framing = negotiateStream(request)
+      if (framing) return openStream(request, reply, [target.topic], framing, context)
+      return readEvents(request, reply, target.topic, context)
+    },
+  )
 
-  app.post('/v1/topics/*', async (request, reply) => {
+  app.post('/v1/topics/*', { config: { right: 'publish' } }, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'events') {
       throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
@@ -95,7 +99,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     }
   })
 
-  app.put('/v1/topics/*', async (request, reply) => {
+  app.put('/v1/topics/*', { config: { right: 'admin' } }, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'topic')
       throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')

@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../core/errors.ts'
 import { HubRequestError, type WebSubHub } from '../../delivery/websub-hub.ts'
 import type { HookRecord } from '../../store/store.ts'
-import { createKeyCheck, requestToken } from '../auth.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam } from '../params.ts'
+import { toHeraldError } from '../problem.ts'
 import { attemptView, iso } from './hooks.ts'
 
 const DEFAULT_LIMIT = 100
@@ -40,29 +40,22 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
  */
 export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
   const { config, log } = context
-  const isKey = config.apiKey === undefined || config.websubPublic ? undefined : createKeyCheck(config.apiKey)
+  const ADMIN = { right: 'admin' } as const
 
-  // Its errors, the body limit's 413 included, are plain text like the rest of the hub's answers.
-  const plainErrors = (
-    error: { statusCode?: number; message: string },
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ) => {
-    const status =
-      error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500
-        ? error.statusCode
-        : 500
-    if (status === 500) request.log.error({ err: error }, 'websub request failed')
-    return text(reply, status, status === 500 ? 'The hub failed; the error has been logged.' : error.message)
+  // Its errors, the access check's 401 and the body limit's 413 included, are plain text like the
+  // rest of the hub's answers.
+  const plainErrors = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const problem = toHeraldError(error)
+    if (problem.status >= 500) request.log.error({ err: error }, 'websub request failed')
+    return text(
+      reply.headers(problem.headers),
+      problem.status,
+      problem.status >= 500 ? 'The hub failed; the error has been logged.' : problem.message,
+    )
   }
-  app.post('/websub', { errorHandler: plainErrors }, async (request, reply) => {
-    if (isKey) {
-      const token = requestToken(request.headers.authorization, request.method, request.query)
-      if (token === undefined || !isKey(token)) {
-        reply.header('www-authenticate', 'Bearer realm="herald"')
-        return text(reply, 401, 'This hub needs the API key as "Authorization: Bearer <key>".')
-      }
-    }
+  // A public hub (--websub-public) takes requests without the key; otherwise it is administration.
+  const hubRight = config.websubPublic ? 'public' : 'admin'
+  app.post('/websub', { errorHandler: plainErrors, config: { right: hubRight } }, async (request, reply) => {
     const type = request.headers['content-type'] ?? ''
     if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
       return text(reply, 415, 'Send the hub request as application/x-www-form-urlencoded.')
@@ -82,12 +75,12 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     )
   })
 
-  app.get('/websub', async (_request, reply) =>
+  app.get('/websub', { config: { right: 'public' } }, async (_request, reply) =>
     text(reply.header('allow', 'POST'), 405, 'This is a WebSub hub: POST form-encoded hub.* requests to it.'),
   )
 
   // Subscriptions, optionally of one topic URL, and the verifications of intent as they went.
-  app.get('/v1/websub/subscriptions', async (request) => {
+  app.get('/v1/websub/subscriptions', { config: ADMIN }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const list = await log.store.hooks({
@@ -102,7 +95,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/verifications', async (request) => {
+  app.get('/v1/websub/verifications', { config: ADMIN }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const list = await log.store.verifications({
@@ -118,7 +111,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/subscriptions/:id', async (request) => {
+  app.get('/v1/websub/subscriptions/:id', { config: ADMIN }, async (request) => {
     const subscription = await findSubscription(request.params as { id: string })
     const attempts = await log.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
@@ -127,7 +120,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.delete('/v1/websub/subscriptions/:id', async (request, reply) => {
+  app.delete('/v1/websub/subscriptions/:id', { config: ADMIN }, async (request, reply) => {
     const subscription = await findSubscription(request.params as { id: string })
     await log.store.deleteHook(subscription.id)
     return reply.code(204).send()

@@ -1,0 +1,161 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { errors } from '../core/errors.ts'
+
+/**
+ * Who may call what. Every route declares the right it needs in its Fastify route config
+ * (`{ config: { right: 'admin' } }`); registering a route without one fails at start, and one
+ * `onRequest` hook, which runs after routing and before the body is read, enforces it. The decision is
+ * taken on the route the router matched, never on the URL as spelt, so percent-encoding
+ * (`/%761/hooks`) or an absolute-form target (`http://x/v1/hooks`) reaches the same check as the
+ * plain path.
+ *
+ * The rights are the actions of the access-control contract: `subscribe` covers every read,
+ * `publish` every write of events, `admin` hooks, WebSub, topic settings; `public` is for the
+ * probes (health, readiness, metrics) and pages that show nothing stored.
+ */
+export type Right = 'public' | 'subscribe' | 'publish' | 'admin'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The right a request to this route needs. Every route declares one. */
+    right?: Right
+    /**
+     * Whether this request may present its key as `?access_token=`: only streams, because a
+     * browser's EventSource cannot set headers. Elsewhere the key stays out of URLs (and so out of
+     * access logs and browser history).
+     */
+    tokenInQuery?: (request: FastifyRequest) => boolean
+  }
+}
+
+/** Who a request comes from: the holder of the root key, or anyone (open mode, no key configured). */
+export interface Principal {
+  kind: 'root' | 'anonymous'
+}
+
+const ROOT: Principal = { kind: 'root' }
+const ANONYMOUS: Principal = { kind: 'anonymous' }
+
+export interface Access {
+  /** Whether a key is required at all (false in open mode, which only loopback may use). */
+  readonly keyRequired: boolean
+  /** The principal behind a request's credentials; a coded 401 when they are missing or wrong. */
+  authenticate(token: string | undefined): Principal
+  /** Throws 403 unless `principal` holds `right`. Today every authenticated principal holds every right. */
+  authorize(principal: Principal, right: Right): void
+}
+
+export function createAccess(apiKey: string | undefined): Access {
+  const isKey = apiKey === undefined ? undefined : createKeyCheck(apiKey)
+  return {
+    keyRequired: isKey !== undefined,
+    authenticate(token) {
+      if (isKey === undefined) return ANONYMOUS
+      if (token === undefined) {
+        throw errors.unauthorized('Send the API key as "Authorization: Bearer <key>".', 'Authorization', {
+          'WWW-Authenticate': 'Bearer realm="herald"',
+        })
+      }
+      if (!isKey(token)) {
+        throw errors.unauthorized('The API key is not valid.', 'Authorization', {
+          'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
+        })
+      }
+      return ROOT
+    },
+    authorize(_principal, _right) {
+      // One key, every right: scoped keys (a later version) decide here, for HTTP and WebSocket alike.
+    },
+  }
+}
+
+/** Whether a presented token is the API key (constant-time: digests are compared, whatever the lengths). */
+export function createKeyCheck(apiKey: string): (token: string) => boolean {
+  const expected = digest(apiKey)
+  return (token) => timingSafeEqual(digest(token), expected)
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/**
+ * The token a request presents: the Bearer header ('' if it is malformed, which fails the check),
+ * else `access_token` from the query when `queryAllowed`.
+ */
+export function requestToken(
+  headers: IncomingHttpHeaders,
+  query: Record<string, unknown>,
+  queryAllowed: boolean,
+): string | undefined {
+  const authorization = headers.authorization
+  if (authorization !== undefined) {
+    // Split by hand, not by a regular expression: the header is the client's and may be long.
+    const space = authorization.indexOf(' ')
+    if (space === -1 || authorization.slice(0, space).toLowerCase() !== 'bearer') return ''
+    const token = authorization.slice(space + 1).trim()
+    return token === '' || /\s/.test(token) ? '' : token
+  }
+  if (queryAllowed) {
+    const token = query['access_token']
+    if (typeof token === 'string') return token
+  }
+  return undefined
+}
+
+export interface DeclaredRoute {
+  method: string
+  url: string
+  right: Right
+}
+
+const declared = new WeakMap<FastifyInstance, DeclaredRoute[]>()
+
+/** Every route registered on `app`, with the right it declared (the access test walks them all). */
+export function declaredRoutes(app: FastifyInstance): readonly DeclaredRoute[] {
+  return declared.get(app) ?? []
+}
+
+/**
+ * Makes every route declare its right, and enforces it. Call before any route is registered.
+ * A 404 is answered here too, before the body is read: a request for no route costs no upload.
+ */
+export function enforceAccess(app: FastifyInstance, access: Access): void {
+  const routes: DeclaredRoute[] = []
+  declared.set(app, routes)
+  app.addHook('onRoute', (route) => {
+    const right = route.config?.right
+    if (right === undefined) {
+      throw new Error(`Route ${String(route.method)} ${route.url} declares no right (config.right).`)
+    }
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, right })
+  })
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.is404) {
+      reply.header('connection', 'close')
+      throw errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
+    }
+    const { right, tokenInQuery } = request.routeOptions.config
+    if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
+    if (right === 'public') return
+    try {
+      const queryAllowed = tokenInQuery?.(request) ?? false
+      const principal = access.authenticate(
+        requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
+      )
+      access.authorize(principal, right)
+    } catch (error) {
+      // The body, if any, is never read: close the connection rather than drain an upload.
+      reply.header('connection', 'close')
+      throw error
+    }
+  })
+}
+
+/** The path of a request target, without its query (for messages). */
+export function pathOf(url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import { declaredRoutes } from '../../src/http/access.ts'
+import { publish, startTestServer, type TestServer } from '../helpers.ts'
+import { WsClient } from '../streams/clients.ts'
+
+const KEY = 'access-key-0123456789'
+const AUTH = { authorization: `Bearer ${KEY}` }
+
+/** What a raw HTTP/1.1 exchange answered: the status, the headers (lowercased) and the body. */
+interface RawAnswer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends a request exactly as written (request target included: no client normalizes it) and reads
+ * the answer up to the end of its Content-Length body, or the close.
+ */
+function raw(url: string, method: string, target: string, headers: Record<string, string> = {}) {
+  const { hostname, port } = new URL(url)
+  return new Promise<RawAnswer>((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let text = ''
+    const finish = () => {
+      socket.destroy()
+      const [head = '', ...rest] = text.split('\r\n\r\n')
+      const [statusLine = '', ...lines] = head.split('\r\n')
+      const answer: RawAnswer = {
+        status: Number(statusLine.split(' ')[1]),
+        headers: {},
+        body: rest.join('\r\n\r\n'),
+      }
+      for (const line of lines) {
+        const colon = line.indexOf(':')
+        answer.headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+      }
+      resolve(answer)
+    }
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk) => {
+      text += chunk
+      const end = text.indexOf('\r\n\r\n')
+      const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end))
+      if (end !== -1 && length && text.length >= end + 4 + Number(length[1])) finish()
+    })
+    socket.on('end', finish)
+    socket.on('error', reject)
+    const extra = Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('')
+    socket.write(
+      `${method} ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}Connection: close\r\n\r\n`,
+    )
+  })
+}
+
+/** A concrete path for a route pattern: parameters get sample values, topic wildcards a topic. */
+function samplePath(url: string): string {
+  return url
+    .replace(':id', 'hook_x')
+    .replace(':delivery', '1')
+    .replace('/v1/topics/*', '/v1/topics/t/events')
+    .replace('/*', '/anything')
+}
+
+describe('every route declares its right, and one check enforces it', () => {
+  let server: TestServer
+  let hookId: string
+  before(async () => {
+    server = await startTestServer({ apiKey: KEY, allowPrivateTargets: true })
+    const created = await fetch(`${server.url}/v1/hooks`, {
+      method: 'POST',
+      headers: { ...AUTH, 'content-type': 'application/json' },
+      body: JSON.stringify({ target_url: 'http://127.0.0.1:9/hook', topic: 't' }),
+    })
+    assert.equal(created.status, 201)
+    hookId = ((await created.json()) as { id: string }).id
+    assert.equal((await publish(server.url, 't', { type: 'secret.thing' }, AUTH)).status, 201)
+  })
+  after(() => server.close())
+
+  test('every registered route declares a right; only the probes, the preflight and the hub page are public', () => {
+    const routes = declaredRoutes(server.herald.server)
+    assert.ok(routes.length >= 20, `only ${routes.length} routes recorded`)
+    const publicOnes = routes
+      .filter((route) => route.right === 'public')
+      .map((route) => `${route.method} ${route.url}`)
+      .sort()
+    assert.deepEqual(publicOnes, [
+      'GET /',
+      'GET /healthz',
+      'GET /metrics',
+      'GET /readyz',
+      'GET /websub',
+      'HEAD /',
+      'HEAD /healthz',
+      'HEAD /metrics',
+      'HEAD /readyz',
+      'HEAD /websub',
+      'OPTIONS /*',
+    ])
+  })
+
+  test('every route that is not public refuses a request without credentials (401, body not read)', async () => {
+    for (const route of declaredRoutes(server.herald.server)) {
+      if (route.right === 'public') continue
+      const path = samplePath(route.url)
+      const answer = await raw(server.url, route.method, path, {
+        'content-type': 'application/json',
+        'content-length': '2',
+      })
+      assert.equal(answer.status, 401, `${route.method} ${path} answered ${answer.status}`)
+      assert.match(
+        answer.headers['content-type'] ?? '',
+        /^application\/(problem\+json|.*text\/plain)|^text\/plain/,
+      )
+      assert.match(answer.headers['www-authenticate'] ?? '', /^Bearer/, `${route.method} ${path}`)
+    }
+  })
+
+  test('a percent-encoded path reaches the same check (defect: /%761/hooks/<id> gave the secret)', async () => {
+    for (const target of [
+      `/%761/hooks/${hookId}`,
+      `/v%31/hooks/${hookId}`,
+      `/%76%31/hooks`,
+      `/v1/%68ooks/${hookId}`,
+      '/%761/topics/t/events',
+      '/v1/topics/t/%65vents',
+      '/%761/websub/subscriptions',
+    ]) {
+      const answer = await raw(server.url, 'GET', target)
+      assert.ok([401, 404].includes(answer.status), `${target} answered ${answer.status}`)
+      assert.doesNotMatch(answer.body, /whsec_|secret\.thing/, target)
+    }
+    // With the key, the same spelling is the same route: the check is not a string test of the URL.
+    const withKey = await raw(server.url, 'GET', `/%761/hooks/${hookId}`, AUTH)
+    assert.equal(withKey.status, 200)
+  })
+
+  test('an absolute-form request target reaches the same check (defect: http://x/v1/hooks gave every hook)', async () => {
+    for (const target of [
+      'http://x/v1/hooks',
+      `http://x/v1/hooks/${hookId}`,
+      'http://x/v1/topics/t/events',
+    ]) {
+      const answer = await raw(server.url, 'GET', target)
+      assert.ok([401, 404].includes(answer.status), `${target} answered ${answer.status}`)
+      assert.doesNotMatch(answer.body, /whsec_|secret\.thing/, target)
+    }
+  })
+
+  test('?access_token= is taken by streams only, not by a plain read or the hook that holds a secret', async () => {
+    const hook = await fetch(`${server.url}/v1/hooks/${hookId}?access_token=${KEY}`)
+    assert.equal(hook.status, 401)
+    const poll = await fetch(`${server.url}/v1/topics/t/events?access_token=${KEY}`)
+    assert.equal(poll.status, 401)
+    const controller = new AbortController()
+    const stream = await fetch(`${server.url}/v1/topics/t/events?after=0&access_token=${KEY}`, {
+      headers: { accept: 'text/event-stream' },
+      signal: controller.signal,
+    })
+    assert.equal(stream.status, 200)
+    controller.abort()
+    const multi = new AbortController()
+    const many = await fetch(`${server.url}/v1/stream?topic=t&access_token=${KEY}`, {
+      headers: { accept: 'application/x-ndjson' },
+      signal: multi.signal,
+    })
+    assert.equal(many.status, 200)
+    multi.abort()
+  })
+
+  test('a WebSocket without the key may only authenticate: every other op is 401', async () => {
+    const client = await WsClient.open(`${server.url.replace('http', 'ws')}/v1/ws`)
+    try {
+      client.send({ op: 'subscribe', topic: 't', after: 0, ref: 1 })
+      client.send({ op: 'publish', topic: 't', type: 'x', ref: 2 })
+      for (const ref of [1, 2]) assert.equal((await client.reply(ref))['status'], 401)
+      assert.equal(client.events('t').length, 0)
+    } finally {
+      await client.close()
+    }
+  })
+})
