@@ -79,7 +79,7 @@ export async function startHerald(
   })
   const httpContext = {
     config,
-    access: createAccess(config.apiKey),
+    access: createAccess(config.apiKey, { publicUrl: config.publicUrl, corsOrigins: config.corsOrigins }),
     log,
     metrics,
     connections,

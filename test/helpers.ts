@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { lookup } from 'node:dns/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -205,4 +206,58 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(20)
   }
+}
+
+/** What a raw HTTP/1.1 exchange answered: the status, the headers (lowercased) and the body. */
+interface RawAnswer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends a request exactly as written (request target included: no client normalizes it) and reads
+ * the answer up to the end of its Content-Length body, or the close.
+ */
+export function raw(
+  url: string,
+  method: string,
+  target: string,
+  headers: Record<string, string> = {},
+  body = '',
+) {
+  const { hostname, port } = new URL(url)
+  return new Promise<RawAnswer>((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let text = ''
+    const finish = () => {
+      socket.destroy()
+      const [head = '', ...rest] = text.split('\r\n\r\n')
+      const [statusLine = '', ...lines] = head.split('\r\n')
+      const answer: RawAnswer = {
+        status: Number(statusLine.split(' ')[1]),
+        headers: {},
+        body: rest.join('\r\n\r\n'),
+      }
+      for (const line of lines) {
+        const colon = line.indexOf(':')
+        answer.headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+      }
+      resolve(answer)
+    }
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk) => {
+      text += chunk
+      const end = text.indexOf('\r\n\r\n')
+      const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end))
+      if (end !== -1 && length && text.length >= end + 4 + Number(length[1])) finish()
+    })
+    socket.on('end', finish)
+    socket.on('error', reject)
+    const { host = `${hostname}:${port}`, ...others } = headers
+    const extra = Object.entries(others)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('')
+    socket.write(`${method} ${target} HTTP/1.1\r\nHost: ${host}\r\n${extra}Connection: close\r\n\r\n${body}`)
+  })
 }

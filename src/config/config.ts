@@ -196,8 +196,8 @@ export const OPTIONS = [
   {
     flag: 'cors-origins',
     env: 'HERALD_CORS_ORIGINS',
-    default: '*',
-    help: 'Comma list of browser origins allowed to call the API ("*": any; "none": no CORS).',
+    default: undefined,
+    help: 'Comma list of browser origins allowed to call the API ("*": any; "none": no CORS). Default: "*" with HERALD_API_KEY, "none" without (an open server must not be reachable from web pages).',
   },
   {
     flag: 'shutdown-timeout',
@@ -296,7 +296,12 @@ export function loadConfig(
     logLevel,
     maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
     streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
-    corsOrigins: wrap('--cors-origins', () => parseOrigins(raw('cors-origins')!)),
+    corsOrigins: wrap('--cors-origins', () => {
+      const given = raw('cors-origins')
+      // Bearer keys are not ambient credentials, so with a key any origin is safe; without one, a web
+      // page could use the open API through the user's browser, so none is allowed unless listed.
+      return given === undefined ? (apiKey === undefined ? [] : ['*']) : parseOrigins(given)
+    }),
     shutdownTimeoutMs: wrap('--shutdown-timeout', () => parseDuration(raw('shutdown-timeout')!)),
   }
 }

@@ -41,16 +41,46 @@ const ANONYMOUS: Principal = { kind: 'anonymous' }
 export interface Access {
   /** Whether a key is required at all (false in open mode, which only loopback may use). */
   readonly keyRequired: boolean
+  /**
+   * In open mode, refuses (403) what a web page could send through the user's browser: a request
+   * whose Host is not a loopback name (DNS rebinding: a page of evil.example resolved to 127.0.0.1)
+   * or whose Origin is neither this server's own nor one of --cors-origins. With a key, a page cannot
+   * present the key, so nothing is checked here.
+   */
+  checkBrowserReach(headers: IncomingHttpHeaders): void
   /** The principal behind a request's credentials; a coded 401 when they are missing or wrong. */
   authenticate(token: string | undefined): Principal
   /** Throws 403 unless `principal` holds `right`. Today every authenticated principal holds every right. */
   authorize(principal: Principal, right: Right): void
 }
 
-export function createAccess(apiKey: string | undefined): Access {
+export function createAccess(
+  apiKey: string | undefined,
+  options: { publicUrl?: string; corsOrigins?: readonly string[] } = {},
+): Access {
   const isKey = apiKey === undefined ? undefined : createKeyCheck(apiKey)
+  const publicHost = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).host
+  const origins = new Set(options.corsOrigins ?? [])
   return {
     keyRequired: isKey !== undefined,
+    checkBrowserReach(headers) {
+      if (isKey !== undefined) return
+      const host = headers.host
+      if (host !== undefined && host !== publicHost && !isLoopbackHost(host)) {
+        throw errors.forbidden(
+          `This server has no API key, so it answers requests for loopback host names only, not "${host.slice(0, 100)}" (a guard against DNS rebinding). Set HERALD_API_KEY to serve other names.`,
+          'Host',
+        )
+      }
+      const origin = headers.origin
+      if (origin === undefined || origins.has('*') || origins.has(origin)) return
+      // The server's own pages (its origin is the Host it was reached by) may call it.
+      if (host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)) return
+      throw errors.forbidden(
+        `This server has no API key, so a web page of another origin (${origin.slice(0, 100)}) may not call it: any site the user visits could otherwise publish, read and create hooks. Set HERALD_API_KEY, or list the origin in --cors-origins.`,
+        'Origin',
+      )
+    },
     authenticate(token) {
       if (isKey === undefined) return ANONYMOUS
       if (token === undefined) {
@@ -139,8 +169,9 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
     }
     const { right, tokenInQuery } = request.routeOptions.config
     if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
-    if (right === 'public') return
     try {
+      access.checkBrowserReach(request.headers)
+      if (right === 'public') return
       const queryAllowed = tokenInQuery?.(request) ?? false
       const principal = access.authenticate(
         requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
@@ -152,6 +183,49 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
       throw error
     }
   })
+}
+
+/**
+ * Whether a Host header names this machine: `localhost`, `127.x.y.z` or `[::1]`, with any port.
+ * Parsed by hand (no regular expression on the client's header).
+ */
+export function isLoopbackHost(host: string): boolean {
+  let name = host.toLowerCase()
+  if (name.startsWith('[')) {
+    const end = name.indexOf(']')
+    if (end === -1) return false
+    const rest = name.slice(end + 1)
+    if (rest !== '' && !isPort(rest)) return false
+    return name.slice(1, end) === '::1'
+  }
+  const colon = name.indexOf(':')
+  if (colon !== -1) {
+    if (!isPort(name.slice(colon))) return false
+    name = name.slice(0, colon)
+  }
+  if (name === 'localhost' || name === 'localhost.') return true
+  const parts = name.split('.')
+  return (
+    parts.length === 4 &&
+    parts[0] === '127' &&
+    parts.every(
+      (part) =>
+        part !== '' &&
+        part.length <= 3 &&
+        [...part].every((c) => c >= '0' && c <= '9') &&
+        Number(part) <= 255,
+    )
+  )
+}
+
+/** `:8080`: a colon and one to five digits. */
+function isPort(text: string): boolean {
+  return (
+    text.length >= 2 &&
+    text.length <= 6 &&
+    text[0] === ':' &&
+    [...text.slice(1)].every((c) => c >= '0' && c <= '9')
+  )
 }
 
 /** The path of a request target, without its query (for messages). */

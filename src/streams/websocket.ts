@@ -67,6 +67,12 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
     if (url.pathname !== WS_PATH)
       return refuse(socket, errors.notFound(`No WebSocket endpoint at ${url.pathname}.`))
     if (context.draining.aborted) return refuse(socket, errors.unavailable('The server is draining.'))
+    // A browser opens a WebSocket to any origin (no CORS): in open mode, foreign pages are refused.
+    try {
+      context.access.checkBrowserReach(request.headers)
+    } catch (error) {
+      return refuse(socket, error as HeraldError)
+    }
     // RFC 6455 §4.2.2: refuse versions other than 13 and say which one is spoken (ws would also take 8).
     if (request.headers['sec-websocket-version'] !== '13') {
       return refuse(

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { publish, startTestServer, type TestServer } from '../helpers.ts'
+import { WebSocket } from 'ws'
+import { loadConfig } from '../../src/config/config.ts'
+import { publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
 
 /** Regression tests for what abuse testing found, each through real HTTP on loopback. */
 
@@ -25,5 +27,114 @@ describe('a hook pattern cannot freeze the server (defect 3)', () => {
     ])
     assert.equal(published.status, 201)
     assert.equal(health.status, 200)
+  })
+})
+
+describe('an open server (no key) cannot be used by web pages (defect 4)', () => {
+  let server: TestServer
+  let port: string
+  before(async () => {
+    server = await startTestServer({ allowPrivateTargets: true })
+    port = new URL(server.url).port
+  })
+  after(() => server.close())
+
+  test('a foreign Origin is refused (403) for reads, publishes, hooks and the WebSub hub; nothing is stored', async () => {
+    const evil = { origin: 'https://evil.example' }
+    const attempts: Array<[string, string, Record<string, string>, string]> = [
+      ['POST', '/v1/topics/open/events', { 'content-type': 'application/json' }, '{"type":"x"}'],
+      ['POST', '/v1/topics/open/events', { 'content-type': 'text/plain', 'ce-type': 'x' }, 'hi'],
+      ['GET', '/v1/topics/open/events', {}, ''],
+      ['POST', '/v1/hooks', { 'content-type': 'application/json' }, '{"target_url":"http://127.0.0.1:9/"}'],
+      [
+        'POST',
+        '/websub',
+        { 'content-type': 'application/x-www-form-urlencoded' },
+        'hub.mode=subscribe&hub.topic=x&hub.callback=http://127.0.0.1:9/',
+      ],
+    ]
+    for (const [method, path, headers, body] of attempts) {
+      const answer = await raw(
+        server.url,
+        method,
+        path,
+        {
+          ...evil,
+          ...headers,
+          'content-length': String(body.length),
+        },
+        body,
+      )
+      assert.equal(answer.status, 403, `${method} ${path}: ${answer.status} ${answer.body}`)
+      assert.equal(answer.headers['access-control-allow-origin'], undefined)
+    }
+    assert.deepEqual(await readAll(server.url, 'open'), [])
+    const hooks = (await (await fetch(`${server.url}/v1/hooks`)).json()) as { hooks: unknown[] }
+    assert.deepEqual(hooks.hooks, [])
+  })
+
+  test('a Host that is not a loopback name is refused (DNS rebinding); loopback names are served', async () => {
+    for (const host of [
+      `evil.example:${port}`,
+      'evil.example',
+      `127.0.0.1.evil.example:${port}`,
+      `[::2]:${port}`,
+    ]) {
+      const answer = await raw(server.url, 'GET', '/v1/topics', { host })
+      assert.equal(answer.status, 403, host)
+      assert.match(answer.body, /DNS rebinding/)
+    }
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, '127.1.2.3']) {
+      assert.equal((await raw(server.url, 'GET', '/v1/topics', { host })).status, 200, host)
+    }
+  })
+
+  test('the server’s own pages may call it; no CORS header is given by default', async () => {
+    const own = await raw(
+      server.url,
+      'POST',
+      '/v1/topics/open/events',
+      {
+        origin: `http://127.0.0.1:${port}`,
+        'content-type': 'application/json',
+        'content-length': '12',
+      },
+      '{"type":"x"}',
+    )
+    assert.equal(own.status, 201)
+    assert.equal(own.headers['access-control-allow-origin'], undefined)
+  })
+
+  test('a WebSocket from a foreign page is refused at the upgrade', async () => {
+    const ws = new WebSocket(`${server.url.replace('http', 'ws')}/v1/ws`, { origin: 'https://evil.example' })
+    const status = await new Promise<number>((resolve, reject) => {
+      ws.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0))
+      ws.on('open', () => reject(new Error('opened')))
+      ws.on('error', () => {})
+    })
+    assert.equal(status, 403)
+  })
+
+  test('CORS defaults: "*" with a key (bearer keys are not ambient), none without', () => {
+    assert.deepEqual(loadConfig({}, { HERALD_API_KEY: 'k' }).corsOrigins, ['*'])
+    assert.deepEqual(loadConfig({}, {}).corsOrigins, [])
+    assert.deepEqual(loadConfig({ 'cors-origins': 'https://a.example' }, {}).corsOrigins, [
+      'https://a.example',
+    ])
+  })
+
+  test('with a key, any Host is served and CORS is as configured', async () => {
+    const keyed = await startTestServer({ apiKey: 'cors-key-123456', corsOrigins: ['*'] })
+    try {
+      const answer = await raw(keyed.url, 'GET', '/v1/topics', {
+        host: 'herald.example',
+        origin: 'https://app.example',
+        authorization: 'Bearer cors-key-123456',
+      })
+      assert.equal(answer.status, 200)
+      assert.equal(answer.headers['access-control-allow-origin'], '*')
+    } finally {
+      await keyed.close()
+    }
   })
 })

@@ -1,61 +1,11 @@
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { declaredRoutes } from '../../src/http/access.ts'
-import { publish, startTestServer, type TestServer } from '../helpers.ts'
+import { publish, raw, startTestServer, type TestServer } from '../helpers.ts'
 import { WsClient } from '../streams/clients.ts'
 
 const KEY = 'access-key-0123456789'
 const AUTH = { authorization: `Bearer ${KEY}` }
-
-/** What a raw HTTP/1.1 exchange answered: the status, the headers (lowercased) and the body. */
-interface RawAnswer {
-  status: number
-  headers: Record<string, string>
-  body: string
-}
-
-/**
- * Sends a request exactly as written (request target included: no client normalizes it) and reads
- * the answer up to the end of its Content-Length body, or the close.
- */
-function raw(url: string, method: string, target: string, headers: Record<string, string> = {}) {
-  const { hostname, port } = new URL(url)
-  return new Promise<RawAnswer>((resolve, reject) => {
-    const socket = connect(Number(port), hostname)
-    let text = ''
-    const finish = () => {
-      socket.destroy()
-      const [head = '', ...rest] = text.split('\r\n\r\n')
-      const [statusLine = '', ...lines] = head.split('\r\n')
-      const answer: RawAnswer = {
-        status: Number(statusLine.split(' ')[1]),
-        headers: {},
-        body: rest.join('\r\n\r\n'),
-      }
-      for (const line of lines) {
-        const colon = line.indexOf(':')
-        answer.headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
-      }
-      resolve(answer)
-    }
-    socket.setEncoding('utf8')
-    socket.on('data', (chunk) => {
-      text += chunk
-      const end = text.indexOf('\r\n\r\n')
-      const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end))
-      if (end !== -1 && length && text.length >= end + 4 + Number(length[1])) finish()
-    })
-    socket.on('end', finish)
-    socket.on('error', reject)
-    const extra = Object.entries(headers)
-      .map(([name, value]) => `${name}: ${value}\r\n`)
-      .join('')
-    socket.write(
-      `${method} ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${extra}Connection: close\r\n\r\n`,
-    )
-  })
-}
 
 /** A concrete path for a route pattern: parameters get sample values, topic wildcards a topic. */
 function samplePath(url: string): string {
@@ -70,7 +20,7 @@ describe('every route declares its right, and one check enforces it', () => {
   let server: TestServer
   let hookId: string
   before(async () => {
-    server = await startTestServer({ apiKey: KEY, allowPrivateTargets: true })
+    server = await startTestServer({ apiKey: KEY, allowPrivateTargets: true, corsOrigins: ['*'] })
     const created = await fetch(`${server.url}/v1/hooks`, {
       method: 'POST',
       headers: { ...AUTH, 'content-type': 'application/json' },

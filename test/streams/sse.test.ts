@@ -226,7 +226,7 @@ describe('Server-Sent Events', () => {
   test('a stalled reader is cut off while a fast reader on the same topic gets every event', async () => {
     const big = 'x'.repeat(32 * 1024)
     const stalled = connect(Number(new URL(server.url).port), '127.0.0.1')
-    stalled.write('GET /v1/topics/slow/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+    stalled.write('GET /v1/topics/slow/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
     stalled.pause() // reads nothing: the kernel buffers fill, then Herald's
     await sleep(100)
     const fast = await StreamReader.open(`${server.url}/v1/topics/slow/events`, NDJSON)
@@ -265,19 +265,25 @@ describe('Server-Sent Events', () => {
     }
   })
 
-  test('CORS: a browser origin may open a stream', async () => {
-    const stream = await StreamReader.open(`${server.url}/v1/topics/cors/events`, {
-      ...SSE,
-      origin: 'https://app.example',
-    })
-    assert.equal(stream.response.headers.get('access-control-allow-origin'), '*')
-    stream.close()
-    const preflight = await fetch(`${server.url}/v1/topics/cors/events`, {
-      method: 'OPTIONS',
-      headers: { origin: 'https://app.example', 'access-control-request-headers': 'authorization' },
-    })
-    assert.equal(preflight.status, 204)
-    assert.equal(preflight.headers.get('access-control-allow-headers'), 'authorization')
+  test('CORS: with a key, a browser origin may open a stream', async () => {
+    const keyed = await startTestServer({ apiKey: 'cors-key', corsOrigins: ['*'] })
+    try {
+      const stream = await StreamReader.open(`${keyed.url}/v1/topics/cors/events?access_token=cors-key`, {
+        ...SSE,
+        origin: 'https://app.example',
+      })
+      assert.equal(stream.response.status, 200)
+      assert.equal(stream.response.headers.get('access-control-allow-origin'), '*')
+      stream.close()
+      const preflight = await fetch(`${keyed.url}/v1/topics/cors/events`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-headers': 'authorization' },
+      })
+      assert.equal(preflight.status, 204)
+      assert.equal(preflight.headers.get('access-control-allow-headers'), 'authorization')
+    } finally {
+      await keyed.close()
+    }
   })
 })
 

@@ -215,7 +215,7 @@ async function rawUpgrade(server: TestServer, headers: Record<string, string> = 
   const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
   await once(socket, 'connect')
   const lines = {
-    Host: 'x',
+    Host: '127.0.0.1',
     Upgrade: 'websocket',
     Connection: 'Upgrade',
     'Sec-WebSocket-Version': '13',
