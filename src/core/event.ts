@@ -50,6 +50,11 @@ export interface StoredEvent {
 }
 
 const MAX_ID_LENGTH = 256
+/**
+ * Objects and arrays nest at most this deep in an event's `data` (`data` itself, when it is one, is
+ * level 1). Deeper data would make serializing the event overflow the stack (JSON.stringify recurses).
+ */
+export const MAX_DATA_DEPTH = 100
 const MAX_ATTRIBUTE_LENGTH = 2048
 /** CloudEvents extension attribute names: lowercase letters and digits, 20 characters at most (advised). */
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/
@@ -99,7 +104,9 @@ function stringAttribute(
  * that a misspelt field is an error rather than a silently stored extension.
  */
 export function parseEventObject(value: unknown, structured: boolean, path = ''): EventInput {
-  if (!isPlainObject(value)) throw errors.invalidEvent('An event must be a JSON object.', path || undefined)
+  if (!isPlainObject(value)) {
+    throw errors.invalidEvent('An event must be a JSON object.', path === '' ? undefined : path.slice(0, -1))
+  }
   const specversion = value['specversion']
   if (specversion !== undefined && specversion !== '1.0') {
     throw errors.invalidEvent('Only CloudEvents "specversion": "1.0" is supported.', path + 'specversion')
@@ -129,7 +136,7 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
   if ('data' in value && 'data_base64' in value) {
     throw errors.invalidEvent('An event has "data" or "data_base64", not both.', path + 'data_base64')
   }
-  if ('data' in value) input.data = value['data']
+  if ('data' in value) input.data = checkData(value['data'], path + 'data')
   const dataBase64 = value['data_base64']
   if (dataBase64 !== undefined) {
     if (typeof dataBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(dataBase64)) {
@@ -161,6 +168,29 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
     input.extensions[name] = attribute
   }
   return input
+}
+
+/**
+ * `data`, once its nesting is known to be within MAX_DATA_DEPTH. The walk keeps its own stack, so that
+ * no depth of input can overflow the call stack while checking it.
+ */
+function checkData(data: unknown, field: string): unknown {
+  if (typeof data !== 'object' || data === null) return data
+  const pending: Array<{ value: object; depth: number }> = [{ value: data, depth: 1 }]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const children: unknown[] = Array.isArray(next.value) ? next.value : Object.values(next.value)
+    for (const child of children) {
+      if (typeof child !== 'object' || child === null) continue
+      if (next.depth === MAX_DATA_DEPTH) {
+        throw errors.invalidEvent(
+          `"data" nests objects and arrays more than ${MAX_DATA_DEPTH} levels deep.`,
+          field,
+        )
+      }
+      pending.push({ value: child, depth: next.depth + 1 })
+    }
+  }
+  return data
 }
 
 function validateTime(time: string, field: string): string {
@@ -212,13 +242,15 @@ export function parseBinaryEvent(
   if (contentType) input.datacontenttype = contentType
   if (body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0)) return input
   if (!Buffer.isBuffer(body)) {
-    input.data = body // already parsed JSON (application/json)
+    input.data = checkData(body, 'data') // already parsed JSON (application/json)
   } else if (contentType && isJsonMediaType(contentType)) {
+    let parsed: unknown
     try {
-      input.data = JSON.parse(body.toString('utf8'))
+      parsed = JSON.parse(body.toString('utf8'))
     } catch {
       throw errors.invalidJson('The body is not valid JSON, but its Content-Type says it is.')
     }
+    input.data = checkData(parsed, 'data')
   } else if (contentType && isTextMediaType(contentType)) {
     input.data = body.toString('utf8')
   } else {

@@ -230,6 +230,91 @@ describe('publish', () => {
     })
   })
 
+  describe('nesting depth', () => {
+    /** JSON text of arrays nested `depth` levels deep. */
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`
+
+    test('data nested up to 100 levels is stored as sent', async () => {
+      const response = await publish(server.url, 'deep-ok', `{"type":"t","data":${nested(100)}}`)
+      assert.equal(response.status, 201)
+      const event = (await response.json()) as StoredEventJson
+      assert.equal(JSON.stringify(event.data), nested(100))
+    })
+
+    test('deeper data → 422 naming the field, in every publish form; nothing stored', async () => {
+      for (const depth of [101, 5000]) {
+        const plain = await publish(server.url, 'deep', `{"type":"t","data":${nested(depth)}}`)
+        const problem = await problemOf(plain, 422)
+        assert.equal(problem.field, 'data', `depth ${depth}`)
+        assert.match(problem.detail, /100 levels/)
+      }
+      const batch = await publish(
+        server.url,
+        'deep',
+        `[{"type":"a"},{"type":"b"},{"type":"c"},{"type":"d","data":{"k":${nested(5000)}}}]`,
+      )
+      assert.equal((await problemOf(batch, 422)).field, '[3].data')
+      const structured = await publish(
+        server.url,
+        'deep',
+        `{"specversion":"1.0","type":"t","data":${nested(5000)}}`,
+        { 'content-type': 'application/cloudevents+json' },
+      )
+      assert.equal((await problemOf(structured, 422)).field, 'data')
+      const ceBatch = await publish(
+        server.url,
+        'deep',
+        `[{"specversion":"1.0","type":"t","data":${nested(5000)}}]`,
+        {
+          'content-type': 'application/cloudevents-batch+json',
+        },
+      )
+      assert.equal((await problemOf(ceBatch, 422)).field, '[0].data')
+      for (const contentType of ['application/json', 'application/vnd.example+json']) {
+        const binary = await fetch(`${server.url}/v1/topics/deep/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: nested(5000),
+        })
+        assert.equal((await problemOf(binary, 422)).field, 'data', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'deep'), [])
+    })
+
+    test('a body deep anywhere else is a 4xx too, never a 500', async () => {
+      const deep = nested(30_000)
+      const cases: Array<[string, string, string, number]> = [
+        ['application/json', `[${deep}]`, '[0]', 422],
+        ['application/json', deep, '[0]', 422],
+        ['application/json', `{"type":${deep}}`, 'type', 422],
+        ['application/json', `{"type":"t","typo":${deep}}`, 'typo', 422],
+        ['application/json', `{"type":"t","id":${deep}}`, 'id', 422],
+        ['application/cloudevents+json', `{"specversion":"1.0","type":"t","ext":${deep}}`, 'ext', 422],
+        ['application/cloudevents-batch+json', `[${deep}]`, '[0]', 422],
+      ]
+      for (const [contentType, body, field, status] of cases) {
+        const problem = await problemOf(
+          await publish(server.url, 'deep', body, { 'content-type': contentType }),
+          status,
+        )
+        assert.equal(problem.field, field, `${contentType} ${body.slice(0, 30)}`)
+      }
+      const retention = await fetch(`${server.url}/v1/topics/deep`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: `{"retention":{"max_age":${deep}}}`,
+      })
+      assert.equal((await problemOf(retention, 400)).field, 'retention.max_age')
+      const hook = await fetch(`${server.url}/v1/hooks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"target_url":${deep},"topic":"deep"}`,
+      })
+      assert.equal((await problemOf(hook, 400)).field, 'target_url')
+      assert.deepEqual(await readAll(server.url, 'deep'), [])
+    })
+  })
+
   test('unknown routes and wrong methods answer problem+json', async () => {
     await problemOf(await fetch(`${server.url}/v2/nothing`), 404)
     await problemOf(await fetch(`${server.url}/v1/topics/orders/events/999`), 404)

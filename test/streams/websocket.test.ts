@@ -100,6 +100,12 @@ describe('WebSocket pub/sub', () => {
       assert.deepEqual([missingType['status'], missingType['field']], [422, 'type'])
       client.send({ op: 'publish', topic: 'herald.system', type: 'hook.disabled', ref: 'e5' })
       assert.equal((await client.reply('e5'))['status'], 403, 'herald.* topics are written by Herald only')
+      const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`
+      client.ws.send(`{"op":"publish","topic":"ok","type":"t","data":${deep},"ref":"e6"}`)
+      const tooDeep = await client.reply('e6')
+      assert.deepEqual([tooDeep['status'], tooDeep['field']], [422, 'data'])
+      client.ws.send(`{"op":${deep},"ref":"e7"}`)
+      assert.deepEqual([(await client.reply('e7'))['status'], client.messages.at(-1)!['field']], [400, 'op'])
       client.send({ op: 'subscribe', topic: 'ok', ref: 'fine' })
       assert.equal((await client.reply('fine'))['op'], 'subscribed')
       assert.equal(client.ws.readyState, WebSocket.OPEN)
