@@ -230,6 +230,107 @@ describe('publish', () => {
     })
   })
 
+  describe('data is stored as sent, or refused', () => {
+    test('a number beyond a double (1e400) → 422 naming the field, in every mode; nothing stored', async () => {
+      const structured = { 'content-type': 'application/cloudevents+json' }
+      const ceBatch = { 'content-type': 'application/cloudevents-batch+json' }
+      const cases: Array<[string, Record<string, string>, string]> = [
+        ['{"type":"t","data":1e400}', {}, 'data'],
+        ['{"type":"t","data":{"a/b":[1,-1e400]}}', {}, 'data'],
+        ['[{"type":"a"},{"type":"b","data":{"x":1e999}}]', {}, '[1].data'],
+        ['{"specversion":"1.0","type":"t","data":[1e400]}', structured, 'data'],
+        ['{"specversion":"1.0","type":"t","big":1e400}', structured, 'big'],
+        [
+          '[{"specversion":"1.0","type":"t"},{"specversion":"1.0","type":"t","big":-1e400}]',
+          ceBatch,
+          '[1].big',
+        ],
+      ]
+      for (const [body, headers, field] of cases) {
+        const problem = await problemOf(await publish(server.url, 'inf', body, headers), 422)
+        assert.equal(problem.field, field, body)
+        assert.match(problem.detail, /1e400/)
+      }
+      const where = await problemOf(
+        await publish(server.url, 'inf', '{"type":"t","data":{"a/b":[1,-1e400]}}'),
+        422,
+      )
+      assert.match(where.detail, / at \/a~1b\/1 /, 'the detail points into data (RFC 6901)')
+      for (const contentType of ['application/json', 'application/vnd.example+json']) {
+        const binary = await fetch(`${server.url}/v1/topics/inf/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: '{"n":1e400}',
+        })
+        assert.equal((await problemOf(binary, 422)).field, 'data', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'inf'), [])
+      const largest = await publish(server.url, 'inf', '{"type":"t","data":[1.7976931348623157e308,-5e-324]}')
+      assert.equal(largest.status, 201, 'large but finite numbers are kept')
+      assert.deepEqual(((await largest.json()) as StoredEventJson).data, [Number.MAX_VALUE, -5e-324])
+    })
+
+    test('binary mode: text that is not UTF-8 is kept as its bytes, with its charset', async () => {
+      const send = (contentType: string, bytes: number[]) =>
+        fetch(`${server.url}/v1/topics/charset/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: new Uint8Array(bytes),
+        })
+      const cafe = [0x63, 0x61, 0x66, 0xe9] // "café" in ISO-8859-1
+      const latin1 = await send('text/plain; charset=iso-8859-1', cafe)
+      assert.equal(latin1.status, 201)
+      const kept = (await latin1.json()) as StoredEventJson
+      assert.equal(kept['data_base64'], Buffer.from(cafe).toString('base64'))
+      assert.equal(kept['datacontenttype'], 'text/plain; charset=iso-8859-1')
+      assert.equal('data' in kept, false)
+      const invalid = (await (await send('text/plain', [0x41, 0xff, 0xfe])).json()) as StoredEventJson
+      assert.equal(invalid['data_base64'], Buffer.from([0x41, 0xff, 0xfe]).toString('base64'), 'not UTF-8')
+      const mislabelled = (await (await send('text/plain; charset=utf-8', cafe)).json()) as StoredEventJson
+      assert.equal(mislabelled['data_base64'], Buffer.from(cafe).toString('base64'), 'says UTF-8, is not')
+      const utf8 = (await (
+        await send('text/plain; charset="UTF-8"', [...Buffer.from('\ufeffcafé')])
+      ).json()) as StoredEventJson
+      assert.equal(utf8.data, '\ufeffcafé', 'UTF-8 text is a string, its byte order mark kept')
+      const stored = await readAll(server.url, 'charset')
+      assert.deepEqual(
+        stored.map((event) => event['data_base64'] ?? event.data),
+        [kept['data_base64'], invalid['data_base64'], mislabelled['data_base64'], '\ufeffcafé'],
+      )
+    })
+
+    test('JSON in another charset than UTF-8 is refused, not misread', async () => {
+      const latin1Json = await fetch(`${server.url}/v1/topics/charset-json/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=iso-8859-1', 'ce-type': 't' },
+        body: new Uint8Array([0x22, 0xe9, 0x22]),
+      })
+      assert.equal((await problemOf(latin1Json, 415)).field, 'Content-Type')
+      const invalidUtf8 = await fetch(`${server.url}/v1/topics/charset-json/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/vnd.example+json', 'ce-type': 't' },
+        body: new Uint8Array([0x22, 0xe9, 0x22]),
+      })
+      assert.equal((await problemOf(invalidUtf8, 400)).type, 'urn:herald:problem:invalid-json')
+      for (const contentType of ['application/json', 'application/cloudevents+json']) {
+        const plain = await publish(
+          server.url,
+          'charset-json',
+          '{"specversion":"1.0","type":"t","data":"é"}',
+          {
+            'content-type': `${contentType}; charset=windows-1252`,
+          },
+        )
+        assert.equal((await problemOf(plain, 415)).field, 'Content-Type', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'charset-json'), [])
+      const utf8 = await publish(server.url, 'charset-json', '{"type":"t","data":"é"}', {
+        'content-type': 'application/json; charset=utf-8',
+      })
+      assert.equal(((await utf8.json()) as StoredEventJson).data, 'é')
+    })
+  })
+
   describe('nesting depth', () => {
     /** JSON text of arrays nested `depth` levels deep. */
     const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`

@@ -1,7 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
-import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
+import {
+  assertUtf8Json,
+  isJsonMediaType,
+  parseBinaryEvent,
+  parseEventBody,
+  type StoredEvent,
+} from '../../core/event.ts'
 import { assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
@@ -37,6 +43,10 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
+  // Fastify's own text/plain parser decodes the body as UTF-8 whatever its charset, storing U+FFFD for
+  // every byte it cannot read; without it, text/plain arrives as bytes like every other non-JSON type
+  // (server.ts), and a binary-mode publish keeps what it cannot store as text (parseBinaryEvent).
+  app.removeContentTypeParser('text/plain')
 
   app.get('/v1/topics', async (request, reply) => {
     const query = request.query as Record<string, string | undefined>
@@ -165,6 +175,7 @@ function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEvent
     )
   }
   const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  if (isJsonMediaType(mediaType)) assertUtf8Json(contentType)
   switch (mediaType) {
     case 'application/json':
       return parseEventBody(body, false)
