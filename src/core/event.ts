@@ -34,7 +34,12 @@ export interface EventInput {
 /** An event ready for the store: everything but the position the store assigns. */
 export interface NewEvent {
   id: string
-  /** The id came from the client, so an earlier event in the topic with this id makes this one a repeat. */
+  /** The CloudEvent's `source`, which with `id` identifies the event. */
+  source: string
+  /**
+   * The id came from the client, so an earlier event in the topic with this `source` and `id` makes
+   * this one a repeat. Generated ids are never deduplicated.
+   */
   clientId: boolean
   /** The CloudEvent's `type`, which webhook subscriptions filter on. */
   type: string
@@ -355,10 +360,11 @@ export function assertUtf8Json(contentType: string | undefined): void {
 /** Fills what the publisher left out and serializes the event once. */
 export function prepareEvent(topic: string, input: EventInput, now: Date): NewEvent {
   const id = input.id ?? ulid(now.getTime())
+  const source = input.source ?? `/v1/topics/${topic}`
   const event: CloudEvent = {
     specversion: '1.0',
     id,
-    source: input.source ?? `/v1/topics/${topic}`,
+    source,
     type: input.type,
     time: input.time ?? now.toISOString(),
   }
@@ -369,7 +375,7 @@ export function prepareEvent(topic: string, input: EventInput, now: Date): NewEv
   if (input.extensions) Object.assign(event, input.extensions)
   if (input.data !== undefined) event.data = input.data
   if (input.data_base64 !== undefined) event.data_base64 = input.data_base64
-  return { id, clientId: input.id !== undefined, type: input.type, body: JSON.stringify(event) }
+  return { id, source, clientId: input.id !== undefined, type: input.type, body: JSON.stringify(event) }
 }
 
 /** Adds the position to a serialized event without parsing it again: `{…}` → `{…,"topic":…,"seq":…}`. */

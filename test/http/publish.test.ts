@@ -147,6 +147,34 @@ describe('publish', () => {
     assert.equal(other.status, 201, 'ids are unique per topic')
   })
 
+  test('a client id is a repeat only with the same source: CloudEvents identifies events by both', async () => {
+    const structured = { 'content-type': 'application/cloudevents+json' }
+    const ce = (source: string) => ({ specversion: '1.0', type: 't', id: 'ce-dup', source })
+    const eu = await publish(server.url, 'dup-src', ce('urn:shop/eu'), structured)
+    assert.equal(eu.status, 201)
+    const euEvent = await eu.json()
+    const us = await publish(server.url, 'dup-src', ce('urn:shop/us'), structured)
+    assert.equal(us.status, 201, 'the same id from another source is another event')
+    assert.equal(((await us.json()) as StoredEventJson).seq, 2)
+    const euAgain = await publish(server.url, 'dup-src', ce('urn:shop/eu'), structured)
+    assert.equal(euAgain.status, 200)
+    assert.deepEqual(await euAgain.json(), euEvent)
+    // Without a source, the event's source is the topic's: that pair is a third event.
+    const plain = await publish(server.url, 'dup-src', { type: 't', id: 'ce-dup' })
+    assert.equal(plain.status, 201)
+    const plainAgain = await publish(server.url, 'dup-src', {
+      type: 't',
+      id: 'ce-dup',
+      source: '/v1/topics/dup-src',
+    })
+    assert.equal(plainAgain.status, 200)
+    assert.deepEqual(await plainAgain.json(), await plain.json())
+    assert.deepEqual(
+      (await readAll(server.url, 'dup-src')).map((event) => event['source']),
+      ['urn:shop/eu', 'urn:shop/us', '/v1/topics/dup-src'],
+    )
+  })
+
   test('seq stays gapless under concurrent publishers', async () => {
     const publishers = Array.from({ length: 16 }, async (_, p) => {
       const seqs: number[] = []
