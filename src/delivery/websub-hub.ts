@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Agent } from 'undici'
 import { request } from 'undici'
 import { ulid } from '../core/event.ts'
-import { validateTopic } from '../core/topic.ts'
+import { isHeraldTopic, validateTopic } from '../core/topic.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { HookRecord } from '../store/store.ts'
 import { checkTargetUrl } from './targets.ts'
@@ -111,8 +111,7 @@ export class WebSubHub {
       const topic = validateTopic(decodeURIComponent(topicUrl.slice(prefix.length)))
       // Herald's own topics (herald.system, the herald.websub/… content) are not offered to a hub
       // that may be public: operators follow herald.system with a webhook or a stream.
-      if (topic.startsWith('herald.'))
-        throw new Error(`${topic} is Herald's own topic, not offered over WebSub.`)
+      if (isHeraldTopic(topic)) throw new Error(`${topic} is Herald's own topic, not offered over WebSub.`)
       return { topic, external: false }
     }
     return {

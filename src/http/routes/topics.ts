@@ -8,7 +8,7 @@ import {
   parseEventBody,
   type StoredEvent,
 } from '../../core/event.ts'
-import { assertPublishable, validateTopic } from '../../core/topic.ts'
+import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ } from '../params.ts'
@@ -109,6 +109,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'topic')
       throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
+    assertConfigurable(target.topic)
     const body = request.body
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw errors.invalidRequest(
@@ -243,14 +244,16 @@ function parseRetention(value: unknown): { maxAgeMs: number | null; maxEvents: n
     throw errors.invalidRequest(`Unknown retention field "${unknown}".`, `retention.${unknown}`)
   let maxAgeMs: number | null = null
   if (maxAge !== undefined && maxAge !== null) {
-    try {
-      if (typeof maxAge !== 'string') throw new Error('not a string')
-      maxAgeMs = parseDuration(maxAge)
-    } catch {
+    if (typeof maxAge !== 'string') {
       throw errors.invalidRequest(
         '"max_age" is a duration such as "90s", "30m", "12h" or "7d".',
         'retention.max_age',
       )
+    }
+    try {
+      maxAgeMs = parseDuration(maxAge)
+    } catch (error) {
+      throw errors.invalidRequest(`"max_age": ${(error as Error).message}.`, 'retention.max_age')
     }
     if (maxAgeMs < 1000) throw errors.invalidRequest('"max_age" is at least 1s.', 'retention.max_age')
   }
