@@ -61,6 +61,11 @@ const MAX_ID_LENGTH = 256
  * level 1). Deeper data would make serializing the event overflow the stack (JSON.stringify recurses).
  */
 export const MAX_DATA_DEPTH = 100
+/**
+ * Events in one batch at most. A batch is validated, serialized and stored in one turn of the event
+ * loop; small events within the body limit could otherwise number in the tens of thousands.
+ */
+export const MAX_BATCH_EVENTS = 1000
 const MAX_ATTRIBUTE_LENGTH = 2048
 /** CloudEvents extension attribute names: lowercase letters and digits, 20 characters at most (advised). */
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/
@@ -252,6 +257,11 @@ function validateTime(time: string, field: string): string {
 export function parseEventBody(body: unknown, structured: boolean): { inputs: EventInput[]; batch: boolean } {
   if (Array.isArray(body)) {
     if (body.length === 0) throw errors.invalidEvent('A batch holds at least one event.')
+    if (body.length > MAX_BATCH_EVENTS) {
+      throw errors.payloadTooLarge(
+        `A batch holds at most ${MAX_BATCH_EVENTS} events; this one has ${body.length}: split it.`,
+      )
+    }
     return {
       inputs: body.map((item, index) => parseEventObject(item, structured, `[${index}].`)),
       batch: true,

@@ -122,6 +122,24 @@ describe('publish', () => {
     assert.equal(bin['data_base64'], Buffer.from([0, 255, 1]).toString('base64'))
   })
 
+  test('a batch holds at most 1000 events; more is 413 and stores nothing', async () => {
+    const events = (count: number) => Array.from({ length: count }, () => ({ type: 't' }))
+    const full = await publish(server.url, 'big-batch', events(1000))
+    assert.equal(full.status, 201)
+    assert.equal(((await full.json()) as StoredEventJson[]).length, 1000)
+    const over = await problemOf(await publish(server.url, 'big-batch', events(1001)), 413)
+    assert.equal(over.type, 'urn:herald:problem:payload-too-large')
+    assert.match(over.detail, /at most 1000 events/)
+    const ceOver = await publish(
+      server.url,
+      'big-batch',
+      Array.from({ length: 1001 }, () => ({ specversion: '1.0', type: 't' })),
+      { 'content-type': 'application/cloudevents-batch+json' },
+    )
+    await problemOf(ceOver, 413)
+    assert.equal((await readAll(server.url, 'big-batch')).length, 1000)
+  })
+
   test('Idempotency-Key: the repeat returns the original with 200 and stores nothing', async () => {
     const headers = { 'idempotency-key': 'order-77' }
     const first = await publish(server.url, 'idem', { type: 'paid', data: { n: 1 } }, headers)
