@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
-import { parseDuration, parseDurationList } from '../core/duration.ts'
+import { MAX_TIMER_MS, parseDuration, parseDurationList } from '../core/duration.ts'
 import type { Retention } from '../store/store.ts'
 
 /** Everything `herald serve` can be told, resolved and validated. */
@@ -259,7 +259,9 @@ export function loadConfig(
     apiKey,
     publicUrl,
     retryScheduleMs: wrap('--retry-schedule', () => parseDurationList(raw('retry-schedule')!)),
-    deliveryTimeoutMs: wrap('--delivery-timeout', () => positive(parseDuration(raw('delivery-timeout')!))),
+    deliveryTimeoutMs: wrap('--delivery-timeout', () =>
+      timer(positive(parseDuration(raw('delivery-timeout')!))),
+    ),
     dispatchConcurrency: wrap('--dispatch-concurrency', () => parseCount(raw('dispatch-concurrency')!)),
     dispatchWorkers: wrap('--dispatch-workers', () => {
       const text = raw('dispatch-workers')
@@ -281,7 +283,7 @@ export function loadConfig(
       return lease
     }),
     websubPublic: wrap('--websub-public', () => parseBoolean(raw('websub-public')!)),
-    heartbeatMs: wrap('--heartbeat', () => positive(parseDuration(raw('heartbeat')!))),
+    heartbeatMs: wrap('--heartbeat', () => timer(positive(parseDuration(raw('heartbeat')!)))),
     allowPrivateTargets: wrap('--allow-private-targets', () => parseBoolean(raw('allow-private-targets')!)),
     databaseUrl: raw('database-url'),
     busUrl: raw('bus-url'),
@@ -291,7 +293,7 @@ export function loadConfig(
       maxEvents: wrap('--retention-max-events', () => optional(raw('retention-max-events')!, parseCount)),
     },
     idempotencyTtlMs,
-    pruneIntervalMs: wrap('--prune-interval', () => positive(parseDuration(raw('prune-interval')!))),
+    pruneIntervalMs: wrap('--prune-interval', () => timer(positive(parseDuration(raw('prune-interval')!)))),
     sqliteSync,
     logLevel,
     maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
@@ -302,7 +304,7 @@ export function loadConfig(
       // page could use the open API through the user's browser, so none is allowed unless listed.
       return given === undefined ? (apiKey === undefined ? [] : ['*']) : parseOrigins(given)
     }),
-    shutdownTimeoutMs: wrap('--shutdown-timeout', () => parseDuration(raw('shutdown-timeout')!)),
+    shutdownTimeoutMs: wrap('--shutdown-timeout', () => timer(parseDuration(raw('shutdown-timeout')!))),
   }
 }
 
@@ -357,6 +359,13 @@ function parseCount(text: string): number {
 
 function positive(ms: number): number {
   if (ms <= 0) throw new Error('must be more than zero')
+  return ms
+}
+
+/** A duration Herald waits with a timer, which cannot wait longer than MAX_TIMER_MS. */
+function timer(ms: number): number {
+  if (ms > MAX_TIMER_MS)
+    throw new Error('must be at most 2147483647ms, about 24.8d (the longest a timer can wait)')
   return ms
 }
 

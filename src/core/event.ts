@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { randomFillSync } from 'node:crypto'
 import { errors } from './errors.ts'
 
@@ -33,7 +34,12 @@ export interface EventInput {
 /** An event ready for the store: everything but the position the store assigns. */
 export interface NewEvent {
   id: string
-  /** The id came from the client, so an earlier event in the topic with this id makes this one a repeat. */
+  /** The CloudEvent's `source`, which with `id` identifies the event. */
+  source: string
+  /**
+   * The id came from the client, so an earlier event in the topic with this `source` and `id` makes
+   * this one a repeat. Generated ids are never deduplicated.
+   */
   clientId: boolean
   /** The CloudEvent's `type`, which webhook subscriptions filter on. */
   type: string
@@ -50,6 +56,16 @@ export interface StoredEvent {
 }
 
 const MAX_ID_LENGTH = 256
+/**
+ * Objects and arrays nest at most this deep in an event's `data` (`data` itself, when it is one, is
+ * level 1). Deeper data would make serializing the event overflow the stack (JSON.stringify recurses).
+ */
+export const MAX_DATA_DEPTH = 100
+/**
+ * Events in one batch at most. A batch is validated, serialized and stored in one turn of the event
+ * loop; small events within the body limit could otherwise number in the tens of thousands.
+ */
+export const MAX_BATCH_EVENTS = 1000
 const MAX_ATTRIBUTE_LENGTH = 2048
 /** CloudEvents extension attribute names: lowercase letters and digits, 20 characters at most (advised). */
 const EXTENSION_NAME = /^[a-z0-9]{1,20}$/
@@ -99,7 +115,9 @@ function stringAttribute(
  * that a misspelt field is an error rather than a silently stored extension.
  */
 export function parseEventObject(value: unknown, structured: boolean, path = ''): EventInput {
-  if (!isPlainObject(value)) throw errors.invalidEvent('An event must be a JSON object.', path || undefined)
+  if (!isPlainObject(value)) {
+    throw errors.invalidEvent('An event must be a JSON object.', path === '' ? undefined : path.slice(0, -1))
+  }
   const specversion = value['specversion']
   if (specversion !== undefined && specversion !== '1.0') {
     throw errors.invalidEvent('Only CloudEvents "specversion": "1.0" is supported.', path + 'specversion')
@@ -129,7 +147,7 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
   if ('data' in value && 'data_base64' in value) {
     throw errors.invalidEvent('An event has "data" or "data_base64", not both.', path + 'data_base64')
   }
-  if ('data' in value) input.data = value['data']
+  if ('data' in value) input.data = checkData(value['data'], path + 'data')
   const dataBase64 = value['data_base64']
   if (dataBase64 !== undefined) {
     if (typeof dataBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(dataBase64)) {
@@ -157,10 +175,75 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
     if (typeof attribute !== 'string' && typeof attribute !== 'number' && typeof attribute !== 'boolean') {
       throw errors.invalidEvent(`Extension "${name}" must be a string, number or boolean.`, path + name)
     }
+    if (typeof attribute === 'number' && !Number.isFinite(attribute)) {
+      throw errors.invalidEvent(
+        `Extension "${name}" is a number too large for a double (such as 1e400), which JSON would store as null.`,
+        path + name,
+      )
+    }
     input.extensions ??= {}
     input.extensions[name] = attribute
   }
   return input
+}
+
+/** One object or array inside `data`, while it is walked, and where it sits (for the error). */
+interface DataFrame {
+  value: object
+  depth: number
+  parent: DataFrame | undefined
+  key: string
+}
+
+/**
+ * `data`, once its nesting is known to be within MAX_DATA_DEPTH and its numbers finite. The walk keeps
+ * its own stack, so that no depth of input can overflow the call stack while checking it.
+ */
+function checkData(data: unknown, field: string): unknown {
+  if (typeof data === 'number' && !Number.isFinite(data)) throw nonFiniteNumber(field, undefined, '')
+  if (typeof data !== 'object' || data === null) return data
+  const pending: DataFrame[] = [{ value: data, depth: 1, parent: undefined, key: '' }]
+  for (let frame = pending.pop(); frame !== undefined; frame = pending.pop()) {
+    const container = frame.value as Record<string, unknown>
+    const keys = Array.isArray(container) ? undefined : Object.keys(container)
+    const length = keys === undefined ? (container as unknown as unknown[]).length : keys.length
+    for (let i = 0; i < length; i++) {
+      const key = keys === undefined ? String(i) : keys[i]!
+      const child = container[key]
+      if (typeof child === 'number') {
+        if (!Number.isFinite(child)) throw nonFiniteNumber(field, frame, key)
+        continue
+      }
+      if (typeof child !== 'object' || child === null) continue
+      if (frame.depth === MAX_DATA_DEPTH) {
+        throw errors.invalidEvent(
+          `"data" nests objects and arrays more than ${MAX_DATA_DEPTH} levels deep.`,
+          field,
+        )
+      }
+      pending.push({ value: child, depth: frame.depth + 1, parent: frame, key })
+    }
+  }
+  return data
+}
+
+/**
+ * A number JSON.parse read as ±Infinity (1e400, -1e400…): serialized, it would become `null`, so it is
+ * refused rather than changed. The detail says where, as a JSON Pointer into `data` (RFC 6901).
+ */
+function nonFiniteNumber(field: string, frame: DataFrame | undefined, key: string) {
+  const segments: string[] = []
+  for (let at: DataFrame | undefined = frame; at?.parent !== undefined; at = at.parent) segments.push(at.key)
+  segments.reverse()
+  if (frame !== undefined) segments.push(key)
+  const pointer = segments
+    .map((segment) => `/${segment.replaceAll('~', '~0').replaceAll('/', '~1')}`)
+    .join('')
+  const where = pointer === '' ? '' : ` at ${pointer.length > 200 ? `${pointer.slice(0, 200)}…` : pointer}`
+  return errors.invalidEvent(
+    `"data" holds a number too large for a double${where} (such as 1e400), which JSON would store as null. Send it as a string.`,
+    field,
+  )
 }
 
 function validateTime(time: string, field: string): string {
@@ -174,6 +257,11 @@ function validateTime(time: string, field: string): string {
 export function parseEventBody(body: unknown, structured: boolean): { inputs: EventInput[]; batch: boolean } {
   if (Array.isArray(body)) {
     if (body.length === 0) throw errors.invalidEvent('A batch holds at least one event.')
+    if (body.length > MAX_BATCH_EVENTS) {
+      throw errors.payloadTooLarge(
+        `A batch holds at most ${MAX_BATCH_EVENTS} events; this one has ${body.length}: split it.`,
+      )
+    }
     return {
       inputs: body.map((item, index) => parseEventObject(item, structured, `[${index}].`)),
       batch: true,
@@ -212,16 +300,27 @@ export function parseBinaryEvent(
   if (contentType) input.datacontenttype = contentType
   if (body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0)) return input
   if (!Buffer.isBuffer(body)) {
-    input.data = body // already parsed JSON (application/json)
+    assertUtf8Json(contentType)
+    input.data = checkData(body, 'data') // already parsed JSON (application/json)
   } else if (contentType && isJsonMediaType(contentType)) {
+    assertUtf8Json(contentType)
+    if (!isUtf8(body)) {
+      throw errors.invalidJson('The body is not valid UTF-8, which JSON text must be (RFC 8259 §8.1).')
+    }
+    let parsed: unknown
     try {
-      input.data = JSON.parse(body.toString('utf8'))
+      parsed = JSON.parse(body.toString('utf8'))
     } catch {
       throw errors.invalidJson('The body is not valid JSON, but its Content-Type says it is.')
     }
-  } else if (contentType && isTextMediaType(contentType)) {
+    input.data = checkData(parsed, 'data')
+  } else if (contentType && isTextMediaType(contentType) && isUtf8Charset(contentType) && isUtf8(body)) {
     input.data = body.toString('utf8')
   } else {
+    // Text in another charset, or bytes that are not the UTF-8 they claim to be, is kept as the bytes
+    // that were sent: decoding it as UTF-8 would store U+FFFD in place of every byte it cannot read,
+    // and transcoding would store other bytes than the publisher's (which a signature may cover).
+    // `datacontenttype` keeps the charset, so a reader knows how to decode them.
     input.data_base64 = body.toString('base64')
   }
   return input
@@ -236,13 +335,46 @@ function isTextMediaType(contentType: string): boolean {
   return contentType.trim().toLowerCase().startsWith('text/')
 }
 
+/** The `charset` parameter of a media type, lowercase and unquoted, or undefined. */
+function charsetOf(contentType: string): string | undefined {
+  for (const parameter of contentType.split(';').slice(1)) {
+    const equals = parameter.indexOf('=')
+    if (equals === -1 || parameter.slice(0, equals).trim().toLowerCase() !== 'charset') continue
+    const value = parameter
+      .slice(equals + 1)
+      .trim()
+      .toLowerCase()
+    return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value
+  }
+  return undefined
+}
+
+/** No charset (UTF-8 is then assumed, as it is for JSON), or UTF-8 by name. */
+function isUtf8Charset(contentType: string): boolean {
+  const charset = charsetOf(contentType)
+  return charset === undefined || charset === 'utf-8' || charset === 'utf8'
+}
+
+/**
+ * JSON text is UTF-8 (RFC 8259 §8.1) and is read as such: a JSON body labelled with another charset is
+ * refused rather than misread.
+ */
+export function assertUtf8Json(contentType: string | undefined): void {
+  if (contentType === undefined || isUtf8Charset(contentType)) return
+  throw errors.unsupportedMediaType(
+    `JSON is sent as UTF-8 (RFC 8259 §8.1), not charset=${charsetOf(contentType)}.`,
+    'Content-Type',
+  )
+}
+
 /** Fills what the publisher left out and serializes the event once. */
 export function prepareEvent(topic: string, input: EventInput, now: Date): NewEvent {
   const id = input.id ?? ulid(now.getTime())
+  const source = input.source ?? `/v1/topics/${topic}`
   const event: CloudEvent = {
     specversion: '1.0',
     id,
-    source: input.source ?? `/v1/topics/${topic}`,
+    source,
     type: input.type,
     time: input.time ?? now.toISOString(),
   }
@@ -253,7 +385,7 @@ export function prepareEvent(topic: string, input: EventInput, now: Date): NewEv
   if (input.extensions) Object.assign(event, input.extensions)
   if (input.data !== undefined) event.data = input.data
   if (input.data_base64 !== undefined) event.data_base64 = input.data_base64
-  return { id, clientId: input.id !== undefined, type: input.type, body: JSON.stringify(event) }
+  return { id, source, clientId: input.id !== undefined, type: input.type, body: JSON.stringify(event) }
 }
 
 /** Adds the position to a serialized event without parsing it again: `{…}` → `{…,"topic":…,"seq":…}`. */

@@ -31,11 +31,30 @@ export function validateTopic(name: unknown): string {
 /** Topics Herald writes itself: herald.system (operator events) and herald.websub/… (WebSub content). */
 const RESERVED_PREFIX = 'herald.'
 
+/** Whether Herald writes this topic itself: its events and its settings are not for clients. */
+export function isHeraldTopic(topic: string): boolean {
+  return topic.startsWith(RESERVED_PREFIX)
+}
+
 /** A topic clients may publish to: not one Herald writes itself, whose events others trust. */
 export function assertPublishable(topic: string): string {
-  if (topic.startsWith(RESERVED_PREFIX)) {
+  if (isHeraldTopic(topic)) {
     throw errors.forbidden(
       `Topics starting with "${RESERVED_PREFIX}" are written by Herald only; they can be read.`,
+      'topic',
+    )
+  }
+  return topic
+}
+
+/**
+ * A topic whose settings (retention) clients may change: not one of Herald's own, which operators
+ * rely on (a client could otherwise keep herald.system down to one event and hide what happened).
+ */
+export function assertConfigurable(topic: string): string {
+  if (isHeraldTopic(topic)) {
+    throw errors.forbidden(
+      `Topics starting with "${RESERVED_PREFIX}" are Herald's own: their settings are not for clients; they can be read.`,
       'topic',
     )
   }

@@ -6,7 +6,7 @@ import { validateTopic } from '../core/topic.ts'
 import type { HookChanges, HookRecord } from '../store/store.ts'
 import { post } from './attempt.ts'
 import { generateSecret, parseSecret } from './signing.ts'
-import { validateTarget } from './targets.ts'
+import { MAX_URL_LENGTH, validateTarget } from './targets.ts'
 
 /**
  * Webhook subscriptions as the API sees them: what a client may send (`POST /v1/hooks`, `PATCH`), the
@@ -66,6 +66,9 @@ function optionalBoolean(body: Body, field: string): boolean | undefined {
 function targetUrl(value: unknown): string {
   if (typeof value !== 'string' || value === '') {
     throw errors.invalidRequest('"target_url" is the http(s) URL deliveries are POSTed to.', 'target_url')
+  }
+  if (value.length > MAX_URL_LENGTH) {
+    throw errors.invalidRequest(`"target_url" has at most ${MAX_URL_LENGTH} characters.`, 'target_url')
   }
   return value
 }

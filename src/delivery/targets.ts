@@ -11,6 +11,12 @@ import { BlockList, isIP, type LookupFunction } from 'node:net'
 import { Agent, buildConnector } from 'undici'
 import { errors, type HeraldError } from '../core/errors.ts'
 
+/**
+ * The longest URL Herald stores and calls (a webhook's target_url, WebSub's hub.callback and topic
+ * URLs): what browsers and servers commonly take, far beyond what a real endpoint needs.
+ */
+export const MAX_URL_LENGTH = 2048
+
 /** Resolves a host name to every address it has; injectable so tests can fake DNS. */
 export type Resolver = (hostname: string) => Promise<LookupAddress[]>
 

@@ -3,10 +3,10 @@ import type { Logger } from 'pino'
 import type { Agent } from 'undici'
 import { request } from 'undici'
 import { ulid } from '../core/event.ts'
-import { validateTopic } from '../core/topic.ts'
+import { isHeraldTopic, validateTopic } from '../core/topic.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { HookRecord } from '../store/store.ts'
-import { checkTargetUrl } from './targets.ts'
+import { checkTargetUrl, MAX_URL_LENGTH } from './targets.ts'
 import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 
 /**
@@ -18,6 +18,8 @@ import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 
 /** The secret must be "less than 200 bytes" (§5.1). */
 export const MAX_SECRET_BYTES = 199
+/** Topic URLs one publish ping may name; each is looked up, and fetched if anyone subscribed to it. */
+export const MAX_PUBLISH_URLS = 100
 const VERIFY_TIMEOUT_MS = 10_000
 /** The verification answer is read up to this much (a challenge is short). */
 const VERIFY_READ_BYTES = 4096
@@ -90,12 +92,17 @@ export class WebSubHub {
     }
     if (mode === 'publish') {
       // The spec's note names hub.url; websub.rocks sends hub.topic: both are taken (§6).
-      const urls = [...form.getAll('hub.url'), ...form.getAll('hub.topic')]
-      if (urls.length === 0) throw new HubRequestError(400, 'hub.mode=publish needs hub.url (or hub.topic).')
-      for (const url of new Set(urls)) {
-        absoluteUrl(url, 'hub.url')
-        this.track(this.fetchAndPublish(url))
+      const named: Array<[url: string, field: string]> = [
+        ...form.getAll('hub.url').map((url): [string, string] => [url, 'hub.url']),
+        ...form.getAll('hub.topic').map((url): [string, string] => [url, 'hub.topic']),
+      ]
+      if (named.length === 0) throw new HubRequestError(400, 'hub.mode=publish needs hub.url (or hub.topic).')
+      for (const [url, field] of named) absoluteUrl(url, field)
+      const urls = new Set(named.map(([url]) => url))
+      if (urls.size > MAX_PUBLISH_URLS) {
+        throw new HubRequestError(400, `A publish request names at most ${MAX_PUBLISH_URLS} topic URLs.`)
       }
+      for (const url of urls) this.track(this.fetchAndPublish(url))
       return
     }
     throw new HubRequestError(
@@ -111,8 +118,7 @@ export class WebSubHub {
       const topic = validateTopic(decodeURIComponent(topicUrl.slice(prefix.length)))
       // Herald's own topics (herald.system, the herald.websub/… content) are not offered to a hub
       // that may be public: operators follow herald.system with a webhook or a stream.
-      if (topic.startsWith('herald.'))
-        throw new Error(`${topic} is Herald's own topic, not offered over WebSub.`)
+      if (isHeraldTopic(topic)) throw new Error(`${topic} is Herald's own topic, not offered over WebSub.`)
       return { topic, external: false }
     }
     return {
@@ -315,6 +321,9 @@ export class WebSubHub {
 }
 
 function absoluteUrl(value: string, field: string): URL {
+  if (value.length > MAX_URL_LENGTH) {
+    throw new HubRequestError(400, `${field} has at most ${MAX_URL_LENGTH} characters.`)
+  }
   let url: URL
   try {
     url = new URL(value)

@@ -10,7 +10,9 @@ import type { NewEvent, StoredEvent } from '../core/event.ts'
  *   from the topic's row inside the writing transaction, never from a counter in memory.
  * - A repeat is not stored again. An `idempotencyKey` seen in the topic before returns the original
  *   events (`stored: 0`); the same key with another request is an `idempotency-key-reused`
- *   error. An event whose client-supplied `id` is already stored in the topic returns that event.
+ *   error. An event whose client-supplied `id` is already stored in the topic with the same `source`
+ *   (CloudEvents identifies an event by the two together) returns that event; the same `id` with
+ *   another `source` is another event. An event with a generated id is never a repeat.
  * - `read` returns events in `seq` order; a topic that does not exist reads as empty.
  * - Retention removes the oldest events only, so the retained events of a topic are always the
  *   contiguous run `first_seq..head_seq`.

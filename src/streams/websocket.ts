@@ -254,7 +254,8 @@ class WsConnection implements StreamConnection, Sink {
         return this.publish(message, ref)
       default:
         throw errors.invalidRequest(
-          `Unknown op ${JSON.stringify(op)}: use subscribe, unsubscribe, publish or auth.`,
+          // Named only when it is a short string: a nested value would not even serialize.
+          `Unknown op${typeof op === 'string' && op.length <= 64 ? ` ${JSON.stringify(op)}` : ''}: use subscribe, unsubscribe, publish or auth.`,
           'op',
         )
     }

@@ -16,6 +16,16 @@ describe('durations and sizes', () => {
     assert.throws(() => parseDuration('-1s'), /not a duration/)
   })
 
+  test('a duration is at most 100 years (36500d), and short text', () => {
+    assert.equal(parseDuration('36500d'), 36_500 * 86_400_000)
+    assert.equal(parseDuration(' 2h '), 7_200_000)
+    for (const text of ['36501d', '99999999999999d', `${'9'.repeat(30)}ms`]) {
+      assert.throws(() => parseDuration(text), /longest duration Herald takes, 36500d/, text)
+    }
+    assert.throws(() => parseDuration(`1${' '.repeat(40)}s`), /not a duration/)
+    assert.throws(() => parseDurationList('0s,5s,36501d'), /36500d/)
+  })
+
   test('the default retry schedule parses to its eight delays', () => {
     assert.deepEqual(
       parseDurationList('0s,5s,5m,30m,2h,5h,10h,10h'),
@@ -72,6 +82,11 @@ describe('configuration', () => {
       [{ 'idempotency-ttl': '1h' }, /at least 24h/],
       [{ 'sqlite-sync': 'off' }, /--sqlite-sync/],
       [{ 'public-url': 'ftp://x' }, /--public-url/],
+      [{ 'retention-max-age': '99999999999999d' }, /--retention-max-age: .*36500d/],
+      [{ 'retry-schedule': '0s,5s,40000d' }, /--retry-schedule: .*36500d/],
+      [{ 'idempotency-ttl': '36501d' }, /--idempotency-ttl: .*36500d/],
+      [{ heartbeat: '30d' }, /--heartbeat: must be at most/],
+      [{ 'delivery-timeout': '25d' }, /--delivery-timeout: must be at most/],
     ] as const) {
       assert.throws(
         () => loadConfig(flags, {}),

@@ -524,6 +524,31 @@ describe('hook API', () => {
     await problemOf(response, 400)
   })
 
+  test('target_url has at most 2048 characters, on POST and PATCH', async () => {
+    const url = (length: number) => {
+      const base = `${receiver.url}/long?q=`
+      return base + 'x'.repeat(length - base.length)
+    }
+    const longest = await createHook(server, { target_url: url(2048), topic: 'long' })
+    assert.equal(longest.target_url.length, 2048)
+    const tooLong = await problemOf(
+      await api(server, 'POST', '/v1/hooks', { target_url: url(2049), topic: 'long' }),
+      400,
+    )
+    assert.equal(tooLong.field, 'target_url')
+    assert.match(tooLong.detail, /2048/)
+    const huge = await api(server, 'POST', '/v1/hooks', { target_url: url(900_000), topic: 'long' })
+    assert.equal((await problemOf(huge, 400)).field, 'target_url')
+    const patched = await api(server, 'PATCH', `/v1/hooks/${longest.id}`, { target_url: url(2049) })
+    assert.equal((await problemOf(patched, 400)).field, 'target_url')
+    const hooks = ((await (await api(server, 'GET', '/v1/hooks')).json()) as { hooks: HookJson[] }).hooks
+    assert.deepEqual(
+      hooks.filter((hook) => hook.topic === 'long').map((hook) => hook.target_url.length),
+      [2048],
+      'nothing longer was stored',
+    )
+  })
+
   test('REST Hooks: subscribe with target_url + event, handshake with X-Hook-Secret, unsubscribe', async () => {
     receiver.answer = (request) =>
       request.url === '/echo'

@@ -401,6 +401,62 @@ describe('WebSub hub: leases, refusals, denial, verification failures', () => {
     assert.equal(gets(sub, '/m').length, 0, 'nothing was sent for a refused request')
   })
 
+  test('topic and callback URLs have at most 2048 characters; a publish ping names at most 100', async () => {
+    const long = (base: string, length: number) => base + 'x'.repeat(length - base.length)
+    const callback = `${sub.url}/long?q=`
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [
+        { 'hub.mode': 'subscribe', 'hub.topic': long(heraldTopic('x?'), 2049), 'hub.callback': callback },
+        /hub.topic/,
+      ],
+      [
+        {
+          'hub.mode': 'subscribe',
+          'hub.topic': long('https://example.test/', 900_000),
+          'hub.callback': callback,
+        },
+        /hub.topic/,
+      ],
+      [
+        { 'hub.mode': 'subscribe', 'hub.topic': heraldTopic('x'), 'hub.callback': long(callback, 2049) },
+        /hub.callback/,
+      ],
+      [
+        { 'hub.mode': 'unsubscribe', 'hub.topic': heraldTopic('x'), 'hub.callback': long(callback, 2049) },
+        /hub.callback/,
+      ],
+      [{ 'hub.mode': 'publish', 'hub.url': long('https://example.test/', 2049) }, /hub.url/],
+      [{ 'hub.mode': 'publish', 'hub.topic': long('https://example.test/', 2049) }, /hub.topic/],
+    ]
+    for (const [fields, names] of cases) {
+      const response = await hubRequest(server, fields)
+      assert.equal(response.status, 400, Object.values(fields).join(' ').slice(0, 80))
+      assert.match(response.headers.get('content-type') ?? '', /^text\/plain/)
+      const text = await response.text()
+      assert.match(text, names)
+      assert.match(text, /2048 characters/)
+    }
+    const urls = new URLSearchParams({ 'hub.mode': 'publish' })
+    for (let i = 0; i < 101; i++) urls.append('hub.url', `https://example.test/feed/${i}`)
+    const many = await fetch(`${server.url}/websub`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: urls.toString(),
+    })
+    assert.equal(many.status, 400)
+    assert.match(await many.text(), /at most 100/)
+    const longest = await hubRequest(server, {
+      'hub.mode': 'subscribe',
+      'hub.topic': heraldTopic('long'),
+      'hub.callback': long(callback, 2048),
+    })
+    assert.equal(longest.status, 202, 'a 2048-character callback is taken')
+    await until('the 2048-character callback to be verified', async () =>
+      gets(sub, '/long').length > 0 ? true : undefined,
+    )
+    assert.equal(gets(sub, '/long').length, 1, 'only the request within the limit reached the callback')
+  })
+
   test('a topic the hub refuses gets a denial: hub.mode=denied with hub.topic and hub.reason', async () => {
     const topic = heraldTopic('news/events') // "events" is reserved in Herald topic names
     const callback = `${sub.url}/denied?keep=1`

@@ -122,6 +122,24 @@ describe('publish', () => {
     assert.equal(bin['data_base64'], Buffer.from([0, 255, 1]).toString('base64'))
   })
 
+  test('a batch holds at most 1000 events; more is 413 and stores nothing', async () => {
+    const events = (count: number) => Array.from({ length: count }, () => ({ type: 't' }))
+    const full = await publish(server.url, 'big-batch', events(1000))
+    assert.equal(full.status, 201)
+    assert.equal(((await full.json()) as StoredEventJson[]).length, 1000)
+    const over = await problemOf(await publish(server.url, 'big-batch', events(1001)), 413)
+    assert.equal(over.type, 'urn:herald:problem:payload-too-large')
+    assert.match(over.detail, /at most 1000 events/)
+    const ceOver = await publish(
+      server.url,
+      'big-batch',
+      Array.from({ length: 1001 }, () => ({ specversion: '1.0', type: 't' })),
+      { 'content-type': 'application/cloudevents-batch+json' },
+    )
+    await problemOf(ceOver, 413)
+    assert.equal((await readAll(server.url, 'big-batch')).length, 1000)
+  })
+
   test('Idempotency-Key: the repeat returns the original with 200 and stores nothing', async () => {
     const headers = { 'idempotency-key': 'order-77' }
     const first = await publish(server.url, 'idem', { type: 'paid', data: { n: 1 } }, headers)
@@ -145,6 +163,34 @@ describe('publish', () => {
     assert.deepEqual(await again.json(), await first.json())
     const other = await publish(server.url, 'dedupe-other', { type: 't', id: 'evt-1' })
     assert.equal(other.status, 201, 'ids are unique per topic')
+  })
+
+  test('a client id is a repeat only with the same source: CloudEvents identifies events by both', async () => {
+    const structured = { 'content-type': 'application/cloudevents+json' }
+    const ce = (source: string) => ({ specversion: '1.0', type: 't', id: 'ce-dup', source })
+    const eu = await publish(server.url, 'dup-src', ce('urn:shop/eu'), structured)
+    assert.equal(eu.status, 201)
+    const euEvent = await eu.json()
+    const us = await publish(server.url, 'dup-src', ce('urn:shop/us'), structured)
+    assert.equal(us.status, 201, 'the same id from another source is another event')
+    assert.equal(((await us.json()) as StoredEventJson).seq, 2)
+    const euAgain = await publish(server.url, 'dup-src', ce('urn:shop/eu'), structured)
+    assert.equal(euAgain.status, 200)
+    assert.deepEqual(await euAgain.json(), euEvent)
+    // Without a source, the event's source is the topic's: that pair is a third event.
+    const plain = await publish(server.url, 'dup-src', { type: 't', id: 'ce-dup' })
+    assert.equal(plain.status, 201)
+    const plainAgain = await publish(server.url, 'dup-src', {
+      type: 't',
+      id: 'ce-dup',
+      source: '/v1/topics/dup-src',
+    })
+    assert.equal(plainAgain.status, 200)
+    assert.deepEqual(await plainAgain.json(), await plain.json())
+    assert.deepEqual(
+      (await readAll(server.url, 'dup-src')).map((event) => event['source']),
+      ['urn:shop/eu', 'urn:shop/us', '/v1/topics/dup-src'],
+    )
   })
 
   test('seq stays gapless under concurrent publishers', async () => {
@@ -227,6 +273,192 @@ describe('publish', () => {
 
     test('nothing was stored by any of them', async () => {
       assert.deepEqual(await readAll(server.url, 'bad'), [])
+    })
+  })
+
+  describe('data is stored as sent, or refused', () => {
+    test('a number beyond a double (1e400) → 422 naming the field, in every mode; nothing stored', async () => {
+      const structured = { 'content-type': 'application/cloudevents+json' }
+      const ceBatch = { 'content-type': 'application/cloudevents-batch+json' }
+      const cases: Array<[string, Record<string, string>, string]> = [
+        ['{"type":"t","data":1e400}', {}, 'data'],
+        ['{"type":"t","data":{"a/b":[1,-1e400]}}', {}, 'data'],
+        ['[{"type":"a"},{"type":"b","data":{"x":1e999}}]', {}, '[1].data'],
+        ['{"specversion":"1.0","type":"t","data":[1e400]}', structured, 'data'],
+        ['{"specversion":"1.0","type":"t","big":1e400}', structured, 'big'],
+        [
+          '[{"specversion":"1.0","type":"t"},{"specversion":"1.0","type":"t","big":-1e400}]',
+          ceBatch,
+          '[1].big',
+        ],
+      ]
+      for (const [body, headers, field] of cases) {
+        const problem = await problemOf(await publish(server.url, 'inf', body, headers), 422)
+        assert.equal(problem.field, field, body)
+        assert.match(problem.detail, /1e400/)
+      }
+      const where = await problemOf(
+        await publish(server.url, 'inf', '{"type":"t","data":{"a/b":[1,-1e400]}}'),
+        422,
+      )
+      assert.match(where.detail, / at \/a~1b\/1 /, 'the detail points into data (RFC 6901)')
+      for (const contentType of ['application/json', 'application/vnd.example+json']) {
+        const binary = await fetch(`${server.url}/v1/topics/inf/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: '{"n":1e400}',
+        })
+        assert.equal((await problemOf(binary, 422)).field, 'data', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'inf'), [])
+      const largest = await publish(server.url, 'inf', '{"type":"t","data":[1.7976931348623157e308,-5e-324]}')
+      assert.equal(largest.status, 201, 'large but finite numbers are kept')
+      assert.deepEqual(((await largest.json()) as StoredEventJson).data, [Number.MAX_VALUE, -5e-324])
+    })
+
+    test('binary mode: text that is not UTF-8 is kept as its bytes, with its charset', async () => {
+      const send = (contentType: string, bytes: number[]) =>
+        fetch(`${server.url}/v1/topics/charset/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: new Uint8Array(bytes),
+        })
+      const cafe = [0x63, 0x61, 0x66, 0xe9] // "café" in ISO-8859-1
+      const latin1 = await send('text/plain; charset=iso-8859-1', cafe)
+      assert.equal(latin1.status, 201)
+      const kept = (await latin1.json()) as StoredEventJson
+      assert.equal(kept['data_base64'], Buffer.from(cafe).toString('base64'))
+      assert.equal(kept['datacontenttype'], 'text/plain; charset=iso-8859-1')
+      assert.equal('data' in kept, false)
+      const invalid = (await (await send('text/plain', [0x41, 0xff, 0xfe])).json()) as StoredEventJson
+      assert.equal(invalid['data_base64'], Buffer.from([0x41, 0xff, 0xfe]).toString('base64'), 'not UTF-8')
+      const mislabelled = (await (await send('text/plain; charset=utf-8', cafe)).json()) as StoredEventJson
+      assert.equal(mislabelled['data_base64'], Buffer.from(cafe).toString('base64'), 'says UTF-8, is not')
+      const utf8 = (await (
+        await send('text/plain; charset="UTF-8"', [...Buffer.from('\ufeffcafé')])
+      ).json()) as StoredEventJson
+      assert.equal(utf8.data, '\ufeffcafé', 'UTF-8 text is a string, its byte order mark kept')
+      const stored = await readAll(server.url, 'charset')
+      assert.deepEqual(
+        stored.map((event) => event['data_base64'] ?? event.data),
+        [kept['data_base64'], invalid['data_base64'], mislabelled['data_base64'], '\ufeffcafé'],
+      )
+    })
+
+    test('JSON in another charset than UTF-8 is refused, not misread', async () => {
+      const latin1Json = await fetch(`${server.url}/v1/topics/charset-json/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=iso-8859-1', 'ce-type': 't' },
+        body: new Uint8Array([0x22, 0xe9, 0x22]),
+      })
+      assert.equal((await problemOf(latin1Json, 415)).field, 'Content-Type')
+      const invalidUtf8 = await fetch(`${server.url}/v1/topics/charset-json/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/vnd.example+json', 'ce-type': 't' },
+        body: new Uint8Array([0x22, 0xe9, 0x22]),
+      })
+      assert.equal((await problemOf(invalidUtf8, 400)).type, 'urn:herald:problem:invalid-json')
+      for (const contentType of ['application/json', 'application/cloudevents+json']) {
+        const plain = await publish(
+          server.url,
+          'charset-json',
+          '{"specversion":"1.0","type":"t","data":"é"}',
+          {
+            'content-type': `${contentType}; charset=windows-1252`,
+          },
+        )
+        assert.equal((await problemOf(plain, 415)).field, 'Content-Type', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'charset-json'), [])
+      const utf8 = await publish(server.url, 'charset-json', '{"type":"t","data":"é"}', {
+        'content-type': 'application/json; charset=utf-8',
+      })
+      assert.equal(((await utf8.json()) as StoredEventJson).data, 'é')
+    })
+  })
+
+  describe('nesting depth', () => {
+    /** JSON text of arrays nested `depth` levels deep. */
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`
+
+    test('data nested up to 100 levels is stored as sent', async () => {
+      const response = await publish(server.url, 'deep-ok', `{"type":"t","data":${nested(100)}}`)
+      assert.equal(response.status, 201)
+      const event = (await response.json()) as StoredEventJson
+      assert.equal(JSON.stringify(event.data), nested(100))
+    })
+
+    test('deeper data → 422 naming the field, in every publish form; nothing stored', async () => {
+      for (const depth of [101, 5000]) {
+        const plain = await publish(server.url, 'deep', `{"type":"t","data":${nested(depth)}}`)
+        const problem = await problemOf(plain, 422)
+        assert.equal(problem.field, 'data', `depth ${depth}`)
+        assert.match(problem.detail, /100 levels/)
+      }
+      const batch = await publish(
+        server.url,
+        'deep',
+        `[{"type":"a"},{"type":"b"},{"type":"c"},{"type":"d","data":{"k":${nested(5000)}}}]`,
+      )
+      assert.equal((await problemOf(batch, 422)).field, '[3].data')
+      const structured = await publish(
+        server.url,
+        'deep',
+        `{"specversion":"1.0","type":"t","data":${nested(5000)}}`,
+        { 'content-type': 'application/cloudevents+json' },
+      )
+      assert.equal((await problemOf(structured, 422)).field, 'data')
+      const ceBatch = await publish(
+        server.url,
+        'deep',
+        `[{"specversion":"1.0","type":"t","data":${nested(5000)}}]`,
+        {
+          'content-type': 'application/cloudevents-batch+json',
+        },
+      )
+      assert.equal((await problemOf(ceBatch, 422)).field, '[0].data')
+      for (const contentType of ['application/json', 'application/vnd.example+json']) {
+        const binary = await fetch(`${server.url}/v1/topics/deep/events`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'ce-type': 't' },
+          body: nested(5000),
+        })
+        assert.equal((await problemOf(binary, 422)).field, 'data', contentType)
+      }
+      assert.deepEqual(await readAll(server.url, 'deep'), [])
+    })
+
+    test('a body deep anywhere else is a 4xx too, never a 500', async () => {
+      const deep = nested(30_000)
+      const cases: Array<[string, string, string, number]> = [
+        ['application/json', `[${deep}]`, '[0]', 422],
+        ['application/json', deep, '[0]', 422],
+        ['application/json', `{"type":${deep}}`, 'type', 422],
+        ['application/json', `{"type":"t","typo":${deep}}`, 'typo', 422],
+        ['application/json', `{"type":"t","id":${deep}}`, 'id', 422],
+        ['application/cloudevents+json', `{"specversion":"1.0","type":"t","ext":${deep}}`, 'ext', 422],
+        ['application/cloudevents-batch+json', `[${deep}]`, '[0]', 422],
+      ]
+      for (const [contentType, body, field, status] of cases) {
+        const problem = await problemOf(
+          await publish(server.url, 'deep', body, { 'content-type': contentType }),
+          status,
+        )
+        assert.equal(problem.field, field, `${contentType} ${body.slice(0, 30)}`)
+      }
+      const retention = await fetch(`${server.url}/v1/topics/deep`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: `{"retention":{"max_age":${deep}}}`,
+      })
+      assert.equal((await problemOf(retention, 400)).field, 'retention.max_age')
+      const hook = await fetch(`${server.url}/v1/hooks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: `{"target_url":${deep},"topic":"deep"}`,
+      })
+      assert.equal((await problemOf(hook, 400)).field, 'target_url')
+      assert.deepEqual(await readAll(server.url, 'deep'), [])
     })
   })
 

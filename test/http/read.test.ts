@@ -107,6 +107,41 @@ describe('read: short polling', () => {
     })
     assert.equal((await problemOf(bad, 400)).field, 'retention.max_events')
   })
+
+  test("herald.* topics' settings are Herald's: PUT is 403 and changes nothing", async () => {
+    for (const topic of ['herald.system', 'herald.websub/abc']) {
+      const response = await fetch(`${server.url}/v1/topics/${topic}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ retention: { max_events: 1 } }),
+      })
+      const problem = await problemOf(response, 403)
+      assert.equal(problem.field, 'topic', topic)
+      const info = (await (await fetch(`${server.url}/v1/topics/${topic}`)).json()) as { retention: unknown }
+      assert.deepEqual(info.retention, { max_age_ms: null, max_events: null }, topic)
+    }
+  })
+
+  test('retention.max_age is at most 100 years (36500d); longer is 400 naming it, and nothing changes', async () => {
+    const put = (maxAge: unknown) =>
+      fetch(`${server.url}/v1/topics/aged`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ retention: { max_age: maxAge } }),
+      })
+    const longest = await put('36500d')
+    assert.equal(longest.status, 200)
+    const info = (await longest.json()) as { retention: { max_age_ms: number } }
+    assert.equal(info.retention.max_age_ms, 36_500 * 86_400_000)
+    for (const maxAge of ['99999999999999d', '36501d', `${'9'.repeat(400)}ms`, `1${' '.repeat(100_000)}s`]) {
+      const problem = await problemOf(await put(maxAge), 400)
+      assert.equal(problem.field, 'retention.max_age', maxAge.slice(0, 20))
+      assert.ok(problem.detail.length < 300, 'the detail does not echo a long value whole')
+    }
+    assert.match((await problemOf(await put('99999999999999d'), 400)).detail, /36500d/)
+    const after = (await (await fetch(`${server.url}/v1/topics/aged`)).json()) as { retention: unknown }
+    assert.deepEqual(after.retention, { max_age_ms: 36_500 * 86_400_000, max_events: null })
+  })
 })
 
 describe('read: long polling', () => {

@@ -132,6 +132,62 @@ export function storeContract(name: string, open: () => Promise<StoreHarness>): 
       },
     )
 
+    withStore(
+      'a client id is a repeat only with the same source (CloudEvents: source + id), also inside one batch',
+      async ({ store }) => {
+        const now = Date.now()
+        const first = await store.append('src', events('src', { type: 't', id: 'e1', source: 'urn:a' }), {
+          now,
+        })
+        const others = await store.append(
+          'src',
+          events('src', { type: 't', id: 'e1', source: 'urn:b' }, { type: 't', id: 'e1' }),
+          { now },
+        )
+        assert.equal(others.stored, 2, 'the same id from other sources is other events')
+        assert.deepEqual(
+          others.events.map((e) => [JSON.parse(e.json).source, e.seq]),
+          [
+            ['urn:b', 2],
+            ['/v1/topics/src', 3],
+          ],
+        )
+        const repeats = await store.append(
+          'src',
+          events(
+            'src',
+            { type: 't', id: 'e1', source: 'urn:b' },
+            { type: 't', id: 'e1', source: 'urn:a' },
+            { type: 't', id: 'e1', source: '/v1/topics/src' },
+          ),
+          { now },
+        )
+        assert.equal(repeats.stored, 0)
+        assert.deepEqual(
+          repeats.events.map((e) => e.json),
+          [others.events[0]!.json, first.events[0]!.json, others.events[1]!.json],
+        )
+        const batch = await store.append(
+          'src2',
+          events(
+            'src2',
+            { type: 't', id: 'x', source: 's1' },
+            { type: 't', id: 'x', source: 's2' },
+            { type: 't', id: 'x', source: 's1' },
+          ),
+          { now },
+        )
+        assert.equal(batch.stored, 2)
+        assert.deepEqual(
+          batch.events.map((e) => e.seq),
+          [1, 2, 1],
+        )
+        const generated = await store.append('src2', events('src2', { type: 't' }, { type: 't' }), { now })
+        assert.equal(generated.stored, 2, 'events without a client id are never repeats')
+        assert.equal((await store.topic('src'))!.head_seq, 3)
+      },
+    )
+
     withStore('a failing append fails alone; the others committed with it are kept', async ({ store }) => {
       await store.append('mix', events('mix', { type: 't' }), {
         now: Date.now(),

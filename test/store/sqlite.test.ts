@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { prepareEvent } from '../../src/core/event.ts'
+import { openDatabase } from '../../src/store/sqlite/database.ts'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 import { ROOT, tempDir } from '../helpers.ts'
@@ -64,6 +67,52 @@ test('two processes appending to one SQLite file keep seq gapless (no in-process
     )
     const writers = new Set(read.map((e) => JSON.parse(e.json).type))
     assert.deepEqual([...writers].sort(), ['w1', 'w2'])
+  } finally {
+    await rm(dataDir, { recursive: true, force: true })
+  }
+})
+
+test('events stored before migration 003 keep their (source, id): a repeat of one is still recognised', async () => {
+  const dataDir = await tempDir()
+  try {
+    // A database as migration 002 left it: events looked up by id alone.
+    const db = openDatabase(dataDir, 'full')
+    for (const file of ['001_init.sql', '002_hooks.sql']) {
+      db.exec(readFileSync(join(ROOT, 'src/store/sqlite/migrations', file), 'utf8'))
+    }
+    db.exec('PRAGMA user_version = 2')
+    db.prepare("INSERT INTO topics (name, head_seq, created_at) VALUES ('old', 2, 0)").run()
+    const insert = db.prepare(
+      'INSERT INTO events (topic_id, seq, id, stored_at, body) VALUES (1, ?, ?, 0, ?)',
+    )
+    const client = {
+      seq: 1,
+      id: 'e1',
+      json: '{"specversion":"1.0","id":"e1","source":"urn:a","type":"t","topic":"old","seq":1}',
+    }
+    const generated = {
+      seq: 2,
+      id: '01J00000000000000000000000',
+      json: '{"specversion":"1.0","id":"01J00000000000000000000000","source":"/v1/topics/old","type":"t","topic":"old","seq":2}',
+    }
+    for (const event of [client, generated]) insert.run(event.seq, event.id, event.json)
+    db.close()
+
+    const store = new SqliteStore({ dataDir })
+    try {
+      const now = new Date()
+      const append = (input: { id: string; source?: string }) =>
+        store.append('old', [prepareEvent('old', { type: 't', ...input }, now)], { now: now.getTime() })
+      const repeat = await append({ id: 'e1', source: 'urn:a' })
+      assert.deepEqual([repeat.stored, repeat.events[0]!.json], [0, client.json])
+      const repeatOfGenerated = await append({ id: generated.id })
+      assert.deepEqual([repeatOfGenerated.stored, repeatOfGenerated.events[0]!.json], [0, generated.json])
+      const otherSource = await append({ id: 'e1', source: 'urn:b' })
+      assert.deepEqual([otherSource.stored, otherSource.events[0]!.seq], [1, 3])
+      assert.equal((await store.read('old', 0, 10)).length, 3)
+    } finally {
+      await store.close()
+    }
   } finally {
     await rm(dataDir, { recursive: true, force: true })
   }

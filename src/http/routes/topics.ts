@@ -1,8 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
-import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
-import { assertPublishable, validateTopic } from '../../core/topic.ts'
+import {
+  assertUtf8Json,
+  isJsonMediaType,
+  parseBinaryEvent,
+  parseEventBody,
+  type StoredEvent,
+} from '../../core/event.ts'
+import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ } from '../params.ts'
@@ -37,6 +43,10 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
+  // Fastify's own text/plain parser decodes the body as UTF-8 whatever its charset, storing U+FFFD for
+  // every byte it cannot read; without it, text/plain arrives as bytes like every other non-JSON type
+  // (server.ts), and a binary-mode publish keeps what it cannot store as text (parseBinaryEvent).
+  app.removeContentTypeParser('text/plain')
 
   app.get('/v1/topics', { config: { right: 'subscribe' } }, async (request, reply) => {
     const query = request.query as Record<string, string | undefined>
@@ -103,6 +113,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'topic')
       throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
+    assertConfigurable(target.topic)
     const body = request.body
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw errors.invalidRequest(
@@ -169,6 +180,7 @@ function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEvent
     )
   }
   const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+  if (isJsonMediaType(mediaType)) assertUtf8Json(contentType)
   switch (mediaType) {
     case 'application/json':
       return parseEventBody(body, false)
@@ -236,14 +248,16 @@ function parseRetention(value: unknown): { maxAgeMs: number | null; maxEvents: n
     throw errors.invalidRequest(`Unknown retention field "${unknown}".`, `retention.${unknown}`)
   let maxAgeMs: number | null = null
   if (maxAge !== undefined && maxAge !== null) {
-    try {
-      if (typeof maxAge !== 'string') throw new Error('not a string')
-      maxAgeMs = parseDuration(maxAge)
-    } catch {
+    if (typeof maxAge !== 'string') {
       throw errors.invalidRequest(
         '"max_age" is a duration such as "90s", "30m", "12h" or "7d".',
         'retention.max_age',
       )
+    }
+    try {
+      maxAgeMs = parseDuration(maxAge)
+    } catch (error) {
+      throw errors.invalidRequest(`"max_age": ${(error as Error).message}.`, 'retention.max_age')
     }
     if (maxAgeMs < 1000) throw errors.invalidRequest('"max_age" is at least 1s.', 'retention.max_age')
   }

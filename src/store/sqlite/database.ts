@@ -80,8 +80,10 @@ export function prepareStatements(db: DatabaseSync) {
       'UPDATE topics SET retention_max_age_ms = ?, retention_max_events = ? WHERE name = ?',
     ),
     advanceHead: prepare('UPDATE topics SET head_seq = ? WHERE id = ?'),
-    insertEvent: prepare('INSERT INTO events (topic_id, seq, id, stored_at, body) VALUES (?, ?, ?, ?, ?)'),
-    eventById: prepare('SELECT seq, body FROM events WHERE topic_id = ? AND id = ?'),
+    insertEvent: prepare(
+      'INSERT INTO events (topic_id, seq, id, source, stored_at, body) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    eventBySourceAndId: prepare('SELECT seq, body FROM events WHERE topic_id = ? AND source = ? AND id = ?'),
     readEvents: prepare(
       'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
     ),

@@ -87,13 +87,17 @@ export class SqliteWriter {
     }
     let head = row.head_seq
     const stored: StoredEvent[] = []
+    // Client-supplied (source, id) pairs stored by this request, keyed by both (JSON: unambiguous).
     const storedInThisRequest = new Map<string, StoredEvent>()
     const fresh: NewDeliveryEvent[] = []
     for (const event of events) {
-      if (event.clientId) {
+      const key = event.clientId ? JSON.stringify([event.source, event.id]) : undefined
+      if (key !== undefined) {
         const repeat =
-          storedInThisRequest.get(event.id) ??
-          (s.eventById.get(row.id, event.id) as { seq: number; body: string } | undefined)
+          storedInThisRequest.get(key) ??
+          (s.eventBySourceAndId.get(row.id, event.source, event.id) as
+            | { seq: number; body: string }
+            | undefined)
         if (repeat) {
           stored.push('json' in repeat ? repeat : { topic, seq: repeat.seq, id: event.id, json: repeat.body })
           continue
@@ -101,9 +105,10 @@ export class SqliteWriter {
       }
       head += 1
       const json = withPosition(event.body, topic, head)
-      s.insertEvent.run(row.id, head, event.id, options.now, json)
+      // A generated id is never looked up: its source is not recorded for dedupe (NULL).
+      s.insertEvent.run(row.id, head, event.id, key === undefined ? null : event.source, options.now, json)
       const storedEvent = { topic, seq: head, id: event.id, json }
-      storedInThisRequest.set(event.id, storedEvent)
+      if (key !== undefined) storedInThisRequest.set(key, storedEvent)
       stored.push(storedEvent)
       fresh.push({ seq: head, id: event.id, type: event.type })
     }
