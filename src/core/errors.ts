@@ -80,6 +80,8 @@ export const errors = {
   hookVerificationFailed: define('hook-verification-failed', 422, 'Hook verification failed'),
   idempotencyKeyReused: define('idempotency-key-reused', 422, 'Idempotency key reused with another request'),
   payloadTooLarge: define('payload-too-large', 413, 'Request body too large'),
+  headersTooLarge: define('headers-too-large', 431, 'Request header fields too large'),
+  requestTimeout: define('request-timeout', 408, 'Request timeout'),
   unsupportedMediaType: define('unsupported-media-type', 415, 'Unsupported media type'),
   rateLimited: define('rate-limited', 429, 'Too many requests'),
   unavailable: define('unavailable', 503, 'Service unavailable'),

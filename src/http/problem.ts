@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, HeraldError } from '../core/errors.ts'
 
@@ -16,6 +18,8 @@ export function toHeraldError(error: unknown): HeraldError {
       return errors.invalidJson('The body is not valid JSON.')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return errors.invalidJson('The body is empty, but its Content-Type says it is JSON.')
+    case 'FST_ERR_BAD_URL':
+      return errors.invalidRequest('The URL is not valid: a "%" must start a percent-encoded byte (%XX).')
   }
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -38,4 +42,27 @@ export function errorHandler(error: unknown, request: FastifyRequest, reply: Fas
   const problem = toHeraldError(error)
   if (problem.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed')
   return sendProblem(reply, problem)
+}
+
+/**
+ * Answers what Node's HTTP parser refused before any route saw it: 431 for a URL or header block over
+ * the limit (--max-http-header-size, 16 KiB by default), 408 for a request that took too long, 400 for
+ * the rest; always problem+json, always closing the connection.
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const problem =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? errors.headersTooLarge('The URL or the headers are larger than this server accepts (16 KiB).')
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? errors.requestTimeout('The request took too long to arrive.')
+        : errors.invalidRequest('The request is not valid HTTP.')
+  const body = JSON.stringify(problem.toProblem())
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Type: ${PROBLEM_JSON}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
 }

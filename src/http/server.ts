@@ -1,17 +1,16 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import { errors } from '../core/errors.ts'
 import { enforceAccess } from './access.ts'
+import { registerBodyParsers } from './body-parsers.ts'
 import type { HttpContext } from './context.ts'
 import { registerCors } from './cors.ts'
-import { errorHandler, sendProblem } from './problem.ts'
+import { answerClientError, errorHandler, sendProblem } from './problem.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
-
-const JSON_TYPES = ['application/cloudevents+json', 'application/cloudevents-batch+json']
 
 export function buildServer(context: HttpContext, logger: FastifyBaseLogger): FastifyInstance {
   const app = Fastify({
@@ -22,19 +21,18 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     // child per request costs time on every publish and memory on every open stream.
     childLoggerFactory: (logger) => logger,
     bodyLimit: context.config.bodyLimitBytes,
-    // Event data is stored as sent, `__proto__` keys included: Herald copies no untrusted object
-    // into another, so they are inert here, and dropping or refusing them would alter events.
-    onProtoPoisoning: 'ignore',
-    onConstructorPoisoning: 'ignore',
+    // Malformed URLs (a stray `%`) are answered by Herald's error handler, in problem+json.
+    frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
+    // What Node's parser refuses before there is a request (an oversized URL or header block, bad
+    // syntax) is answered in problem+json too, and the connection closed.
+    clientErrorHandler: answerClientError,
     routerOptions: { ignoreTrailingSlash: true },
     // While draining, requests on open keep-alive connections are still answered (with
     // `Connection: close`, below) by Herald's own routes, so /readyz says 503 in problem+json.
     return503OnClosing: false,
   })
 
-  app.addContentTypeParser(JSON_TYPES, { parseAs: 'string' }, app.getDefaultJsonParser('ignore', 'ignore'))
-  // Any other media type arrives as bytes: CloudEvents binary mode carries data of any type.
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+  registerBodyParsers(app)
 
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((request, reply) =>

@@ -138,3 +138,51 @@ describe('an open server (no key) cannot be used by web pages (defect 4)', () =>
     }
   })
 })
+
+describe('every error is problem+json, Fastify’s and Node’s included (defect 18)', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer()
+  })
+  after(() => server.close())
+
+  test('a malformed percent-encoding, an oversized URL, bad HTTP: problem+json, never a 5xx', async () => {
+    const cases: Array<[string, number]> = [
+      ['/v1/topics/a%/events', 400],
+      ['/v1/topics/a%zz/events', 400],
+      ['/%', 400],
+      [`/v1/topics/${'a'.repeat(100_000)}/events`, 431],
+    ]
+    for (const [target, status] of cases) {
+      const answer = await raw(server.url, 'GET', target)
+      assert.equal(
+        answer.status,
+        status,
+        `${target.slice(0, 40)}: ${answer.status} ${answer.body.slice(0, 200)}`,
+      )
+      assert.match(answer.headers['content-type'] ?? '', /^application\/problem\+json/, target.slice(0, 40))
+      const problem = JSON.parse(answer.body) as { status: number; type: string }
+      assert.equal(problem.status, status)
+      assert.match(problem.type, /^urn:herald:problem:/)
+    }
+    const junk = await raw(server.url, 'GET', '/ HTTP/1.1\r\nBad Header Line\r\nX:', {})
+    assert.equal(junk.status, 400)
+    assert.match(junk.headers['content-type'] ?? '', /^application\/problem\+json/)
+  })
+
+  test('JSON that is not UTF-8 is refused (400), not stored with U+FFFD', async () => {
+    const body = Buffer.concat([
+      Buffer.from('{"type":"t","data":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}'),
+    ])
+    const response = await fetch(`${server.url}/v1/topics/utf8/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    })
+    assert.equal(response.status, 400)
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/)
+    assert.deepEqual(await readAll(server.url, 'utf8'), [])
+  })
+})

@@ -226,7 +226,9 @@ describe('Server-Sent Events', () => {
   test('a stalled reader is cut off while a fast reader on the same topic gets every event', async () => {
     const big = 'x'.repeat(32 * 1024)
     const stalled = connect(Number(new URL(server.url).port), '127.0.0.1')
-    stalled.write('GET /v1/topics/slow/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+    stalled.write(
+      'GET /v1/topics/slow/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n',
+    )
     stalled.pause() // reads nothing: the kernel buffers fill, then Herald's
     await sleep(100)
     const fast = await StreamReader.open(`${server.url}/v1/topics/slow/events`, NDJSON)

@@ -43,11 +43,6 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
-  // Fastify's own text/plain parser decodes the body as UTF-8 whatever its charset, storing U+FFFD for
-  // every byte it cannot read; without it, text/plain arrives as bytes like every other non-JSON type
-  // (server.ts), and a binary-mode publish keeps what it cannot store as text (parseBinaryEvent).
-  app.removeContentTypeParser('text/plain')
-
   app.get('/v1/topics', { config: { right: 'subscribe' } }, async (request, reply) => {
     const query = request.query as Record<string, string | undefined>
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
