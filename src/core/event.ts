@@ -304,16 +304,7 @@ export function parseBinaryEvent(
     input.data = checkData(body, 'data') // already parsed JSON (application/json)
   } else if (contentType && isJsonMediaType(contentType)) {
     assertUtf8Json(contentType)
-    if (!isUtf8(body)) {
-      throw errors.invalidJson('The body is not valid UTF-8, which JSON text must be (RFC 8259 §8.1).')
-    }
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(body.toString('utf8'))
-    } catch {
-      throw errors.invalidJson('The body is not valid JSON, but its Content-Type says it is.')
-    }
-    input.data = checkData(parsed, 'data')
+    input.data = checkData(parseJsonBytes(body), 'data')
   } else if (contentType && isTextMediaType(contentType) && isUtf8Charset(contentType) && isUtf8(body)) {
     input.data = body.toString('utf8')
   } else {
@@ -365,6 +356,22 @@ export function assertUtf8Json(contentType: string | undefined): void {
     `JSON is sent as UTF-8 (RFC 8259 §8.1), not charset=${charsetOf(contentType)}.`,
     'Content-Type',
   )
+}
+
+/**
+ * JSON text from a body's bytes. They must be UTF-8 (RFC 8259 §8.1): decoding would otherwise turn
+ * every byte it cannot read into U+FFFD, and Herald would store other data than was sent.
+ */
+export function parseJsonBytes(bytes: Buffer): unknown {
+  if (bytes.length === 0) throw errors.invalidJson('The body is empty, but its Content-Type says it is JSON.')
+  if (!isUtf8(bytes)) {
+    throw errors.invalidJson('The body is not valid UTF-8, which JSON text must be (RFC 8259 §8.1).')
+  }
+  try {
+    return JSON.parse(bytes.toString('utf8'))
+  } catch {
+    throw errors.invalidJson('The body is not valid JSON, but its Content-Type says it is.')
+  }
 }
 
 /** Fills what the publisher left out and serializes the event once. */

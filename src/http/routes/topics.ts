@@ -175,7 +175,6 @@ function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEvent
     )
   }
   const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
-  if (isJsonMediaType(mediaType)) assertUtf8Json(contentType)
   switch (mediaType) {
     case 'application/json':
       return parseEventBody(body, false)
