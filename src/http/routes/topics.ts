@@ -1,13 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
-import {
-  assertUtf8Json,
-  isJsonMediaType,
-  parseBinaryEvent,
-  parseEventBody,
-  type StoredEvent,
-} from '../../core/event.ts'
+import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
 import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
