@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
@@ -184,5 +186,43 @@ describe('every error is problem+json, Fastify’s and Node’s included (defect
     assert.equal(response.status, 400)
     assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/)
     assert.deepEqual(await readAll(server.url, 'utf8'), [])
+  })
+})
+
+describe('a refused request does not wait for its body (defect 5, first part)', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer({ apiKey: 'slow-body-key-1' })
+  })
+  after(() => server.close())
+
+  test('401 and 404 are answered before the body, and the connection is closed', async () => {
+    const port = Number(new URL(server.url).port)
+    for (const [path, status] of [
+      ['/websub', 401],
+      ['/v1/hooks', 401],
+      ['/v1/topics/t/events', 401],
+      ['/nothing-here', 404],
+    ] as const) {
+      const socket = connect(port, '127.0.0.1')
+      let text = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk) => {
+        text += chunk
+      })
+      // Announces a 1 MB body and sends a few bytes of it: the answer must not wait for the rest.
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+          'Content-Length: 1000000\r\n\r\nhub.mode=',
+      )
+      const closed = await once(socket, 'close', { signal: AbortSignal.timeout(10_000) }).then(
+        () => true,
+        () => false,
+      )
+      socket.destroy()
+      assert.ok(closed, `${path}: the server kept the connection open for the rest of the body`)
+      assert.match(text, new RegExp(`^HTTP/1.1 ${status} `), path)
+      assert.match(text, /\r\nconnection: close\r\n/i, path)
+    }
   })
 })
