@@ -21,6 +21,14 @@ export const CLOSE_SLOW_CONSUMER = 4008
 const CLOSE_UNSUPPORTED_DATA = 1003
 const CLOSE_POLICY_VIOLATION = 1008
 const CLOSE_SERVICE_RESTART = 1012
+/** Topics one socket may follow at once: each costs a subscription and, for a new topic, a feed. */
+export const MAX_SUBSCRIPTIONS_PER_SOCKET = 1000
+/**
+ * Messages one socket may have in progress (publishes waiting for their commit, subscribes reading
+ * the head). Past it the socket is not read until they finish: a client that floods messages is slowed
+ * by TCP, not queued for in memory.
+ */
+const MAX_PENDING_MESSAGES = 64
 /** A socket that has not authenticated by then is closed. */
 const AUTH_DEADLINE_MS = 10_000
 /** Catch-up pauses while this much is waiting to be sent. */
@@ -148,6 +156,8 @@ class WsConnection implements StreamConnection, Sink {
   private principal: Principal | undefined
   private authDeadline: NodeJS.Timeout | undefined
   private missedPongs = 0
+  /** Messages being handled (see MAX_PENDING_MESSAGES). */
+  private pending = 0
   private closed = false
 
   constructor(
@@ -229,7 +239,12 @@ class WsConnection implements StreamConnection, Sink {
     const fields = message as Record<string, unknown>
     const ref =
       typeof fields['ref'] === 'string' || typeof fields['ref'] === 'number' ? fields['ref'] : undefined
-    this.handle(fields, ref).catch((error: unknown) => this.sendError(ref, error))
+    if (++this.pending === MAX_PENDING_MESSAGES) this.ws.pause()
+    this.handle(fields, ref)
+      .catch((error: unknown) => this.sendError(ref, error))
+      .finally(() => {
+        if (this.pending-- === MAX_PENDING_MESSAGES) this.ws.resume()
+      })
   }
 
   private async handle(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
@@ -280,6 +295,12 @@ class WsConnection implements StreamConnection, Sink {
     }
     const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
     if (this.closed) return
+    if (!this.subscriptions.has(topic) && this.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+      throw errors.invalidRequest(
+        `One WebSocket follows at most ${MAX_SUBSCRIPTIONS_PER_SOCKET} topics; unsubscribe from one first.`,
+        'topic',
+      )
+    }
     this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
     this.send({ op: 'subscribed', topic, ref })
     this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))

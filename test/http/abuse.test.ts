@@ -4,7 +4,9 @@ import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
+import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
 import { publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
+import { WsClient } from '../streams/clients.ts'
 
 /** Regression tests for what abuse testing found, each through real HTTP on loopback. */
 
@@ -223,6 +225,54 @@ describe('a refused request does not wait for its body (defect 5, first part)', 
       assert.ok(closed, `${path}: the server kept the connection open for the rest of the body`)
       assert.match(text, new RegExp(`^HTTP/1.1 ${status} `), path)
       assert.match(text, /\r\nconnection: close\r\n/i, path)
+    }
+  })
+})
+
+describe('a WebSocket client cannot make the server hold without bound', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer()
+  })
+  after(() => server.close())
+
+  test(`at most ${MAX_SUBSCRIPTIONS_PER_SOCKET} topics per socket; the socket stays open past the refusal`, async () => {
+    const client = await WsClient.open(`${server.url.replace('http', 'ws')}/v1/ws`)
+    try {
+      for (let i = 0; i < MAX_SUBSCRIPTIONS_PER_SOCKET; i++)
+        client.send({ op: 'subscribe', topic: `many/t${i}`, ref: i })
+      await client.reply(MAX_SUBSCRIPTIONS_PER_SOCKET - 1)
+      client.send({ op: 'subscribe', topic: 'many/one-more', ref: 'over' })
+      const refused = await client.reply('over')
+      assert.equal(refused['op'], 'error')
+      assert.equal(refused['status'], 400)
+      // Subscribing again to a topic it follows is not a new one; unsubscribing makes room.
+      client.send({ op: 'subscribe', topic: 'many/t0', ref: 'again' })
+      assert.equal((await client.reply('again'))['op'], 'subscribed')
+      client.send({ op: 'unsubscribe', topic: 'many/t1', ref: 'room' })
+      await client.reply('room')
+      client.send({ op: 'subscribe', topic: 'many/one-more', ref: 'fits' })
+      assert.equal((await client.reply('fits'))['op'], 'subscribed')
+    } finally {
+      await client.close()
+    }
+  })
+
+  test('a flood of publishes is read at the pace of its commits: every one is stored once, in order', async () => {
+    const client = await WsClient.open(`${server.url.replace('http', 'ws')}/v1/ws`)
+    try {
+      const total = 3000
+      for (let i = 0; i < total; i++)
+        client.send({ op: 'publish', topic: 'flood', type: 'f', data: i, ref: i })
+      await client.reply(total - 1)
+      await client.until(() => client.messages.filter((m) => m['op'] === 'published').length === total)
+      const stored = await readAll(server.url, 'flood')
+      assert.deepEqual(
+        stored.map((event) => event.data),
+        Array.from({ length: total }, (_, i) => i),
+      )
+    } finally {
+      await client.close()
     }
   })
 })
