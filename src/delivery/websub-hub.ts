@@ -20,6 +20,12 @@ import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 export const MAX_SECRET_BYTES = 199
 /** Topic URLs one publish ping may name; each is looked up, and fetched if anyone subscribed to it. */
 export const MAX_PUBLISH_URLS = 100
+/**
+ * Verifications and topic fetches under way at once. Each holds an outbound request for up to
+ * --delivery-timeout; past this a hub request is answered 503 (a public hub must not let a flood of
+ * form posts open any number of outbound requests).
+ */
+export const MAX_HUB_WORK = 1000
 const VERIFY_TIMEOUT_MS = 10_000
 /** The verification answer is read up to this much (a challenge is short). */
 const VERIFY_READ_BYTES = 4096
@@ -73,6 +79,12 @@ export class WebSubHub {
    * work (verification, or fetching a published topic) goes on after the 202, whatever its outcome.
    */
   accept(form: URLSearchParams): void {
+    if (this.pending.size >= MAX_HUB_WORK) {
+      throw new HubRequestError(
+        503,
+        'The hub has as many verifications and fetches under way as it may; try again shortly.',
+      )
+    }
     const mode = form.get('hub.mode')
     if (mode === 'subscribe' || mode === 'unsubscribe') {
       const request = this.subscriptionRequest(mode, form)
@@ -101,6 +113,9 @@ export class WebSubHub {
       const urls = new Set(named.map(([url]) => url))
       if (urls.size > MAX_PUBLISH_URLS) {
         throw new HubRequestError(400, `A publish request names at most ${MAX_PUBLISH_URLS} topic URLs.`)
+      }
+      if (this.pending.size + urls.size > MAX_HUB_WORK) {
+        throw new HubRequestError(503, 'The hub has as many fetches under way as it may; try again shortly.')
       }
       for (const url of urls) this.track(this.fetchAndPublish(url))
       return

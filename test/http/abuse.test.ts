@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { connect } from 'node:net'
+import { createServer } from 'node:http'
+import { type AddressInfo, connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
+import { MAX_HUB_WORK } from '../../src/delivery/websub-hub.ts'
 import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
 import { publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
 import { WsClient } from '../streams/clients.ts'
@@ -273,6 +275,41 @@ describe('a WebSocket client cannot make the server hold without bound', () => {
       )
     } finally {
       await client.close()
+    }
+  })
+})
+
+describe('a public WebSub hub bounds the work a flood of form posts starts', () => {
+  test(`past ${MAX_HUB_WORK} verifications under way, a hub request is 503 with Retry-After`, async () => {
+    // A callback that accepts connections and never answers: every verification stays under way.
+    const silent = createServer(() => {})
+    silent.listen(0, '127.0.0.1')
+    await once(silent, 'listening')
+    const callback = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/cb`
+    const server = await startTestServer({
+      apiKey: 'hub-key-0123456',
+      websubPublic: true,
+      allowPrivateTargets: true,
+    })
+    try {
+      const subscribe = (i: number) =>
+        fetch(`${server.url}/websub`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: `hub.mode=subscribe&hub.topic=${encodeURIComponent(`https://example.com/feed/${i}`)}&hub.callback=${encodeURIComponent(callback)}`,
+        })
+      for (let i = 0; i < MAX_HUB_WORK; i += 50) {
+        const answers = await Promise.all(Array.from({ length: 50 }, (_, j) => subscribe(i + j)))
+        for (const answer of answers) assert.equal(answer.status, 202)
+      }
+      const refused = await subscribe(MAX_HUB_WORK)
+      assert.equal(refused.status, 503)
+      assert.equal(refused.headers.get('retry-after'), '5')
+      assert.match(await refused.text(), /try again/)
+    } finally {
+      silent.closeAllConnections()
+      silent.close()
+      await server.close()
     }
   })
 })

@@ -65,7 +65,10 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     try {
       hub.accept(form)
     } catch (error) {
-      if (error instanceof HubRequestError) return text(reply, error.status, error.message)
+      if (error instanceof HubRequestError) {
+        if (error.status === 503) reply.header('retry-after', '5')
+        return text(reply, error.status, error.message)
+      }
       throw error
     }
     return text(
