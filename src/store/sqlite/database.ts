@@ -1,6 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { ensureDataDir } from '../data-dir.ts'
 import type { TopicInfo } from '../store.ts'
 
 /** What both SQLite connections (the writer's and the readers') share: the file, its schema, its SQL. */
@@ -23,7 +24,7 @@ export function databasePath(dataDir: string): string {
 }
 
 export function openDatabase(dataDir: string, synchronous: Synchronous): DatabaseSync {
-  mkdirSync(dataDir, { recursive: true })
+  ensureDataDir(dataDir)
   const db = new DatabaseSync(databasePath(dataDir))
   // busy_timeout first: switching a new file to WAL takes a lock another process may hold.
   db.exec(`
