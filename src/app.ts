@@ -95,7 +95,12 @@ export async function startHerald(
     metrics,
     connections,
     draining: draining.signal,
-    isReady: () => ready,
+    notReady: async () => {
+      if (draining.signal.aborted) return 'The server is draining.'
+      if (!ready) return 'The server is starting.'
+      const reason = await store.cannotWrite()
+      return reason === undefined ? undefined : `The store cannot write (${reason}).`
+    },
     hooks: {
       policy: { allowPrivateTargets: config.allowPrivateTargets, secretGraceMs: config.secretGraceMs, agent },
       wake: () => dispatcher.wake(),

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { BIN, type CliRun, publish, readAll, spawnServer, tempDir } from './helpers.ts'
+import { promisify } from 'node:util'
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts'
+import { BIN, type CliRun, problemOf, publish, readAll, spawnServer, tempDir, until } from './helpers.ts'
+
+const run = promisify(execFile)
 
 /**
  * `herald serve …` (bin/herald.js) run to its exit, killed after `timeoutMs` if it is still running
@@ -96,6 +101,106 @@ describe('herald serve: one server per data directory', () => {
       }
     } finally {
       first.child.kill('SIGKILL')
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
+/**
+ * Makes files immutable (`chattr +i`) or not: the tests run as root, which file modes do not stop,
+ * but the immutable attribute does. Resolves false where chattr is missing or not permitted.
+ */
+async function immutable(on: boolean, ...paths: string[]): Promise<boolean> {
+  try {
+    await run('chattr', [on ? '+i' : '-i', ...paths])
+    return true
+  } catch {
+    return false
+  }
+}
+
+const NO_CHATTR =
+  'SKIPPED: chattr +i is not available or not permitted here (not root, or a filesystem without it), so there is no read-only store to try'
+
+describe('herald serve: a store that cannot write', () => {
+  test('an immutable herald.db fails the start, naming the file', async (t) => {
+    const dataDir = await tempDir()
+    const database = join(dataDir, 'herald.db')
+    await new SqliteStore({ dataDir }).close()
+    if (!(await immutable(true, database))) {
+      t.skip(NO_CHATTR)
+      process.stderr.write(`${NO_CHATTR}\n`)
+      await rm(dataDir, { recursive: true, force: true })
+      return
+    }
+    try {
+      const run = await serveUntilExit(['--data', dataDir, '--log-level', 'info'])
+      assert.equal(run.timedOut, false, 'it does not keep running')
+      assert.equal(run.code, 1)
+      assert.ok(
+        run.stderr.includes(`Cannot write the store ${database}: attempt to write a readonly database`),
+        run.stderr,
+      )
+      assert.doesNotMatch(run.stdout, /herald is listening/)
+    } finally {
+      await immutable(false, database)
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  test('an immutable data directory fails the start, naming it', async (t) => {
+    const dataDir = await tempDir()
+    if (!(await immutable(true, dataDir))) {
+      t.skip(NO_CHATTR)
+      process.stderr.write(`${NO_CHATTR}\n`)
+      await rm(dataDir, { recursive: true, force: true })
+      return
+    }
+    try {
+      const run = await serveUntilExit(['--data', dataDir])
+      assert.equal(run.code, 1)
+      assert.ok(
+        run.stderr.includes(`Cannot lock the data directory ${dataDir} (${join(dataDir, 'herald.lock')}:`),
+        run.stderr,
+      )
+    } finally {
+      await immutable(false, dataDir)
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  test('a store that stops writing while running: publish 503, /readyz 503 until it writes again', async (t) => {
+    const dataDir = await tempDir()
+    const server = await spawnServer(['--data', dataDir, '--log-level', 'info'])
+    const files = [join(dataDir, 'herald.db'), join(dataDir, 'herald.db-wal')]
+    try {
+      assert.equal((await publish(server.url, 'ro', { type: 'one' })).status, 201)
+      assert.equal((await fetch(`${server.url}/readyz`)).status, 200)
+      if (!(await immutable(true, ...files))) {
+        t.skip(NO_CHATTR)
+        process.stderr.write(`${NO_CHATTR}\n`)
+        return
+      }
+      const refused = await problemOf(await publish(server.url, 'ro', { type: 'lost' }), 503)
+      assert.match(refused.detail, /The store cannot write/)
+      const ready = await problemOf(await fetch(`${server.url}/readyz`), 503)
+      assert.match(ready.detail, /The store cannot write/)
+      await immutable(false, ...files)
+      await until('/readyz to be 200 again', async () =>
+        (await fetch(`${server.url}/readyz`)).status === 200 ? true : undefined,
+      )
+      assert.equal((await publish(server.url, 'ro', { type: 'two' })).status, 201)
+      assert.deepEqual(
+        (await readAll(server.url, 'ro')).map((event) => [event.seq, event.type]),
+        [
+          [1, 'one'],
+          [2, 'two'],
+        ],
+      )
+    } finally {
+      await immutable(false, ...files)
+      server.child.kill('SIGTERM')
+      await server.exited
       await rm(dataDir, { recursive: true, force: true })
     }
   })

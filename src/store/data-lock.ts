@@ -61,7 +61,11 @@ export function lockDataDir(dataDir: string): DataDirLock {
           'Stop that one first, or give this one another --data directory: two servers on one store would split its live streams.',
       )
     }
-    throw new ConfigError(`Cannot lock the data directory: ${lockPath}: ${(error as Error).message}`)
+    throw new ConfigError(
+      `Cannot lock the data directory ${resolve(dataDir)} (${lockPath}: ${(error as Error).message}). ` +
+        'Herald must be able to create and write files there: check its owner, mode and attributes ' +
+        '(lsattr), and that the filesystem is mounted read-write.',
+    )
   }
   const lock = db
   const holder: Holder = { pid: process.pid, host: hostname(), started_at: new Date().toISOString() }
