@@ -205,3 +205,24 @@ describe('herald serve: a store that cannot write', () => {
     }
   })
 })
+
+describe('herald serve: HERALD_API_KEY', () => {
+  for (const [key, what] of [
+    ['kéy€', 'a non-ASCII character'],
+    ['two words', 'a space'],
+    ['tab\tkey', 'a control character'],
+  ] as const) {
+    test(`a key with ${what} is refused at start, without printing it`, async () => {
+      const dataDir = await tempDir()
+      try {
+        const run = await serveUntilExit(['--data', dataDir], { HERALD_API_KEY: key })
+        assert.equal(run.code, 1)
+        assert.match(run.stderr, new RegExp(`^herald serve: Invalid HERALD_API_KEY: the key has ${what}`))
+        assert.ok(!run.stderr.includes(key), 'the key is not printed')
+        assert.doesNotMatch(run.stdout, /herald is listening/)
+      } finally {
+        await rm(dataDir, { recursive: true, force: true })
+      }
+    })
+  }
+})

@@ -1,3 +1,5 @@
+import { apiKeyProblem, ConfigError } from '../config/config.ts'
+
 /** What the client commands share: where the server is and how to authenticate to it. */
 export interface ClientOptions {
   url: string
@@ -17,7 +19,16 @@ export function clientOptions(values: {
   'api-key'?: string | undefined
 }): ClientOptions {
   const url = (values.url ?? process.env['HERALD_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '')
-  return { url, apiKey: values['api-key'] ?? (process.env['HERALD_API_KEY'] || undefined) }
+  const fromFlag = values['api-key'] !== undefined
+  const apiKey = fromFlag ? values['api-key'] : process.env['HERALD_API_KEY'] || undefined
+  // Checked here rather than left to fetch, which refuses such a header with a TypeError.
+  const problem = apiKey === undefined ? undefined : apiKeyProblem(apiKey)
+  if (problem !== undefined) {
+    throw new ConfigError(
+      `the API key (${fromFlag ? '--api-key' : 'HERALD_API_KEY'}) cannot be sent: ${problem}`,
+    )
+  }
+  return { url, apiKey }
 }
 
 export function headers(options: ClientOptions, extra: Record<string, string> = {}): Record<string, string> {
