@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { BIN, type CliRun, runCli, startTestServer, type TestServer } from './helpers.ts'
 
@@ -70,10 +72,106 @@ describe('CLI: an API key that HTTP cannot carry', () => {
     })
   }
 
+  test('a wrong key: tail stops with the 401 over every protocol (retrying will not help)', async () => {
+    for (const via of ['sse', 'ndjson', 'ws', 'poll']) {
+      const run = await herald(['tail', 'keys', '--after', '0', '--via', via, '--url', server.url], {
+        HERALD_API_KEY: 'wrong-key',
+      })
+      assertOneLineFailure(run, /^herald tail: .*401/)
+    }
+  })
+
   test('the same key, sent right, works', async () => {
     const run = await runCli(['publish', 'keys', '--type', 'k', '--url', server.url], {
       env: { HERALD_API_KEY: 'good-key' },
     })
     assert.equal(run.code, 0, run.stderr)
+  })
+})
+
+/** A loopback port nothing listens on: bound, then let go. */
+async function closedPort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+describe('CLI: a server that is down, unknown or silent', () => {
+  // Every client command, and tail over each protocol, with and without a start position.
+  const commands = [
+    ['publish', 'down', '--type', 't', '--data', '1'],
+    ['tail', 'down'],
+    ['tail', 'down', '--after', '0', '--via', 'sse'],
+    ['tail', 'down', '--after', '0', '--via', 'ndjson'],
+    ['tail', 'down', '--after', '0', '--via', 'ws'],
+    ['tail', 'down', '--after', '0', '--via', 'poll'],
+    ['hooks', 'list'],
+    ['hooks', 'get', 'hook_1'],
+    ['hooks', 'create', '--target-url', 'http://127.0.0.1:9/x', '--topic', 'down'],
+    ['hooks', 'update', 'hook_1', '--pause'],
+    ['hooks', 'delete', 'hook_1'],
+    ['hooks', 'deliveries', 'hook_1'],
+    ['hooks', 'retry', 'hook_1', '1'],
+    ['hooks', 'replay', 'hook_1', '--after', '0'],
+  ]
+
+  test('connection refused: one line naming the URL tried, exit 1, for every client command', async () => {
+    const port = await closedPort()
+    for (const args of commands) {
+      const run = await herald([...args, '--url', `http://127.0.0.1:${port}`])
+      assertOneLineFailure(
+        run,
+        new RegExp(
+          `^herald ${args[0]}: cannot reach Herald at (http|ws)://127\\.0\\.0\\.1:${port}/v1/\\S+: connection refused`,
+        ),
+      )
+    }
+  })
+
+  test('a host name DNS does not know: one line saying so', async () => {
+    // .invalid is reserved (RFC 2606): it never resolves, with or without a network.
+    for (const args of [commands[0]!, commands[4]!, commands[6]!]) {
+      const run = await herald([...args, '--url', 'http://herald-test.invalid:8080'])
+      assertOneLineFailure(
+        run,
+        /cannot reach Herald at (http|ws):\/\/herald-test\.invalid:8080\/v1\/\S+: DNS lookup of herald-test\.invalid failed/,
+      )
+    }
+  })
+
+  test('a server that accepts but never answers: a timeout after --timeout', async () => {
+    const sockets = new Set<Socket>()
+    const silent: Server = createServer((socket) => {
+      sockets.add(socket)
+      socket.on('error', () => {})
+    }).listen(0, '127.0.0.1')
+    await once(silent, 'listening')
+    const { port } = silent.address() as { port: number }
+    try {
+      for (const args of [commands[0]!, commands[1]!, commands[4]!, commands[6]!]) {
+        const run = await herald([...args, '--url', `http://127.0.0.1:${port}`, '--timeout', '1s'])
+        assertOneLineFailure(
+          run,
+          new RegExp(
+            `cannot reach Herald at (http|ws)://127\\.0\\.0\\.1:${port}/v1/\\S+: no answer within 1 s \\(timeout\\)`,
+          ),
+        )
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      silent.close()
+    }
+  })
+
+  test('--url that is not an http(s) URL, and a --timeout out of range, are refused before any request', async () => {
+    const url = await herald(['publish', 'down', '--type', 't', '--url', 'localhost:8080'])
+    assertOneLineFailure(url, /^herald publish: --url is not an http\(s\) URL: "localhost:8080"/)
+    const fromEnv = await herald(['hooks', 'list'], { HERALD_URL: 'ftp://example.com' })
+    assertOneLineFailure(fromEnv, /^herald hooks: HERALD_URL is not an http\(s\) URL/)
+    const timeout = await herald(['tail', 'down', '--timeout', 'soon'])
+    assertOneLineFailure(timeout, /^herald tail: Invalid --timeout: "soon" is not a duration/)
   })
 })

@@ -1,5 +1,13 @@
 import { parseArgs } from 'node:util'
-import { CLIENT_HELP, CLIENT_OPTIONS, type ClientOptions, clientOptions, failure, headers } from './client.ts'
+import {
+  CLIENT_HELP,
+  CLIENT_OPTIONS,
+  type ClientOptions,
+  clientOptions,
+  failure,
+  headers,
+  request,
+} from './client.ts'
 import { UsageError } from './publish.ts'
 
 export const HOOKS_HELP = `Usage: herald hooks <command> [arguments] [options]
@@ -289,18 +297,11 @@ function query(values: Values, names: string[]): string {
 // ---- the request ------------------------------------------------------------------------------
 
 async function call(client: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
-  let response: Response
-  try {
-    response = await fetch(`${client.url}${path}`, {
-      method,
-      headers: headers(client, body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause
-    const why = cause?.code ?? cause?.message ?? (error as Error).message
-    throw new Error(`cannot reach Herald at ${client.url} (${why}); set --url or HERALD_URL.`)
-  }
+  const response = await request(client, path, {
+    method,
+    headers: headers(client, body === undefined ? {} : { 'content-type': 'application/json' }),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
   if (!response.ok) throw await failure(response)
   if (response.status === 204) return undefined
   return response.json()
