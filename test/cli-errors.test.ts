@@ -175,3 +175,53 @@ describe('CLI: a server that is down, unknown or silent', () => {
     assertOneLineFailure(timeout, /^herald tail: Invalid --timeout: "soon" is not a duration/)
   })
 })
+
+describe('CLI: unknown commands and options suggest the nearest valid one', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ['pubish', 'orders'],
+      /^herald: unknown command "pubish"\. Did you mean "publish"\?\nRun "herald --help"/,
+    ],
+    [['tial', 'orders'], /^herald: unknown command "tial"\. Did you mean "tail"\?/],
+    [['hooks', 'lst'], /^herald hooks: unknown command "lst"\. Did you mean "list"\?/],
+    [['hooks', 'delte', 'hook_1'], /^herald hooks: unknown command "delte"\. Did you mean "delete"\?/],
+    [
+      ['hooks', 'create', '--target-url', 'http://x', '--topik', 'orders'],
+      /^herald hooks: unknown option --topik\. Did you mean --topic\? Run "herald hooks create --help"/,
+    ],
+    [
+      ['hooks', 'update', 'hook_1', '--any'],
+      /^herald hooks: unknown option --any\. Did you mean --any-topic or --any-event\?/,
+    ],
+    [['hooks', 'create', '--target', 'http://x'], /unknown option --target\. Did you mean --target-url\?/],
+    [['publish', 'orders', '--tpye', 'x'], /^herald publish: unknown option --tpye\. Did you mean --type\?/],
+    [['publish', 'orders', '--type=x', '--dat={}'], /unknown option --dat\. Did you mean --data\?/],
+    [
+      ['tail', 'orders', '--vai', 'ws'],
+      /^herald tail: unknown option --vai\. Did you mean --via\? Run "herald tail --help"/,
+    ],
+    [['serve', '--prot', '9000'], /^herald serve: unknown option --prot\. Did you mean --port\?/],
+    [['listen', '--secert', 'whsec_x'], /^herald listen: unknown option --secert\. Did you mean --secret\?/],
+  ]
+  for (const [args, expected] of cases) {
+    test(`herald ${args.join(' ')}`, async () => {
+      const run = await herald(args)
+      assert.equal(run.code, 1)
+      assert.match(run.stderr, expected)
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace')
+    })
+  }
+
+  test('nothing near: no suggestion, and the help or where to find it', async () => {
+    const command = await herald(['launch'])
+    assert.equal(command.code, 1)
+    assert.doesNotMatch(command.stderr, /Did you mean/)
+    assert.match(command.stderr, /Usage: herald <command>/)
+    const option = await herald(['publish', 'orders', '--zzzzzz'])
+    assert.equal(option.code, 1)
+    assert.equal(
+      option.stderr,
+      'herald publish: unknown option --zzzzzz. Run "herald publish --help" for its options.\n',
+    )
+  })
+})

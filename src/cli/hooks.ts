@@ -9,6 +9,7 @@ import {
   request,
 } from './client.ts'
 import { UsageError } from './publish.ts'
+import { didYouMean } from './suggest.ts'
 
 export const HOOKS_HELP = `Usage: herald hooks <command> [arguments] [options]
 
@@ -132,6 +133,13 @@ const ARGUMENTS: Record<Command, string> = {
   replay: 'a hook id',
 }
 
+/** The options `herald hooks <command>` takes (those all commands share, for an unknown command). */
+export function hooksOptions(command: string | undefined): Record<string, { type: string; short?: string }> {
+  return command !== undefined && Object.hasOwn(COMMANDS, command)
+    ? { ...COMMON, ...COMMANDS[command as Command].options }
+    : COMMON
+}
+
 export async function hooks(args: string[]): Promise<void> {
   const [name, ...rest] = args
   if (name === undefined) throw new UsageError('hooks takes a command.', HOOKS_HELP)
@@ -140,7 +148,8 @@ export async function hooks(args: string[]): Promise<void> {
     return
   }
   if (!Object.hasOwn(COMMANDS, name)) {
-    throw new UsageError(`unknown command "${name}".`, HOOKS_HELP)
+    const suggestion = didYouMean(name, Object.keys(COMMANDS))
+    throw new UsageError(`unknown command "${name}".${suggestion}`, suggestion ? HINT : HOOKS_HELP)
   }
   const command = name as Command
   const spec = COMMANDS[command]

@@ -18,21 +18,19 @@ ${CLIENT_HELP}
   -h, --help                 Show this help.
 `
 
+export const PUBLISH_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  type: { type: 'string' },
+  data: { type: 'string' },
+  id: { type: 'string' },
+  source: { type: 'string' },
+  subject: { type: 'string' },
+  'idempotency-key': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function publish(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...CLIENT_OPTIONS,
-      type: { type: 'string' },
-      data: { type: 'string' },
-      id: { type: 'string' },
-      source: { type: 'string' },
-      subject: { type: 'string' },
-      'idempotency-key': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PUBLISH_OPTIONS })
   if (values.help) {
     process.stdout.write(PUBLISH_HELP)
     return

@@ -27,12 +27,17 @@ signal repeated within a second (a Ctrl-C that a wrapper forwards too) is the sa
  */
 const REPEAT_WINDOW_MS = 1000
 
-export async function serve(args: string[]): Promise<void> {
+/** `herald serve`'s flags: one per option that has a flag, and --help. */
+export function serveOptions(): Record<string, { type: 'string' | 'boolean'; short?: string }> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
   }
   for (const option of OPTIONS) if (option.flag) options[option.flag] = { type: 'string' }
-  const { values } = parseArgs({ args, options, allowPositionals: false })
+  return options
+}
+
+export async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: serveOptions(), allowPositionals: false })
   if (values['help']) {
     process.stdout.write(SERVE_HELP)
     return

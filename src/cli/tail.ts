@@ -41,18 +41,16 @@ interface Printed {
   seq: number
 }
 
+export const TAIL_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  via: { type: 'string', default: 'sse' },
+  after: { type: 'string' },
+  limit: { type: 'string', default: '100' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function tail(args: string[], signal?: AbortSignal): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...CLIENT_OPTIONS,
-      via: { type: 'string', default: 'sse' },
-      after: { type: 'string' },
-      limit: { type: 'string', default: '100' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: TAIL_OPTIONS })
   if (values.help) {
     process.stdout.write(TAIL_HELP)
     return
