@@ -21,6 +21,9 @@ if (major >= 24) {
   const child = spawn(node24, [join(root, 'src', 'cli', 'main.ts'), ...process.argv.slice(2)], {
     stdio: 'inherit',
   })
+  // A signal sent to this process alone (kill <pid>) must reach the server too. A terminal's Ctrl-C
+  // reaches both processes (one process group) and is forwarded once more: `herald serve` takes a
+  // repeat of the same signal within a second as the same request.
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)))
 }

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
+import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
@@ -10,7 +11,9 @@ import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
+import { lockDataDir } from './store/data-lock.ts'
 import { openStore } from './store/open.ts'
+import type { Store } from './store/store.ts'
 import { Connections } from './streams/connections.ts'
 import { attachWebSocket } from './streams/websocket.ts'
 
@@ -30,12 +33,22 @@ export async function startHerald(
   logger: Logger = createLogger(config),
 ): Promise<Herald> {
   assertSafeBinding(config)
+  // Before the store is opened: a second server must not touch a store another one serves.
+  const lock = lockDataDir(config.dataDir)
   if (config.apiKey === undefined) {
     logger.warn({ host: config.host }, 'HERALD_API_KEY is not set: the API is open to anyone on this machine')
   }
   const metrics = createMetrics()
-  const store = openStore(config)
-  const bus = openBus(config)
+  let store: Store | undefined
+  let bus: Bus
+  try {
+    store = openStore(config)
+    bus = openBus(config)
+  } catch (error) {
+    await store?.close()
+    lock.release()
+    throw error
+  }
   const log = new TopicLog(store, bus, metrics)
   const draining = new AbortController()
   let ready = false
@@ -84,7 +97,12 @@ export async function startHerald(
     metrics,
     connections,
     draining: draining.signal,
-    isReady: () => ready,
+    notReady: async () => {
+      if (draining.signal.aborted) return 'The server is draining.'
+      if (!ready) return 'The server is starting.'
+      const reason = await store.cannotWrite()
+      return reason === undefined ? undefined : `The store cannot write (${reason}).`
+    },
     hooks: {
       policy: { allowPrivateTargets: config.allowPrivateTargets, secretGraceMs: config.secretGraceMs, agent },
       wake: () => dispatcher.wake(),
@@ -113,6 +131,7 @@ export async function startHerald(
   } catch (error) {
     clearInterval(pruneTimer)
     await store.close()
+    lock.release()
     throw error
   }
   ready = true
@@ -120,6 +139,7 @@ export async function startHerald(
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
+  lock.describe(url)
   logger.info({ url, data: config.dataDir }, 'herald is listening')
 
   let closing: Promise<void> | undefined
@@ -140,6 +160,7 @@ export async function startHerald(
       await pruning
       await bus.close()
       await store.close()
+      lock.release()
       logger.info('herald stopped')
     })()
     return closing

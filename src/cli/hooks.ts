@@ -1,6 +1,15 @@
 import { parseArgs } from 'node:util'
-import { CLIENT_HELP, CLIENT_OPTIONS, type ClientOptions, clientOptions, failure, headers } from './client.ts'
+import {
+  CLIENT_HELP,
+  CLIENT_OPTIONS,
+  type ClientOptions,
+  clientOptions,
+  failure,
+  headers,
+  request,
+} from './client.ts'
 import { UsageError } from './publish.ts'
+import { didYouMean } from './suggest.ts'
 
 export const HOOKS_HELP = `Usage: herald hooks <command> [arguments] [options]
 
@@ -124,6 +133,13 @@ const ARGUMENTS: Record<Command, string> = {
   replay: 'a hook id',
 }
 
+/** The options `herald hooks <command>` takes (those all commands share, for an unknown command). */
+export function hooksOptions(command: string | undefined): Record<string, { type: string; short?: string }> {
+  return command !== undefined && Object.hasOwn(COMMANDS, command)
+    ? { ...COMMON, ...COMMANDS[command as Command].options }
+    : COMMON
+}
+
 export async function hooks(args: string[]): Promise<void> {
   const [name, ...rest] = args
   if (name === undefined) throw new UsageError('hooks takes a command.', HOOKS_HELP)
@@ -132,7 +148,8 @@ export async function hooks(args: string[]): Promise<void> {
     return
   }
   if (!Object.hasOwn(COMMANDS, name)) {
-    throw new UsageError(`unknown command "${name}".`, HOOKS_HELP)
+    const suggestion = didYouMean(name, Object.keys(COMMANDS))
+    throw new UsageError(`unknown command "${name}".${suggestion}`, suggestion ? HINT : HOOKS_HELP)
   }
   const command = name as Command
   const spec = COMMANDS[command]
@@ -289,18 +306,11 @@ function query(values: Values, names: string[]): string {
 // ---- the request ------------------------------------------------------------------------------
 
 async function call(client: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
-  let response: Response
-  try {
-    response = await fetch(`${client.url}${path}`, {
-      method,
-      headers: headers(client, body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause
-    const why = cause?.code ?? cause?.message ?? (error as Error).message
-    throw new Error(`cannot reach Herald at ${client.url} (${why}); set --url or HERALD_URL.`)
-  }
+  const response = await request(client, path, {
+    method,
+    headers: headers(client, body === undefined ? {} : { 'content-type': 'application/json' }),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
   if (!response.ok) throw await failure(response)
   if (response.status === 204) return undefined
   return response.json()

@@ -33,18 +33,17 @@ interface Receiver {
   printBody: boolean
 }
 
+export const LISTEN_OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  secret: { type: 'string', multiple: true, default: [] as string[] },
+  status: { type: 'string', default: '200' },
+  body: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function listen(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      secret: { type: 'string', multiple: true, default: [] },
-      status: { type: 'string', default: '200' },
-      body: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values } = parseArgs({ args, options: LISTEN_OPTIONS })
   if (values.help) {
     process.stdout.write(LISTEN_HELP)
     return

@@ -1,9 +1,10 @@
 import { ConfigError } from '../config/config.ts'
-import { HOOKS_HELP, hooks } from './hooks.ts'
-import { LISTEN_HELP, listen } from './listen.ts'
-import { PUBLISH_HELP, publish, UsageError } from './publish.ts'
-import { SERVE_HELP, serve } from './serve.ts'
-import { TAIL_HELP, tail } from './tail.ts'
+import { HOOKS_HELP, hooks, hooksOptions } from './hooks.ts'
+import { LISTEN_HELP, LISTEN_OPTIONS, listen } from './listen.ts'
+import { PUBLISH_HELP, PUBLISH_OPTIONS, publish, UsageError } from './publish.ts'
+import { SERVE_HELP, serve, serveOptions } from './serve.ts'
+import { didYouMean } from './suggest.ts'
+import { TAIL_HELP, TAIL_OPTIONS, tail } from './tail.ts'
 
 const HELP = `Herald: one event gateway for webhooks, WebSub, SSE, WebSockets and polling.
 
@@ -19,12 +20,43 @@ Commands:
 Run "herald <command> --help" for a command's options.
 `
 
-const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; help: string }> = {
-  serve: { run: serve, help: SERVE_HELP },
-  publish: { run: publish, help: PUBLISH_HELP },
-  tail: { run: tail, help: TAIL_HELP },
-  hooks: { run: hooks, help: HOOKS_HELP },
-  listen: { run: listen, help: LISTEN_HELP },
+type Options = Record<string, { type: string; short?: string }>
+
+interface Command {
+  run: (args: string[]) => Promise<void>
+  help: string
+  /** The options the command takes, given its arguments (hooks: they depend on its subcommand). */
+  options: (args: string[]) => Options
+  /** Words that name the command in `herald <words> --help`. */
+  name: (args: string[]) => string
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: { run: serve, help: SERVE_HELP, options: serveOptions, name: () => 'serve' },
+  publish: { run: publish, help: PUBLISH_HELP, options: () => PUBLISH_OPTIONS, name: () => 'publish' },
+  tail: { run: tail, help: TAIL_HELP, options: () => TAIL_OPTIONS, name: () => 'tail' },
+  hooks: {
+    run: hooks,
+    help: HOOKS_HELP,
+    options: (args) => hooksOptions(args[0]),
+    name: (args) => (args[0] !== undefined && !args[0].startsWith('-') ? `hooks ${args[0]}` : 'hooks'),
+  },
+  listen: { run: listen, help: LISTEN_HELP, options: () => LISTEN_OPTIONS, name: () => 'listen' },
+}
+
+/**
+ * parseArgs' message for an unknown option, with the nearest valid one: caught here for every
+ * command rather than in each. The option is the first quoted part of Node's message.
+ */
+function unknownOption(error: Error, command: Command, args: string[]): string {
+  const start = error.message.indexOf("'")
+  const end = error.message.indexOf("'", start + 1)
+  const option = start >= 0 && end > start ? error.message.slice(start + 1, end) : undefined
+  if (option === undefined) return error.message
+  // Long options only: a one-letter option is too short to be near anything in particular.
+  const long = Object.keys(command.options(args)).filter((name) => name.length > 1)
+  const suggestion = option.startsWith('--') ? didYouMean(option.slice(2), long, (name) => `--${name}`) : ''
+  return `unknown option ${option}.${suggestion} Run "herald ${command.name(args)} --help" for its options.`
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -33,9 +65,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP)
     return name === undefined ? 1 : 0
   }
-  const command = COMMANDS[name]
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined
   if (!command) {
-    process.stderr.write(`herald: unknown command "${name}"\n\n${HELP}`)
+    const suggestion = didYouMean(name, Object.keys(COMMANDS))
+    process.stderr.write(
+      `herald: unknown command "${name}".${suggestion}\n${suggestion ? 'Run "herald --help" for the commands.\n' : `\n${HELP}`}`,
+    )
     return 1
   }
   try {
@@ -44,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       process.stderr.write(`herald ${name}: ${error.message}\n\n${error.help}`)
+    } else if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`herald ${name}: ${unknownOption(error as Error, command, args)}\n`)
     } else if (
       error instanceof ConfigError ||
       (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')

@@ -1,6 +1,6 @@
 import { text } from 'node:stream/consumers'
 import { parseArgs } from 'node:util'
-import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, topicPath } from './client.ts'
+import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, request, topicPath } from './client.ts'
 
 export const PUBLISH_HELP = `Usage: herald publish <topic> --type <type> [--data <json>] [options]
 
@@ -18,21 +18,19 @@ ${CLIENT_HELP}
   -h, --help                 Show this help.
 `
 
+export const PUBLISH_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  type: { type: 'string' },
+  data: { type: 'string' },
+  id: { type: 'string' },
+  source: { type: 'string' },
+  subject: { type: 'string' },
+  'idempotency-key': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function publish(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...CLIENT_OPTIONS,
-      type: { type: 'string' },
-      data: { type: 'string' },
-      id: { type: 'string' },
-      source: { type: 'string' },
-      subject: { type: 'string' },
-      'idempotency-key': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: PUBLISH_OPTIONS })
   if (values.help) {
     process.stdout.write(PUBLISH_HELP)
     return
@@ -53,7 +51,7 @@ export async function publish(args: string[]): Promise<void> {
   const options = clientOptions(values)
   const extra: Record<string, string> = { 'content-type': 'application/json' }
   if (values['idempotency-key']) extra['idempotency-key'] = values['idempotency-key']
-  const response = await fetch(`${options.url}${topicPath(topic)}/events`, {
+  const response = await request(options, `${topicPath(topic)}/events`, {
     method: 'POST',
     headers: headers(options, extra),
     body: JSON.stringify(event),

@@ -15,15 +15,29 @@ ${OPTIONS.map((option) => {
 }).join('\n')}
   -h, --help                         Show this help.
 
-Signals: SIGTERM or SIGINT drains (held requests are answered, in-flight ones finish) and exits 0.
+Signals: SIGTERM or SIGINT (Ctrl-C) drains (held requests are answered, in-flight ones finish)
+and exits 0. A second signal more than a second later exits at once, without draining; the same
+signal repeated within a second (a Ctrl-C that a wrapper forwards too) is the same request.
 `
 
-export async function serve(args: string[]): Promise<void> {
+/**
+ * A repeat of the same signal this soon is the same request, not a second one: a terminal's Ctrl-C
+ * reaches every process of the foreground group, and the wrappers in it (bin/herald.js under an
+ * older Node, npm) forward it once more. A deliberate second Ctrl-C comes later, and exits at once.
+ */
+const REPEAT_WINDOW_MS = 1000
+
+/** `herald serve`'s flags: one per option that has a flag, and --help. */
+export function serveOptions(): Record<string, { type: 'string' | 'boolean'; short?: string }> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
   }
   for (const option of OPTIONS) if (option.flag) options[option.flag] = { type: 'string' }
-  const { values } = parseArgs({ args, options, allowPositionals: false })
+  return options
+}
+
+export async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: serveOptions(), allowPositionals: false })
   if (values['help']) {
     process.stdout.write(SERVE_HELP)
     return
@@ -35,13 +49,18 @@ export async function serve(args: string[]): Promise<void> {
   }
   const config = loadConfig(flags)
   const herald = await startHerald(config)
-  let signals = 0
+  let first: { signal: string; at: number } | undefined
   const stop = (signal: string) => {
-    signals += 1
-    if (signals > 1) {
+    const now = performance.now()
+    if (first !== undefined) {
+      if (signal === first.signal && now - first.at < REPEAT_WINDOW_MS) {
+        herald.logger.info({ signal }, 'the same signal again at once: one request, still draining')
+        return
+      }
       herald.logger.warn({ signal }, 'second signal: exiting without draining')
       process.exit(1)
     }
+    first = { signal, at: now }
     herald.logger.info({ signal }, 'draining')
     herald.close().then(
       () => process.exit(0),

@@ -9,7 +9,12 @@ import {
   clientOptions,
   failure,
   headers,
+  request,
+  seconds,
   topicPath,
+  UnreachableError,
+  unreachable,
+  whatHappened,
 } from './client.ts'
 import { UsageError } from './publish.ts'
 
@@ -36,18 +41,16 @@ interface Printed {
   seq: number
 }
 
+export const TAIL_OPTIONS = {
+  ...CLIENT_OPTIONS,
+  via: { type: 'string', default: 'sse' },
+  after: { type: 'string' },
+  limit: { type: 'string', default: '100' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function tail(args: string[], signal?: AbortSignal): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...CLIENT_OPTIONS,
-      via: { type: 'string', default: 'sse' },
-      after: { type: 'string' },
-      limit: { type: 'string', default: '100' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: TAIL_OPTIONS })
   if (values.help) {
     process.stdout.write(TAIL_HELP)
     return
@@ -76,15 +79,23 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
     process.stdout.write(`${json}\n`)
   }
   let failures = 0
+  let connectedOnce = false
+  const connected = () => {
+    failures = 0
+    connectedOnce = true
+  }
   while (!signal?.aborted) {
     try {
       if (via === 'poll')
-        await followByPolling(options, topics[0]!, positions, Number(values.limit), print, signal)
-      else if (via === 'ws') await followByWebSocket(options, positions, print, signal, () => (failures = 0))
-      else await followByStream(options, via, positions, print, signal, () => (failures = 0))
+        await followByPolling(options, topics[0]!, positions, Number(values.limit), print, signal, connected)
+      else if (via === 'ws') await followByWebSocket(options, positions, print, signal, connected)
+      else await followByStream(options, via, positions, print, signal, connected)
     } catch (error) {
       if (signal?.aborted) return
       if ((error as { fatal?: boolean }).fatal) throw error
+      // A server never reached is a wrong URL or a server that is down: say so rather than retry
+      // forever. Once connected, a lost connection is a restart to ride out.
+      if (error instanceof UnreachableError && !connectedOnce) throw error
       failures += 1
       const delay = Math.min(30_000, 250 * 2 ** failures)
       process.stderr.write(`herald tail: ${(error as Error).message}; resuming in ${delay} ms\n`)
@@ -94,7 +105,7 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
 }
 
 async function headOf(options: ClientOptions, topic: string, signal?: AbortSignal): Promise<number> {
-  const response = await fetch(`${options.url}${topicPath(topic)}`, { headers: headers(options), signal })
+  const response = await request(options, topicPath(topic), { headers: headers(options), signal })
   if (!response.ok) throw await failure(response)
   return ((await response.json()) as { head_seq: number }).head_seq
 }
@@ -111,13 +122,16 @@ async function followByPolling(
   positions: Map<string, number>,
   limit: number,
   print: (json: string) => void,
-  signal?: AbortSignal,
+  signal: AbortSignal | undefined,
+  connected: () => void,
 ): Promise<void> {
   for (;;) {
     const after = positions.get(topic)!
-    const url = `${options.url}${topicPath(topic)}/events?after=${after}&limit=${limit}&wait=${WAIT_SECONDS}`
-    const response = await fetch(url, { headers: headers(options), signal })
+    const path = `${topicPath(topic)}/events?after=${after}&limit=${limit}&wait=${WAIT_SECONDS}`
+    // The server holds each poll up to WAIT_SECONDS: that is not a missing answer.
+    const response = await request(options, path, { headers: headers(options), signal }, WAIT_SECONDS * 1000)
     if (!response.ok) throw await refused(response)
+    connected()
     const page = (await response.json()) as { events: unknown[] }
     for (const event of page.events) print(JSON.stringify(event))
   }
@@ -134,12 +148,12 @@ async function followByStream(
   const topics = [...positions.keys()]
   const query = topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')
   const cursor = encodeCursor(positions)
-  const url =
+  const path =
     topics.length === 1
-      ? `${options.url}${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}`
-      : `${options.url}/v1/stream?${query}&last_event_id=${cursor}`
+      ? `${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}`
+      : `/v1/stream?${query}&last_event_id=${cursor}`
   const accept = via === 'sse' ? 'text/event-stream' : 'application/x-ndjson'
-  const response = await fetch(url, { headers: headers(options, { accept }), signal })
+  const response = await request(options, path, { headers: headers(options, { accept }), signal })
   if (!response.ok) throw await refused(response)
   connected()
   const decoder = new TextDecoder()
@@ -166,11 +180,29 @@ async function followByWebSocket(
   connected: () => void,
 ): Promise<void> {
   const url = `${options.url.replace(/^http/, 'ws')}/v1/ws`
-  const ws = new WebSocket(url, ['herald.v1'], { headers: headers(options) })
+  const ws = new WebSocket(url, ['herald.v1'], {
+    headers: headers(options),
+    handshakeTimeout: options.timeoutMs,
+  })
   const stop = () => ws.close(1000)
   signal?.addEventListener('abort', stop, { once: true })
   try {
-    await once(ws, 'open')
+    try {
+      await once(ws, 'open')
+    } catch (error) {
+      const message = (error as Error).message
+      if (message.includes('handshake has timed out')) {
+        throw unreachable(url, `no answer within ${seconds(options.timeoutMs)} (timeout)`)
+      }
+      // An HTTP answer instead of the upgrade is the server's word, not a network failure; a 4xx
+      // (a wrong key, say) will not change by retrying, as with the other protocols.
+      const answer = 'Unexpected server response: '
+      if (message.startsWith(answer)) {
+        const status = Number(message.slice(answer.length))
+        throw Object.assign(new Error(`${url} answered ${status}`), { fatal: status >= 400 && status < 500 })
+      }
+      throw unreachable(url, whatHappened(error))
+    }
     connected()
     ws.on('message', (data) => {
       const message = JSON.parse(data.toString()) as { op: string; event?: unknown; detail?: string }

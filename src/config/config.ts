@@ -236,6 +236,8 @@ export function loadConfig(
   const port = wrap('--port', () => parsePort(raw('port')!))
   const host = raw('host')!
   const apiKey = nonEmpty(env['HERALD_API_KEY'])
+  const keyProblem = apiKey === undefined ? undefined : apiKeyProblem(apiKey)
+  if (keyProblem !== undefined) throw new ConfigError(`Invalid HERALD_API_KEY: ${keyProblem}`)
   const idempotencyTtlMs = wrap('--idempotency-ttl', () => parseDuration(raw('idempotency-ttl')!))
   if (idempotencyTtlMs < DAY_MS) {
     throw new ConfigError('Invalid --idempotency-ttl: keys are kept at least 24h (the API promises it).')
@@ -334,6 +336,31 @@ export function assertSafeBinding(config: HeraldConfig): void {
 export function isLoopback(host: string): boolean {
   if (host === 'localhost' || host === '::1') return true
   return isIP(host) === 4 && host.startsWith('127.')
+}
+
+/**
+ * Why a key cannot work as `Authorization: Bearer <key>`, or undefined when it can. Header values
+ * are bytes: Node reads them as Latin-1, fetch refuses characters above U+00FF, and curl sends
+ * UTF-8, so a non-ASCII key matches for some clients and never for others; a space or a control
+ * character cannot be part of a bearer token at all. So keys are printable ASCII. The message says
+ * where, never what: the key is a secret.
+ */
+export function apiKeyProblem(key: string): string | undefined {
+  for (let index = 0; index < key.length; index++) {
+    const code = key.charCodeAt(index)
+    if (code >= 0x21 && code <= 0x7e) continue
+    const what =
+      code === 0x20
+        ? 'a space'
+        : code < 0x20 || code === 0x7f
+          ? 'a control character'
+          : 'a non-ASCII character'
+    return (
+      `the key has ${what} (at position ${index + 1}), which an HTTP header cannot carry as it is; ` +
+      'use printable ASCII characters only (letters, digits, punctuation; e.g. openssl rand -hex 32).'
+    )
+  }
+  return undefined
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

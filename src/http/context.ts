@@ -17,8 +17,8 @@ export interface HttpContext {
   connections: Connections
   /** Aborted when the server starts draining: held requests answer at once. */
   draining: AbortSignal
-  /** Whether the server is ready for traffic (false while starting and draining). */
-  isReady: () => boolean
+  /** Why the server is not ready for traffic (starting, draining, a store that cannot write), or undefined. */
+  notReady: () => Promise<string | undefined>
   /** Webhooks: the checks on new targets, and a nudge for the dispatcher when work was queued. */
   hooks: { policy: HookPolicy; wake(): void }
   /** The WebSub hub behind POST /websub. */

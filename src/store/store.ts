@@ -33,6 +33,11 @@ export interface Store extends DeliveryStore {
    * attempts) last updated longer ago than the events' default maximum age.
    */
   prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult>
+  /**
+   * Why the store cannot write at the moment (a write failed for want of a writable file), or
+   * undefined when it can: the server is not ready while it cannot.
+   */
+  cannotWrite(): Promise<string | undefined>
   close(): Promise<void>
 }
 

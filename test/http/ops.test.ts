@@ -100,7 +100,7 @@ describe('graceful shutdown', () => {
           metrics,
           connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
           draining: controller.signal,
-          isReady: () => false,
+          notReady: async () => (draining ? 'The server is draining.' : 'The server is starting.'),
           hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {} },
           websub: new WebSubHub({
             log,

@@ -6,18 +6,13 @@ import { sendProblem } from '../problem.ts'
 const PUBLIC = { config: { right: 'public' } } as const
 
 /** Liveness, readiness and metrics: unauthenticated, so that probes and scrapers need no key. */
-export function registerHealthRoutes(
-  app: FastifyInstance,
-  { metrics, isReady, draining }: HttpContext,
-): void {
+export function registerHealthRoutes(app: FastifyInstance, { metrics, notReady }: HttpContext): void {
   app.get('/healthz', PUBLIC, async () => ({ status: 'ok' }))
 
   app.get('/readyz', PUBLIC, async (_request, reply) => {
-    if (isReady()) return { status: 'ready' }
-    return sendProblem(
-      reply,
-      errors.unavailable(draining.aborted ? 'The server is draining.' : 'The server is starting.'),
-    )
+    const reason = await notReady()
+    if (reason === undefined) return { status: 'ready' }
+    return sendProblem(reply, errors.unavailable(reason))
   })
 
   app.get('/metrics', PUBLIC, async (_request, reply) => {

@@ -1,6 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { ensureDataDir } from '../data-dir.ts'
 import type { TopicInfo } from '../store.ts'
 
 /** What both SQLite connections (the writer's and the readers') share: the file, its schema, its SQL. */
@@ -23,7 +24,7 @@ export function databasePath(dataDir: string): string {
 }
 
 export function openDatabase(dataDir: string, synchronous: Synchronous): DatabaseSync {
-  mkdirSync(dataDir, { recursive: true })
+  ensureDataDir(dataDir)
   const db = new DatabaseSync(databasePath(dataDir))
   // busy_timeout first: switching a new file to WAL takes a lock another process may hold.
   db.exec(`
@@ -56,9 +57,34 @@ export function migrate(db: DatabaseSync): void {
       db.exec('COMMIT')
     } catch (error) {
       db.exec('ROLLBACK')
-      throw new Error(`Migration ${file} failed: ${(error as Error).message}`)
+      throw new Error(`Migration ${file} failed: ${(error as Error).message}`, { cause: error })
     }
   }
+}
+
+/**
+ * A real write: rewrites `user_version` to itself, which dirties the header page, so the commit that
+ * follows writes and syncs like any other. Inside a transaction the caller opens and commits.
+ */
+export function touch(db: DatabaseSync): void {
+  const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number }
+  db.exec(`PRAGMA user_version = ${Number(version)}`)
+}
+
+/** SQLite's primary result codes that mean the file cannot be written at all (not one bad request). */
+const CANNOT_WRITE = new Set([
+  3, // SQLITE_PERM
+  8, // SQLITE_READONLY
+  10, // SQLITE_IOERR
+  13, // SQLITE_FULL
+  14, // SQLITE_CANTOPEN
+])
+
+/** SQLite's message when `error` says that the store cannot write, else undefined. */
+export function cannotWriteReason(error: unknown): string | undefined {
+  const errcode = (error as { errcode?: unknown } | undefined)?.errcode
+  if (typeof errcode !== 'number' || !CANNOT_WRITE.has(errcode & 0xff)) return undefined
+  return (error as Error).message
 }
 
 export type Statements = ReturnType<typeof prepareStatements>

@@ -1,4 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite'
+import { ConfigError } from '../../config/config.ts'
 import { errors } from '../../core/errors.ts'
 import type { NewEvent, StoredEvent } from '../../core/event.ts'
 import type {
@@ -24,6 +25,7 @@ import type {
   VerificationState,
 } from '../store.ts'
 import {
+  cannotWriteReason,
   databasePath,
   describeTopic,
   migrate,
@@ -32,6 +34,7 @@ import {
   type Statements,
   type Synchronous,
   type TopicRow,
+  touch,
 } from './database.ts'
 import { DeliveryTables } from './deliveries.ts'
 import { SqliteWriter } from './writer.ts'
@@ -47,6 +50,9 @@ export interface SqliteStoreOptions {
   /** The retry schedule's first delay: a new delivery is due this long after its event is stored. */
   firstDeliveryDelayMs?: number
 }
+
+/** How often, at most, a store that failed to write tries a write again when asked whether it can. */
+const PROBE_INTERVAL_MS = 1000
 
 interface PendingWrite {
   job: () => unknown
@@ -72,14 +78,69 @@ export class SqliteStore implements Store {
   private queue: PendingWrite[] = []
   private flushScheduled = false
   private closed = false
+  /** SQLite's answer to the last write that failed for want of a writable file, until a write succeeds. */
+  private writeFailure: string | undefined
+  private lastProbe = 0
 
   constructor(options: SqliteStoreOptions) {
     this.path = databasePath(options.dataDir)
-    this.db = openDatabase(options.dataDir, options.synchronous ?? 'full')
-    migrate(this.db)
+    let db: DatabaseSync | undefined
+    try {
+      db = openDatabase(options.dataDir, options.synchronous ?? 'full')
+      migrate(db)
+      // A real write transaction, before anyone is told the server is ready: SQLite opens a file it
+      // may not write (read-only, immutable) read-only without a word, and only writes would fail.
+      db.exec('BEGIN IMMEDIATE')
+      touch(db)
+      db.exec('COMMIT')
+    } catch (error) {
+      if (db?.isTransaction) db.exec('ROLLBACK')
+      db?.close()
+      throw this.openFailure(error)
+    }
+    this.db = db
     this.statements = prepareStatements(this.db)
     this.deliveries = new DeliveryTables(this.db, options.firstDeliveryDelayMs ?? 0)
     this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
+  }
+
+  private openFailure(error: unknown): Error {
+    const reason = cannotWriteReason(error) ?? cannotWriteReason((error as { cause?: unknown }).cause)
+    if (reason === undefined)
+      return new Error(`Cannot open the store ${this.path}: ${(error as Error).message}`)
+    return new ConfigError(
+      `Cannot write the store ${this.path}: ${reason}. Herald must be able to write this file and ` +
+        'create files beside it: check their owner, mode and attributes (lsattr), and that the filesystem ' +
+        'is mounted read-write.',
+    )
+  }
+
+  /**
+   * A write that failed because the file cannot be written is the server's problem, not the
+   * request's: 503, and the store is not ready until a write succeeds again.
+   */
+  private writeError(error: unknown): unknown {
+    const reason = cannotWriteReason(error)
+    if (reason === undefined) return error
+    this.writeFailure = reason
+    return errors.unavailable(`The store cannot write at the moment (${reason}).`, undefined, {
+      'retry-after': '5',
+    })
+  }
+
+  async cannotWrite(): Promise<string | undefined> {
+    if (this.writeFailure === undefined || this.closed) return this.writeFailure
+    // Whether it can again: a real write, at most once a second however often readiness is asked.
+    if (Date.now() - this.lastProbe >= PROBE_INTERVAL_MS) {
+      this.lastProbe = Date.now()
+      await this.write(() => touch(this.db)).then(
+        () => {
+          this.writeFailure = undefined
+        },
+        () => {},
+      )
+    }
+    return this.writeFailure
   }
 
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult> {
@@ -108,7 +169,7 @@ export class SqliteStore implements Store {
     group.forEach((pending, index) => {
       const outcome = outcomes[index]!
       if (outcome.ok) pending.resolve(outcome.value as never)
-      else pending.reject(outcome.error)
+      else pending.reject(this.writeError(outcome.error))
     })
   }
 
@@ -132,11 +193,19 @@ export class SqliteStore implements Store {
   }
 
   async configureTopic(name: string, retention: Retention): Promise<TopicInfo> {
-    return this.writer.configureTopic(name, retention, Date.now())
+    try {
+      return this.writer.configureTopic(name, retention, Date.now())
+    } catch (error) {
+      throw this.writeError(error)
+    }
   }
 
   prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult> {
-    return this.writer.prune(now, defaults, idempotencyTtlMs, () => this.closed)
+    return this.writer
+      .prune(now, defaults, idempotencyTtlMs, () => this.closed)
+      .catch((error) => {
+        throw this.writeError(error)
+      })
   }
 
   // ---- hooks and deliveries (src/store/sqlite/deliveries.ts) ----------------------------------

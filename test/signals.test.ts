@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { rm } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { createInterface } from 'node:readline'
+import { describe, test } from 'node:test'
+import { promisify } from 'node:util'
+import { BIN, sleep, tempDir, until } from './helpers.ts'
+
+const run = promisify(execFile)
+
+/** The machine's own Node, when it is older than 24: bin/herald.js then hands over to the project's. */
+async function olderNode(): Promise<string | undefined> {
+  for (const path of ['/usr/bin/node', '/usr/local/bin/node']) {
+    try {
+      const { stdout } = await run(path, ['--version'])
+      if (Number(stdout.trim().slice(1).split('.')[0]) < 24) return path
+    } catch {
+      // not there
+    }
+  }
+  return undefined
+}
+
+interface Group {
+  child: ChildProcess
+  url: string
+  output: () => string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Sends a signal to the whole process group, as a terminal's Ctrl-C does. */
+  signalGroup(signal: NodeJS.Signals): void
+}
+
+/** `node bin/herald.js serve` as the leader of a new process group, as a shell runs a job. */
+function serveInGroup(node: string, dataDir: string): Promise<Group> {
+  const child = spawn(
+    node,
+    [BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'info', '--shutdown-timeout', '60s'],
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
+  )
+  let output = ''
+  child.stderr!.on('data', (chunk) => {
+    output += chunk
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  )
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output += `${line}\n`
+      const entry = JSON.parse(line) as { msg?: string; url?: string }
+      if (entry.msg === 'herald is listening' && entry.url) {
+        resolve({
+          child,
+          url: entry.url,
+          output: () => output,
+          exited,
+          signalGroup: (signal) => {
+            try {
+              process.kill(-child.pid!, signal)
+            } catch {
+              // the group is gone: every process in it has exited
+            }
+          },
+        })
+      }
+    })
+    void exited.then(({ code }) =>
+      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)),
+    )
+  })
+}
+
+describe('Ctrl-C on herald serve started by an older Node (bin/herald.js hands over)', () => {
+  test('one Ctrl-C drains and exits 0, although both processes get it and the wrapper forwards it', async (t) => {
+    const node = await olderNode()
+    if (!node) {
+      t.skip('no Node older than 24 on this machine (looked in /usr/bin and /usr/local/bin)')
+      return
+    }
+    const dataDir = await tempDir()
+    const server = await serveInGroup(node, dataDir)
+    try {
+      // A long poll held open: a drain answers it; an exit without draining would cut it off.
+      const held = fetch(`${server.url}/v1/topics/ctrl-c/events?after=0&wait=60`)
+      await until('the long poll to be held', async () => {
+        const metrics = await (await fetch(`${server.url}/metrics`)).text()
+        return /^herald_long_polls_open 1$/m.test(metrics) ? true : undefined
+      })
+      server.signalGroup('SIGINT')
+      const answer = await held
+      assert.equal(answer.status, 200)
+      assert.deepEqual(await answer.json(), { events: [], next: 0 })
+      const { code } = await server.exited
+      assert.equal(code, 0, server.output())
+      assert.match(server.output(), /"msg":"draining"/)
+      assert.match(server.output(), /herald stopped/)
+      assert.doesNotMatch(server.output(), /without draining/)
+    } finally {
+      server.signalGroup('SIGKILL')
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  test('a deliberate second Ctrl-C, more than a second later, exits at once without draining', async (t) => {
+    const node = await olderNode()
+    if (!node) {
+      t.skip('no Node older than 24 on this machine (looked in /usr/bin and /usr/local/bin)')
+      return
+    }
+    const dataDir = await tempDir()
+    const server = await serveInGroup(node, dataDir)
+    const { hostname, port } = new URL(server.url)
+    // A publish whose body never finishes: in flight, it keeps the drain waiting (--shutdown-timeout 60s).
+    const upload = connect(Number(port), hostname)
+    upload.on('error', () => {})
+    try {
+      await new Promise((resolve) => upload.once('connect', resolve))
+      upload.write(
+        'POST /v1/topics/slow/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n' +
+          'content-length: 100\r\n\r\n{"type":',
+      )
+      await sleep(200)
+      server.signalGroup('SIGINT')
+      await until('the drain to start', () => (/"msg":"draining"/.test(server.output()) ? true : undefined))
+      await sleep(1500)
+      assert.equal(server.child.exitCode, null, 'still draining: the upload is in flight')
+      server.signalGroup('SIGINT')
+      const { code } = await server.exited
+      assert.equal(code, 1)
+      assert.match(server.output(), /second signal: exiting without draining/)
+      assert.doesNotMatch(server.output(), /herald stopped/)
+    } finally {
+      upload.destroy()
+      server.signalGroup('SIGKILL')
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
