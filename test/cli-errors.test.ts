@@ -1,40 +1,11 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { BIN, type CliRun, runCli, startTestServer, type TestServer } from './helpers.ts'
+import { type CliRun, runCli, runCliUntilExit, startTestServer, type TestServer } from './helpers.ts'
 
 /** Runs `herald …` to its exit, killed after `timeoutMs` (a command that should fail but hangs or retries). */
-function herald(
-  args: string[],
-  env: Record<string, string> = {},
-  timeoutMs = 20_000,
-): Promise<CliRun & { timedOut: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env['PATH'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-    })
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr, timedOut })
-    })
-  })
-}
+const herald = runCliUntilExit
 
 /** One line on stderr, exit 1, no stack trace. */
 function assertOneLineFailure(run: CliRun & { timedOut: boolean }, pattern: RegExp): void {

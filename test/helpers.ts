@@ -158,6 +158,41 @@ export interface CliRun {
   stderr: string
 }
 
+/**
+ * Runs `herald …` (bin/herald.js) to its exit, with only PATH and `env` in its environment, killed
+ * after `timeoutMs` if it is still running then (a command that should fail but hangs or retries
+ * shows as `timedOut`).
+ */
+export function runCliUntilExit(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<CliRun & { timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr, timedOut })
+    })
+  })
+}
+
 /** Runs `herald …` (bin/herald.js) to its exit, with only PATH and `env` in its environment. */
 export function runCli(
   args: string[],

@@ -1,47 +1,18 @@
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts'
-import { BIN, type CliRun, problemOf, publish, readAll, spawnServer, tempDir, until } from './helpers.ts'
+import { BIN, problemOf, publish, readAll, runCliUntilExit, spawnServer, tempDir, until } from './helpers.ts'
 
 const run = promisify(execFile)
 
-/**
- * `herald serve …` (bin/herald.js) run to its exit, killed after `timeoutMs` if it is still running
- * then (a start that should fail but hangs shows as `timedOut`).
- */
-function serveUntilExit(
-  args: string[],
-  env: Record<string, string> = {},
-  timeoutMs = 20_000,
-): Promise<CliRun & { timedOut: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], {
-      env: { PATH: process.env['PATH'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-    })
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr, timedOut })
-    })
-  })
+/** `herald serve …` run to its exit, killed after `timeoutMs` (a start that should fail but hangs). */
+function serveUntilExit(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000) {
+  return runCliUntilExit(['serve', '--port', '0', ...args], env, timeoutMs)
 }
 
 describe('herald serve: the data directory', () => {
