@@ -41,6 +41,7 @@ export async function startHerald(
   const connections = new Connections({
     maxConnections: config.maxConnections,
     heartbeatMs: config.heartbeatMs,
+    stallTimeoutMs: config.streamStallTimeoutMs,
     metrics,
   })
   // Every outbound webhook request goes through this agent: the SSRF guard checks each connection.

@@ -30,6 +30,7 @@ export interface HeraldConfig {
   logLevel: string
   maxConnections: number
   streamBufferBytes: number
+  streamStallTimeoutMs: number
   corsOrigins: string[]
   shutdownTimeoutMs: number
 }
@@ -194,6 +195,12 @@ export const OPTIONS = [
     help: 'Per-connection send buffer; a consumer that falls further behind is disconnected.',
   },
   {
+    flag: 'stream-stall-timeout',
+    env: 'HERALD_STREAM_STALL_TIMEOUT',
+    default: '30s',
+    help: 'A stream with unsent data that sends nothing for this long is disconnected (it resumes).',
+  },
+  {
     flag: 'cors-origins',
     env: 'HERALD_CORS_ORIGINS',
     default: '*',
@@ -296,6 +303,9 @@ export function loadConfig(
     logLevel,
     maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
     streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
+    streamStallTimeoutMs: wrap('--stream-stall-timeout', () =>
+      positive(parseDuration(raw('stream-stall-timeout')!)),
+    ),
     corsOrigins: wrap('--cors-origins', () => parseOrigins(raw('cors-origins')!)),
     shutdownTimeoutMs: wrap('--shutdown-timeout', () => parseDuration(raw('shutdown-timeout')!)),
   }

@@ -64,7 +64,7 @@ export function createMetrics() {
     }),
     slowConsumerDisconnects: new Counter({
       name: 'herald_slow_consumer_disconnects_total',
-      help: 'Connections cut off because their send buffer passed --stream-buffer.',
+      help: 'Streams cut off: send buffer past --stream-buffer, or nothing taken for --stream-stall-timeout.',
       labelNames: ['protocol'] as const,
       registers: [registry],
     }),

@@ -96,7 +96,12 @@ describe('graceful shutdown', () => {
           config,
           log,
           metrics,
-          connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
+          connections: new Connections({
+            maxConnections: 1,
+            heartbeatMs: 60_000,
+            stallTimeoutMs: 60_000,
+            metrics,
+          }),
           draining: controller.signal,
           isReady: () => false,
           hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {} },
