@@ -7,6 +7,7 @@ import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
 import { buildServer } from './http/server.ts'
+import { applySocketGuards } from './http/socket-guards.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
 import { openStore } from './store/open.ts'
@@ -93,6 +94,10 @@ export async function startHerald(
   const server = buildServer(httpContext, logger)
 
   attachWebSocket(server.server, httpContext, logger)
+  applySocketGuards(server.server, {
+    stallTimeoutMs: config.streamStallTimeoutMs,
+    onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
+  })
 
   let pruning: Promise<unknown> = Promise.resolve()
   const prune = () => {

@@ -50,6 +50,12 @@ export function createMetrics() {
       labelNames: ['protocol'] as const,
       registers: [registry],
     }),
+    httpConnectionsClosed: new Counter({
+      name: 'herald_http_connections_closed_total',
+      help: 'Connections the server closed to bound what a client makes it hold, by reason.',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     eventsSent: new Counter({
       name: 'herald_events_sent_total',
       help: 'Events written to streaming connections, by protocol.',

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
+import { releaseSocket } from '../http/socket-guards.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
@@ -119,6 +120,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   const socket: Socket = reply.raw.socket!
   const preamble = head(reply, framing)
   reply.raw.detachSocket(socket)
+  releaseSocket(socket)
   socket.setNoDelay(true)
   socket.write(preamble)
 
