@@ -95,6 +95,9 @@ export async function startHerald(
 
   attachWebSocket(server.server, httpContext, logger)
   applySocketGuards(server.server, {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
     stallTimeoutMs: config.streamStallTimeoutMs,
     onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
   })

@@ -79,6 +79,7 @@ export const errors = {
   invalidSecret: define('invalid-secret', 422, 'Invalid webhook secret'),
   hookVerificationFailed: define('hook-verification-failed', 422, 'Hook verification failed'),
   idempotencyKeyReused: define('idempotency-key-reused', 422, 'Idempotency key reused with another request'),
+  requestTimeout: define('request-timeout', 408, 'Request timeout'),
   payloadTooLarge: define('payload-too-large', 413, 'Request body too large'),
   unsupportedMediaType: define('unsupported-media-type', 415, 'Unsupported media type'),
   rateLimited: define('rate-limited', 429, 'Too many requests'),

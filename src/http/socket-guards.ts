@@ -1,6 +1,8 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http'
+import { isIPv6, type Socket } from 'node:net'
+import { errors, type HeraldError } from '../core/errors.ts'
 import { SendProgress } from '../streams/connections.ts'
+import { PROBLEM_JSON } from './problem.ts'
 
 /**
  * Requests one connection may have sent and not yet had answered in full, at most. HTTP/1.1 lets a
@@ -14,16 +16,30 @@ export const MAX_UNANSWERED_REQUESTS = 64
  */
 export const MAX_UNREAD_ANSWER_BYTES = 1024 * 1024
 
+/**
+ * Connections of an address past --max-connections-per-ip that may wait at once to be told so (a
+ * 503, then the close); past these, more are closed without a word, so refusing costs no descriptors.
+ */
+const MAX_REFUSALS_UNDER_WAY_PER_IP = 8
+/** How long a refused connection may take to read its 503 before it is closed anyway. */
+const REFUSAL_LINGER_MS = 1000
+
 /** Why a guard closed a connection (the `reason` label of herald_http_connections_closed_total). */
-export type GuardReason = 'pipelining' | 'stalled'
+export type GuardReason = 'pipelining' | 'stalled' | 'timeout' | 'per-ip'
 
 export interface SocketGuardOptions {
+  /** Longest a client may take to send a request's headers (--headers-timeout). */
+  headersTimeoutMs: number
+  /** Longest a client may take to send a whole request, body included (--request-timeout). */
+  requestTimeoutMs: number
+  /** Connections one client address may hold open (--max-connections-per-ip); null: no limit. */
+  maxConnectionsPerIp: number | null
   /**
    * A connection with an answer under way that has unsent bytes and sends none of them this long is
    * closed (--stream-stall-timeout, the same rule as for streams).
    */
   stallTimeoutMs: number
-  /** Called for every connection a guard closes. */
+  /** Called for every connection a guard closes or refuses. */
   onClose(reason: GuardReason): void
 }
 
@@ -36,6 +52,9 @@ const progress = new WeakMap<Socket, SendProgress>()
  * after the application's request listener is attached and before the server listens.
  */
 export function applySocketGuards(server: Server, options: SocketGuardOptions): void {
+  guardRequestTime(server, options)
+  if (options.maxConnectionsPerIp !== null)
+    guardConnectionsPerIp(server, options.maxConnectionsPerIp, options)
   /** This server's connections with a request unanswered: the ones the stall check looks at. */
   const answering = new Set<Socket>()
   guardPipelining(server, answering, options)
@@ -118,4 +137,129 @@ function closeStalled(answering: Set<Socket>, options: SocketGuardOptions): void
       socket.destroy()
     }
   }
+}
+
+/**
+ * Node's own deadlines for receiving a request: its headers within `headersTimeoutMs` of its first
+ * byte (or of the connection), the whole of it within `requestTimeoutMs`. A connection that sends
+ * slower is answered 408 (problem+json) and closed. They bound the request only: a long poll or a
+ * stream, once its request is in, is a response, which they do not limit.
+ */
+function guardRequestTime(server: Server, options: SocketGuardOptions): void {
+  server.headersTimeout = options.headersTimeoutMs
+  server.requestTimeout = options.requestTimeoutMs
+  // Node checks the deadlines every connectionsCheckingInterval (30 s by default, a createServer
+  // option that @types/node does not list as a property), read when the server starts listening.
+  const checked = server as Server & { connectionsCheckingInterval: number }
+  const shortest = Math.min(options.headersTimeoutMs, options.requestTimeoutMs)
+  checked.connectionsCheckingInterval = Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
+  // Fastify answers a timeout with its own JSON; Herald's errors are problem+json. Other client
+  // errors (malformed requests, oversized headers) stay with Fastify's handler.
+  const listeners = server.listeners('clientError') as Array<(error: Error, socket: Socket) => void>
+  server.removeAllListeners('clientError')
+  const timedOut = rawProblem(
+    errors.requestTimeout(
+      `The request was not received in time: headers within ${seconds(options.headersTimeoutMs)}, ` +
+        `all of it within ${seconds(options.requestTimeoutMs)}.`,
+    ),
+  )
+  server.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
+    if (error.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      for (const listener of listeners) listener.call(server, error, socket)
+      return
+    }
+    options.onClose('timeout')
+    if (socket.writable) socket.write(timedOut)
+    socket.destroy()
+  })
+}
+
+/**
+ * Refuses a connection when its client address (an IPv6 client: its /64, what one host is usually
+ * given) already holds `max` of them, before any HTTP parsing: one client cannot take every
+ * descriptor (with slow requests, idle keep-alives or streams). The refused connection is answered
+ * 503 problem+json with Retry-After and closed.
+ */
+function guardConnectionsPerIp(server: Server, max: number, options: SocketGuardOptions): void {
+  const open = new Map<string, number>()
+  const refusing = new Map<string, number>()
+  const listeners = server.listeners('connection') as Array<(socket: Socket) => void>
+  server.removeAllListeners('connection')
+  const refused = rawProblem(
+    errors.unavailable(
+      `This client address has ${max} connections open, as many as it may (--max-connections-per-ip); ` +
+        'close some, or try again shortly.',
+      undefined,
+      { 'Retry-After': '5' },
+    ),
+  )
+  const release = (map: Map<string, number>, key: string) => {
+    const left = map.get(key)! - 1
+    if (left === 0) map.delete(key)
+    else map.set(key, left)
+  }
+  server.on('connection', (socket: Socket) => {
+    const key = socket.remoteAddress === undefined ? undefined : clientKey(socket.remoteAddress)
+    if (key === undefined) {
+      socket.destroy() // already gone
+      return
+    }
+    const count = open.get(key) ?? 0
+    if (count < max) {
+      open.set(key, count + 1)
+      socket.once('close', () => release(open, key))
+      for (const listener of listeners) listener.call(server, socket)
+      return
+    }
+    options.onClose('per-ip')
+    const underWay = refusing.get(key) ?? 0
+    if (underWay >= MAX_REFUSALS_UNDER_WAY_PER_IP) {
+      socket.destroy()
+      return
+    }
+    refusing.set(key, underWay + 1)
+    socket.once('close', () => release(refusing, key))
+    socket.on('error', () => undefined)
+    // The request is read and dropped: closing with it unread would reset the connection, and the
+    // client could lose the 503 before reading it.
+    socket.resume()
+    socket.on('end', () => socket.destroy())
+    socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy())
+    socket.end(refused)
+  })
+}
+
+/** The address a per-client limit counts by: an IPv4 address as it is, an IPv6 one by its /64. */
+export function clientKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]!
+  if (!isIPv6(address)) return address
+  const plain = address.split('%', 1)[0]!.toLowerCase() // without a zone (fe80::1%eth0)
+  const [head = '', tail] = plain.split('::', 2)
+  const headGroups = head === '' ? [] : head.split(':')
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups =
+    tail === undefined
+      ? headGroups
+      : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups]
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`
+}
+
+/** A whole HTTP/1.1 error response, for a connection the application never sees. */
+function rawProblem(error: HeraldError): string {
+  const body = JSON.stringify(error.toProblem())
+  const extra = Object.entries(error.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')
+  return (
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${extra}Content-Type: ${PROBLEM_JSON}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  )
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000} s`
 }
