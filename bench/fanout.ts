@@ -308,8 +308,11 @@ const TARGETS: TargetDefinition[] = [
     protocols: ['sse', 'ws'],
     async start() {
       const maxConnections = String(Math.max(IDLE_CONNECTIONS, SUBSCRIBERS) + 1_000)
+      // Each subscriber process connects from its own address with up to CONNECTIONS_PER_CLIENT
+      // connections, past the default --max-connections-per-ip (1000).
+      const perAddress = String(CONNECTIONS_PER_CLIENT + 10)
       const herald = await withTimeout(
-        startHerald(['--max-connections', maxConnections]),
+        startHerald(['--max-connections', maxConnections, '--max-connections-per-ip', perAddress]),
         30_000,
         'herald did not print "herald is listening"',
       )

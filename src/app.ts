@@ -9,6 +9,7 @@ import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
 import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
+import { applySocketGuards } from './http/socket-guards.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
 import { lockDataDir } from './store/data-lock.ts'
@@ -55,6 +56,7 @@ export async function startHerald(
   const connections = new Connections({
     maxConnections: config.maxConnections,
     heartbeatMs: config.heartbeatMs,
+    stallTimeoutMs: config.streamStallTimeoutMs,
     metrics,
   })
   // Every outbound webhook request goes through this agent: the SSRF guard checks each connection.
@@ -112,6 +114,13 @@ export async function startHerald(
   const server = buildServer(httpContext, logger)
 
   attachWebSocket(server.server, httpContext, logger)
+  applySocketGuards(server.server, {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    stallTimeoutMs: config.streamStallTimeoutMs,
+    onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
+  })
 
   let pruning: Promise<unknown> = Promise.resolve()
   const prune = () => {

@@ -29,7 +29,11 @@ export interface HeraldConfig {
   sqliteSync: 'full' | 'normal'
   logLevel: string
   maxConnections: number
+  maxConnectionsPerIp: number | null
+  headersTimeoutMs: number
+  requestTimeoutMs: number
   streamBufferBytes: number
+  streamStallTimeoutMs: number
   corsOrigins: string[]
   shutdownTimeoutMs: number
 }
@@ -188,10 +192,34 @@ export const OPTIONS = [
     help: 'Most streaming connections (SSE, NDJSON, WebSocket) this process holds; more get 503.',
   },
   {
+    flag: 'max-connections-per-ip',
+    env: 'HERALD_MAX_CONNECTIONS_PER_IP',
+    default: '1000',
+    help: 'Most connections of any kind one client address (IPv6: /64) holds; more get 503 ("none": no limit).',
+  },
+  {
+    flag: 'headers-timeout',
+    env: 'HERALD_HEADERS_TIMEOUT',
+    default: '10s',
+    help: "Longest a client may take to send a request's headers; then 408 and the connection is closed.",
+  },
+  {
+    flag: 'request-timeout',
+    env: 'HERALD_REQUEST_TIMEOUT',
+    default: '30s',
+    help: 'Longest a client may take to send a whole request; answers (streams, long polls) are not limited.',
+  },
+  {
     flag: 'stream-buffer',
     env: 'HERALD_STREAM_BUFFER',
     default: '256kb',
     help: 'Per-connection send buffer; a consumer that falls further behind is disconnected.',
+  },
+  {
+    flag: 'stream-stall-timeout',
+    env: 'HERALD_STREAM_STALL_TIMEOUT',
+    default: '30s',
+    help: 'A stream with unsent data that sends nothing for this long is disconnected (it resumes).',
   },
   {
     flag: 'cors-origins',
@@ -246,6 +274,13 @@ export function loadConfig(
   if (sqliteSync !== 'full' && sqliteSync !== 'normal') {
     throw new ConfigError('Invalid --sqlite-sync: use "full" or "normal".')
   }
+  const headersTimeoutMs = wrap('--headers-timeout', () => positive(parseDuration(raw('headers-timeout')!)))
+  const requestTimeoutMs = wrap('--request-timeout', () => positive(parseDuration(raw('request-timeout')!)))
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(
+      'Invalid --headers-timeout: the headers are part of the request, so at most --request-timeout.',
+    )
+  }
   const logLevel = raw('log-level')!
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`Invalid --log-level: "${logLevel}".`)
   const publicUrl = wrap('--public-url', () => {
@@ -299,7 +334,15 @@ export function loadConfig(
     sqliteSync,
     logLevel,
     maxConnections: wrap('--max-connections', () => parseCount(raw('max-connections')!)),
+    maxConnectionsPerIp: wrap('--max-connections-per-ip', () =>
+      optional(raw('max-connections-per-ip')!, parseCount),
+    ),
+    headersTimeoutMs,
+    requestTimeoutMs,
     streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
+    streamStallTimeoutMs: wrap('--stream-stall-timeout', () =>
+      positive(parseDuration(raw('stream-stall-timeout')!)),
+    ),
     corsOrigins: wrap('--cors-origins', () => {
       const given = raw('cors-origins')
       // Bearer keys are not ambient credentials, so with a key any origin is safe; without one, a web

@@ -2,10 +2,17 @@ import type { Agent, Dispatcher } from 'undici'
 import type { AttemptResult } from '../store/store.ts'
 import { parseRetryAfter } from './retry.ts'
 
-/** How much of a receiver's answer is kept in the attempts log. */
+/**
+ * How much of a receiver's answer is kept in the attempts log, and so how much of it is read: past
+ * this the rest is not read, the connection goes with it.
+ */
 export const RESPONSE_KEPT_BYTES = 2048
-/** How much of it is read at most (the rest is dropped with the connection). */
-const RESPONSE_READ_BYTES = 64 * 1024
+/**
+ * How long the body is read after the status line, at most (and never past the attempt's timeout):
+ * the status decides the outcome, the body is only logged, so a receiver that answers and then
+ * trickles its body holds a dispatch slot this long, not until the timeout.
+ */
+export const RESPONSE_BODY_WAIT_MS = 1000
 
 export interface PostRequest {
   url: string
@@ -26,7 +33,9 @@ export interface PostResult extends AttemptResult {
 
 /**
  * One outbound POST through the SSRF-guarded agent: never follows redirects, gives up after
- * `timeoutMs` in all (connecting, waiting, reading), keeps the start of the response body.
+ * `timeoutMs` in all (connecting, sending, waiting for the status line). The status line decides the
+ * outcome; then at most RESPONSE_KEPT_BYTES of the body are read, for at most RESPONSE_BODY_WAIT_MS,
+ * and the connection is dropped if the body has not ended by then.
  *
  * It talks to undici's dispatcher directly rather than through `request()`: that skips a Readable
  * stream per response and an AbortSignal timer per attempt, which together cost more CPU than
@@ -65,7 +74,7 @@ class PostAttempt implements Dispatcher.DispatchHandler {
   private readonly resolve: (result: PostResult) => void
   private readonly at = Date.now()
   private readonly started = performance.now()
-  private readonly timer: NodeJS.Timeout
+  private timer: NodeJS.Timeout
   private controller: Dispatcher.DispatchController | undefined
   private settled = false
   private timedOut = false
@@ -93,24 +102,26 @@ class PostAttempt implements Dispatcher.DispatchHandler {
   ): void {
     this.status = statusCode
     this.headers = headers
+    // Usually the whole answer is in the same read and onResponseEnd follows at once: the body's
+    // deadline is only set, after that read, for an answer that has not ended by then.
+    queueMicrotask(() => this.awaitBody())
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.chunks.push(chunk)
     this.size += chunk.length
     // Enough kept: what is left is not read, the connection goes with it.
-    if (this.size >= RESPONSE_READ_BYTES) {
-      this.succeed()
-      controller.abort(new Error('response body past the read limit'))
-    }
+    if (this.size > RESPONSE_KEPT_BYTES) this.stopReading(controller)
   }
 
   onResponseEnd(): void {
-    this.succeed()
+    this.succeed(true)
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    this.fail(error)
+    // After the status line, a body cut short (reset, closed early) does not undo the answer.
+    if (this.status !== 0) this.succeed(false)
+    else this.fail(error)
   }
 
   fail(error: unknown): void {
@@ -122,20 +133,44 @@ class PostAttempt implements Dispatcher.DispatchHandler {
     })
   }
 
-  private succeed(): void {
+  /**
+   * Settles with the status line and the body read so far; `whole` is false when the body was not
+   * read to its end (marked with an ellipsis in the log).
+   */
+  private succeed(whole: boolean): void {
     const { headers, input } = this
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)
     const text = body.subarray(0, RESPONSE_KEPT_BYTES).toString('utf8')
     this.settle({
       status: this.status,
       error: null,
-      response: body.length > RESPONSE_KEPT_BYTES ? `${text}…` : text,
+      response: whole && body.length <= RESPONSE_KEPT_BYTES ? text : `${text}…`,
       retryAfterMs: parseRetryAfter(headers['retry-after'], Date.now()),
       ...(input.responseHeader ? { header: first(headers[input.responseHeader]) } : {}),
     })
   }
 
+  /** Settles with what was read and drops the connection with the rest of the body. */
+  private stopReading(controller: Dispatcher.DispatchController | undefined): void {
+    this.succeed(false)
+    controller?.abort(new Error('the rest of the response body is not read'))
+  }
+
+  /** The status line came and the body has not ended in the same read: bound the time it may take. */
+  private awaitBody(): void {
+    if (this.settled) return
+    const left = this.input.timeoutMs - (performance.now() - this.started)
+    if (left <= RESPONSE_BODY_WAIT_MS) return // the attempt's own timer comes first
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => this.stopReading(this.controller), RESPONSE_BODY_WAIT_MS)
+  }
+
   private timeout(): void {
+    // The status line came (the body is still being read): it stands.
+    if (this.status !== 0) {
+      this.stopReading(this.controller)
+      return
+    }
     this.timedOut = true
     this.fail(undefined)
     this.controller?.abort(this.timeoutError())

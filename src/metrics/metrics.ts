@@ -50,6 +50,12 @@ export function createMetrics() {
       labelNames: ['protocol'] as const,
       registers: [registry],
     }),
+    httpConnectionsClosed: new Counter({
+      name: 'herald_http_connections_closed_total',
+      help: 'Connections the server closed to bound what a client makes it hold, by reason.',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     eventsSent: new Counter({
       name: 'herald_events_sent_total',
       help: 'Events written to streaming connections, by protocol.',
@@ -64,7 +70,7 @@ export function createMetrics() {
     }),
     slowConsumerDisconnects: new Counter({
       name: 'herald_slow_consumer_disconnects_total',
-      help: 'Connections cut off because their send buffer passed --stream-buffer.',
+      help: 'Streams cut off: send buffer past --stream-buffer, or nothing taken for --stream-stall-timeout.',
       labelNames: ['protocol'] as const,
       registers: [registry],
     }),

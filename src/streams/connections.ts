@@ -8,27 +8,96 @@ export interface StreamConnection {
   readonly protocol: Protocol
   /** Called once per heartbeat interval: send a keep-alive if idle, check the peer is alive. */
   heartbeat(): void
+  /** Called every stall check: disconnect if the socket had bytes to send and sent none for `timeoutMs`. */
+  checkStall(now: number, timeoutMs: number): void
   /** The server is draining: close with a hint to reconnect (elsewhere). */
   shutdown(): void
 }
 
+/** What SendProgress reads of a socket (a net.Socket, the upgraded one of a WebSocket included). */
+interface SendingSocket {
+  readonly writableLength: number
+  readonly bytesWritten?: number
+  /** libuv's handle: `writeQueueSize` is what is left of the write under way, as the kernel takes it. */
+  readonly _handle?: { readonly writeQueueSize?: number } | null
+}
+
 /**
- * Every streaming connection of this process: the connection limit, one heartbeat timer for all of
- * them (not a timer per connection), and closing them all on shutdown.
+ * Whether a socket is still sending: progress is the kernel taking bytes. Two counters show it:
+ * `bytesWritten - writableLength` grows when a write completes, and libuv's `writeQueueSize` shrinks
+ * while a write is under way (node:net reads it the same way, so as not to time out a socket whose
+ * write is still moving). The second matters: a page of catch-up is one corked write of megabytes,
+ * which completes only when all of it is taken.
+ * A reader that stops reading fills the kernel's buffers, then nothing more is taken: no progress,
+ * however much is queued after. A slow reader that keeps reading makes progress and is left alone.
+ */
+export class SendProgress {
+  private readonly socket: SendingSocket
+  private completed = 0
+  private underway = 0
+  private since: number
+
+  constructor(socket: SendingSocket, now = Date.now()) {
+    this.socket = socket
+    this.since = now
+  }
+
+  /** True when the socket has had unsent bytes, and the kernel took none of them, for `timeoutMs`. */
+  stalled(now: number, timeoutMs: number): boolean {
+    const { socket } = this
+    const unsent = socket.writableLength
+    if (unsent === 0) {
+      this.since = now // nothing waiting: not stalled, whatever the reader does
+      return false
+    }
+    const completed = (socket.bytesWritten ?? 0) - unsent
+    const underway = socket._handle?.writeQueueSize ?? 0
+    if (completed !== this.completed || underway !== this.underway) {
+      this.completed = completed
+      this.underway = underway
+      this.since = now
+      return false
+    }
+    return now - this.since >= timeoutMs
+  }
+}
+
+/**
+ * Every streaming connection of this process: the connection limit, one heartbeat timer and one
+ * stall check for all of them (not timers per connection), and closing them all on shutdown.
+ *
+ * The stall check runs every quarter of --stream-stall-timeout, so a stalled stream is cut between
+ * that timeout and a quarter more after its last progress, in catch-up (where it waits for the socket
+ * to drain) as live (where new events only add to what it does not take).
  */
 export class Connections {
   private readonly open = new Set<StreamConnection>()
   private readonly maxConnections: number
   private readonly metrics: Metrics
   private readonly timer: NodeJS.Timeout
+  private readonly stallTimer: NodeJS.Timeout
 
-  constructor(options: { maxConnections: number; heartbeatMs: number; metrics: Metrics }) {
+  constructor(options: {
+    maxConnections: number
+    heartbeatMs: number
+    stallTimeoutMs: number
+    metrics: Metrics
+  }) {
     this.maxConnections = options.maxConnections
     this.metrics = options.metrics
     this.timer = setInterval(() => {
       for (const connection of this.open) connection.heartbeat()
     }, options.heartbeatMs)
     this.timer.unref()
+    const stallTimeoutMs = options.stallTimeoutMs
+    this.stallTimer = setInterval(
+      () => {
+        const now = Date.now()
+        for (const connection of [...this.open]) connection.checkStall(now, stallTimeoutMs)
+      },
+      Math.max(10, Math.floor(stallTimeoutMs / 4)),
+    )
+    this.stallTimer.unref()
   }
 
   /** Checks that one more connection fits under --max-connections; if not, counts and throws the 503. */
@@ -56,6 +125,7 @@ export class Connections {
   /** Closes every connection with its reconnect hint and stops the heartbeat. */
   shutdown(): void {
     clearInterval(this.timer)
+    clearInterval(this.stallTimer)
     for (const connection of [...this.open]) connection.shutdown()
   }
 }

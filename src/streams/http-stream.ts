@@ -2,10 +2,11 @@ import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
+import { releaseSocket } from '../http/socket-guards.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import type { Connections, Protocol, StreamConnection } from './connections.ts'
+import { type Connections, type Protocol, SendProgress, type StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
 /** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
@@ -103,7 +104,9 @@ function head(reply: FastifyReply, framing: Framing): string {
 /**
  * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
  * with keep-alives while idle. A consumer that still has more than `bufferLimit` unsent when new
- * events arrive is disconnected; it resumes from its cursor (`Last-Event-ID`) without loss.
+ * events arrive is disconnected, and so is one whose socket takes nothing of what it has to send for
+ * --stream-stall-timeout (in catch-up too, where no new event ever comes while it waits); it resumes
+ * from its cursor (`Last-Event-ID`) without loss.
  *
  * The stream takes the socket over from node's HTTP server: the request and response objects are
  * let go (an idle stream costs the socket and this closure, little more), and nothing else is ever
@@ -117,12 +120,14 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   const socket: Socket = reply.raw.socket!
   const preamble = head(reply, framing)
   reply.raw.detachSocket(socket)
+  releaseSocket(socket)
   socket.setNoDelay(true)
   socket.write(preamble)
 
   // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
   const positions = options.multiTopic ? new Map(options.positions) : undefined
   const subscriptions: Subscription[] = []
+  const progress = new SendProgress(socket)
   let wroteSinceHeartbeat = true
   let closed = false
 
@@ -132,12 +137,21 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     for (const subscription of subscriptions) subscription.close()
     connections.remove(connection)
   }
+  /** Cuts off a consumer that does not take what it is sent; it resumes from its cursor. */
+  const cutSlowConsumer = () => {
+    counters.slowConsumers.inc()
+    socket.destroy()
+    close()
+  }
   const connection: StreamConnection = {
     protocol,
     heartbeat() {
       // Idle for a whole interval: keep proxies from timing the stream out.
       if (!wroteSinceHeartbeat && !closed) socket.write(framing.heartbeat)
       wroteSinceHeartbeat = false
+    },
+    checkStall(now, timeoutMs) {
+      if (!closed && progress.stalled(now, timeoutMs)) cutSlowConsumer()
     },
     shutdown() {
       if (closed) return
@@ -154,9 +168,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
     // backlog for it. It is cut off and resumes from its cursor.
     if (socket.writableLength > options.bufferLimit) {
-      counters.slowConsumers.inc()
-      socket.destroy()
-      close()
+      cutSlowConsumer()
       return
     }
     let bytes = 0

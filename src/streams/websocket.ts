@@ -1,4 +1,5 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
@@ -10,12 +11,15 @@ import type { HttpContext } from '../http/context.ts'
 import { PROBLEM_JSON } from '../http/problem.ts'
 import type { Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
-import type { StreamConnection } from './connections.ts'
+import { SendProgress, type StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
 export const WS_PATH = '/v1/ws'
 export const WS_SUBPROTOCOL = 'herald.v1'
-/** Close code for a consumer that fell more than --stream-buffer behind (private-use range). */
+/**
+ * Close code for a consumer that fell more than --stream-buffer behind, or took nothing for
+ * --stream-stall-timeout (private-use range).
+ */
 export const CLOSE_SLOW_CONSUMER = 4008
 /** RFC 6455 codes Herald closes with. */
 const CLOSE_UNSUPPORTED_DATA = 1003
@@ -154,6 +158,7 @@ class WsConnection implements StreamConnection, Sink {
   private readonly counters: StreamCounters
   /** Who is on the other end; undefined until the socket has authenticated. */
   private principal: Principal | undefined
+  private readonly progress: SendProgress
   private authDeadline: NodeJS.Timeout | undefined
   private missedPongs = 0
   /** Messages being handled (see MAX_PENDING_MESSAGES). */
@@ -173,6 +178,7 @@ class WsConnection implements StreamConnection, Sink {
     this.principal = principal
     this.logger = logger
     this.counters = context.metrics.streams.ws
+    this.progress = new SendProgress(socket as Socket)
     context.connections.add(this)
     if (!principal) {
       this.authDeadline = setTimeout(
@@ -205,6 +211,11 @@ class WsConnection implements StreamConnection, Sink {
     }
     this.missedPongs++
     this.ws.ping()
+  }
+
+  checkStall(now: number, timeoutMs: number): void {
+    // A subscriber that stops reading (in catch-up as live) holds its slot and its buffer until cut.
+    if (!this.closed && this.progress.stalled(now, timeoutMs)) this.cutSlowConsumer()
   }
 
   shutdown(): void {
@@ -312,10 +323,7 @@ class WsConnection implements StreamConnection, Sink {
     // A denial-of-service guard: a reader that has not taken what it was sent before is closed,
     // not buffered for; it resubscribes with `after`.
     if (this.ws.bufferedAmount > this.context.config.streamBufferBytes) {
-      this.counters.slowConsumers.inc()
-      this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
-      setTimeout(() => this.ws.terminate(), 1000).unref()
-      this.cleanUp()
+      this.cutSlowConsumer()
       return
     }
     if (this.ws.readyState !== WebSocket.OPEN) return // closing: no data frame may follow a close
@@ -332,10 +340,31 @@ class WsConnection implements StreamConnection, Sink {
     this.counters.bytes.inc(bytes)
   }
 
-  async drained(): Promise<void> {
-    while (!this.closed && this.ws.bufferedAmount > CATCH_UP_HIGH_WATER) {
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
+  /**
+   * Catch-up waits here between pages. Event frames and ws's own frames are written to the socket as
+   * they are sent (no compression, no fragmentation), so past the high-water mark the socket says
+   * 'drain' when it has sent them all, or 'close' when it is cut.
+   */
+  drained(): Promise<void> {
+    if (this.closed || this.ws.bufferedAmount <= CATCH_UP_HIGH_WATER) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done)
+        this.socket.off('close', done)
+        resolve()
+      }
+      this.socket.on('drain', done)
+      this.socket.on('close', done)
+    })
+  }
+
+  /** Closes a consumer that does not take what it is sent; it resubscribes with `after`. */
+  private cutSlowConsumer(): void {
+    this.counters.slowConsumers.inc()
+    this.ws.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resubscribe with after')
+    // The close frame waits behind what the consumer did not take: do not wait for it long.
+    setTimeout(() => this.ws.terminate(), 1000).unref()
+    this.cleanUp()
   }
 
   /** A subscription could not read the Store (it closed itself): say which topic to subscribe again. */

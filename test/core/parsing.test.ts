@@ -53,6 +53,11 @@ describe('configuration', () => {
     assert.equal(config.bodyLimitBytes, 1_048_576)
     assert.equal(config.apiKey, undefined)
     assert.equal(config.idempotencyTtlMs, 86_400_000)
+    assert.equal(config.headersTimeoutMs, 10_000)
+    assert.equal(config.requestTimeoutMs, 30_000)
+    assert.equal(config.maxConnectionsPerIp, 1_000)
+    assert.equal(config.streamStallTimeoutMs, 30_000)
+    assert.equal(loadConfig({ 'max-connections-per-ip': 'none' }, {}).maxConnectionsPerIp, null)
   })
 
   test('a flag wins over the environment, which wins over the default', () => {
@@ -87,6 +92,9 @@ describe('configuration', () => {
       [{ 'idempotency-ttl': '36501d' }, /--idempotency-ttl: .*36500d/],
       [{ heartbeat: '30d' }, /--heartbeat: must be at most/],
       [{ 'delivery-timeout': '25d' }, /--delivery-timeout: must be at most/],
+      [{ 'headers-timeout': '40s' }, /--headers-timeout/],
+      [{ 'request-timeout': '0s' }, /--request-timeout/],
+      [{ 'max-connections-per-ip': 'many' }, /--max-connections-per-ip/],
     ] as const) {
       assert.throws(
         () => loadConfig(flags, {}),

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { post, RESPONSE_KEPT_BYTES } from '../../src/delivery/attempt.ts'
 import { createGuardedAgent } from '../../src/delivery/targets.ts'
+import { until } from '../helpers.ts'
 
 // One attempt (src/delivery/attempt.ts) against a real loopback server whose answers the tests pick.
 describe('one delivery attempt', () => {
@@ -12,6 +13,8 @@ describe('one delivery attempt', () => {
   let base: string
   /** What the server received: the request target and the body. */
   const received: Array<{ url: string; body: string }> = []
+  /** Trickled answers: how many bytes each sent, and whether the client dropped it before its end. */
+  const trickles: Array<{ sent: number; dropped: boolean }> = []
 
   before(async () => {
     server = createServer((request, response) => {
@@ -39,6 +42,21 @@ describe('one delivery attempt', () => {
             response.writeHead(200, { 'content-length': '100' })
             response.write('partial')
             return
+          case '/trickles': {
+            // 200 at once, then the body one byte every 100 ms: 100 s for all of it.
+            const trickle = { sent: 0, dropped: false }
+            trickles.push(trickle)
+            response.writeHead(200, { 'content-length': '1000' })
+            const timer = setInterval(() => {
+              response.write('x')
+              trickle.sent++
+            }, 100)
+            response.on('close', () => {
+              clearInterval(timer)
+              trickle.dropped = !response.writableFinished
+            })
+            return
+          }
           default:
             response.writeHead(404).end()
         }
@@ -90,7 +108,7 @@ describe('one delivery attempt', () => {
     assert.equal(result.retryAfterMs, 7_000)
   })
 
-  test('no answer within the timeout: an error naming it, and no waiting for the answer', async () => {
+  test('no status line within the timeout: a failure naming it, and no waiting for the answer', async () => {
     const started = performance.now()
     const result = await attempt('/slow', { timeoutMs: 300 })
     assert.equal(result.status, null)
@@ -98,10 +116,26 @@ describe('one delivery attempt', () => {
     assert.ok(performance.now() - started < 1_500, 'settled at the timeout, not at the late answer')
   })
 
-  test('a body that stalls half-way times out too', async () => {
+  test('a body that stalls half-way: the status line decides, what came of the body is kept', async () => {
     const result = await attempt('/stalls-mid-body', { timeoutMs: 300 })
-    assert.equal(result.status, null)
-    assert.equal(result.error, 'timed out after 300 ms')
+    assert.equal(result.status, 200)
+    assert.equal(result.error, null)
+    assert.equal(result.response, 'partial…')
+  })
+
+  test('a 200 that trickles its body: a success after a bounded read, the connection dropped', async () => {
+    const started = performance.now()
+    const result = await attempt('/trickles', { timeoutMs: 10_000 })
+    const took = performance.now() - started
+    assert.equal(result.status, 200)
+    assert.equal(result.error, null)
+    assert.match(result.response!, /^x+…$/)
+    assert.ok(took >= 1_000 - 50, `read the body for its window (${took} ms)`)
+    assert.ok(took < 5_000, `did not wait for the attempt's timeout (${took} ms)`)
+    // The receiver sees its answer cut: the attempt stopped reading rather than waiting for the rest.
+    const trickle = trickles.at(-1)!
+    await until('the receiver to see the connection dropped', () => (trickle.dropped ? true : undefined))
+    assert.ok(trickle.sent < 1_000)
   })
 
   test('nothing listening: the network error is named', async () => {

@@ -11,11 +11,14 @@ export interface Received {
   at: number
 }
 
-/** What the receiver answers: a status (and headers), decided per request. */
+/**
+ * What the receiver answers: a status (and headers), decided per request. With `trickleMs` the status
+ * line goes at once and the body follows one byte every `trickleMs` (until the client hangs up).
+ */
 export type Answer = (
   request: Received,
   index: number,
-) => { status: number; headers?: Record<string, string>; delayMs?: number; body?: string }
+) => { status: number; headers?: Record<string, string>; delayMs?: number; body?: string; trickleMs?: number }
 
 export interface Receiver {
   url: string
@@ -61,7 +64,14 @@ export async function startReceiver(answer: Answer = () => ({ status: 200 }), po
       }
       const index = received.length
       received.push(entry)
-      const { status, headers = {}, delayMs = 0, body = `answer ${status}` } = receiver.answer(entry, index)
+      const {
+        status,
+        headers = {},
+        delayMs = 0,
+        body = `answer ${status}`,
+        trickleMs,
+      } = receiver.answer(entry, index)
+      if (trickleMs !== undefined) return trickle(response, status, headers, body, trickleMs)
       setTimeout(() => response.writeHead(status, headers).end(body), delayMs).unref()
     })
   })
@@ -70,6 +80,22 @@ export async function startReceiver(answer: Answer = () => ({ status: 200 }), po
   receiver.port = (server.address() as AddressInfo).port
   receiver.url = `http://127.0.0.1:${receiver.port}`
   return receiver
+}
+
+function trickle(
+  response: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: string,
+  everyMs: number,
+): void {
+  response.writeHead(status, { ...headers, 'content-length': String(Buffer.byteLength(body)) })
+  let sent = 0
+  const timer = setInterval(() => {
+    response.write(body.slice(sent, ++sent))
+    if (sent === body.length) response.end()
+  }, everyMs)
+  response.on('close', () => clearInterval(timer))
 }
 
 function close(server: Server): Promise<void> {

@@ -147,6 +147,26 @@ describe('webhook delivery', () => {
     assert.ok(gap >= 950, `retried after ${gap} ms, Retry-After said 1 s (the schedule 100 ms)`)
   })
 
+  test('a receiver that answers 200 and then trickles its body gets the delivery exactly once', async () => {
+    // 200 at once, then 100 bytes at one byte every 100 ms: 10 s, past the 2 s delivery timeout.
+    receiver.answer = (request) =>
+      request.url === '/trickle' ? { status: 200, body: 'y'.repeat(100), trickleMs: 100 } : { status: 200 }
+    const hook = await createHook(server, { target_url: `${receiver.url}/trickle`, topic: 'trickle' })
+    await publish(server.url, 'trickle', { type: 't' })
+    await receiver.waitFor(1, (r) => r.url === '/trickle')
+    const log = await until('the attempt logged', async () => {
+      const attempts = await attemptsOf(server, hook.id)
+      return attempts.length > 0 ? attempts : undefined
+    })
+    assert.equal(log[0]!['status'], 200)
+    assert.equal(log[0]!['error'], null)
+    assert.match(String(log[0]!['response']), /^y*…$/, 'the body read so far, marked as cut')
+    // Longer than the delivery timeout and the retry delay together: a retry would have come by now.
+    await sleep(3_000)
+    assert.equal(receiver.received.filter((r) => r.url === '/trickle').length, 1, 'delivered once')
+    assert.equal((await attemptsOf(server, hook.id)).length, 1)
+  })
+
   test('410 Gone removes the hook and says so on herald.system', async () => {
     receiver.answer = (request) => (request.url === '/gone' ? { status: 410 } : { status: 200 })
     const hook = await createHook(server, { target_url: `${receiver.url}/gone`, topic: 'gone' })

@@ -98,7 +98,12 @@ describe('graceful shutdown', () => {
           access: createAccess(undefined),
           log,
           metrics,
-          connections: new Connections({ maxConnections: 1, heartbeatMs: 60_000, metrics }),
+          connections: new Connections({
+            maxConnections: 1,
+            heartbeatMs: 60_000,
+            stallTimeoutMs: 60_000,
+            metrics,
+          }),
           draining: controller.signal,
           notReady: async () => (draining ? 'The server is draining.' : 'The server is starting.'),
           hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {} },
