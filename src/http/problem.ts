@@ -45,24 +45,35 @@ export function errorHandler(error: unknown, request: FastifyRequest, reply: Fas
 }
 
 /**
+ * A whole HTTP/1.1 answer carrying a problem, for sockets that never reach Fastify (a refused upgrade,
+ * a connection over a limit, what Node's parser refused): it closes the connection.
+ */
+export function rawProblem(error: HeraldError): string {
+  const body = JSON.stringify(error.toProblem())
+  const extra = Object.entries(error.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')
+  return (
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${extra}Content-Type: ${PROBLEM_JSON}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  )
+}
+
+/**
  * Answers what Node's HTTP parser refused before any route saw it: 431 for a URL or header block over
- * the limit (--max-http-header-size, 16 KiB by default), 408 for a request that took too long, 400 for
- * the rest; always problem+json, always closing the connection.
+ * the limit (16 KiB, Node's --max-http-header-size), 400 for the rest; problem+json, closing the
+ * connection. (Request timeouts are answered by the socket guards, which count them.)
  */
 export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable) {
     socket.destroy()
     return
   }
-  const problem =
-    error.code === 'HPE_HEADER_OVERFLOW'
-      ? errors.headersTooLarge('The URL or the headers are larger than this server accepts (16 KiB).')
-      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? errors.requestTimeout('The request took too long to arrive.')
-        : errors.invalidRequest('The request is not valid HTTP.')
-  const body = JSON.stringify(problem.toProblem())
   socket.end(
-    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nContent-Type: ${PROBLEM_JSON}\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    rawProblem(
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? errors.headersTooLarge('The URL or the headers are larger than this server accepts (16 KiB).')
+        : errors.invalidRequest('The request is not valid HTTP.'),
+    ),
   )
 }

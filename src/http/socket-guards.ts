@@ -1,8 +1,8 @@
-import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { isIPv6, type Socket } from 'node:net'
-import { errors, type HeraldError } from '../core/errors.ts'
+import { errors } from '../core/errors.ts'
 import { SendProgress } from '../streams/connections.ts'
-import { PROBLEM_JSON } from './problem.ts'
+import { rawProblem } from './problem.ts'
 
 /**
  * Requests one connection may have sent and not yet had answered in full, at most. HTTP/1.1 lets a
@@ -249,16 +249,6 @@ export function clientKey(address: string): string {
 }
 
 /** A whole HTTP/1.1 error response, for a connection the application never sees. */
-function rawProblem(error: HeraldError): string {
-  const body = JSON.stringify(error.toProblem())
-  const extra = Object.entries(error.headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('')
-  return (
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${extra}Content-Type: ${PROBLEM_JSON}\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
-  )
-}
 
 function seconds(ms: number): string {
   return `${ms / 1000} s`

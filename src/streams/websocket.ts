@@ -1,4 +1,4 @@
-import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
@@ -8,7 +8,7 @@ import { parseEventObject, type StoredEvent } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { type Principal, requestToken } from '../http/access.ts'
 import type { HttpContext } from '../http/context.ts'
-import { PROBLEM_JSON } from '../http/problem.ts'
+import { rawProblem } from '../http/problem.ts'
 import type { Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
 import { SendProgress, type StreamConnection } from './connections.ts'
@@ -118,14 +118,7 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
 
 /** Answers an upgrade request with an HTTP error (problem+json) instead of switching protocols. */
 function refuse(socket: Duplex, error: HeraldError): void {
-  const body = JSON.stringify(error.toProblem())
-  const extra = Object.entries(error.headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('')
-  socket.end(
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${extra}` +
-      `Content-Type: ${PROBLEM_JSON}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  )
+  socket.end(rawProblem(error))
 }
 
 const connectionOf = new WeakMap<WebSocket, WsConnection>()

@@ -100,7 +100,9 @@ describe('pipelining and unread answers', () => {
     const socket = rawConnect(server)
     socket.pause()
     const started = Date.now()
-    socket.write('GET /v1/topics/pages/events?after=0&limit=40 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(40))
+    socket.write(
+      'GET /v1/topics/pages/events?after=0&limit=40 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.repeat(40),
+    )
     await until('the connection closed by the server', async () =>
       (await closedFor(server, 'stalled')) === 1 ? true : undefined,
     )
