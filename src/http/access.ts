@@ -162,26 +162,27 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
     }
     for (const method of [route.method].flat()) routes.push({ method, url: route.url, right })
   })
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.is404) {
-      reply.header('connection', 'close')
-      throw errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
-    }
-    const { right, tokenInQuery } = request.routeOptions.config
-    if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
+  // A callback hook, not an async one: it runs on every request, and needs no promise.
+  app.addHook('onRequest', (request, reply, done) => {
     try {
+      if (request.is404) throw errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
+      const { right, tokenInQuery } = request.routeOptions.config
+      if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
       access.checkBrowserReach(request.headers)
-      if (right === 'public') return
-      const queryAllowed = tokenInQuery?.(request) ?? false
-      const principal = access.authenticate(
-        requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
-      )
-      access.authorize(principal, right)
+      if (right !== 'public') {
+        const queryAllowed = tokenInQuery?.(request) ?? false
+        const principal = access.authenticate(
+          requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
+        )
+        access.authorize(principal, right)
+      }
     } catch (error) {
       // The body, if any, is never read: close the connection rather than drain an upload.
       reply.header('connection', 'close')
-      throw error
+      done(error as Error)
+      return
     }
+    done()
   })
 }
 
