@@ -16,6 +16,12 @@ export interface Sink {
 }
 
 const CATCH_UP_PAGE = 500
+/**
+ * And at most this many bytes of event JSON per page (one event more may pass it): what one stream
+ * writes before it waits for its socket to drain, so a stalled reader holds about this much, whatever
+ * the size of the events.
+ */
+const CATCH_UP_BYTES = 1024 * 1024
 
 /**
  * Catch-up then live, without a gap or a duplicate, for every protocol.
@@ -74,10 +80,11 @@ export class Subscription {
     try {
       for (;;) {
         if (this.closed) return
-        const events = await store.read(this.topic, this.cursor, pageSize)
+        const events = await store.read(this.topic, this.cursor, pageSize, CATCH_UP_BYTES)
         if (this.closed) return
         this.deliver(events)
-        if (events.length < pageSize && this.feed.tryJoin(this)) return
+        // A page short in count and in bytes reached the head (as it was): time to go live.
+        if (events.length < pageSize && jsonBytes(events) < CATCH_UP_BYTES && this.feed.tryJoin(this)) return
         if (this.sink.drained) await this.sink.drained()
       }
     } catch (error) {
@@ -162,7 +169,7 @@ class Feed {
     this.pumping = true
     try {
       while (this.dispatched !== undefined && this.dispatched < this.latestHead && this.live.size > 0) {
-        const events = await this.store.read(this.topic, this.dispatched, CATCH_UP_PAGE)
+        const events = await this.store.read(this.topic, this.dispatched, CATCH_UP_PAGE, CATCH_UP_BYTES)
         if (events.length === 0) break
         this.dispatched = events.at(-1)!.seq
         for (const subscription of this.live) subscription.deliver(events)
@@ -173,4 +180,10 @@ class Feed {
       this.pumping = false
     }
   }
+}
+
+function jsonBytes(events: StoredEvent[]): number {
+  let bytes = 0
+  for (const event of events) bytes += event.json.length
+  return bytes
 }

@@ -13,17 +13,27 @@ import type { NewEvent, StoredEvent } from '../core/event.ts'
  *   error. An event whose client-supplied `id` is already stored in the topic with the same `source`
  *   (CloudEvents identifies an event by the two together) returns that event; the same `id` with
  *   another `source` is another event. An event with a generated id is never a repeat.
- * - `read` returns events in `seq` order; a topic that does not exist reads as empty.
+ * - `read` returns events in `seq` order; a topic that does not exist reads as empty. It returns at most
+ *   `limit` events, and stops after the event that brings their JSON to `maxBytes` or more (so always
+ *   one event at least): a page of large events is bounded in bytes, not only in count.
  * - Retention removes the oldest events only, so the retained events of a topic are always the
  *   contiguous run `first_seq..head_seq`.
  */
+/**
+ * The bytes of event JSON one read returns at most by default, counted as string length (UTF-16 code
+ * units: a bound, not an exact size), one event more may pass it. 1,000
+ * events of 1 MiB each would otherwise make a page past what a string can hold (a 500, and a gigabyte
+ * of memory for one request).
+ */
+export const MAX_READ_BYTES = 4 * 1024 * 1024
+
 export interface Store extends DeliveryStore {
   /**
    * Also creates, in the same transaction, one pending delivery per stored event and matching hook
    * (see DeliveryStore): an acknowledged event never misses a hook, even across a crash.
    */
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult>
-  read(topic: string, afterSeq: number, limit: number): Promise<StoredEvent[]>
+  read(topic: string, afterSeq: number, limit: number, maxBytes?: number): Promise<StoredEvent[]>
   topic(name: string): Promise<TopicInfo | undefined>
   topics(options: { after?: string; limit: number }): Promise<TopicInfo[]>
   /** Creates the topic if needed and sets its own retention (null: the server default). */

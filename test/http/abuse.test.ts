@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/config.ts'
 import { MAX_HUB_WORK } from '../../src/delivery/websub-hub.ts'
 import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
 import { publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
-import { WsClient } from '../streams/clients.ts'
+import { StreamReader, WsClient } from '../streams/clients.ts'
 
 /** Regression tests for what abuse testing found, each through real HTTP on loopback. */
 
@@ -310,6 +310,49 @@ describe('a public WebSub hub bounds the work a flood of form posts starts', () 
       silent.closeAllConnections()
       silent.close()
       await server.close()
+    }
+  })
+})
+
+describe('a page is bounded in bytes, not only in events (review: 1,000 events of 1 MB made a 500)', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer()
+  })
+  after(() => server.close())
+
+  test('GET …/events?limit=1000 over large events answers a page of about 4 MiB; next leads to the rest', async () => {
+    const big = 'x'.repeat(900 * 1024)
+    for (let i = 0; i < 7; i++)
+      assert.equal((await publish(server.url, 'huge', { type: 'big', data: big })).status, 201)
+    const first = await fetch(`${server.url}/v1/topics/huge/events?after=0&limit=1000`)
+    assert.equal(first.status, 200)
+    const page = (await first.json()) as { events: Array<{ seq: number }>; next: number }
+    // 900 KiB each: the fifth passes 4 MiB, and the page ends with it.
+    assert.deepEqual(
+      page.events.map((event) => event.seq),
+      [1, 2, 3, 4, 5],
+    )
+    assert.equal(page.next, 5)
+    const rest = (await (await fetch(`${server.url}/v1/topics/huge/events?after=5&limit=1000`)).json()) as {
+      events: Array<{ seq: number }>
+    }
+    assert.deepEqual(
+      rest.events.map((event) => event.seq),
+      [6, 7],
+    )
+    // A stream catching up on the same events gets every one, in order, across byte-bounded pages.
+    const stream = await StreamReader.open(`${server.url}/v1/topics/huge/events?after=0`, {
+      accept: 'application/x-ndjson',
+    })
+    try {
+      await stream.until(() => stream.ndjsonEvents().length === 7, 30_000)
+      assert.deepEqual(
+        stream.ndjsonEvents().map((event) => event.seq),
+        [1, 2, 3, 4, 5, 6, 7],
+      )
+    } finally {
+      stream.close()
     }
   })
 })

@@ -230,6 +230,28 @@ export function storeContract(name: string, open: () => Promise<StoreHarness>): 
       assert.equal(await store.topic('nobody'), undefined)
     })
 
+    withStore(
+      'a read stops at its byte budget, after the event that reaches it, never before the first',
+      async ({ store }) => {
+        const inputs = Array.from({ length: 6 }, (_, i) => ({ type: `big${i}`, data: 'x'.repeat(1000) }))
+        await store.append('bytes', events('bytes', ...inputs), { now: Date.now() })
+        const size = (await store.read('bytes', 0, 1))[0]!.json.length
+        assert.deepEqual(
+          (await store.read('bytes', 0, 100, size * 2 + 1)).map((e) => e.seq),
+          [1, 2, 3],
+        )
+        assert.deepEqual(
+          (await store.read('bytes', 0, 100, size * 2)).map((e) => e.seq),
+          [1, 2],
+        )
+        assert.deepEqual(
+          (await store.read('bytes', 4, 100, 1)).map((e) => e.seq),
+          [5],
+        )
+        assert.equal((await store.read('bytes', 0, 100)).length, 6, 'the default budget holds them all')
+      },
+    )
+
     withStore('lists topics by name, paged', async ({ store }) => {
       for (const topic of ['c', 'a', 'b/x'])
         await store.append(topic, events(topic, { type: 't' }), { now: Date.now() })

@@ -24,6 +24,7 @@ import type {
   VerificationRecord,
   VerificationState,
 } from '../store.ts'
+import { MAX_READ_BYTES } from '../store.ts'
 import {
   cannotWriteReason,
   databasePath,
@@ -173,13 +174,25 @@ export class SqliteStore implements Store {
     })
   }
 
-  async read(topic: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    const rows = this.statements.readEvents.all(topic, afterSeq, limit) as Array<{
+  async read(
+    topic: string,
+    afterSeq: number,
+    limit: number,
+    maxBytes = MAX_READ_BYTES,
+  ): Promise<StoredEvent[]> {
+    const events: StoredEvent[] = []
+    let bytes = 0
+    // Iterated, not fetched whole: the read stops at the byte budget without loading the rest.
+    for (const row of this.statements.readEvents.iterate(topic, afterSeq, limit) as Iterable<{
       seq: number
       id: string
       body: string
-    }>
-    return rows.map((row) => ({ topic, seq: row.seq, id: row.id, json: row.body }))
+    }>) {
+      events.push({ topic, seq: row.seq, id: row.id, json: row.body })
+      bytes += row.body.length
+      if (bytes >= maxBytes) break
+    }
+    return events
   }
 
   async topic(name: string): Promise<TopicInfo | undefined> {
