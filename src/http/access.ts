@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { errors } from '../core/errors.ts'
+import { corsPolicy } from './cors.ts'
 
 /**
  * Who may call what. Every route declares the right it needs in its Fastify route config
@@ -60,7 +61,7 @@ export function createAccess(
 ): Access {
   const isKey = apiKey === undefined ? undefined : createKeyCheck(apiKey)
   const publicHost = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).host
-  const origins = new Set(options.corsOrigins ?? [])
+  const origins = corsPolicy(options.corsOrigins ?? [])
   return {
     keyRequired: isKey !== undefined,
     checkBrowserReach(headers) {
@@ -73,7 +74,7 @@ export function createAccess(
         )
       }
       const origin = headers.origin
-      if (origin === undefined || origins.has('*') || origins.has(origin)) return
+      if (origin === undefined || origins.allows(origin)) return
       // The server's own pages (its origin is the Host it was reached by) may call it.
       if (host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)) return
       throw errors.forbidden(
@@ -165,7 +166,7 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
   // A callback hook, not an async one: it runs on every request, and needs no promise.
   app.addHook('onRequest', (request, reply, done) => {
     try {
-      if (request.is404) throw errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
+      if (request.is404) throw notFound(request)
       const { right, tokenInQuery } = request.routeOptions.config
       if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
       access.checkBrowserReach(request.headers)
@@ -227,6 +228,11 @@ function isPort(text: string): boolean {
     text[0] === ':' &&
     [...text.slice(1)].every((c) => c >= '0' && c <= '9')
   )
+}
+
+/** The 404 of a request for no route. */
+export function notFound(request: FastifyRequest) {
+  return errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
 }
 
 /** The path of a request target, without its query (for messages). */

@@ -1,10 +1,9 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
-import { errors } from '../core/errors.ts'
-import { enforceAccess } from './access.ts'
+import { enforceAccess, notFound } from './access.ts'
 import { registerBodyParsers } from './body-parsers.ts'
 import type { HttpContext } from './context.ts'
-import { registerCors } from './cors.ts'
-import { answerClientError, errorHandler, sendProblem } from './problem.ts'
+import { corsPolicy, registerCorsHeaders, registerPreflight } from './cors.ts'
+import { answerClientError, errorHandler } from './problem.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
@@ -35,13 +34,17 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerBodyParsers(app)
 
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, errors.notFound(`No route for ${request.method} ${request.url.split('?')[0]}.`)),
-  )
+  // The access hook answers a request for no route first (before its body); this is the fallback.
+  app.setNotFoundHandler(async (request) => {
+    throw notFound(request)
+  })
 
+  // CORS headers first, so that the access check's refusals are readable by the page that asked.
+  const origins = context.config.corsOrigins
+  if (origins.length > 0) registerCorsHeaders(app, corsPolicy(origins))
   // Before any route: every route must declare its right, and one hook enforces them all.
   enforceAccess(app, context.access)
-  registerCors(app, context.config.corsOrigins)
+  registerPreflight(app, origins)
 
   // A response sent while draining closes its connection, so that keep-alive clients reconnect
   // elsewhere and the server can finish closing without waiting for their idle timeout.

@@ -356,3 +356,24 @@ describe('a page is bounded in bytes, not only in events (review: 1,000 events o
     }
   })
 })
+
+describe('refusals are readable by the browser page that asked (review: CORS headers were missing on 401)', () => {
+  test('with a key and CORS, a 401, a 404 and a 403 carry Access-Control-Allow-Origin', async () => {
+    const server = await startTestServer({ apiKey: 'cors-refusal-key', corsOrigins: ['https://app.example'] })
+    try {
+      const origin = { origin: 'https://app.example' }
+      const unauthorized = await fetch(`${server.url}/v1/topics`, { headers: origin })
+      assert.equal(unauthorized.status, 401)
+      assert.equal(unauthorized.headers.get('access-control-allow-origin'), 'https://app.example')
+      assert.match(unauthorized.headers.get('access-control-expose-headers') ?? '', /WWW-Authenticate/)
+      const missing = await fetch(`${server.url}/nothing`, { headers: origin })
+      assert.equal(missing.status, 404)
+      assert.equal(missing.headers.get('access-control-allow-origin'), 'https://app.example')
+      const other = await fetch(`${server.url}/v1/topics`, { headers: { origin: 'https://other.example' } })
+      assert.equal(other.status, 401)
+      assert.equal(other.headers.get('access-control-allow-origin'), null)
+    } finally {
+      await server.close()
+    }
+  })
+})
