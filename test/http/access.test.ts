@@ -107,6 +107,20 @@ describe('every route declares its right, and one check enforces it', () => {
     assert.equal(hook.status, 401)
     const poll = await fetch(`${server.url}/v1/topics/t/events?access_token=${KEY}`)
     assert.equal(poll.status, 401)
+    // Asking for a stream where no stream is answered (a topic's metadata, one event) is no way in.
+    for (const path of ['/v1/topics/t', '/v1/topics/t/events/1']) {
+      const answer = await fetch(`${server.url}${path}?access_token=${KEY}`, {
+        headers: { accept: 'text/event-stream' },
+      })
+      assert.equal(answer.status, 401, path)
+    }
+    // A HEAD never opens a stream.
+    const head = await fetch(`${server.url}/v1/topics/t/events?after=0`, {
+      method: 'HEAD',
+      headers: { ...AUTH, accept: 'text/event-stream' },
+    })
+    assert.equal(head.status, 200)
+    assert.match(head.headers.get('content-type') ?? '', /^application\/json/)
     const controller = new AbortController()
     const stream = await fetch(`${server.url}/v1/topics/t/events?after=0&access_token=${KEY}`, {
       headers: { accept: 'text/event-stream' },

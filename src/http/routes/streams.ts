@@ -10,6 +10,8 @@ const MAX_TOPICS_PER_STREAM = 100
 
 /** The streaming framing the client asked for in `Accept`, or undefined for a JSON page. */
 export function negotiateStream(request: FastifyRequest): Framing | undefined {
+  // A HEAD is answered with headers only: it never opens a stream (nor takes a stream's slot).
+  if (request.method === 'HEAD') return undefined
   const accept = request.headers.accept ?? ''
   const query = request.query as Record<string, string | undefined>
   if (accept.includes('text/event-stream'))

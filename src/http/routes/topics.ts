@@ -31,6 +31,15 @@ function parseTarget(rest: string): Target {
   return { topic: validateTopic(rest), kind: 'topic' }
 }
 
+/**
+ * Whether a GET of `/v1/topics/*` is a stream of a topic's events, the one answer there that may take
+ * its key as `?access_token=` (not the topic's metadata, not one event, not a page).
+ */
+function streamsEvents(request: FastifyRequest): boolean {
+  if (!asksForStream(request)) return false
+  return wildcard(request).endsWith('/events')
+}
+
 function wildcard(request: FastifyRequest): string {
   return (request.params as { '*': string })['*']
 }
@@ -47,7 +56,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
 
   app.get(
     '/v1/topics/*',
-    { config: { right: 'subscribe', tokenInQuery: asksForStream } },
+    { config: { right: 'subscribe', tokenInQuery: streamsEvents } },
     async (request, reply) => {
       const target = parseTarget(wildcard(request))
       if (target.kind === 'topic') {
