@@ -37,6 +37,13 @@ export interface Budget {
   runs: number
   /** Time limit of the whole property, shrinking included, in seconds. */
   seconds: number
+  /** Counts of what came up, printed with the seed. */
+  outcomes?: Outcomes
+  /**
+   * The server under test: what it logs is taken per run (assertAlive), and an error it logs between
+   * runs (asynchronous work that outlived its run) fails the property after the runs.
+   */
+  server?: FuzzServer
 }
 
 /**
@@ -48,16 +55,24 @@ export async function checkProperty<Ts>(
   t: TestContext,
   file: string,
   property: fc.IAsyncProperty<Ts>,
-  budget: Budget,
-  outcomes?: Outcomes,
+  { runs, seconds, outcomes, server }: Budget,
 ): Promise<void> {
+  const stray: string[] = []
   const details = await fc.check(property, {
     seed: SEED,
-    numRuns: RUNS ?? budget.runs,
+    numRuns: RUNS ?? runs,
     ...(PATH === undefined ? {} : { path: PATH }),
     plugins: [
       fc.timeout(RUN_TIMEOUT_MS),
-      ...(RUNS === undefined ? [fc.interruptAfterTimeLimit(budget.seconds * 1000)] : []),
+      ...(RUNS === undefined ? [fc.interruptAfterTimeLimit(seconds * 1000)] : []),
+      // Each run starts with an empty log, so that a run (and its shrinking) answers for its own.
+      ...(server === undefined
+        ? []
+        : [
+            fc.beforeEach(() => {
+              stray.push(...server.takeErrors())
+            }),
+          ]),
     ],
   })
   // The test's name as a --test-name-pattern (a regular expression) that matches it, shell-quoted.
@@ -75,6 +90,12 @@ export async function checkProperty<Ts>(
       `${report}\n\nThe failure: ${String(details.errorInstance).slice(0, 3000)}\n\nReplay this counterexample:\n  HERALD_FUZZ_SEED=${details.seed} HERALD_FUZZ_PATH=${details.counterexamplePath} npx node --test --test-name-pattern=${pattern} ${file}\nor the whole run:\n  ${replay}\n`,
     )
   }
+  stray.push(...(server?.takeErrors() ?? []))
+  assert.deepEqual(
+    stray,
+    [],
+    `the server logged errors between runs (work that outlived its request); ${replay}`,
+  )
 }
 
 /** How often each outcome came up, printed with the seed: a property that never reaches past its

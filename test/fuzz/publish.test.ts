@@ -481,8 +481,7 @@ describe('fuzz: publish body parsers', () => {
         }
         await assertAlive(server, 'after a publish')
       }),
-      { runs: 300, seconds: 6 },
-      outcomes,
+      { runs: 300, seconds: 6, outcomes, server },
     )
   })
 })

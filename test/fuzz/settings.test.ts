@@ -444,8 +444,7 @@ describe('fuzz: retention, event patterns and the WebSub form', () => {
           assert.equal(maxAge, Math.round(Number(text.slice(0, text.length - unit.length)) * UNIT_MS[unit]!))
         }
       }),
-      { runs: 250, seconds: 4 },
-      outcomes,
+      { runs: 250, seconds: 4, outcomes, server },
     )
     await assertAlive(server, 'after the retention fuzz')
   })
@@ -534,8 +533,7 @@ describe('fuzz: retention, event patterns and the WebSub form', () => {
           assert.equal(deleted.status, 204)
         }
       }),
-      { runs: 250, seconds: 4 },
-      outcomes,
+      { runs: 250, seconds: 4, outcomes, server },
     )
     await assertAlive(server, 'after the pattern fuzz')
   })
@@ -606,8 +604,7 @@ describe('fuzz: retention, event patterns and the WebSub form', () => {
           await assertAlive(server, 'after a hub request')
         },
       ),
-      { runs: 200, seconds: 5 },
-      outcomes,
+      { runs: 200, seconds: 5, outcomes, server },
     )
   })
 })

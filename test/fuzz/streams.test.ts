@@ -346,6 +346,33 @@ function encodePath(c: PathCase): string {
   }
 }
 
+/** The list and read routes, with the query parameters each takes ({hook}: a hook's id). */
+const LISTS: Array<[path: string, params: string[], accept?: string]> = [
+  ['/v1/topics', ['after', 'limit']],
+  ['/v1/topics/one/events', ['after', 'limit']],
+  ['/v1/topics/one/events', ['after', 'last_event_id', 'named'], 'text/event-stream'],
+  ['/v1/stream?topic=m1&topic=m2', ['last_event_id', 'topic', 'after'], 'application/x-ndjson'],
+  ['/v1/hooks', ['after', 'limit']],
+  ['/v1/hooks/{hook}/deliveries', ['limit', 'before', 'delivery', 'event']],
+  ['/v1/websub/subscriptions', ['after', 'limit', 'topic']],
+  ['/v1/websub/verifications', ['limit', 'topic']],
+]
+
+/** A query string for one of those routes: its own parameters, repeated, and others, any value. */
+const listCase = fc.record({
+  route: fc.nat(LISTS.length - 1),
+  params: fc.array(
+    fc.tuple(
+      fc.oneof(
+        { arbitrary: fc.nat(3), weight: 6 }, // an index into the route's own parameters
+        { arbitrary: fc.constantFrom('__proto__', 'constructor', 'access_token', 'x[]', ''), weight: 1 },
+      ),
+      fc.oneof(cursorText, fc.constantFrom('a', 'm1', 'hook_x', '2026-01-01T00:00:00Z')),
+    ),
+    { maxLength: 5 },
+  ),
+})
+
 // ---- the properties ------------------------------------------------------------------------------
 
 describe('fuzz: cursors, Last-Event-ID and topic names', () => {
@@ -440,8 +467,7 @@ describe('fuzz: cursors, Last-Event-ID and topic names', () => {
         for (let seq = from + 1; seq <= Math.min(head, from + limit); seq++) expected.push(seq)
         assert.deepEqual(seqs, expected, `resumed after ${from}`)
       }),
-      { runs: 250, seconds: 3 },
-      outcomes,
+      { runs: 250, seconds: 3, outcomes, server },
     )
     await assertAlive(server, 'after the one-topic reads')
   })
@@ -533,8 +559,7 @@ describe('fuzz: cursors, Last-Event-ID and topic names', () => {
           }
         }
       }),
-      { runs: 250, seconds: 3 },
-      outcomes,
+      { runs: 250, seconds: 3, outcomes, server },
     )
     await assertAlive(server, 'after the multi-topic streams')
   })
@@ -587,9 +612,46 @@ describe('fuzz: cursors, Last-Event-ID and topic names', () => {
           }
         }
       }),
-      { runs: 300, seconds: 4 },
-      outcomes,
+      { runs: 300, seconds: 4, outcomes, server },
     )
     await assertAlive(server, 'after the path fuzz')
+  })
+
+  test('list and read routes: any query string, parameters repeated included, is a page or a 4xx', async (t) => {
+    const outcomes = new Outcomes()
+    const created = await fetch(`${server.url}/v1/hooks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // A public address literal (no DNS), on a topic without events: nothing is ever sent to it.
+      body: JSON.stringify({ target_url: 'http://93.184.216.34/never', topic: 'no-events' }),
+    })
+    assert.equal(created.status, 201)
+    const hook = ((await created.json()) as { id: string }).id
+    await checkProperty(
+      t,
+      FILE,
+      fc.asyncProperty(listCase, async (c) => {
+        const [path, names, accept] = LISTS[c.route]!
+        const pairs = c.params.map(([name, value]) => [
+          typeof name === 'number' ? (names[name] ?? names[0]!) : name,
+          value,
+        ])
+        const query = pairs.map(([name, value]) => `${name}=${percentEncode(value!, true)}`).join('&')
+        const base = path.replace('{hook}', hook)
+        const target = query === '' ? base : `${base}${base.includes('?') ? '&' : '?'}${query}`
+        const before = await topicsSnapshot(server.url)
+        const answer = await send(server.port, {
+          method: 'GET',
+          target,
+          headers: accept === undefined ? [] : [['Accept', accept]],
+          streamMs: 20,
+        })
+        assertAnswer(answer, `GET ${target.slice(0, 300)}`)
+        outcomes.add(`${path.split('?')[0]} ${answer.status}`)
+        assert.deepEqual(await topicsSnapshot(server.url), before, 'a read changed the store')
+        await assertAlive(server, `after GET ${target.slice(0, 300)}`)
+      }),
+      { runs: 300, seconds: 4, outcomes, server },
+    )
   })
 })

@@ -355,8 +355,7 @@ describe('fuzz: WebSocket client messages', () => {
         }
         await assertAlive(server, 'after a WebSocket message')
       }),
-      { runs: 300, seconds: 5 },
-      outcomes,
+      { runs: 300, seconds: 5, outcomes, server },
     )
   })
 
@@ -384,8 +383,7 @@ describe('fuzz: WebSocket client messages', () => {
         } else if (answer.status !== 101) assertAnswer(answer, `upgrade ${JSON.stringify(c)}`)
         await assertAlive(server, 'after an upgrade request')
       }),
-      { runs: 200, seconds: 2 },
-      outcomes,
+      { runs: 200, seconds: 2, outcomes, server },
     )
   })
 })
