@@ -5,6 +5,7 @@ import { connect } from 'node:net'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import type { Logger } from 'pino'
 import { type Herald, startHerald } from '../src/app.ts'
 import { type HeraldConfig, loadConfig } from '../src/config/config.ts'
 
@@ -24,15 +25,21 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-/** A real Herald on a free loopback port with its own SQLite directory. */
-export async function startTestServer(overrides: Partial<HeraldConfig> = {}): Promise<TestServer> {
+/**
+ * A real Herald on a free loopback port with its own SQLite directory; `logger` replaces its own
+ * (the fuzz suite reads what the server logs).
+ */
+export async function startTestServer(
+  overrides: Partial<HeraldConfig> = {},
+  logger?: Logger,
+): Promise<TestServer> {
   const dataDir = await tempDir()
   // An empty environment: the developer's own HERALD_* variables must not change the tests.
   const config = {
     ...loadConfig({ port: '0', data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {}),
     ...overrides,
   }
-  const herald = await startHerald(config)
+  const herald = await startHerald(config, logger)
   return {
     herald,
     url: herald.url,

@@ -18,6 +18,10 @@ export function validateEventPattern(pattern: unknown, field = 'event'): string 
   if (/[\u0000-\u001f\u007f\s]/.test(pattern)) {
     throw errors.invalidRequest(`"${field}" may not contain spaces or control characters.`, field)
   }
+  // A lone surrogate (JSON "\ud800") is no character: stored, it would become U+FFFD, another pattern.
+  if (!pattern.isWellFormed()) {
+    throw errors.invalidRequest(`"${field}" is not well-formed Unicode (a lone surrogate).`, field)
+  }
   for (const segment of pattern.split('.')) {
     if (segment === '') throw errors.invalidRequest(`"${field}" has an empty segment.`, field)
     if (segment.includes('*') && segment !== '*') {

@@ -106,7 +106,23 @@ function stringAttribute(
   if (value.length > maxLength) {
     throw errors.invalidEvent(`"${name}" has at most ${maxLength} characters.`, path + name)
   }
+  assertWellFormed(value, name, path + name)
   return value
+}
+
+/**
+ * CloudEvents Strings may not hold a lone surrogate (JSON `"\ud800"`): it is no Unicode character,
+ * and stored as UTF-8 it would become U+FFFD, so that ids `"\ud800"`, `"\udfff"` and `"\ufffd"` would
+ * be one id and the later events dropped as repeats of the first. `data` is exempt: it is stored as
+ * JSON text, where the escape keeps it as sent.
+ */
+function assertWellFormed(value: string, name: string, field: string): void {
+  if (!value.isWellFormed()) {
+    throw errors.invalidEvent(
+      `"${name}" is not well-formed Unicode: it holds a lone surrogate (such as \\ud800), which CloudEvents does not allow in a String.`,
+      field,
+    )
+  }
 }
 
 /**
@@ -175,6 +191,7 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
     if (typeof attribute !== 'string' && typeof attribute !== 'number' && typeof attribute !== 'boolean') {
       throw errors.invalidEvent(`Extension "${name}" must be a string, number or boolean.`, path + name)
     }
+    if (typeof attribute === 'string') assertWellFormed(attribute, name, path + name)
     if (typeof attribute === 'number' && !Number.isFinite(attribute)) {
       throw errors.invalidEvent(
         `Extension "${name}" is a number too large for a double (such as 1e400), which JSON would store as null.`,

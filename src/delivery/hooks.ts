@@ -70,6 +70,17 @@ function targetUrl(value: unknown): string {
   if (value.length > MAX_URL_LENGTH) {
     throw errors.invalidRequest(`"target_url" has at most ${MAX_URL_LENGTH} characters.`, 'target_url')
   }
+  return wellFormed(value, 'target_url')
+}
+
+/**
+ * Text a hook stores must be well-formed Unicode: a lone surrogate (JSON "\ud800") would be stored as
+ * U+FFFD, and the hook would keep other text than it was given.
+ */
+function wellFormed(value: string, field: string): string {
+  if (!value.isWellFormed()) {
+    throw errors.invalidRequest(`"${field}" is not well-formed Unicode (a lone surrogate).`, field)
+  }
   return value
 }
 
@@ -110,7 +121,7 @@ function description(value: unknown): string | null {
       'description',
     )
   }
-  return value
+  return wellFormed(value, 'description')
 }
 
 function secret(value: unknown): string {

@@ -74,6 +74,10 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
     perMessageDeflate: false,
     handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   })
+  // ws checks the rest of the handshake itself (the method, Upgrade, Sec-WebSocket-Key and
+  // Sec-WebSocket-Protocol) and would answer its refusals in text/html: they are answered as every
+  // other Herald error is, in problem+json.
+  wss.on('wsClientError', (error: Error, socket: Duplex) => refuse(socket, handshakeError(error.message)))
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(request.url ?? '/', 'http://herald')
     if (url.pathname !== WS_PATH)
@@ -114,6 +118,23 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
       new WsConnection(ws, socket, context, principal, logger)
     })
   })
+}
+
+/** The header each of ws's handshake refusals is about, by its message. */
+const HANDSHAKE_FIELDS: Array<[prefix: string, field: string]> = [
+  ['Invalid Upgrade header', 'Upgrade'],
+  ['Missing or invalid Sec-WebSocket-Key', 'Sec-WebSocket-Key'],
+  ['Missing or invalid Sec-WebSocket-Version', 'Sec-WebSocket-Version'],
+  ['Invalid Sec-WebSocket-Protocol', 'Sec-WebSocket-Protocol'],
+]
+
+/** One of ws's handshake refusals as a Herald error: 405 for a method other than GET, else 400. */
+function handshakeError(message: string): HeraldError {
+  if (message === 'Invalid HTTP method') {
+    return errors.methodNotAllowed('A WebSocket handshake is a GET request.', undefined, { Allow: 'GET' })
+  }
+  const field = HANDSHAKE_FIELDS.find(([prefix]) => message.startsWith(prefix))?.[1]
+  return errors.invalidRequest(`This is not a valid WebSocket handshake: ${message}.`, field)
 }
 
 /** Answers an upgrade request with an HTTP error (problem+json) instead of switching protocols. */

@@ -569,6 +569,42 @@ describe('hook API', () => {
     )
   })
 
+  test('a lone surrogate in event, description or target_url is a 400, not stored as U+FFFD', async () => {
+    // JSON "\ud800" is no Unicode character: SQLite stored it as U+FFFD, so the hook answered and kept
+    // another pattern (or description, or URL) than the one sent.
+    const hook = await createHook(server, { target_url: `${receiver.url}/lone`, topic: 'lone' })
+    const before = await (await api(server, 'GET', '/v1/hooks?limit=1000')).json()
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ event: 'order.\ud800' }, 'event'],
+      [{ description: 'note \udfff' }, 'description'],
+      [{ target_url: `${receiver.url}/lone/\ud800` }, 'target_url'],
+    ]
+    for (const [fields, field] of cases) {
+      const created = await api(server, 'POST', '/v1/hooks', {
+        target_url: `${receiver.url}/lone`,
+        topic: 'lone',
+        ...fields,
+      })
+      assert.equal((await problemOf(created, 400)).field, field, JSON.stringify(fields))
+      const patched = await api(server, 'PATCH', `/v1/hooks/${hook.id}`, fields)
+      assert.equal((await problemOf(patched, 400)).field, field, JSON.stringify(fields))
+    }
+    assert.deepEqual(await (await api(server, 'GET', '/v1/hooks?limit=1000')).json(), before)
+    // A well-formed pair (an emoji) is a character like any other.
+    const emoji = await api(server, 'PATCH', `/v1/hooks/${hook.id}`, {
+      event: 'order.\u{1f600}',
+      description: '\u{1f600}',
+    })
+    assert.equal(emoji.status, 200)
+    assert.deepEqual(
+      (({ event, description }) => ({ event, description }))((await emoji.json()) as HookJson),
+      {
+        event: 'order.\u{1f600}',
+        description: '\u{1f600}',
+      },
+    )
+  })
+
   test('REST Hooks: subscribe with target_url + event, handshake with X-Hook-Secret, unsubscribe', async () => {
     receiver.answer = (request) =>
       request.url === '/echo'

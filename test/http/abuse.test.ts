@@ -7,7 +7,7 @@ import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
 import { MAX_HUB_WORK } from '../../src/delivery/websub-hub.ts'
 import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
-import { publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
+import { problemOf, publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
 import { StreamReader, WsClient } from '../streams/clients.ts'
 
 /** Regression tests for what abuse testing found, each through real HTTP on loopback. */
@@ -374,6 +374,54 @@ describe('refusals are readable by the browser page that asked (review: CORS hea
       assert.equal(other.headers.get('access-control-allow-origin'), null)
     } finally {
       await server.close()
+    }
+  })
+})
+
+describe('a repeated query parameter is a 400, never a 500 (found by the fuzz suite)', () => {
+  let server: TestServer
+  before(async () => {
+    server = await startTestServer({ allowPrivateTargets: true })
+  })
+  after(() => server.close())
+
+  test('on every route that reads one, the parameter is named; given once, it works', async () => {
+    // `?after=a&after=b` arrives as an array, which reached SQLite as a parameter value: a 500.
+    const created = await fetch(`${server.url}/v1/hooks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ target_url: 'http://127.0.0.1:9/never', topic: 'no-events' }),
+    })
+    assert.equal(created.status, 201)
+    const hook = ((await created.json()) as { id: string }).id
+    const sse = { accept: 'text/event-stream' }
+    const cursor = Buffer.from('{"a":0}').toString('base64url')
+    const cases: Array<[string, string, Record<string, string>]> = [
+      ['/v1/topics?after=a&after=b', 'after', {}],
+      ['/v1/topics?limit=1&limit=2', 'limit', {}],
+      ['/v1/topics/t/events?after=1&after=2', 'after', {}],
+      ['/v1/topics/t/events?wait=0&wait=0', 'wait', {}],
+      ['/v1/topics/t/events?after=1&after=2', 'after', sse],
+      [`/v1/stream?topic=a&topic=b&last_event_id=${cursor}&last_event_id=${cursor}`, 'last_event_id', sse],
+      ['/v1/stream?topic=a&last_event_id=1&last_event_id=2', 'last_event_id', sse],
+      ['/v1/hooks?after=a&after=b', 'after', {}],
+      [`/v1/hooks/${hook}/deliveries?event=a&event=b`, 'event', {}],
+      [`/v1/hooks/${hook}/deliveries?delivery=1&delivery=2`, 'delivery', {}],
+      ['/v1/websub/subscriptions?after=a&after=b', 'after', {}],
+      ['/v1/websub/subscriptions?topic=a&topic=b', 'topic', {}],
+      ['/v1/websub/verifications?topic=a&topic=b', 'topic', {}],
+    ]
+    for (const [target, field, headers] of cases) {
+      const response = await fetch(`${server.url}${target}`, { headers })
+      const problem = await problemOf(response, 400)
+      assert.equal(problem.field, field, target)
+      assert.match(problem.detail, /more than once/, target)
+      const once = await fetch(`${server.url}${target.replace(/&[^&]*$/, '')}`, {
+        headers,
+        signal: AbortSignal.timeout(2000),
+      })
+      assert.equal(once.status, 200, `${target} with the parameter once`)
+      await once.body?.cancel()
     }
   })
 })

@@ -193,6 +193,41 @@ describe('publish', () => {
     )
   })
 
+  test('attributes that are not well-formed Unicode are refused, never stored as another event’s repeat', async () => {
+    // A lone surrogate (JSON "\ud800") is no Unicode character, and CloudEvents Strings may not hold one.
+    // Stored, it became U+FFFD: "\ud800", "\udfff" and "\ufffd" were one (source, id) and the later
+    // events were answered as repeats of the first, and lost.
+    const kept = await publish(server.url, 'surrogates', { type: 't', id: '\ufffd', data: 'kept' })
+    assert.equal(kept.status, 201)
+    for (const [field, event] of [
+      ['id', { type: 't', id: '\ud800', data: 'lone high' }],
+      ['id', { type: 't', id: '\udfff', data: 'lone low' }],
+      ['source', { type: 't', id: 'a', source: '/s/\udbff' }],
+      ['type', { type: 'order.\ud800' }],
+      ['subject', { type: 't', subject: 'x\udc00y' }],
+    ] as const) {
+      const body = JSON.stringify(event)
+      assert.match(body, /\\ud[8-9a-f]/, 'JSON.stringify escapes the lone surrogate')
+      const problem = await problemOf(await publish(server.url, 'surrogates', body), 422)
+      assert.equal(problem.field, field)
+    }
+    const extension = await publish(
+      server.url,
+      'surrogates',
+      { specversion: '1.0', type: 't', source: '/s', id: 'e', ext: '\ud800' },
+      { 'content-type': 'application/cloudevents+json' },
+    )
+    assert.equal((await problemOf(extension, 422)).field, 'ext')
+    assert.deepEqual(
+      (await readAll(server.url, 'surrogates')).map((event) => event.data),
+      ['kept'],
+    )
+    // Data is JSON and keeps any string as sent, escaped: it comes back as it went in.
+    const data = await publish(server.url, 'surrogates', { type: 't', data: { s: '\ud800' } })
+    assert.equal(data.status, 201)
+    assert.equal(((await data.json()) as { data: { s: string } }).data.s, '\ud800')
+  })
+
   test('seq stays gapless under concurrent publishers', async () => {
     const publishers = Array.from({ length: 16 }, async (_, p) => {
       const seqs: number[] = []

@@ -245,6 +245,32 @@ async function rawUpgrade(server: TestServer, headers: Record<string, string> = 
   return socket
 }
 
+/** Everything the server answers to a handshake it refuses, up to the close. */
+async function refusedHandshake(server: TestServer, headers: Record<string, string>, method: string) {
+  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+  await once(socket, 'connect')
+  const lines = {
+    Host: '127.0.0.1',
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    ...headers,
+  }
+  let answer = ''
+  socket.on('data', (chunk: Buffer) => {
+    answer += chunk.toString('latin1')
+  })
+  const closed = once(socket, 'close')
+  socket.write(
+    `${method} /v1/ws HTTP/1.1\r\n${Object.entries(lines)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')}\r\n`,
+  )
+  await closed
+  return answer
+}
+
 function frame(opcode: number, payload: Buffer, { fin = true, mask = true, rsv = 0 } = {}): Buffer {
   const header = [(fin ? 0x80 : 0) | (rsv << 4) | opcode]
   const length = payload.length
@@ -312,6 +338,28 @@ describe('RFC 6455 conformance (raw frames)', () => {
     const socket = await rawUpgrade(server, { 'Sec-WebSocket-Key': '' })
     assert.match((socket as Socket & { handshake?: string }).handshake!, /^HTTP\/1\.1 400/)
     socket.destroy()
+  })
+
+  test('every refused handshake is problem+json, the checks ws makes itself included', async () => {
+    // ws answered these in text/html ("Invalid Upgrade header"…), unlike every other Herald error.
+    const cases: Array<[string, Record<string, string>, number, string | undefined]> = [
+      ['GET', { Upgrade: 'h2c' }, 400, 'Upgrade'],
+      ['GET', { Upgrade: 'websocket, h2c' }, 400, 'Upgrade'],
+      ['GET', { 'Sec-WebSocket-Key': '' }, 400, 'Sec-WebSocket-Key'],
+      ['GET', { 'Sec-WebSocket-Key': 'not a key' }, 400, 'Sec-WebSocket-Key'],
+      ['GET', { 'Sec-WebSocket-Protocol': 'a b' }, 400, 'Sec-WebSocket-Protocol'],
+      ['POST', {}, 405, undefined],
+    ]
+    for (const [method, headers, status, field] of cases) {
+      const answer = await refusedHandshake(server, headers, method)
+      const what = `${method} ${JSON.stringify(headers)}: ${answer.slice(0, 300)}`
+      assert.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `), what)
+      assert.match(answer, /\r\ncontent-type: application\/problem\+json\r\n/i, what)
+      const problem = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
+      assert.equal(problem['status'], status, what)
+      assert.equal(problem['field'], field, what)
+      if (method === 'POST') assert.match(answer, /\r\nallow: GET\r\n/i, what)
+    }
   })
 
   const violations: Array<[string, () => Buffer | Buffer[], number]> = [

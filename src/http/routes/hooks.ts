@@ -4,13 +4,11 @@ import { validateTopic } from '../../core/topic.ts'
 import { createHookRecord, hookChanges, hookView } from '../../delivery/hooks.ts'
 import type { AttemptRecord, DeliveryRecord, HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
-import { integerParam, MAX_SEQ } from '../params.ts'
+import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 const MAX_REPLAY = 10_000
-
-type Query = Record<string, string | undefined>
 
 const ADMIN = { config: { right: 'admin' } } as const
 
@@ -83,7 +81,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   app.get('/v1/hooks', ADMIN, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
-    const list = await store.hooks({ kind: 'webhook', after: query['after'] ?? '', limit })
+    const list = await store.hooks({ kind: 'webhook', after: stringParam(query, 'after') ?? '', limit })
     return {
       hooks: list.map((hook) => hookView(hook, false)),
       next: list.length === limit ? list.at(-1)!.id : null,
@@ -113,11 +111,12 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     const hook = await findHook(request, true)
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const eventId = stringParam(query, 'event')
     const attempts = await store.attempts(hook.id, {
       limit,
       before: integerParam(query, 'before', MAX_SEQ, 1, MAX_SEQ),
       ...(query['delivery'] ? { deliveryId: integerParam(query, 'delivery', 0, 1, MAX_SEQ) } : {}),
-      ...(query['event'] ? { eventId: query['event'] } : {}),
+      ...(eventId ? { eventId } : {}),
     })
     return {
       attempts: attempts.map(attemptView),

@@ -4,7 +4,7 @@ import { errors } from '../../core/errors.ts'
 import { validateTopic } from '../../core/topic.ts'
 import { type Framing, ndjsonFraming, openHttpStream, sseFramings } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
-import { integerParam, MAX_SEQ, wholeNumber } from '../params.ts'
+import { integerParam, MAX_SEQ, type Query, stringParam, wholeNumber } from '../params.ts'
 
 const MAX_TOPICS_PER_STREAM = 100
 
@@ -34,13 +34,14 @@ async function startPositions(
   topics: string[],
   context: HttpContext,
 ): Promise<Positions> {
-  const query = request.query as Record<string, string | undefined>
+  const query = request.query as Query
   const header = request.headers['last-event-id']
+  const fromQuery = stringParam(query, 'last_event_id')
   const [cursor, field] =
     typeof header === 'string' && header !== ''
       ? [header, 'Last-Event-ID']
-      : query['last_event_id']
-        ? [query['last_event_id'], 'last_event_id']
+      : fromQuery
+        ? [fromQuery, 'last_event_id']
         : [undefined, '']
   const positions: Positions = new Map()
   if (cursor !== undefined) {

@@ -5,7 +5,7 @@ import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } f
 import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
-import { integerParam, MAX_SEQ } from '../params.ts'
+import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
 import { asksForStream, negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
@@ -47,9 +47,10 @@ function wildcard(request: FastifyRequest): string {
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
   app.get('/v1/topics', { config: { right: 'subscribe' } }, async (request, reply) => {
-    const query = request.query as Record<string, string | undefined>
+    const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
-    const topics = await log.store.topics({ ...(query['after'] ? { after: query['after'] } : {}), limit })
+    const after = stringParam(query, 'after')
+    const topics = await log.store.topics({ ...(after ? { after } : {}), limit })
     const next = topics.length === limit ? topics.at(-1)!.topic : null
     return reply.send({ topics: topics.map((info) => describeTopic(info, config.publicUrl)), next })
   })
@@ -132,7 +133,7 @@ async function readEvents(
   topic: string,
   { log, metrics, draining }: HttpContext,
 ): Promise<FastifyReply> {
-  const query = request.query as Record<string, string | undefined>
+  const query = request.query as Query
   const after = integerParam(query, 'after', 0, 0, MAX_SEQ)
   const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
   const waitSeconds = waitParam(request, query)
@@ -214,8 +215,8 @@ function idempotencyKeyOf(request: FastifyRequest): string | undefined {
 }
 
 /** `?wait=` is an instruction (out of range: 400); `Prefer: wait=` a preference (clamped to the maximum). */
-function waitParam(request: FastifyRequest, query: Record<string, string | undefined>): number {
-  const text = query['wait']
+function waitParam(request: FastifyRequest, query: Query): number {
+  const text = stringParam(query, 'wait')
   if (text !== undefined && text !== '') {
     const value = Number(text)
     if (!/^\d+(\.\d+)?$/.test(text) || value > MAX_WAIT_SECONDS) {

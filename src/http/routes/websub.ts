@@ -3,14 +3,12 @@ import { errors } from '../../core/errors.ts'
 import { HubRequestError, type WebSubHub } from '../../delivery/websub-hub.ts'
 import type { HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
-import { integerParam } from '../params.ts'
+import { integerParam, type Query, stringParam } from '../params.ts'
 import { toHeraldError } from '../problem.ts'
 import { attemptView, iso } from './hooks.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
-
-type Query = Record<string, string | undefined>
 
 function subscriptionView(subscription: HookRecord) {
   return {
@@ -86,11 +84,12 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   app.get('/v1/websub/subscriptions', { config: ADMIN }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const topicUrl = stringParam(query, 'topic')
     const list = await log.store.hooks({
       kind: 'websub',
       limit,
-      after: query['after'] ?? '',
-      ...(query['topic'] ? { topicUrl: query['topic'] } : {}),
+      after: stringParam(query, 'after') ?? '',
+      ...(topicUrl ? { topicUrl } : {}),
     })
     return {
       subscriptions: list.map(subscriptionView),
@@ -101,9 +100,10 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   app.get('/v1/websub/verifications', { config: ADMIN }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const topicUrl = stringParam(query, 'topic')
     const list = await log.store.verifications({
       limit,
-      ...(query['topic'] ? { topicUrl: query['topic'] } : {}),
+      ...(topicUrl ? { topicUrl } : {}),
     })
     return {
       verifications: list.map((v) => ({
