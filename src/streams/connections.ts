@@ -3,6 +3,12 @@ import type { Metrics } from '../metrics/metrics.ts'
 
 export type Protocol = 'sse' | 'ndjson' | 'ws'
 
+/**
+ * WebSockets let in without the key, waiting for their first `auth` message (for at most 10 s), held
+ * at once. A pool apart from --max-connections: sockets that never authenticate cannot fill it.
+ */
+export const MAX_UNAUTHENTICATED = 1000
+
 /** What the registry needs of every open streaming connection, whatever its protocol. */
 export interface StreamConnection {
   readonly protocol: Protocol
@@ -72,6 +78,8 @@ export class SendProgress {
  */
 export class Connections {
   private readonly open = new Set<StreamConnection>()
+  /** Connections in `open` that have not authenticated yet (see admit). */
+  private readonly unauthenticated = new Set<StreamConnection>()
   private readonly maxConnections: number
   private readonly metrics: Metrics
   private readonly timer: NodeJS.Timeout
@@ -100,21 +108,46 @@ export class Connections {
     this.stallTimer.unref()
   }
 
-  /** Checks that one more connection fits under --max-connections; if not, counts and throws the 503. */
-  admit(protocol: Protocol): void {
-    if (this.open.size < this.maxConnections) return
+  /**
+   * Checks that one more connection fits; if not, counts and throws the 503. An authenticated one must
+   * fit under --max-connections. One that has yet to authenticate (a WebSocket may send its key in a
+   * first message) must fit in a pool of its own, MAX_UNAUTHENTICATED: sockets without the key cannot
+   * take the slots of those with it.
+   */
+  admit(protocol: Protocol, authenticated = true): void {
+    if (
+      authenticated
+        ? this.open.size - this.unauthenticated.size < this.maxConnections
+        : this.unauthenticated.size < MAX_UNAUTHENTICATED
+    )
+      return
     this.metrics.connectionsRefused.inc({ protocol })
-    throw errors.unavailable('This server holds as many streams as it may; try again shortly.', undefined, {
-      'Retry-After': '5',
-    })
+    throw errors.unavailable(
+      authenticated
+        ? 'This server holds as many streams as it may; try again shortly.'
+        : 'This server holds as many sockets waiting to authenticate as it may; send the key with the upgrade, or try again shortly.',
+      undefined,
+      { 'Retry-After': '5' },
+    )
   }
 
-  add(connection: StreamConnection): void {
+  add(connection: StreamConnection, authenticated = true): void {
     this.open.add(connection)
+    if (!authenticated) this.unauthenticated.add(connection)
     this.metrics.connectionsOpen.inc({ protocol: connection.protocol })
   }
 
+  /** A connection let in unauthenticated has authenticated: it now needs a slot under --max-connections (or a 503). */
+  authenticated(connection: StreamConnection): void {
+    if (!this.unauthenticated.has(connection)) return
+    this.unauthenticated.delete(connection)
+    if (this.open.size - this.unauthenticated.size <= this.maxConnections) return
+    this.unauthenticated.add(connection) // still not holding a slot until it is closed
+    this.admit(connection.protocol) // throws the 503
+  }
+
   remove(connection: StreamConnection): void {
+    this.unauthenticated.delete(connection)
     if (this.open.delete(connection)) this.metrics.connectionsOpen.dec({ protocol: connection.protocol })
   }
 

@@ -25,6 +25,7 @@ export const CLOSE_SLOW_CONSUMER = 4008
 const CLOSE_UNSUPPORTED_DATA = 1003
 const CLOSE_POLICY_VIOLATION = 1008
 const CLOSE_SERVICE_RESTART = 1012
+const CLOSE_TRY_AGAIN_LATER = 1013
 /** Topics one socket may follow at once: each costs a subscription and, for a new topic, a feed. */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 1000
 /**
@@ -110,7 +111,7 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
       }
     }
     try {
-      context.connections.admit('ws')
+      context.connections.admit('ws', principal !== undefined)
     } catch (error) {
       return refuse(socket, error as HeraldError)
     }
@@ -193,7 +194,7 @@ class WsConnection implements StreamConnection, Sink {
     this.logger = logger
     this.counters = context.metrics.streams.ws
     this.progress = new SendProgress(socket as Socket)
-    context.connections.add(this)
+    context.connections.add(this, principal !== undefined)
     if (!principal) {
       this.authDeadline = setTimeout(
         () => ws.close(CLOSE_POLICY_VIOLATION, 'authentication required'),
@@ -303,11 +304,23 @@ class WsConnection implements StreamConnection, Sink {
 
   private authenticate(message: Record<string, unknown>, ref: string | number | undefined): void {
     const token = message['token']
+    let principal: Principal
     try {
-      this.principal = this.context.access.authenticate(typeof token === 'string' ? token : '')
+      principal = this.context.access.authenticate(typeof token === 'string' ? token : '')
     } catch {
       throw errors.unauthorized('The API key is not valid.', 'token')
     }
+    if (this.principal === undefined) {
+      try {
+        this.context.connections.authenticated(this)
+      } catch (error) {
+        // Full: the socket had no slot, and gets none; the client tries again later.
+        this.sendError(ref, error)
+        this.ws.close(CLOSE_TRY_AGAIN_LATER, 'server full: try again later')
+        return
+      }
+    }
+    this.principal = principal
     clearTimeout(this.authDeadline)
     this.send({ op: 'authenticated', ref })
   }

@@ -6,8 +6,9 @@ import { after, before, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
 import { MAX_HUB_WORK } from '../../src/delivery/websub-hub.ts'
+import { MAX_UNAUTHENTICATED } from '../../src/streams/connections.ts'
 import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
-import { problemOf, publish, raw, readAll, startTestServer, type TestServer } from '../helpers.ts'
+import { problemOf, publish, raw, readAll, startTestServer, type TestServer, until } from '../helpers.ts'
 import { StreamReader, WsClient } from '../streams/clients.ts'
 
 /** Regression tests for what abuse testing found, each through real HTTP on loopback. */
@@ -422,6 +423,66 @@ describe('a repeated query parameter is a 400, never a 500 (found by the fuzz su
       })
       assert.equal(once.status, 200, `${target} with the parameter once`)
       await once.body?.cancel()
+    }
+  })
+})
+
+describe('WebSockets that have not authenticated cannot take the slots of those that have (review)', () => {
+  const KEY = 'pool-key-0123456789'
+  test('with --max-connections 2: unauthenticated sockets do not block streams with the key; past the slots, auth closes 1013', async () => {
+    const server = await startTestServer({ apiKey: KEY, maxConnections: 2 })
+    const ws = `${server.url.replace('http', 'ws')}/v1/ws`
+    const waiting: WsClient[] = []
+    try {
+      for (let i = 0; i < 5; i++) waiting.push(await WsClient.open(ws))
+      // The two slots are still free for clients that bring the key.
+      const withKey = await WsClient.open(`${ws}?access_token=${KEY}`)
+      const stream = await StreamReader.open(`${server.url}/v1/topics/pool/events?access_token=${KEY}`, {
+        accept: 'text/event-stream',
+      })
+      assert.equal(stream.response.status, 200)
+      // An unauthenticated socket that authenticates now finds no slot: an error, then 1013.
+      const late = waiting[0]!
+      const closed = once(late.ws, 'close')
+      late.send({ op: 'auth', token: KEY, ref: 'late' })
+      assert.equal((await late.reply('late'))['status'], 503)
+      assert.equal((await closed)[0], 1013)
+      // Once a slot frees, the next one authenticates.
+      stream.close()
+      await withKey.close()
+      const next = waiting[1]!
+      await until('a free slot', async () => {
+        next.send({ op: 'auth', token: KEY, ref: `try-${next.messages.length}` })
+        await next.until(() => next.messages.length > 0)
+        return next.messages.some((m) => m['op'] === 'authenticated') ? true : undefined
+      })
+    } finally {
+      for (const client of waiting) await client.close().catch(() => {})
+      await server.close()
+    }
+  })
+
+  test(`at most ${MAX_UNAUTHENTICATED} sockets wait for their first auth message at once`, async () => {
+    const server = await startTestServer({ apiKey: KEY, maxConnectionsPerIp: null })
+    const ws = `${server.url.replace('http', 'ws')}/v1/ws`
+    const waiting: WsClient[] = []
+    try {
+      for (let i = 0; i < MAX_UNAUTHENTICATED; i += 100) {
+        waiting.push(...(await Promise.all(Array.from({ length: 100 }, () => WsClient.open(ws)))))
+      }
+      const refused = new WebSocket(ws)
+      const status = await new Promise<number>((resolve) => {
+        refused.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0))
+        refused.on('open', () => resolve(101))
+        refused.on('error', () => {})
+      })
+      assert.equal(status, 503)
+      // A socket with the key is not in that pool.
+      const withKey = await WsClient.open(`${ws}?access_token=${KEY}`)
+      await withKey.close()
+    } finally {
+      for (const client of waiting) client.ws.terminate()
+      await server.close()
     }
   })
 })
