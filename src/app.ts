@@ -38,6 +38,11 @@ export async function startHerald(
   const lock = lockDataDir(config.dataDir)
   if (config.apiKey === undefined) {
     logger.warn({ host: config.host }, 'HERALD_API_KEY is not set: the API is open to anyone on this machine')
+    if (config.corsOrigins.includes('*')) {
+      logger.warn(
+        'HERALD_CORS_ORIGINS is "*" without HERALD_API_KEY: any web page the user visits can publish, read and create hooks through the browser',
+      )
+    }
   }
   const metrics = createMetrics()
   let store: Store | undefined

@@ -56,6 +56,8 @@ export interface StoredEvent {
 }
 
 const MAX_ID_LENGTH = 256
+/** `datacontenttype`, whether an attribute or, in binary mode, the Content-Type header. */
+const MAX_MEDIA_TYPE_LENGTH = 256
 /**
  * Objects and arrays nest at most this deep in an event's `data` (`data` itself, when it is one, is
  * level 1). Deeper data would make serializing the event overflow the stack (JSON.stringify recurses).
@@ -156,7 +158,7 @@ export function parseEventObject(value: unknown, structured: boolean, path = '')
   if (subject !== undefined) input.subject = subject
   const time = stringAttribute(value, 'time', path, 64)
   if (time !== undefined) input.time = validateTime(time, path + 'time')
-  const datacontenttype = stringAttribute(value, 'datacontenttype', path, 256)
+  const datacontenttype = stringAttribute(value, 'datacontenttype', path, MAX_MEDIA_TYPE_LENGTH)
   if (datacontenttype !== undefined) input.datacontenttype = datacontenttype
   const dataschema = stringAttribute(value, 'dataschema', path)
   if (dataschema !== undefined) input.dataschema = dataschema
@@ -314,7 +316,15 @@ export function parseBinaryEvent(
       throw errors.invalidEvent(`"ce-${name}" is not a binary-mode header.`, `ce-${name}`)
   }
   const input = parseEventObject(attributes, true)
-  if (contentType) input.datacontenttype = contentType
+  if (contentType) {
+    if (contentType.length > MAX_MEDIA_TYPE_LENGTH) {
+      throw errors.invalidEvent(
+        `The Content-Type, stored as "datacontenttype", has at most ${MAX_MEDIA_TYPE_LENGTH} characters.`,
+        'Content-Type',
+      )
+    }
+    input.datacontenttype = contentType
+  }
   if (body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0)) return input
   if (!Buffer.isBuffer(body)) {
     assertUtf8Json(contentType)

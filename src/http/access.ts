@@ -74,7 +74,15 @@ export function createAccess(
         )
       }
       const origin = headers.origin
-      if (origin === undefined || origins.allows(origin)) return
+      if (origin === undefined) {
+        // Browsers send Origin on every cross-origin POST and WebSocket; Fetch Metadata says the rest.
+        if (headers['sec-fetch-site'] !== 'cross-site') return
+        throw errors.forbidden(
+          'This server has no API key, so a web page of another site may not call it. Set HERALD_API_KEY, or list the origin in --cors-origins.',
+          'Origin',
+        )
+      }
+      if (origins.allows(origin)) return
       // The server's own pages (its origin is the Host it was reached by) may call it.
       if (host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)) return
       throw errors.forbidden(

@@ -85,7 +85,13 @@ export function lockDataDir(dataDir: string): DataDirLock {
   return {
     describe(url) {
       holder.url = url
-      write()
+      // Only the wording of another server's error depends on it: a failure here (a full disk, say)
+      // must not fail a server that is already listening, with its lock held.
+      try {
+        write()
+      } catch {
+        // the description written at start, without the URL, stays
+      }
     },
     release() {
       if (released) return

@@ -80,6 +80,13 @@ describe('an open server (no key) cannot be used by web pages (defect 4)', () =>
     assert.deepEqual(hooks.hooks, [])
   })
 
+  test('a request a browser marks cross-site (Sec-Fetch-Site) is refused even without an Origin', async () => {
+    const answer = await raw(server.url, 'GET', '/v1/topics', { 'sec-fetch-site': 'cross-site' })
+    assert.equal(answer.status, 403)
+    const same = await raw(server.url, 'GET', '/v1/topics', { 'sec-fetch-site': 'same-origin' })
+    assert.equal(same.status, 200)
+  })
+
   test('a Host that is not a loopback name is refused (DNS rebinding); loopback names are served', async () => {
     for (const host of [
       `evil.example:${port}`,
@@ -175,6 +182,16 @@ describe('every error is problem+json, Fastify’s and Node’s included (defect
     const junk = await raw(server.url, 'GET', '/ HTTP/1.1\r\nBad Header Line\r\nX:', {})
     assert.equal(junk.status, 400)
     assert.match(junk.headers['content-type'] ?? '', /^application\/problem\+json/)
+  })
+
+  test('a binary-mode Content-Type over 256 characters is refused (422), as the attribute is', async () => {
+    const response = await fetch(`${server.url}/v1/topics/long-type/events`, {
+      method: 'POST',
+      headers: { 'content-type': `text/plain; x=${'a'.repeat(12_000)}`, 'ce-type': 't' },
+      body: 'hi',
+    })
+    assert.equal((await problemOf(response, 422)).field, 'Content-Type')
+    assert.deepEqual(await readAll(server.url, 'long-type'), [])
   })
 
   test('JSON that is not UTF-8 is refused (400), not stored with U+FFFD', async () => {
