@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { isIPv6, type Socket } from 'node:net'
 import { errors } from '../core/errors.ts'
-import { SendProgress } from '../streams/connections.ts'
+import { SendProgress, stallCheckInterval } from '../streams/connections.ts'
 import { rawProblem } from './problem.ts'
 
 /**
@@ -60,7 +60,7 @@ export function applySocketGuards(server: Server, options: SocketGuardOptions): 
   guardPipelining(server, answering, options)
   const timer = setInterval(
     () => closeStalled(answering, options),
-    Math.max(10, Math.floor(options.stallTimeoutMs / 4)),
+    stallCheckInterval(options.stallTimeoutMs),
   )
   timer.unref()
   server.on('close', () => clearInterval(timer))

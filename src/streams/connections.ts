@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream'
 import { errors } from '../core/errors.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 
@@ -26,6 +27,24 @@ interface SendingSocket {
   readonly bytesWritten?: number
   /** libuv's handle: `writeQueueSize` is what is left of the write under way, as the kernel takes it. */
   readonly _handle?: { readonly writeQueueSize?: number } | null
+}
+
+/** Resolves when `socket` has written out what it holds ('drain'), or is closed. */
+export function drainOrClose(socket: Duplex): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      socket.off('drain', done)
+      socket.off('close', done)
+      resolve()
+    }
+    socket.on('drain', done)
+    socket.on('close', done)
+  })
+}
+
+/** How often stalls are looked for: four times per --stream-stall-timeout, so one is cut within 1¼ of it. */
+export function stallCheckInterval(stallTimeoutMs: number): number {
+  return Math.max(10, Math.floor(stallTimeoutMs / 4))
 }
 
 /**
@@ -98,13 +117,10 @@ export class Connections {
     }, options.heartbeatMs)
     this.timer.unref()
     const stallTimeoutMs = options.stallTimeoutMs
-    this.stallTimer = setInterval(
-      () => {
-        const now = Date.now()
-        for (const connection of [...this.open]) connection.checkStall(now, stallTimeoutMs)
-      },
-      Math.max(10, Math.floor(stallTimeoutMs / 4)),
-    )
+    this.stallTimer = setInterval(() => {
+      const now = Date.now()
+      for (const connection of [...this.open]) connection.checkStall(now, stallTimeoutMs)
+    }, stallCheckInterval(stallTimeoutMs))
     this.stallTimer.unref()
   }
 

@@ -6,7 +6,13 @@ import { releaseSocket } from '../http/socket-guards.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import { type Connections, type Protocol, SendProgress, type StreamConnection } from './connections.ts'
+import {
+  type Connections,
+  drainOrClose,
+  type Protocol,
+  SendProgress,
+  type StreamConnection,
+} from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
 /** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
@@ -194,15 +200,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     drained: () =>
       socket.writableLength < socket.writableHighWaterMark || closed
         ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            const done = () => {
-              socket.off('drain', done)
-              socket.off('close', done)
-              resolve()
-            }
-            socket.on('drain', done)
-            socket.on('close', done)
-          }),
+        : drainOrClose(socket),
     fail: () => {
       socket.destroy()
       close()

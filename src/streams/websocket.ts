@@ -11,7 +11,7 @@ import type { HttpContext } from '../http/context.ts'
 import { rawProblem } from '../http/problem.ts'
 import type { Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
-import { SendProgress, type StreamConnection } from './connections.ts'
+import { drainOrClose, SendProgress, type StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
 
 export const WS_PATH = '/v1/ws'
@@ -374,15 +374,7 @@ class WsConnection implements StreamConnection, Sink {
    */
   drained(): Promise<void> {
     if (this.closed || this.ws.bufferedAmount <= CATCH_UP_HIGH_WATER) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.socket.off('drain', done)
-        this.socket.off('close', done)
-        resolve()
-      }
-      this.socket.on('drain', done)
-      this.socket.on('close', done)
-    })
+    return drainOrClose(this.socket)
   }
 
   /** Closes a consumer that does not take what it is sent; it resubscribes with `after`. */
