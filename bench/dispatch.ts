@@ -36,11 +36,11 @@
 // than a first, successful one, and each hook's newest attempt is the last event, answered 200.
 // A path that misses a seq fails the run; duplicates and out-of-order arrivals are reported and make
 // the run exit non-zero.
-import { type ChildProcess, execFileSync, fork } from 'node:child_process'
-import { readFileSync, rmSync } from 'node:fs'
+import { type ChildProcess, fork } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { ROOT, round, startHerald, table } from './lib.ts'
+import { cpuSeconds, ROOT, round, startHerald, table } from './lib.ts'
 import { publishedEvent, TOPIC } from './peers/dispatch-events.ts'
 import type { LoopCommand, LoopMessage } from './peers/undici-loop.ts'
 import type { ReceiverCommand, ReceiverMessage, ReceiverStats } from './peers/webhook-receiver.ts'
@@ -83,19 +83,6 @@ function forkPeer(script: string): ChildProcess {
   process.once('exit', kill)
   child.once('exit', () => process.off('exit', kill))
   return child
-}
-
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
-
-/** CPU seconds (user + system, all its threads) a process has used so far, from /proc; NaN elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
-  } catch {
-    return Number.NaN
-  }
 }
 
 /** CPU a process spends per delivery over a measurement: read once at its start, once at its end. */

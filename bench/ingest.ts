@@ -3,7 +3,7 @@
 // The targets are measured in turn, round after round, and each row reports the median round, so
 // that a slow moment of the machine does not fall on one target only.
 import os from 'node:os'
-import { type LoadResult, post, round, startBareFastify, startHerald, table } from './lib.ts'
+import { type LoadResult, post, round, startBareFastify, startHerald, type Target, table } from './lib.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10)
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
@@ -20,11 +20,18 @@ const batch = JSON.stringify(
 
 interface Scenario {
   name: string
-  start: () => Promise<{ url: string; stop(): Promise<void> }>
+  start: () => Promise<Target>
   body: string
   connections: number
   eventsPerRequest: number
 }
+
+/**
+ * BENCH_BEFORE=<a checkout of another commit, with its node_modules>: that Herald's single-event
+ * durable publish is measured too, in the same rounds, so a change's cost is seen side by side
+ * rather than across runs on a machine whose speed drifts.
+ */
+const BEFORE = process.env['BENCH_BEFORE']
 
 const SCENARIOS: Scenario[] = [
   {
@@ -41,6 +48,17 @@ const SCENARIOS: Scenario[] = [
     connections: 64,
     eventsPerRequest: 1,
   },
+  ...(BEFORE === undefined
+    ? []
+    : [
+        {
+          name: `Herald at ${BEFORE}, single events, sync=full`,
+          start: () => startHerald([], BEFORE),
+          body: single,
+          connections: 64,
+          eventsPerRequest: 1,
+        },
+      ]),
   {
     name: 'Herald, single events, sync=normal',
     start: () => startHerald(['--sqlite-sync', 'normal']),
@@ -71,6 +89,7 @@ async function measure(scenario: Scenario): Promise<LoadResult> {
       connections: scenario.connections,
       seconds: SECONDS,
       warmupSeconds: WARMUP,
+      serverPid: target.child.pid,
     })
     if (result.non2xx > 0 || result.errors > 0) {
       throw new Error(`${scenario.name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`)
@@ -86,6 +105,10 @@ function median(results: LoadResult[]): LoadResult {
   return sorted[Math.floor(sorted.length / 2)]!
 }
 
+function medianOf(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+}
+
 export async function runIngest(): Promise<string> {
   const runs = new Map<Scenario, LoadResult[]>(SCENARIOS.map((scenario) => [scenario, []]))
   for (let r = 0; r < ROUNDS; r++) {
@@ -93,7 +116,7 @@ export async function runIngest(): Promise<string> {
       const result = await measure(scenario)
       runs.get(scenario)!.push(result)
       process.stderr.write(
-        `round ${r + 1}: ${scenario.name}: ${round(result.requestsPerSecond)} requests/s\n`,
+        `round ${r + 1}: ${scenario.name}: ${round(result.requestsPerSecond)} requests/s, ${round(result.serverCpuUsPerRequest, 1)} server CPU µs/request\n`,
       )
     }
   }
@@ -110,10 +133,19 @@ export async function runIngest(): Promise<string> {
       round(result.requestsPerSecond * scenario.eventsPerRequest),
       result.latencyP50Ms,
       result.latencyP99Ms,
+      round(medianOf(runs.get(scenario)!.map((run) => run.serverCpuUsPerRequest)), 1),
       all.join(' / '),
     ]
   })
   const percent = (a: number, b: number) => `${round((100 * rps(a)) / rps(b), 1)}%`
+  const at = (prefix: string) => SCENARIOS.findIndex((scenario) => scenario.name.startsWith(prefix))
+  const [bare, full, normal, bareBatch, batch] = [
+    at('bare Fastify route (baseline)'),
+    at('Herald, single events, sync=full'),
+    at('Herald, single events, sync=normal'),
+    at('bare Fastify route, 100-event body'),
+    at('Herald, batches of 100'),
+  ]
   return [
     `Ingest: median of ${ROUNDS} rounds, ${SECONDS} s each after ${WARMUP} s of warm-up; ${os.cpus().length} CPUs, Node ${process.version}`,
     '',
@@ -126,13 +158,19 @@ export async function runIngest(): Promise<string> {
         'events/s',
         'p50 ms',
         'p99 ms',
+        'server CPU µs/request (median)',
         'requests/s by round',
       ],
       rows,
     ),
     '',
-    `Herald single-event durable publish (sync=full): ${percent(1, 0)} of the bare route's requests/s (target ≥ 50%).`,
-    `With sync=normal: ${percent(2, 0)}. Batches of 100 (sync=full): ${percent(4, 3)} of the bare route's requests/s with the same body.`,
+    `Herald single-event durable publish (sync=full): ${percent(full, bare)} of the bare route's requests/s (target ≥ 50%).`,
+    `With sync=normal: ${percent(normal, bare)}. Batches of 100 (sync=full): ${percent(batch, bareBatch)} of the bare route's requests/s with the same body.`,
+    ...(BEFORE === undefined
+      ? []
+      : [
+          `Herald at ${BEFORE} (sync=full): ${percent(at('Herald at '), bare)} of the bare route's requests/s.`,
+        ]),
   ].join('\n')
 }
 

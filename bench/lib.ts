@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -38,11 +39,15 @@ export function startProcess(name: string, args: string[], parseUrl: (line: stri
   })
 }
 
-export async function startHerald(extraArgs: string[] = []): Promise<Target & { dataDir: string }> {
+/** Herald from this checkout, or from `root` (another checkout, to compare commits in one run). */
+export async function startHerald(
+  extraArgs: string[] = [],
+  root = ROOT,
+): Promise<Target & { dataDir: string }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'herald-bench-'))
   const target = await startProcess(
     'herald',
-    [join(ROOT, 'src/cli/main.ts'), 'serve', '--port', '0', '--data', dataDir, ...extraArgs],
+    [join(root, 'src/cli/main.ts'), 'serve', '--port', '0', '--data', dataDir, ...extraArgs],
     (line) => {
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string }
@@ -66,15 +71,34 @@ export interface LoadResult {
   requestsPerSecond: number
   latencyP50Ms: number
   latencyP99Ms: number
+  /** The server's CPU µs per request over the measured run (NaN without a server pid). */
+  serverCpuUsPerRequest: number
   non2xx: number
   errors: number
 }
 
-/** Drives POSTs with autocannon: a short warm-up, then the measured run. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
+
+/** CPU seconds (user + system, all its threads) a process has used so far, from /proc; NaN elsewhere. */
+export function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
+/**
+ * Drives POSTs with autocannon: a short warm-up, then the measured run. With `serverPid`, also the
+ * server's CPU time per request over the measured run: unlike requests/s, it does not drift with how
+ * fast the machine happens to be running.
+ */
 export async function post(
   url: string,
   body: string,
-  options: { connections: number; seconds: number; warmupSeconds?: number },
+  options: { connections: number; seconds: number; warmupSeconds?: number; serverPid?: number },
 ): Promise<LoadResult> {
   const run = (duration: number) =>
     autocannon({
@@ -86,9 +110,12 @@ export async function post(
       duration,
     })
   if (options.warmupSeconds) await run(options.warmupSeconds)
+  const cpuBefore = cpuSeconds(options.serverPid)
   const result = await run(options.seconds)
+  const cpu = cpuSeconds(options.serverPid) - cpuBefore
   return {
     requestsPerSecond: result.requests.average,
+    serverCpuUsPerRequest: (cpu * 1e6) / result.requests.total,
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,
     non2xx: result.non2xx,
