@@ -118,10 +118,17 @@ export interface ServerProcess {
  * `herald serve` as a separate process, as an operator runs it; resolves once it logs that it listens
  * (so the log level must be info or finer).
  */
-export function spawnServer(args: string[], env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], {
+export function spawnServer(
+  args: string[],
+  env: Record<string, string> = {},
+  /** Another runtime and entry (an older `node` with bin/herald.js), or its own process group. */
+  how: { node?: string; entry?: string; detached?: boolean } = {},
+): Promise<ServerProcess> {
+  const { node = process.execPath, entry = MAIN, detached = false } = how
+  const child = spawn(node, [entry, 'serve', '--port', '0', ...args], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   })
   let output = ''
   child.stderr!.on('data', (chunk) => {

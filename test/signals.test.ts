@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
-import { createInterface } from 'node:readline'
 import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { BIN, sleep, tempDir, until } from './helpers.ts'
+import { BIN, type ServerProcess, sleep, spawnServer, tempDir, until } from './helpers.ts'
 
 const run = promisify(execFile)
 
@@ -22,53 +21,28 @@ async function olderNode(): Promise<string | undefined> {
   return undefined
 }
 
-interface Group {
-  child: ChildProcess
-  url: string
-  output: () => string
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+interface Group extends ServerProcess {
   /** Sends a signal to the whole process group, as a terminal's Ctrl-C does. */
   signalGroup(signal: NodeJS.Signals): void
 }
 
 /** `node bin/herald.js serve` as the leader of a new process group, as a shell runs a job. */
-function serveInGroup(node: string, dataDir: string): Promise<Group> {
-  const child = spawn(
-    node,
-    [BIN, 'serve', '--port', '0', '--data', dataDir, '--log-level', 'info', '--shutdown-timeout', '60s'],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
+async function serveInGroup(node: string, dataDir: string): Promise<Group> {
+  const server = await spawnServer(
+    ['--data', dataDir, '--log-level', 'info', '--shutdown-timeout', '60s'],
+    {},
+    { node, entry: BIN, detached: true },
   )
-  let output = ''
-  child.stderr!.on('data', (chunk) => {
-    output += chunk
-  })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  )
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      output += `${line}\n`
-      const entry = JSON.parse(line) as { msg?: string; url?: string }
-      if (entry.msg === 'herald is listening' && entry.url) {
-        resolve({
-          child,
-          url: entry.url,
-          output: () => output,
-          exited,
-          signalGroup: (signal) => {
-            try {
-              process.kill(-child.pid!, signal)
-            } catch {
-              // the group is gone: every process in it has exited
-            }
-          },
-        })
+  return {
+    ...server,
+    signalGroup: (signal) => {
+      try {
+        process.kill(-server.child.pid!, signal)
+      } catch {
+        // the group is gone: every process in it has exited
       }
-    })
-    void exited.then(({ code }) =>
-      reject(new Error(`herald serve exited (${code}) before listening:\n${output}`)),
-    )
-  })
+    },
+  }
 }
 
 describe('Ctrl-C on herald serve started by an older Node (bin/herald.js hands over)', () => {
