@@ -2,11 +2,14 @@ import type { Agent, Dispatcher } from 'undici'
 import type { AttemptResult } from '../store/store.ts'
 import { parseRetryAfter } from './retry.ts'
 
-/**
- * How much of a receiver's answer is kept in the attempts log, and so how much of it is read: past
- * this the rest is not read, the connection goes with it.
- */
+/** How much of a receiver's answer is kept in the attempts log. */
 export const RESPONSE_KEPT_BYTES = 2048
+/**
+ * How much of it is read at most; past this the rest is not read and the connection goes with it.
+ * More than is kept, so that a receiver answering with a page of a few kilobytes keeps its
+ * connection alive for the next delivery.
+ */
+const RESPONSE_READ_BYTES = 64 * 1024
 /**
  * How long the body is read after the status line, at most (and never past the attempt's timeout):
  * the status decides the outcome, the body is only logged, so a receiver that answers and then
@@ -34,8 +37,8 @@ export interface PostResult extends AttemptResult {
 /**
  * One outbound POST through the SSRF-guarded agent: never follows redirects, gives up after
  * `timeoutMs` in all (connecting, sending, waiting for the status line). The status line decides the
- * outcome; then at most RESPONSE_KEPT_BYTES of the body are read, for at most RESPONSE_BODY_WAIT_MS,
- * and the connection is dropped if the body has not ended by then.
+ * outcome; then at most RESPONSE_READ_BYTES of the body are read (RESPONSE_KEPT_BYTES kept), for at
+ * most RESPONSE_BODY_WAIT_MS, and the connection is dropped if the body has not ended by then.
  *
  * It talks to undici's dispatcher directly rather than through `request()`: that skips a Readable
  * stream per response and an AbortSignal timer per attempt, which together cost more CPU than
@@ -110,8 +113,8 @@ class PostAttempt implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.chunks.push(chunk)
     this.size += chunk.length
-    // Enough kept: what is left is not read, the connection goes with it.
-    if (this.size > RESPONSE_KEPT_BYTES) this.stopReading(controller)
+    // Enough read: what is left is not, the connection goes with it.
+    if (this.size >= RESPONSE_READ_BYTES) this.stopReading(controller)
   }
 
   onResponseEnd(): void {

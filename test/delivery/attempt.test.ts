@@ -32,6 +32,10 @@ describe('one delivery attempt', () => {
             // Larger than what an attempt reads: cut at the cap, the connection dropped.
             response.writeHead(500).end('x'.repeat(200_000))
             return
+          case '/page':
+            // A receiver that answers with a small page: read whole, its connection kept.
+            response.writeHead(200).end('p'.repeat(10_000))
+            return
           case '/later':
             response.writeHead(503, { 'retry-after': '7' }).end()
             return
@@ -91,6 +95,22 @@ describe('one delivery attempt', () => {
     assert.deepEqual(received.at(-1), { url: '/ok?a=1&b=%2F', body: '{"n":1}' })
     assert.ok(result.duration_ms >= 0 && result.duration_ms < 5_000)
     assert.ok(Math.abs(result.at - Date.now()) < 5_000)
+  })
+
+  test('a page of 10 KB: 2 KiB kept in the log, the rest read, the connection kept for the next attempt', async () => {
+    let connections = 0
+    const count = () => connections++
+    server.on('connection', count)
+    try {
+      for (let i = 0; i < 3; i++) {
+        const result = await attempt('/page')
+        assert.equal(result.status, 200)
+        assert.equal(result.response!.length, RESPONSE_KEPT_BYTES + 1)
+      }
+      assert.ok(connections <= 1, `${connections} new connections for three attempts`)
+    } finally {
+      server.off('connection', count)
+    }
   })
 
   test('a long answer is kept up to the cap, marked as cut', async () => {
