@@ -248,8 +248,6 @@ export function clientKey(address: string): string {
     .join(':')}::/64`
 }
 
-/** A whole HTTP/1.1 error response, for a connection the application never sees. */
-
 function seconds(ms: number): string {
   return `${ms / 1000} s`
 }

@@ -156,10 +156,8 @@ export class Connections {
   /** A connection let in unauthenticated has authenticated: it now needs a slot under --max-connections (or a 503). */
   authenticated(connection: StreamConnection): void {
     if (!this.unauthenticated.has(connection)) return
+    this.admit(connection.protocol) // while it still counts as unauthenticated: does it fit?
     this.unauthenticated.delete(connection)
-    if (this.open.size - this.unauthenticated.size <= this.maxConnections) return
-    this.unauthenticated.add(connection) // still not holding a slot until it is closed
-    this.admit(connection.protocol) // throws the 503
   }
 
   remove(connection: StreamConnection): void {
