@@ -10,6 +10,7 @@ import { lookup } from 'node:dns/promises'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 import { Agent, buildConnector } from 'undici'
 import { errors, type HeraldError } from '../core/errors.ts'
+import { ipv6Groups } from '../core/ipv6.ts'
 
 /**
  * The longest URL Herald stores and calls (a webhook's target_url, WebSub's hub.callback and topic
@@ -63,16 +64,6 @@ const EMBEDDINGS: Array<[form: string, list: BlockList, v4: (g: number[]) => [nu
   ['Teredo', blockList(['2001::/32']), (g) => [g[6]! ^ 0xffff, g[7]! ^ 0xffff]], // client address, inverted
 ]
 
-/** The eight 16-bit groups of an IPv6 address (the URL parser canonicalizes dotted tails to hex). */
-function groups(v6: string): number[] {
-  const [head = '', tail] = new URL(`http://[${v6}]/`).hostname.slice(1, -1).split('::')
-  const parse = (part: string) => (part === '' ? [] : part.split(':').map((hex) => Number.parseInt(hex, 16)))
-  if (tail === undefined) return parse(head)
-  const left = parse(head)
-  const right = parse(tail)
-  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right]
-}
-
 /**
  * Why Herald refuses to connect to this IP address ("a loopback address", …), or undefined when it
  * is a public address. Anything that is not an IP address is refused.
@@ -86,7 +77,7 @@ export function refusalReason(address: string): string | undefined {
   if (family === 4) return undefined
   for (const [form, list, v4] of EMBEDDINGS) {
     if (!list.check(ip, 'ipv6')) continue
-    const [high, low] = v4(groups(ip))
+    const [high, low] = v4(ipv6Groups(ip))
     const embedded = `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`
     const reason = refusalReason(embedded)
     if (reason) return `${reason} (${embedded} in ${form} form)`

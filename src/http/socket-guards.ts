@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { isIPv6, type Socket } from 'node:net'
 import { errors } from '../core/errors.ts'
+import { ipv6Groups } from '../core/ipv6.ts'
 import { SendProgress, stallCheckInterval } from '../streams/connections.ts'
 import { rawProblem } from './problem.ts'
 
@@ -234,17 +235,10 @@ export function clientKey(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
   if (mapped) return mapped[1]!
   if (!isIPv6(address)) return address
-  const plain = address.split('%', 1)[0]!.toLowerCase() // without a zone (fe80::1%eth0)
-  const [head = '', tail] = plain.split('::', 2)
-  const headGroups = head === '' ? [] : head.split(':')
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':')
-  const groups =
-    tail === undefined
-      ? headGroups
-      : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups]
+  const groups = ipv6Groups(address.split('%', 1)[0]!) // without a zone (fe80::1%eth0)
   return `${groups
     .slice(0, 4)
-    .map((group) => group.replace(/^0+(?=.)/, ''))
+    .map((group) => group.toString(16))
     .join(':')}::/64`
 }
 
