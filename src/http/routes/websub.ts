@@ -38,7 +38,7 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
  */
 export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
   const { config, log } = context
-  const ADMIN = { right: 'admin' } as const
+  const ADMIN = { config: { right: 'admin' } } as const
 
   // Its errors, the access check's 401 and the body limit's 413 included, are plain text like the
   // rest of the hub's answers.
@@ -81,7 +81,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   )
 
   // Subscriptions, optionally of one topic URL, and the verifications of intent as they went.
-  app.get('/v1/websub/subscriptions', { config: ADMIN }, async (request) => {
+  app.get('/v1/websub/subscriptions', ADMIN, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -97,7 +97,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/verifications', { config: ADMIN }, async (request) => {
+  app.get('/v1/websub/verifications', ADMIN, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -114,7 +114,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/subscriptions/:id', { config: ADMIN }, async (request) => {
+  app.get('/v1/websub/subscriptions/:id', ADMIN, async (request) => {
     const subscription = await findSubscription(request.params as { id: string })
     const attempts = await log.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
@@ -123,7 +123,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.delete('/v1/websub/subscriptions/:id', { config: ADMIN }, async (request, reply) => {
+  app.delete('/v1/websub/subscriptions/:id', ADMIN, async (request, reply) => {
     const subscription = await findSubscription(request.params as { id: string })
     await log.store.deleteHook(subscription.id)
     return reply.code(204).send()
