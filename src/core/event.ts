@@ -327,8 +327,8 @@ export function parseBinaryEvent(
   }
   if (body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0)) return input
   if (!Buffer.isBuffer(body)) {
-    assertUtf8Json(contentType)
-    input.data = checkData(body, 'data') // already parsed JSON (application/json)
+    // Already parsed JSON: the body parser took it as UTF-8 (its charset checked there).
+    input.data = checkData(body, 'data')
   } else if (contentType && isJsonMediaType(contentType)) {
     assertUtf8Json(contentType)
     input.data = checkData(parseJsonBytes(body), 'data')
