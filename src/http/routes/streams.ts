@@ -95,7 +95,7 @@ export function registerStreamRoutes(app: import('fastify').FastifyInstance, con
     '/v1/stream',
     { config: { right: 'subscribe', tokenInQuery: () => true } },
     async (request, reply) => {
-      const raw = (request.query as Record<string, string | string[] | undefined>)['topic']
+      const raw = (request.query as Query)['topic']
       const topics = [
         ...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(validateTopic)),
       ]
