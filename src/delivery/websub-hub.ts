@@ -307,22 +307,35 @@ export class WebSubHub {
     if (!external) return // a Herald topic's events are distributed as they are published
     const store = this.options.log.store
     if ((await store.hooks({ kind: 'websub', topicUrl, limit: 1 })).length === 0) return
-    checkTargetUrl(topicUrl, this.options.allowPrivateTargets, 'hub.topic')
-    const response = await request(topicUrl, {
-      method: 'GET',
-      headers: { 'user-agent': 'Herald-WebSub' },
-      dispatcher: this.options.agent,
-      signal: AbortSignal.timeout(this.options.timeoutMs),
-    })
-    const body = await readLimited(response.body, this.options.fetchLimitBytes)
-    if (response.statusCode < 200 || response.statusCode >= 300 || body === undefined) {
+    // The topic's server is the publisher's to run: a refused connection, a timeout or an answer that
+    // is not a 2xx is an outcome of the ping (logged, nothing distributed), not a fault of the hub.
+    let fetched: { status: number; body: Buffer | undefined; contentType: string | string[] | undefined }
+    try {
+      checkTargetUrl(topicUrl, this.options.allowPrivateTargets, 'hub.topic')
+      const response = await request(topicUrl, {
+        method: 'GET',
+        headers: { 'user-agent': 'Herald-WebSub' },
+        dispatcher: this.options.agent,
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      })
+      const body = await readLimited(response.body, this.options.fetchLimitBytes)
+      fetched = { status: response.statusCode, body, contentType: response.headers['content-type'] }
+    } catch (error) {
       this.options.logger.warn(
-        { topic: topicUrl, status: response.statusCode, tooLarge: body === undefined },
+        { topic: topicUrl, error: (error as Error).message },
         'websub publish: the topic could not be fetched; nothing distributed',
       )
       return
     }
-    const contentType = response.headers['content-type']
+    const { status, body } = fetched
+    if (status < 200 || status >= 300 || body === undefined) {
+      this.options.logger.warn(
+        { topic: topicUrl, status, tooLarge: body === undefined },
+        'websub publish: the topic could not be fetched; nothing distributed',
+      )
+      return
+    }
+    const contentType = fetched.contentType
     await this.options.log.publish(topic, [
       {
         type: 'websub.content',

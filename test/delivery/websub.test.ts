@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
+import pino from 'pino'
 import {
   loopbackHostName,
   NO_LOOPBACK_NAME,
@@ -711,5 +712,32 @@ describe('WebSub hub: the SSRF guard covers verification and distribution', () =
     assert.equal(verification.state, 'failed')
     assert.match(verification.error ?? '', /loopback/)
     assert.equal(sub.received.length, 0, 'the verification GET never reached it')
+  })
+})
+
+describe('WebSub hub: a publish ping whose topic cannot be fetched', () => {
+  test('a refused connection is logged as a warning and distributes nothing; no error is logged', async () => {
+    const lines: Array<{ level: number; msg: string }> = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+    const sub = await startReceiver(subscriber())
+    const server = await startTestServer({ allowPrivateTargets: true, publicUrl: PUBLIC_URL }, logger)
+    try {
+      const topic = 'http://127.0.0.1:9/feed' // a closed port: the fetch is refused at once
+      await subscribe(server, { 'hub.topic': topic, 'hub.callback': `${sub.url}/refused` })
+      const ping = await hubRequest(server, { 'hub.mode': 'publish', 'hub.url': topic })
+      assert.equal(ping.status, 202)
+      await until('the failed fetch to be logged', () =>
+        lines.some((line) => line.msg.includes('could not be fetched')) ? true : undefined,
+      )
+      assert.deepEqual(
+        lines.filter((line) => line.level >= 50),
+        [],
+        'the hub logged an error for what is an outcome of the ping',
+      )
+      assert.equal(posts(sub, '/refused').length, 0)
+    } finally {
+      await server.close()
+      await sub.close()
+    }
   })
 })
