@@ -43,7 +43,7 @@ export interface RunExtension {
 }
 
 /**
- * Asks for the deliveries that follow `afterSeq` in the run's queue (DeliveryStore.extendRun);
+ * Asks for the deliveries that follow `afterSeq` in the run's queue (QueueStore.extendRun);
  * undefined, or none, when the run is to end with what it has.
  */
 export type ExtendRun = (afterSeq: number) => Promise<RunExtension | undefined>

@@ -27,10 +27,32 @@ import type { NewEvent, StoredEvent } from '../core/event.ts'
  */
 export const MAX_READ_BYTES = 4 * 1024 * 1024
 
-export interface Store extends DeliveryStore {
+/**
+ * Everything a backend keeps. Each consumer is given the narrow part it uses: the topic log an
+ * `EventStore`, the dispatcher a `QueueStore`, the hook and WebSub routes a `HookStore`, the node's
+ * heartbeat a `NodeStore`.
+ */
+export interface Store extends EventStore, HookStore, QueueStore, NodeStore {
+  /**
+   * Removes events past retention, expired idempotency keys, and settled deliveries (with their
+   * attempts) last updated longer ago than the events' default maximum age.
+   */
+  prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult>
+  /**
+   * Why the store cannot write at the moment (a write failed for want of a writable file, or the
+   * database cannot be reached), or undefined when it can: the server is not ready while it cannot.
+   */
+  cannotWrite(): Promise<string | undefined>
+  /** `sqlite` or `postgres`, as `GET /v1/cluster` names it. */
+  readonly kind: 'sqlite' | 'postgres'
+  close(): Promise<void>
+}
+
+/** Topics and their events. */
+export interface EventStore {
   /**
    * Also creates, in the same transaction, one pending delivery per stored event and matching hook
-   * (see DeliveryStore): an acknowledged event never misses a hook, even across a crash.
+   * (see HookStore): an acknowledged event never misses a hook, even across a crash.
    */
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult>
   read(topic: string, afterSeq: number, limit: number, maxBytes?: number): Promise<StoredEvent[]>
@@ -38,17 +60,6 @@ export interface Store extends DeliveryStore {
   topics(options: { after?: string; limit: number }): Promise<TopicInfo[]>
   /** Creates the topic if needed and sets its own retention (null: the server default). */
   configureTopic(name: string, retention: Retention): Promise<TopicInfo>
-  /**
-   * Removes events past retention, expired idempotency keys, and settled deliveries (with their
-   * attempts) last updated longer ago than the events' default maximum age.
-   */
-  prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult>
-  /**
-   * Why the store cannot write at the moment (a write failed for want of a writable file), or
-   * undefined when it can: the server is not ready while it cannot.
-   */
-  cannotWrite(): Promise<string | undefined>
-  close(): Promise<void>
 }
 
 export interface AppendOptions {
@@ -201,6 +212,12 @@ export interface AttemptResult {
 export interface ClaimedRun {
   hook: HookRecord
   deliveries: ClaimedDelivery[]
+  /**
+   * The lease token of this claim: every settlement and extension of the run carries it, and changes
+   * only rows still leased under it. A dispatcher paused past its lease (its rows rescued and claimed
+   * by another) can then neither settle nor extend what another one now holds.
+   */
+  lease: string
 }
 
 export interface ClaimedDelivery {
@@ -215,6 +232,7 @@ export interface ClaimedDelivery {
 }
 
 export interface ClaimRequest {
+  /** The node claiming (its id): its leases are released when it stops or is found dead. */
   owner: string
   now: number
   leaseMs: number
@@ -231,9 +249,11 @@ export interface ClaimRequest {
   limit: number
 }
 
-/** The continuation of an ordered run still in flight (see DeliveryStore.extendRun). */
+/** The continuation of an ordered run still in flight (see QueueStore.extendRun). */
 export interface ExtendRequest {
   owner: string
+  /** The run's lease token: nothing is claimed unless the run still holds rows under it. */
+  lease: string
   now: number
   leaseMs: number
   hookId: string
@@ -245,6 +265,8 @@ export interface ExtendRequest {
 
 /** What the dispatcher learned, written in one transaction. */
 export interface Settlement {
+  /** The run's lease token: outcomes, releases and the carry apply only to rows still leased under it. */
+  lease: string
   now: number
   outcomes: DeliveryOutcome[]
   /** Claimed deliveries that were not sent (their run stopped): their leases are let go. */
@@ -303,7 +325,8 @@ export interface VerificationRecord {
   completed_at: number | null
 }
 
-export interface DeliveryStore {
+/** Hooks and WebSub subscriptions, their deliveries and attempts, as the admin routes see them. */
+export interface HookStore {
   createHook(hook: HookRecord): Promise<HookRecord>
   hook(id: string): Promise<HookRecord | undefined>
   /** Hooks of one kind in id order; WebSub subscriptions optionally of one hub.topic. */
@@ -320,19 +343,6 @@ export interface DeliveryStore {
   /** undefined when there is no such hook. */
   updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined>
   deleteHook(id: string): Promise<boolean>
-
-  /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
-  claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
-  /**
-   * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a
-   * claim when the run's deliveries run out: the queue's pending deliveries after `afterSeq` that no
-   * one holds, up to `runLength`, under a lease, with the hook as it is now. undefined when the hook
-   * is gone, not active or no longer ordered; no deliveries when nothing follows yet.
-   */
-  extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined>
-  settleDeliveries(settlement: Settlement): Promise<SettleResult>
-  /** When the earliest pending delivery not leased is due (ms), or null when none is. */
-  nextDueAt(): Promise<number | null>
 
   delivery(hookId: string, id: number): Promise<DeliveryRecord | undefined>
   /** The attempts log of a hook, newest first; optionally of one delivery or one event. */
@@ -351,4 +361,47 @@ export interface DeliveryStore {
    */
   replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }>
   deliveryCounts(): Promise<Record<DeliveryState, number>>
+}
+
+/** The durable delivery queue, as the dispatcher uses it. */
+export interface QueueStore {
+  /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
+  claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
+  /**
+   * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a
+   * claim when the run's deliveries run out: the queue's pending deliveries after `afterSeq` that no
+   * one holds, up to `runLength`, under a lease, with the hook as it is now. undefined when the hook
+   * is gone, not active or no longer ordered; no deliveries when nothing follows yet.
+   */
+  extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined>
+  settleDeliveries(settlement: Settlement): Promise<SettleResult>
+  /** When the earliest pending delivery not leased is due (ms), or null when none is. */
+  nextDueAt(): Promise<number | null>
+}
+
+export interface NodeRecord {
+  id: string
+  /** Milliseconds since the epoch, by the store's clock (the database's, on PostgreSQL). */
+  started_at: number
+  heartbeat_at: number
+}
+
+/**
+ * The nodes that serve one store, so that the deliveries a node leased are not held for a whole lease
+ * when it is gone: a node that starts or stops gracefully lets go at once, and a node found dead has
+ * its leases rescued by the others. On SQLite one server holds the data directory (its lock), so a
+ * node that joins knows every lease left in the file belongs to a dead process.
+ */
+export interface NodeStore {
+  /** Records the node as live and rescues the leases of nodes that are gone. */
+  joinCluster(nodeId: string): Promise<void>
+  /**
+   * Marks the node alive; releases the leases of nodes whose heartbeat is older than `staleMs` (or,
+   * on PostgreSQL, whose database session is gone: a killed process) and forgets them. Returns how
+   * many deliveries it released.
+   */
+  heartbeat(nodeId: string, staleMs: number): Promise<number>
+  /** A graceful stop: releases the node's leases (its queues move on at once) and forgets it. */
+  leaveCluster(nodeId: string): Promise<void>
+  nodes(): Promise<NodeRecord[]>
 }

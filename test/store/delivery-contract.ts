@@ -63,7 +63,7 @@ const settle = (store: Store, now: number, fields: Partial<Parameters<Store['set
     ...fields,
   })
 
-/** The webhook delivery queue every Store backend must keep (see DeliveryStore in src/store/store.ts). */
+/** The webhook delivery queue every Store backend must keep (see HookStore and QueueStore in src/store/store.ts). */
 export function deliveryContract(name: string, open: () => Promise<StoreHarness>): void {
   describe(`Delivery queue contract: ${name}`, () => {
     const withStore = storeTest(open)
