@@ -1,7 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { errors } from '../../core/errors.ts'
-import { type NewEvent, type StoredEvent, withPosition } from '../../core/event.ts'
+import type { NewEvent } from '../../core/event.ts'
+import { planAppend } from '../append-plan.ts'
 import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo } from '../store.ts'
 import { describeTopic, type Statements, type TopicRow } from './database.ts'
 import type { DeliveryTables, NewDeliveryEvent } from './deliveries.ts'
@@ -66,64 +66,25 @@ export class SqliteWriter {
       s.createTopic.run(topic, options.now)
       row = s.topicByName.get(topic) as unknown as TopicRow
     }
-    if (options.idempotencyKey !== undefined) {
-      const previous = s.idempotencyKey.get(row.id, options.idempotencyKey) as
-        | { request_hash: string; response: string }
-        | undefined
-      if (previous) {
-        if (previous.request_hash !== options.requestHash) {
-          throw errors.idempotencyKeyReused(
-            'This Idempotency-Key was used with a different request in this topic.',
-            'Idempotency-Key',
-          )
-        }
-        return {
-          events: JSON.parse(previous.response) as StoredEvent[],
-          stored: 0,
-          head: row.head_seq,
-          deliveries: 0,
-        }
-      }
+    const topicId = row.id
+    // The lookups see this transaction's earlier writes (SQLite has a single writer: the lock is held).
+    const plan = planAppend(topic, row.head_seq, events, options, {
+      previousRequest: (key) =>
+        s.idempotencyKey.get(topicId, key) as { request_hash: string; response: string } | undefined,
+      storedEvent: (source, id) =>
+        s.eventBySourceAndId.get(topicId, source, id) as { seq: number; body: string } | undefined,
+    })
+    if (plan.repeat) return { events: plan.events, stored: 0, head: plan.head, deliveries: 0 }
+    for (const event of plan.rows) {
+      s.insertEvent.run(topicId, event.seq, event.id, event.source, options.now, event.json)
     }
-    let head = row.head_seq
-    const stored: StoredEvent[] = []
-    // Client-supplied (source, id) pairs stored by this request, keyed by both (JSON: unambiguous).
-    const storedInThisRequest = new Map<string, StoredEvent>()
-    const fresh: NewDeliveryEvent[] = []
-    for (const event of events) {
-      const key = event.clientId ? JSON.stringify([event.source, event.id]) : undefined
-      if (key !== undefined) {
-        const repeat =
-          storedInThisRequest.get(key) ??
-          (s.eventBySourceAndId.get(row.id, event.source, event.id) as
-            | { seq: number; body: string }
-            | undefined)
-        if (repeat) {
-          stored.push('json' in repeat ? repeat : { topic, seq: repeat.seq, id: event.id, json: repeat.body })
-          continue
-        }
-      }
-      head += 1
-      const json = withPosition(event.body, topic, head)
-      // A generated id is never looked up: its source is not recorded for dedupe (NULL).
-      s.insertEvent.run(row.id, head, event.id, key === undefined ? null : event.source, options.now, json)
-      const storedEvent = { topic, seq: head, id: event.id, json }
-      if (key !== undefined) storedInThisRequest.set(key, storedEvent)
-      stored.push(storedEvent)
-      fresh.push({ seq: head, id: event.id, type: event.type })
+    if (plan.head !== row.head_seq) s.advanceHead.run(plan.head, topicId)
+    if (plan.idempotency) {
+      const { key, requestHash, response } = plan.idempotency
+      s.insertIdempotencyKey.run(topicId, key, requestHash, response, options.now)
     }
-    if (head !== row.head_seq) s.advanceHead.run(head, row.id)
-    if (options.idempotencyKey !== undefined) {
-      s.insertIdempotencyKey.run(
-        row.id,
-        options.idempotencyKey,
-        options.requestHash ?? '',
-        JSON.stringify(stored),
-        options.now,
-      )
-    }
-    const deliveries = this.deliveries.createForEvents(row.id, topic, fresh, options.now)
-    return { events: stored, stored: head - row.head_seq, head, deliveries }
+    const deliveries = this.deliveries.createForEvents(topicId, topic, plan.fresh, options.now)
+    return { events: plan.events, stored: plan.head - row.head_seq, head: plan.head, deliveries }
   }
 
   configureTopic(name: string, retention: Retention, now: number): TopicInfo {
