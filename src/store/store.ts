@@ -45,6 +45,12 @@ export interface Store extends EventStore, HookStore, QueueStore, NodeStore {
   cannotWrite(): Promise<string | undefined>
   /** `sqlite` or `postgres`, as `GET /v1/cluster` names it. */
   readonly kind: 'sqlite' | 'postgres'
+  /**
+   * The store's clock (ms since the epoch), which every time given to it should come from: leases,
+   * due times and heartbeats are compared across nodes, so on PostgreSQL it is the database's clock
+   * (synchronised, then advanced by this process's monotonic clock), never a node's wall clock.
+   */
+  now(): number
   close(): Promise<void>
 }
 

@@ -33,8 +33,12 @@ export function storeTest(open: () => Promise<StoreHarness>) {
 }
 
 /** The behaviour every Store backend must have; each backend's test file runs this suite. */
-export function storeContract(name: string, open: () => Promise<StoreHarness>): void {
-  describe(`Store contract: ${name}`, () => {
+export function storeContract(
+  name: string,
+  open: () => Promise<StoreHarness>,
+  options: { skip?: string | false } = {},
+): void {
+  describe(`Store contract: ${name}`, { skip: options.skip ?? false }, () => {
     const withStore = storeTest(open)
 
     withStore('assigns seq 1, 2, 3… per topic, independently for each topic', async ({ store }) => {

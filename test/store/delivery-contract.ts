@@ -64,8 +64,12 @@ const settle = (store: Store, now: number, fields: Partial<Parameters<Store['set
   })
 
 /** The webhook delivery queue every Store backend must keep (see HookStore and QueueStore in src/store/store.ts). */
-export function deliveryContract(name: string, open: () => Promise<StoreHarness>): void {
-  describe(`Delivery queue contract: ${name}`, () => {
+export function deliveryContract(
+  name: string,
+  open: () => Promise<StoreHarness>,
+  options: { skip?: string | false } = {},
+): void {
+  describe(`Delivery queue contract: ${name}`, { skip: options.skip ?? false }, () => {
     const withStore = storeTest(open)
 
     withStore(

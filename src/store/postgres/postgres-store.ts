@@ -1,0 +1,400 @@
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import type pg from 'pg'
+import { errors } from '../../core/errors.ts'
+import type { NewEvent, StoredEvent } from '../../core/event.ts'
+import type {
+  AppendOptions,
+  AppendResult,
+  AttemptRecord,
+  ClaimedRun,
+  ClaimRequest,
+  DeliveryRecord,
+  DeliveryState,
+  ExtendRequest,
+  HookChanges,
+  HookKind,
+  HookRecord,
+  NodeRecord,
+  PruneResult,
+  ReplayRequest,
+  Retention,
+  Settlement,
+  SettleResult,
+  Store,
+  TopicInfo,
+  VerificationRecord,
+  VerificationState,
+} from '../store.ts'
+import { MAX_READ_BYTES } from '../store.ts'
+import { DatabaseClock } from './clock.ts'
+import { asStoreError, createPool, migrate, type PostgresOptions, unavailableReason } from './database.ts'
+import { PostgresDeliveries } from './deliveries.ts'
+import { PostgresNodes } from './nodes.ts'
+import { PostgresWriter } from './writer.ts'
+
+export interface PostgresStoreOptions extends PostgresOptions {
+  /** The retry schedule's first delay: a new delivery is due this long after its event is stored. */
+  firstDeliveryDelayMs?: number
+}
+
+/** How often, at most, the database is probed when readiness is asked. */
+const PROBE_INTERVAL_MS = 1000
+/** How long a readiness probe may take before the database counts as unreachable. */
+const PROBE_TIMEOUT_MS = 2000
+/** Events deleted per statement while pruning, so that no statement holds its locks for long. */
+const PRUNE_CHUNK = 5000
+
+interface TopicRow {
+  id: number
+  name: string
+  head_seq: number
+  created_at: number
+  retention_max_age_ms: number | null
+  retention_max_events: number | null
+  first_seq: number | null
+}
+
+const TOPIC_SELECT = `SELECT t.*, (SELECT min(seq) FROM events e WHERE e.topic_id = t.id) AS first_seq FROM topics t`
+
+function describeTopic(row: TopicRow): TopicInfo {
+  const firstSeq = row.first_seq ?? row.head_seq + 1
+  return {
+    topic: row.name,
+    head_seq: row.head_seq,
+    first_seq: firstSeq,
+    events: row.head_seq - firstSeq + 1,
+    created_at: new Date(row.created_at).toISOString(),
+    retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
+  }
+}
+
+/**
+ * The Store in PostgreSQL (HERALD_DATABASE_URL), for one node or many sharing the database: the same
+ * contract as the SQLite store (test/store/contract.ts). Appends are group-committed (writer.ts);
+ * the delivery queue is leased with SKIP LOCKED and fenced by lease tokens (deliveries.ts); nodes
+ * announce themselves and rescue the leases of dead ones (nodes.ts).
+ */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres'
+  private readonly pool: pg.Pool
+  private readonly writer: PostgresWriter
+  private readonly deliveries: PostgresDeliveries
+  private readonly nodeTable: PostgresNodes
+  private readonly clock = new DatabaseClock()
+  private closed = false
+  /** Why the database could not be used at the last probe or write, until one succeeds again. */
+  private failure: string | undefined
+  private lastProbe = 0
+  private probing: Promise<void> | undefined
+
+  private constructor(pool: pg.Pool, options: PostgresStoreOptions) {
+    this.pool = pool
+    const firstDelayMs = options.firstDeliveryDelayMs ?? 0
+    this.writer = new PostgresWriter(pool, firstDelayMs, (error) => this.failed(error))
+    this.deliveries = new PostgresDeliveries(pool, firstDelayMs)
+    this.nodeTable = new PostgresNodes(pool, options, this.clock)
+  }
+
+  /** Connects, migrates (once across nodes starting together) and reads the database's clock. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const pool = createPool(options)
+    try {
+      await migrate(pool, options.schema)
+      const store = new PostgresStore(pool, options)
+      await store.clock.sync(pool)
+      return store
+    } catch (error) {
+      await pool.end().catch(() => {})
+      const reason = unavailableReason(error)
+      throw new Error(
+        reason === undefined
+          ? `Cannot open the PostgreSQL store: ${(error as Error).message}`
+          : `Cannot reach PostgreSQL at HERALD_DATABASE_URL: ${reason}`,
+        { cause: error },
+      )
+    }
+  }
+
+  now(): number {
+    return this.clock.now()
+  }
+
+  /** Records why the database cannot be used (readiness reports it) and maps the error to a 503. */
+  private failed(error: unknown): unknown {
+    const reason = unavailableReason(error)
+    if (reason !== undefined) this.failure = reason
+    return asStoreError(error)
+  }
+
+  /** Runs a query outside the writer, mapping an unreachable database to a 503. */
+  private async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closed) throw errors.unavailable('The store is closed.')
+    try {
+      return await work()
+    } catch (error) {
+      throw this.failed(error)
+    }
+  }
+
+  async cannotWrite(): Promise<string | undefined> {
+    if (this.closed) return 'the store is closed'
+    if (Date.now() - this.lastProbe >= PROBE_INTERVAL_MS) {
+      this.lastProbe = Date.now()
+      this.probing ??= this.probe().finally(() => {
+        this.probing = undefined
+      })
+    }
+    await this.probing
+    return this.failure
+  }
+
+  private async probe(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('connection timeout: no answer within 2s')), PROBE_TIMEOUT_MS)
+    })
+    try {
+      await Promise.race([this.clock.sync(this.pool), timeout])
+      this.failure = undefined
+    } catch (error) {
+      this.failure = unavailableReason(error) ?? (error as Error).message
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(errors.unavailable('The store is closed.'))
+    return this.writer.append(topic, events, options).then((result) => {
+      this.failure = undefined
+      return result
+    })
+  }
+
+  read(topic: string, afterSeq: number, limit: number, maxBytes = MAX_READ_BYTES): Promise<StoredEvent[]> {
+    return this.run(async () => {
+      // The byte budget is applied in the database: the rows past it are never sent.
+      const result = await this.pool.query<{ seq: number; id: string; body: string }>({
+        name: 'herald-read',
+        text: `SELECT seq, id, body FROM (
+            SELECT seq, id, body, sum(length(body)) OVER (ORDER BY seq) - length(body) AS before
+            FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = $1) AND seq > $2
+            ORDER BY seq LIMIT $3) page
+          WHERE before < $4 ORDER BY seq`,
+        values: [topic, afterSeq, limit, maxBytes],
+      })
+      return result.rows.map((row) => ({ topic, seq: row.seq, id: row.id, json: row.body }))
+    })
+  }
+
+  topic(name: string): Promise<TopicInfo | undefined> {
+    return this.run(async () => {
+      const result = await this.pool.query<TopicRow>({
+        name: 'herald-topic',
+        text: `${TOPIC_SELECT} WHERE t.name = $1`,
+        values: [name],
+      })
+      const row = result.rows[0]
+      return row && describeTopic(row)
+    })
+  }
+
+  topics({ after = '', limit }: { after?: string; limit: number }): Promise<TopicInfo[]> {
+    return this.run(async () => {
+      const result = await this.pool.query<TopicRow>(
+        `${TOPIC_SELECT} WHERE t.name > $1 ORDER BY t.name LIMIT $2`,
+        [after, limit],
+      )
+      return result.rows.map(describeTopic)
+    })
+  }
+
+  configureTopic(name: string, retention: Retention): Promise<TopicInfo> {
+    return this.run(async () => {
+      const result = await this.pool.query<TopicRow>(
+        `WITH t AS (
+           INSERT INTO topics (name, created_at, retention_max_age_ms, retention_max_events) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name) DO UPDATE SET retention_max_age_ms = $3, retention_max_events = $4
+           RETURNING *)
+         SELECT t.*, (SELECT min(seq) FROM events e WHERE e.topic_id = t.id) AS first_seq FROM t`,
+        [name, Date.now(), retention.maxAgeMs, retention.maxEvents],
+      )
+      return describeTopic(result.rows[0]!)
+    })
+  }
+
+  prune(now: number, defaults: Retention, idempotencyTtlMs: number): Promise<PruneResult> {
+    return this.run(async () => {
+      let removed = 0
+      const topics = await this.pool.query<TopicRow>('SELECT * FROM topics')
+      for (const topic of topics.rows) {
+        const maxEvents = topic.retention_max_events ?? defaults.maxEvents
+        const maxAgeMs = topic.retention_max_age_ms ?? defaults.maxAgeMs
+        if (maxEvents === null && maxAgeMs === null) continue
+        // Oldest first, a chunk at a time, stopping at the first event retention keeps: what remains
+        // is contiguous.
+        for (;;) {
+          if (this.closed) return { events: removed, idempotencyKeys: 0, deliveries: 0 }
+          const first = (
+            await this.pool.query<{ seq: number | null }>(
+              'SELECT min(seq) AS seq FROM events WHERE topic_id = $1',
+              [topic.id],
+            )
+          ).rows[0]!.seq
+          if (first === null) break
+          let cutoff = first - 1
+          const chunkEnd = first + PRUNE_CHUNK - 1
+          if (maxEvents !== null) cutoff = Math.max(cutoff, Math.min(chunkEnd, topic.head_seq - maxEvents))
+          if (maxAgeMs !== null) {
+            // The last event of the run from `first` stored before the cutoff time.
+            const old = await this.pool.query<{ seq: number | null }>(
+              `SELECT max(seq) AS seq FROM events
+               WHERE topic_id = $1 AND seq BETWEEN $2 AND $3 AND stored_at < $4
+                 AND seq < COALESCE((SELECT min(seq) FROM events
+                                     WHERE topic_id = $1 AND seq BETWEEN $2 AND $3 AND stored_at >= $4), $3 + 1)`,
+              [topic.id, first, chunkEnd, now - maxAgeMs],
+            )
+            const seq = old.rows[0]!.seq
+            if (seq !== null) cutoff = Math.max(cutoff, seq)
+          }
+          if (cutoff < first) break
+          const deleted = await this.pool.query('DELETE FROM events WHERE topic_id = $1 AND seq <= $2', [
+            topic.id,
+            cutoff,
+          ])
+          removed += deleted.rowCount ?? 0
+          await nextTurn()
+        }
+      }
+      const keys = await this.pool.query('DELETE FROM idempotency_keys WHERE created_at < $1', [
+        now - idempotencyTtlMs,
+      ])
+      // The delivery log is kept as long as events are by default (a week unless configured).
+      const deliveries = await this.deliveries.prune(
+        defaults.maxAgeMs === null ? 0 : now - defaults.maxAgeMs,
+        now,
+      )
+      return { events: removed, idempotencyKeys: keys.rowCount ?? 0, deliveries }
+    })
+  }
+
+  // ---- hooks, deliveries and nodes (deliveries.ts, nodes.ts) -----------------------------------
+
+  createHook(hook: HookRecord): Promise<HookRecord> {
+    return this.run(() => this.deliveries.createHook(hook))
+  }
+
+  hook(id: string): Promise<HookRecord | undefined> {
+    return this.run(() => this.deliveries.hook(id))
+  }
+
+  hooks(options: {
+    after?: string
+    limit: number
+    kind?: HookKind
+    topicUrl?: string
+  }): Promise<HookRecord[]> {
+    return this.run(() => this.deliveries.hooks(options))
+  }
+
+  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
+    return this.run(() => this.deliveries.upsertWebsubSubscription(subscription))
+  }
+
+  websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
+    return this.run(() => this.deliveries.websubSubscription(topicUrl, callback))
+  }
+
+  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
+    return this.run(() => this.deliveries.recordVerification(verification))
+  }
+
+  completeVerification(
+    id: number,
+    state: VerificationState,
+    error: string | null,
+    now: number,
+  ): Promise<void> {
+    return this.run(() => this.deliveries.completeVerification(id, state, error, now))
+  }
+
+  verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {
+    return this.run(() => this.deliveries.verifications(options))
+  }
+
+  updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined> {
+    return this.run(() => this.deliveries.updateHook(id, changes, now))
+  }
+
+  deleteHook(id: string): Promise<boolean> {
+    return this.run(() => this.deliveries.deleteHook(id))
+  }
+
+  claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]> {
+    return this.run(() => this.deliveries.claim(request))
+  }
+
+  extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined> {
+    return this.run(() => this.deliveries.extend(request))
+  }
+
+  settleDeliveries(settlement: Settlement): Promise<SettleResult> {
+    return this.run(() => this.deliveries.settle(settlement))
+  }
+
+  nextDueAt(): Promise<number | null> {
+    return this.run(() => this.deliveries.nextDueAt())
+  }
+
+  delivery(hookId: string, id: number): Promise<DeliveryRecord | undefined> {
+    return this.run(() => this.deliveries.delivery(hookId, id))
+  }
+
+  attempts(
+    hookId: string,
+    options: { deliveryId?: number; eventId?: string; before?: number; limit: number },
+  ): Promise<AttemptRecord[]> {
+    return this.run(() => this.deliveries.attempts(hookId, options))
+  }
+
+  retryDelivery(hookId: string, id: number, now: number): Promise<DeliveryRecord | undefined> {
+    return this.run(() => this.deliveries.retry(hookId, id, now))
+  }
+
+  replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }> {
+    return this.run(() => this.deliveries.replay(hookId, request))
+  }
+
+  deliveryCounts(): Promise<Record<DeliveryState, number>> {
+    return this.run(() => this.deliveries.counts())
+  }
+
+  joinCluster(nodeId: string): Promise<void> {
+    return this.run(() => this.nodeTable.join(nodeId))
+  }
+
+  heartbeat(nodeId: string, staleMs: number): Promise<number> {
+    return this.run(async () => {
+      // Each heartbeat also re-reads the database's clock: drift between reads stays small.
+      await this.clock.sync(this.pool)
+      return this.nodeTable.heartbeat(nodeId, staleMs)
+    })
+  }
+
+  leaveCluster(nodeId: string): Promise<void> {
+    return this.run(() => this.nodeTable.leave(nodeId))
+  }
+
+  nodes(): Promise<NodeRecord[]> {
+    return this.run(() => this.nodeTable.list())
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    // Appends already accepted finish their commit before the connections close.
+    while (!this.writer.idle) await new Promise((resolve) => setTimeout(resolve, 5))
+    this.closed = true
+    await this.nodeTable.close()
+    await this.pool.end()
+  }
+}

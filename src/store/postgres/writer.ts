@@ -1,0 +1,324 @@
+import type pg from 'pg'
+import type { NewEvent } from '../../core/event.ts'
+import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { type AppendPlan, planAppend } from '../append-plan.ts'
+import type { AppendOptions, AppendResult } from '../store.ts'
+
+/**
+ * Appends in PostgreSQL, group-committed: the appends that arrive while the previous group commits
+ * are coalesced into one transaction, sent as two pipelined round trips (the first takes the locks
+ * and reads what the decisions need, the second writes the rows and commits), with one WAL flush for
+ * the whole group. Up to MAX_GROUPS groups are in flight at once, so that a group forms and reads
+ * while the one before it waits for its flush.
+ *
+ * Why seq order is visibility order, so that a reader of `seq > cursor` never skips a row committed
+ * late: every append to a topic first locks the topic's row (the upsert below) and holds that lock to
+ * its commit, and reads head_seq only once it holds it. So the transactions that write one topic run
+ * one after another, each starting from the head its predecessor committed; and PostgreSQL makes a
+ * transaction visible before it releases its locks, so a later seq can never be visible while an
+ * earlier one is not. Several topics in one group are locked in name order, so two groups never wait
+ * for each other in a cycle.
+ */
+
+/** Groups committing at once; more only queue on the same topic locks and connections. */
+const MAX_GROUPS = 3
+
+/** Topics carrying external WebSub content, delivered to their subscriptions only (src/delivery/websub.ts). */
+const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
+
+interface PendingAppend {
+  topic: string
+  events: NewEvent[]
+  options: AppendOptions
+  resolve: (result: AppendResult) => void
+  reject: (error: unknown) => void
+}
+
+interface TopicLock {
+  id: number
+  name: string
+  head_seq: number
+}
+
+/** A hook that may take deliveries of a topic in this group, as the fan-out query finds it. */
+interface Candidate {
+  id: string
+  event: string | null
+  ordered: boolean
+  topic_id: number
+  topic: string
+  /** An ordered hook whose queue for the topic already has a pending delivery. */
+  busy: boolean
+}
+
+const SQL = {
+  // Creates the topics that are new and locks every one of them, in name order.
+  lockTopics: `INSERT INTO topics (name, created_at)
+    SELECT name, $2 FROM unnest($1::text[]) AS x(name) ORDER BY name
+    ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+    RETURNING id, name, head_seq`,
+  keys: `SELECT t.name AS topic, k.key, k.request_hash, k.response
+    FROM unnest($1::text[], $2::text[]) AS x(topic, key)
+    JOIN topics t ON t.name = x.topic JOIN idempotency_keys k ON k.topic_id = t.id AND k.key = x.key`,
+  eventsBySourceId: `SELECT t.name AS topic, e.source, e.id, e.seq, e.body
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS x(topic, source, id)
+    JOIN topics t ON t.name = x.topic
+    JOIN events e ON e.topic_id = t.id AND e.source = x.source AND e.id = x.id`,
+  // The hooks that may take deliveries: the topic's own, and topic-less ones by the first segment of
+  // their pattern (not for external WebSub content). A WebSub subscription whose lease ended gets
+  // nothing more. Read after the topic locks: an advancing queue takes the topic row's lock too
+  // (deliveries.ts), so `busy` cannot change before this transaction commits.
+  candidates: `SELECT h.id, h.event, h.ordered, t.id AS topic_id, t.name AS topic,
+      h.ordered AND EXISTS (SELECT 1 FROM deliveries d
+        WHERE d.hook_id = h.id AND d.topic_id = t.id AND d.state = 'pending') AS busy
+    FROM topics t JOIN hooks h ON h.state <> 'disabled' AND (h.expires_at IS NULL OR h.expires_at > $3)
+      AND (h.topic = t.name OR (h.topic IS NULL AND NOT starts_with(t.name, '${WEBSUB_CONTENT_PREFIX}')
+        AND (h.event_root = '*' OR h.event_root = ANY($2::text[]))))
+    WHERE t.name = ANY($1::text[])`,
+  insertEvents: `INSERT INTO events (topic_id, seq, id, source, stored_at, body)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])`,
+  advanceHeads: `UPDATE topics t SET head_seq = x.head FROM unnest($1::bigint[], $2::bigint[]) AS x(id, head)
+    WHERE t.id = x.id`,
+  insertKeys: `INSERT INTO idempotency_keys (topic_id, key, request_hash, response, created_at)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])`,
+  insertDeliveries: `INSERT INTO deliveries (hook_id, topic_id, seq, event_id, state, due_at, created_at, updated_at)
+    SELECT h, t, s, e, 'pending', d, c, c
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS x(h, t, s, e, d, c)
+    ON CONFLICT (hook_id, topic_id, seq) DO NOTHING`,
+}
+
+/** Columns of an unnest insert, filled row by row. */
+function columns<T extends unknown[][]>(count: number): T {
+  return Array.from({ length: count }, () => []) as unknown as T
+}
+
+export class PostgresWriter {
+  private readonly pool: pg.Pool
+  private readonly firstDelayMs: number
+  private readonly onFailure: (error: unknown) => unknown
+  private queue: PendingAppend[] = []
+  private inFlight = 0
+  private scheduled = false
+
+  /** `onFailure` turns a failed commit into the error each request of the group is rejected with. */
+  constructor(pool: pg.Pool, firstDelayMs: number, onFailure: (error: unknown) => unknown) {
+    this.pool = pool
+    this.firstDelayMs = firstDelayMs
+    this.onFailure = onFailure
+  }
+
+  append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ topic, events, options, resolve, reject })
+      this.kick()
+    })
+  }
+
+  /** Whether appends are waiting or committing (close waits for them). */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0
+  }
+
+  private kick(): void {
+    if (this.scheduled || this.inFlight >= MAX_GROUPS || this.queue.length === 0) return
+    this.scheduled = true
+    // After the rest of this turn of the event loop, so that its requests join the group.
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.inFlight >= MAX_GROUPS || this.queue.length === 0) return
+      const group = this.queue
+      this.queue = []
+      this.inFlight++
+      void this.commit(group).finally(() => {
+        this.inFlight--
+        this.kick()
+      })
+    })
+  }
+
+  private async commit(group: PendingAppend[]): Promise<void> {
+    let client: pg.PoolClient
+    try {
+      client = await this.pool.connect()
+    } catch (error) {
+      for (const pending of group) pending.reject(this.onFailure(error))
+      return
+    }
+    let outcomes: Array<{ ok: true; value: AppendResult } | { ok: false; error: unknown }>
+    try {
+      outcomes = await this.transact(client, group)
+      client.release()
+    } catch (error) {
+      // Whether the commit happened is unknown when the connection dropped after COMMIT was sent:
+      // the request fails all the same, and a retry with its Idempotency-Key settles it.
+      client.query('ROLLBACK').catch(() => {})
+      client.release(error instanceof Error ? error : new Error(String(error)))
+      for (const pending of group) pending.reject(this.onFailure(error))
+      return
+    }
+    group.forEach((pending, index) => {
+      const outcome = outcomes[index]!
+      if (outcome.ok) pending.resolve(outcome.value)
+      else pending.reject(outcome.error)
+    })
+  }
+
+  private async transact(client: pg.PoolClient, group: PendingAppend[]) {
+    const names = [...new Set(group.map((pending) => pending.topic))].sort()
+    const now = group[0]!.options.now
+    const keyed = group.filter((pending) => pending.options.idempotencyKey !== undefined)
+    const withIds = group.flatMap((pending) =>
+      pending.events.filter((event) => event.clientId).map((event) => ({ topic: pending.topic, event })),
+    )
+    const roots = [
+      ...new Set(group.flatMap((pending) => pending.events.map((event) => eventRoot(event.type)))),
+    ]
+
+    // Round trip 1: the locks, then what the decisions need, read under them.
+    const first = await Promise.allSettled([
+      client.query('BEGIN'),
+      client.query<TopicLock>({ name: 'herald-lock-topics', text: SQL.lockTopics, values: [names, now] }),
+      keyed.length === 0
+        ? undefined
+        : client.query<{ topic: string; key: string; request_hash: string; response: string }>(SQL.keys, [
+            keyed.map((pending) => pending.topic),
+            keyed.map((pending) => pending.options.idempotencyKey!),
+          ]),
+      withIds.length === 0
+        ? undefined
+        : client.query<{ topic: string; source: string; id: string; seq: number; body: string }>(
+            SQL.eventsBySourceId,
+            [withIds.map((x) => x.topic), withIds.map((x) => x.event.source), withIds.map((x) => x.event.id)],
+          ),
+      client.query<Candidate>({
+        name: 'herald-fan-out-candidates',
+        text: SQL.candidates,
+        values: [names, roots, now],
+      }),
+    ])
+    for (const result of first) if (result.status === 'rejected') throw result.reason
+    const value = <T>(index: number) =>
+      (first[index] as PromiseFulfilledResult<pg.QueryResult<T & pg.QueryResultRow> | undefined>).value
+        ?.rows ?? []
+    const locks = new Map(value<TopicLock>(1).map((row) => [row.name, row]))
+    const previous = new Map(
+      value<{ topic: string; key: string; request_hash: string; response: string }>(2).map((row) => [
+        JSON.stringify([row.topic, row.key]),
+        row,
+      ]),
+    )
+    const storedById = new Map(
+      value<{ topic: string; source: string; id: string; seq: number; body: string }>(3).map((row) => [
+        JSON.stringify([row.topic, row.source, row.id]),
+        row,
+      ]),
+    )
+    const candidates = value<Candidate>(4)
+
+    // The decisions, request by request, each seeing those before it in the group.
+    const heads = new Map([...locks.values()].map((lock) => [lock.name, lock.head_seq]))
+    const events = columns<[number[], number[], string[], Array<string | null>, number[], string[]]>(6)
+    const keys = columns<[number[], string[], string[], string[], number[]]>(5)
+    const deliveries = columns<[string[], number[], number[], string[], Array<number | null>, number[]]>(6)
+    const busy = new Set(candidates.filter((c) => c.busy).map((c) => `${c.id}\n${c.topic}`))
+    const outcomes = group.map((pending) => {
+      const lock = locks.get(pending.topic)!
+      const head = heads.get(pending.topic)!
+      let plan: AppendPlan
+      try {
+        plan = planAppend(pending.topic, head, pending.events, pending.options, {
+          previousRequest: (key) => previous.get(JSON.stringify([pending.topic, key])),
+          storedEvent: (source, id) => storedById.get(JSON.stringify([pending.topic, source, id])),
+        })
+      } catch (error) {
+        return { ok: false as const, error }
+      }
+      if (plan.repeat) {
+        return {
+          ok: true as const,
+          value: { events: plan.events, stored: 0, head: plan.head, deliveries: 0 },
+        }
+      }
+      const { now: at } = pending.options
+      for (const row of plan.rows) {
+        events[0].push(lock.id)
+        events[1].push(row.seq)
+        events[2].push(row.id)
+        events[3].push(row.source)
+        events[4].push(at)
+        events[5].push(row.json)
+        if (row.source !== null) {
+          storedById.set(JSON.stringify([pending.topic, row.source, row.id]), {
+            ...row,
+            body: row.json,
+            topic: pending.topic,
+            source: row.source,
+          })
+        }
+      }
+      if (plan.idempotency) {
+        const { key, requestHash, response } = plan.idempotency
+        keys[0].push(lock.id)
+        keys[1].push(key)
+        keys[2].push(requestHash)
+        keys[3].push(response)
+        keys[4].push(at)
+        previous.set(JSON.stringify([pending.topic, key]), {
+          topic: pending.topic,
+          key,
+          request_hash: requestHash,
+          response,
+        })
+      }
+      heads.set(pending.topic, plan.head)
+      let created = 0
+      for (const hook of candidates) {
+        if (hook.topic !== pending.topic) continue
+        const queue = `${hook.id}\n${hook.topic}`
+        for (const event of plan.fresh) {
+          if (hook.event !== null && !matchesEventType(hook.event, event.type)) continue
+          // An ordered queue with something pending: the new delivery waits its turn (due_at NULL).
+          deliveries[0].push(hook.id)
+          deliveries[1].push(lock.id)
+          deliveries[2].push(event.seq)
+          deliveries[3].push(event.id)
+          deliveries[4].push(busy.has(queue) ? null : at + this.firstDelayMs)
+          deliveries[5].push(at)
+          if (hook.ordered) busy.add(queue)
+          created++
+        }
+      }
+      return {
+        ok: true as const,
+        value: { events: plan.events, stored: plan.rows.length, head: plan.head, deliveries: created },
+      }
+    })
+
+    // Round trip 2: the rows, the heads, the keys, the deliveries, and the commit.
+    const moved = [...heads].filter(([name, head]) => head !== locks.get(name)!.head_seq)
+    const second = await Promise.allSettled([
+      events[0].length === 0
+        ? undefined
+        : client.query({ name: 'herald-insert-events', text: SQL.insertEvents, values: events }),
+      moved.length === 0
+        ? undefined
+        : client.query({
+            name: 'herald-advance-heads',
+            text: SQL.advanceHeads,
+            values: [moved.map(([name]) => locks.get(name)!.id), moved.map(([, head]) => head)],
+          }),
+      keys[0].length === 0
+        ? undefined
+        : client.query({ name: 'herald-insert-keys', text: SQL.insertKeys, values: keys }),
+      deliveries[0].length === 0
+        ? undefined
+        : client.query({ name: 'herald-insert-deliveries', text: SQL.insertDeliveries, values: deliveries }),
+      client.query('COMMIT'),
+    ])
+    for (const result of second) if (result.status === 'rejected') throw result.reason
+    // COMMIT of a transaction a statement failed in answers ROLLBACK, without an error.
+    const commit = (second[4] as PromiseFulfilledResult<pg.QueryResult>).value
+    if (commit.command !== 'COMMIT') throw new Error(`The group commit was rolled back (${commit.command}).`)
+    return outcomes
+  }
+}
