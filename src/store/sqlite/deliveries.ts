@@ -1,5 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { fanOut } from '../../delivery/fan-out.ts'
+import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
@@ -223,18 +225,25 @@ export class DeliveryTables {
         hooks.set(hook.id, hook)
       }
     }
-    let created = 0
-    for (const hook of hooks.values()) {
-      let queueBusy = hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined
-      for (const event of events) {
-        if (hook.event !== null && !matchesEventType(hook.event, event.type)) continue
-        const dueAt = queueBusy ? null : now + this.firstDelayMs
-        this.s.insertDelivery.run(hook.id, topicId, event.seq, event.id, dueAt, now, now)
-        if (hook.ordered === 1) queueBusy = true
-        created++
-      }
+    const candidates = [...hooks.values()].map((hook) => ({
+      id: hook.id,
+      event: hook.event,
+      ordered: hook.ordered === 1,
+      queueBusy: hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined,
+    }))
+    const created = fanOut(candidates, events, now + this.firstDelayMs)
+    for (const delivery of created) {
+      this.s.insertDelivery.run(
+        delivery.hookId,
+        topicId,
+        delivery.seq,
+        delivery.eventId,
+        delivery.dueAt,
+        now,
+        now,
+      )
     }
-    return created
+    return created.length
   }
 
   // ---- the dispatcher's side ------------------------------------------------------------------
@@ -347,15 +356,9 @@ export class DeliveryTables {
       s.logDelivered.run(rows)
       s.markDelivered.run(now, rows)
     }
-    // A hook's failure clock follows its latest outcome: failures before a later success in this
-    // settlement do not start a failing streak, and a success after them ends it.
-    const lastSuccess = new Map<string, number>()
-    settlement.outcomes.forEach((outcome, index) => {
-      if (outcome.result === 'delivered') lastSuccess.set(outcome.hookId, index)
-    })
+    const health = outcomeHealth(settlement.outcomes)
     for (const [index, outcome] of settlement.outcomes.entries()) {
       if (outcome.result === 'delivered' || removed.has(outcome.hookId)) continue
-      const recovered = (lastSuccess.get(outcome.hookId) ?? -1) > index
       const attempt = outcome.attempt
       const delivery = s.deliveryAttempts.get(outcome.id) as { attempts: number } | undefined
       if (!delivery) continue // deleted with its hook meanwhile
@@ -376,21 +379,14 @@ export class DeliveryTables {
           const state = outcome.result === 'retry' ? 'pending' : 'failed'
           const dueAt = outcome.result === 'retry' ? outcome.dueAt : null
           s.settleDelivery.run(state, number, dueAt, attempt.status, attempt.error, now, outcome.id)
-          if (recovered) break
+          // A failure followed by a success of its hook in this settlement does not count.
+          if (!health.countsAsFailure[index]) break
           // Only a hook that was not failing yet changes: that is the start of a failing streak.
           const started = Number(s.hookFailed.run(now, outcome.hookId).changes) > 0
           const hook = this.hook(outcome.hookId)
           if (hook && started) failing.set(hook.id, hook)
-          // A WebSub subscription is not disabled: it stays active, and is retried to, until its
-          // lease ends (WebSub §7).
-          if (
-            hook &&
-            hook.kind === 'webhook' &&
-            hook.state !== 'disabled' &&
-            hook.failing_since !== null &&
-            now - hook.failing_since >= settlement.disableAfterMs
-          ) {
-            const reason = `failing continuously since ${new Date(hook.failing_since).toISOString()}`
+          const reason = hook && disableReason(hook, now, settlement.disableAfterMs)
+          if (hook && reason !== undefined) {
             s.disableHook.run(reason, now, hook.id)
             disabled.set(hook.id, this.hook(hook.id)!)
           }
@@ -404,10 +400,8 @@ export class DeliveryTables {
         }
       }
     }
-    for (const [hookId, index] of lastSuccess) {
-      if (!removed.has(hookId) && !settlement.outcomes.slice(index + 1).some((o) => o.hookId === hookId)) {
-        s.hookSucceeded.run(hookId)
-      }
+    for (const hookId of health.recovered) {
+      if (!removed.has(hookId)) s.hookSucceeded.run(hookId)
     }
     if (settlement.carry !== undefined) s.markBusy.run(now, settlement.carry)
     for (const id of settlement.released) s.release.run(id)
