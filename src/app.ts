@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
+import { ulid } from './core/event.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
@@ -69,8 +70,10 @@ export async function startHerald(
     allowPrivate: config.allowPrivateTargets,
     connectTimeoutMs: Math.min(10_000, config.deliveryTimeoutMs),
   })
+  const nodeId = `node-${ulid()}`
   const dispatcher = new Dispatcher({
     store,
+    nodeId,
     log,
     metrics,
     logger,
