@@ -238,6 +238,7 @@ export class Dispatcher {
       count(outcomes)
       settling.push(
         store.settleDeliveries({
+          lease: run.lease,
           now: Date.now(),
           outcomes,
           released: [],
@@ -254,8 +255,11 @@ export class Dispatcher {
     const extend: ExtendRun = async (afterSeq) => {
       if (this.stopped || this.running >= this.options.concurrency) return undefined
       const now = Date.now()
+      // Under the run's token: an extension leases its rows under it too, and gets nothing once the
+      // run holds nothing of its queue any more (its lease ran out and was rescued by another node).
       const claimed = store.extendRun({
         owner: this.owner,
+        lease: run.lease,
         now,
         leaseMs: this.leaseMs,
         hookId: hook.id,
@@ -285,6 +289,7 @@ export class Dispatcher {
     // crash cannot leave the queue with nothing due and nothing leased.
     settling.push(
       store.settleDeliveries({
+        lease: run.lease,
         now: Date.now(),
         outcomes: end.outcomes,
         released: end.unsent,

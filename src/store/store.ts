@@ -221,7 +221,9 @@ export interface ClaimedRun {
   /**
    * The lease token of this claim: every settlement and extension of the run carries it, and changes
    * only rows still leased under it. A dispatcher paused past its lease (its rows rescued and claimed
-   * by another) can then neither settle nor extend what another one now holds.
+   * by another) can then neither settle nor extend what another one now holds. One token per call of
+   * `claimDeliveries`, shared by the runs it returns (one settlement may cover several of them); a new
+   * one at every call, never reused.
    */
   lease: string
 }

@@ -53,7 +53,12 @@ function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
   })
 }
 
-const settle = (store: Store, now: number, fields: Partial<Parameters<Store['settleDeliveries']>[0]>) =>
+/** A settlement: `lease` is the token of the claim whose runs it settles. */
+const settle = (
+  store: Store,
+  now: number,
+  fields: Partial<Parameters<Store['settleDeliveries']>[0]> & { lease: string },
+) =>
   store.settleDeliveries({
     now,
     outcomes: [],
@@ -126,6 +131,7 @@ export function deliveryContract(
       const [run] = await claim(store, T0)
       const [d1, d2, d3] = run!.deliveries
       await settle(store, T0 + 1, {
+        lease: run!.lease,
         outcomes: [
           { id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' },
           { id: d2!.id, hookId: 'h', attempt: FAIL, result: 'retry', dueAt: T0 + 5_000 },
@@ -162,6 +168,7 @@ export function deliveryContract(
       await append(store, 'orders', T0 + 1, { type: 'b' })
       assert.deepEqual(await claim(store, T0 + 1), [])
       await settle(store, T0 + 2, {
+        lease: run!.lease,
         outcomes: [{ id: run!.deliveries[0]!.id, hookId: 'h', attempt: OK, result: 'delivered' }],
         advanced: [{ hookId: 'h', topic: 'orders' }],
       })
@@ -219,6 +226,7 @@ export function deliveryContract(
         const gone = runs.find((r) => r.hook.id === 'gone')!
         const flaky = runs.find((r) => r.hook.id === 'flaky')!
         const result = await settle(store, T0 + 1, {
+          lease: gone.lease,
           outcomes: [
             { id: gone.deliveries[0]!.id, hookId: 'gone', attempt: FAIL, result: 'gone' },
             { id: flaky.deliveries[0]!.id, hookId: 'flaky', attempt: FAIL, result: 'retry', dueAt: T0 + 10 },
@@ -233,6 +241,7 @@ export function deliveryContract(
         assert.deepEqual(await store.deliveryCounts(), { pending: 1, delivered: 0, failed: 0 })
         const [again] = await claim(store, T0 + 10)
         const later = await settle(store, T0 + 2_000, {
+          lease: again!.lease,
           outcomes: [{ id: again!.deliveries[0]!.id, hookId: 'flaky', attempt: FAIL, result: 'failed' }],
           disableAfterMs: 1_000,
         })
@@ -254,6 +263,7 @@ export function deliveryContract(
       await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
       const runs = await claim(store, T0)
       await settle(store, T0 + 1, {
+        lease: runs[0]!.lease,
         outcomes: runs.map((r) => ({
           id: r.deliveries[0]!.id,
           hookId: 'h',
@@ -284,6 +294,7 @@ export function deliveryContract(
         const [run] = await claim(store, T0)
         const [d1, d2, d3] = run!.deliveries
         await settle(store, T0 + 1, {
+          lease: run!.lease,
           outcomes: [
             { id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' },
             { id: d2!.id, hookId: 'h', attempt: FAIL, result: 'retry', dueAt: T0 + 5_000 },
@@ -307,6 +318,7 @@ export function deliveryContract(
         )
         assert.deepEqual(await claim(store, T0 + 5_001, { owner: 'B' }), [], 'one run per queue at a time')
         await settle(store, T0 + 5_002, {
+          lease: retryRun!.lease,
           outcomes: retryRun!.deliveries.map((d) => ({
             id: d.id,
             hookId: 'h',
@@ -335,6 +347,7 @@ export function deliveryContract(
       const extend = (fields: Partial<Parameters<Store['extendRun']>[0]> = {}) =>
         store.extendRun({
           owner: 'A',
+          lease: run!.lease,
           now: T0 + 1,
           leaseMs: LEASE,
           hookId: 'h',
@@ -365,12 +378,94 @@ export function deliveryContract(
       assert.equal(await extend({ afterSeq: 0 }), undefined)
     })
 
+    withStore(
+      'a stale lease token settles nothing: a run whose lease ran out and was claimed again',
+      async ({ store }) => {
+        await store.createHook(hook('h'))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const [stale] = await claim(store, T0)
+        // A paused past its lease: B claims the queue again, from its head.
+        const [fresh] = await claim(store, T0 + LEASE + 1, { owner: 'B', runLength: 2 })
+        assert.notEqual(fresh!.lease, stale!.lease)
+        const [d1, d2, d3] = stale!.deliveries
+        const result = await settle(store, T0 + LEASE + 2, {
+          lease: stale!.lease,
+          outcomes: [
+            { id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' },
+            { id: d2!.id, hookId: 'h', attempt: FAIL, result: 'retry', dueAt: T0 + LEASE + 3 },
+            { id: d3!.id, hookId: 'h', attempt: FAIL, result: 'gone' },
+          ],
+          released: [d1!.id, d2!.id],
+          carry: d3!.id,
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        assert.deepEqual(result, { failing: [], disabled: [], removed: [] })
+        assert.deepEqual(await store.attempts('h', { limit: 10 }), [], 'no attempt logged')
+        const h = (await store.hook('h'))!
+        assert.deepEqual([h.state, h.failing_since], ['active', null], 'not removed, no failing streak')
+        assert.deepEqual(
+          [(await store.delivery('h', d1!.id))!.state, (await store.delivery('h', d1!.id))!.attempts],
+          ['pending', 0],
+        )
+        assert.equal((await store.delivery('h', d3!.id))!.due_at, null, 'no carry on a row not held')
+        assert.deepEqual(await claim(store, T0 + LEASE + 4, { owner: 'C' }), [], "B's run is still B's")
+        // An extension under the stale token claims nothing, not even what no one holds (seq 3).
+        const extension = await store.extendRun({
+          owner: 'A',
+          lease: stale!.lease,
+          now: T0 + LEASE + 4,
+          leaseMs: LEASE,
+          hookId: 'h',
+          topic: 'orders',
+          afterSeq: 2,
+          runLength: 10,
+        })
+        assert.deepEqual(extension?.deliveries, [])
+        const extended = await store.extendRun({
+          owner: 'B',
+          lease: fresh!.lease,
+          now: T0 + LEASE + 4,
+          leaseMs: LEASE,
+          hookId: 'h',
+          topic: 'orders',
+          afterSeq: 2,
+          runLength: 10,
+        })
+        assert.deepEqual(
+          extended!.deliveries.map((d) => d.seq),
+          [3],
+        )
+        assert.equal(extended!.lease, fresh!.lease, "an extension is leased under the run's token")
+        // The holder's own settlement works.
+        await settle(store, T0 + LEASE + 5, {
+          lease: fresh!.lease,
+          outcomes: [...fresh!.deliveries, ...extended!.deliveries].map((d) => ({
+            id: d.id,
+            hookId: 'h',
+            attempt: OK,
+            result: 'delivered' as const,
+          })),
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        assert.deepEqual(await store.deliveryCounts(), { pending: 0, delivered: 3, failed: 0 })
+        assert.deepEqual(
+          (await store.attempts('h', { limit: 10 })).map((a) => [a.seq, a.attempt]),
+          [
+            [3, 1],
+            [2, 1],
+            [1, 1],
+          ],
+        )
+      },
+    )
+
     withStore('a run in flight keeps its queue busy after settling part of it (carry)', async ({ store }) => {
       await store.createHook(hook('h'))
       await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
       const [run] = await claim(store, T0)
       const [d1, d2, d3] = run!.deliveries
       await settle(store, T0 + 1, {
+        lease: run!.lease,
         outcomes: [{ id: d1!.id, hookId: 'h', attempt: OK, result: 'delivered' }],
         carry: d2!.id,
       })
@@ -380,6 +475,7 @@ export function deliveryContract(
       })
       assert.deepEqual(await claim(store, T0 + 3, { owner: 'B' }), [])
       await settle(store, T0 + 4, {
+        lease: run!.lease,
         outcomes: [d2!, d3!].map((d) => ({
           id: d.id,
           hookId: 'h',
@@ -403,6 +499,7 @@ export function deliveryContract(
       // The run's outcomes settled without the advance that should come with them (as a crash
       // between two commits could leave it): seq 3 has nothing in front of it and is not due.
       await settle(store, T0 + 2, {
+        lease: run!.lease,
         outcomes: run!.deliveries.map((d) => ({
           id: d.id,
           hookId: 'h',
@@ -425,6 +522,7 @@ export function deliveryContract(
         await append(store, 'orders', T0, { type: 'a' }, { type: 'b' })
         const runs = await claim(store, T0)
         const result = await settle(store, T0 + 1, {
+          lease: runs[0]!.lease,
           outcomes: [
             { id: runs[0]!.deliveries[0]!.id, hookId: 'u', attempt: FAIL, result: 'retry', dueAt: T0 + 100 },
             { id: runs[1]!.deliveries[0]!.id, hookId: 'u', attempt: OK, result: 'delivered' },
@@ -434,6 +532,7 @@ export function deliveryContract(
         assert.equal((await store.hook('u'))!.failing_since, null)
         const again = await claim(store, T0 + 100)
         const failed = await settle(store, T0 + 101, {
+          lease: again[0]!.lease,
           outcomes: [
             { id: again[0]!.deliveries[0]!.id, hookId: 'u', attempt: FAIL, result: 'retry', dueAt: T0 + 200 },
           ],
@@ -451,7 +550,7 @@ export function deliveryContract(
       await store.updateHook('h', { ordered: false }, T0 + 1)
       const runs = await claim(store, T0 + 2)
       assert.deepEqual(runs.map((r) => r.deliveries[0]!.seq).sort(), [1, 2, 3], 'unordered: all due')
-      await settle(store, T0 + 3, { released: runs.map((r) => r.deliveries[0]!.id) })
+      await settle(store, T0 + 3, { lease: runs[0]!.lease, released: runs.map((r) => r.deliveries[0]!.id) })
       await store.updateHook('h', { ordered: true }, T0 + 4)
       const [run] = await claim(store, T0 + 5)
       assert.deepEqual(
@@ -468,6 +567,7 @@ export function deliveryContract(
         await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
         const runs = await claim(store, T0)
         await settle(store, T0 + 1, {
+          lease: runs[0]!.lease,
           outcomes: runs.slice(0, 2).map((r) => ({
             id: r.deliveries[0]!.id,
             hookId: 'h',

@@ -1,5 +1,8 @@
+import { randomUUID } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { fanOut } from '../../delivery/fan-out.ts'
+import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
@@ -223,24 +226,33 @@ export class DeliveryTables {
         hooks.set(hook.id, hook)
       }
     }
-    let created = 0
-    for (const hook of hooks.values()) {
-      let queueBusy = hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined
-      for (const event of events) {
-        if (hook.event !== null && !matchesEventType(hook.event, event.type)) continue
-        const dueAt = queueBusy ? null : now + this.firstDelayMs
-        this.s.insertDelivery.run(hook.id, topicId, event.seq, event.id, dueAt, now, now)
-        if (hook.ordered === 1) queueBusy = true
-        created++
-      }
+    const candidates = [...hooks.values()].map((hook) => ({
+      id: hook.id,
+      event: hook.event,
+      ordered: hook.ordered === 1,
+      queueBusy: hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined,
+    }))
+    const created = fanOut(candidates, events, now + this.firstDelayMs)
+    for (const delivery of created) {
+      this.s.insertDelivery.run(
+        delivery.hookId,
+        topicId,
+        delivery.seq,
+        delivery.eventId,
+        delivery.dueAt,
+        now,
+        now,
+      )
     }
-    return created
+    return created.length
   }
 
   // ---- the dispatcher's side ------------------------------------------------------------------
 
   claim(request: ClaimRequest): ClaimedRun[] {
     const { now, owner } = request
+    // One token for the whole claim: its runs are all this dispatcher's, each settled under it.
+    const lease = randomUUID()
     // Expired leases are looked for now and then, not at every claim: the search reads every pending
     // row (no index on leases, which would cost two writes per delivery), and a lease is long anyway.
     if (now >= this.nextLeaseCheck) {
@@ -264,9 +276,13 @@ export class DeliveryTables {
       for (const head of heads) {
         if (budget < 1) break
         const length = Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget))
-        const deliveries = this.leaseRun(hook.id, head.topic_id, head.seq, length, owner, leaseUntil)
+        const deliveries = this.leaseRun(hook.id, head.topic_id, head.seq, length, {
+          owner,
+          lease,
+          leaseUntil,
+        })
         if (deliveries.length === 0) continue // taken by an earlier head's run in this claim
-        runs.push({ hook, deliveries })
+        runs.push({ hook, deliveries, lease })
         budget -= deliveries.length
       }
     }
@@ -278,33 +294,35 @@ export class DeliveryTables {
     if (hook?.state !== 'active' || !hook.ordered) return undefined
     const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
     if (topicId === undefined) return undefined
+    const { lease, owner } = request
+    // A run that holds nothing of its queue any more (its lease ran out or was released, its rows
+    // perhaps claimed by another) is over: it gets nothing, not the rest of someone else's queue.
+    if (this.s.holdsQueue.get(hook.id, topicId, lease) === undefined) return { hook, deliveries: [], lease }
     const leaseUntil = request.now + request.leaseMs
-    const deliveries = this.leaseRun(
-      hook.id,
-      topicId,
-      request.afterSeq + 1,
-      request.runLength,
-      request.owner,
+    const deliveries = this.leaseRun(hook.id, topicId, request.afterSeq + 1, request.runLength, {
+      owner,
+      lease,
       leaseUntil,
-    )
-    return { hook, deliveries }
+    })
+    return { hook, deliveries, lease }
   }
 
   /**
    * The pending deliveries of a queue from `fromSeq` on that no one holds, up to `length`, leased to
-   * `owner`: one read (with the events' bodies) and one write, not one each per row.
+   * `owner` under the token `lease`: one read (with the events' bodies) and one write, not one each
+   * per row.
    */
   private leaseRun(
     hookId: string,
     topicId: number,
     fromSeq: number,
     length: number,
-    owner: string,
-    leaseUntil: number,
+    holder: { owner: string; lease: string; leaseUntil: number },
   ): ClaimedDelivery[] {
     const deliveries = this.s.runFrom.all(hookId, topicId, fromSeq, length) as unknown as ClaimedDelivery[]
     if (deliveries.length > 0) {
-      this.s.leaseIds.run(owner, leaseUntil, JSON.stringify(deliveries.map((delivery) => delivery.id)))
+      const ids = JSON.stringify(deliveries.map((delivery) => delivery.id))
+      this.s.leaseIds.run(holder.owner, holder.leaseUntil, holder.lease, ids)
     }
     return deliveries
   }
@@ -314,9 +332,7 @@ export class DeliveryTables {
    * queue it held gets its oldest pending delivery due (the run's later ones had due_at NULL).
    */
   private recoverExpiredLeases(now: number): void {
-    const expired = this.s.expiredLeases.all(now) as Array<{ hook_id: string; topic_id: number }>
-    if (expired.length > 0) this.s.clearExpiredLeases.run(now)
-    for (const { hook_id, topic_id } of expired) this.s.advanceQueue.run(now, now, hook_id, topic_id)
+    this.releaseLeases({ expiredAt: now }, now)
     // A safety net: a queue with pending deliveries of which none is due or leased would wait forever
     // (a hook switched between ordered and unordered with a run out, say). Its oldest is made due.
     for (const { hook_id, topic_id } of this.s.stalledQueues.all() as Array<{
@@ -327,13 +343,46 @@ export class DeliveryTables {
     }
   }
 
+  /**
+   * Lets go of leases, held by anyone (`all`: every lease in the file belongs to a dead process), by
+   * the nodes named, or run out at `expiredAt`: their rows are free again, and each ordered queue they
+   * held gets its oldest pending delivery due (a run's later deliveries had due_at NULL; its head
+   * keeps its due_at and is claimable at once). Returns how many deliveries were released.
+   */
+  releaseLeases(scope: { all: true } | { owners: string[] } | { expiredAt: number }, now: number): number {
+    const filter =
+      'all' in scope
+        ? { all: 1, owners: '[]', expired_at: null }
+        : 'owners' in scope
+          ? { all: 0, owners: JSON.stringify(scope.owners), expired_at: null }
+          : { all: 0, owners: '[]', expired_at: scope.expiredAt }
+    if ('owners' in scope && scope.owners.length === 0) return 0
+    const queues = this.s.leasedQueues.all(filter) as Array<{ hook_id: string; topic_id: number }>
+    if (queues.length === 0) return 0
+    const released = Number(this.s.releaseLeases.run(filter).changes)
+    for (const { hook_id, topic_id } of queues) this.s.advanceQueue.run(now, now, hook_id, topic_id)
+    return released
+  }
+
   settle(settlement: Settlement): SettleResult {
-    const { now } = settlement
+    const { now, lease } = settlement
     const s = this.s
     const failing = new Map<string, HookRecord>()
     const disabled = new Map<string, HookRecord>()
     const removed = new Map<string, HookRecord>()
-    const delivered = settlement.outcomes.filter((outcome) => outcome.result === 'delivered')
+    // Only the rows this run still holds: an outcome for a row no longer leased under its token (the
+    // lease ran out or was rescued, the row perhaps claimed by another dispatcher since, or deleted
+    // with its hook) is ignored entirely: no attempt logged, no state change, no failing streak.
+    const held = new Map(
+      (
+        s.heldUnder.all(JSON.stringify(settlement.outcomes.map((outcome) => outcome.id)), lease) as Array<{
+          id: number
+          attempts: number
+        }>
+      ).map((row) => [row.id, row.attempts]),
+    )
+    const outcomes = settlement.outcomes.filter((outcome) => held.has(outcome.id))
+    const delivered = outcomes.filter((outcome) => outcome.result === 'delivered')
     if (delivered.length > 0) {
       const rows = JSON.stringify(
         delivered.map(({ id, attempt }) => ({
@@ -347,19 +396,11 @@ export class DeliveryTables {
       s.logDelivered.run(rows)
       s.markDelivered.run(now, rows)
     }
-    // A hook's failure clock follows its latest outcome: failures before a later success in this
-    // settlement do not start a failing streak, and a success after them ends it.
-    const lastSuccess = new Map<string, number>()
-    settlement.outcomes.forEach((outcome, index) => {
-      if (outcome.result === 'delivered') lastSuccess.set(outcome.hookId, index)
-    })
-    for (const [index, outcome] of settlement.outcomes.entries()) {
+    const health = outcomeHealth(outcomes)
+    for (const [index, outcome] of outcomes.entries()) {
       if (outcome.result === 'delivered' || removed.has(outcome.hookId)) continue
-      const recovered = (lastSuccess.get(outcome.hookId) ?? -1) > index
       const attempt = outcome.attempt
-      const delivery = s.deliveryAttempts.get(outcome.id) as { attempts: number } | undefined
-      if (!delivery) continue // deleted with its hook meanwhile
-      const number = delivery.attempts + 1
+      const number = held.get(outcome.id)! + 1
       s.insertAttempt.run(
         outcome.id,
         outcome.hookId,
@@ -376,21 +417,14 @@ export class DeliveryTables {
           const state = outcome.result === 'retry' ? 'pending' : 'failed'
           const dueAt = outcome.result === 'retry' ? outcome.dueAt : null
           s.settleDelivery.run(state, number, dueAt, attempt.status, attempt.error, now, outcome.id)
-          if (recovered) break
+          // A failure followed by a success of its hook in this settlement does not count.
+          if (!health.countsAsFailure[index]) break
           // Only a hook that was not failing yet changes: that is the start of a failing streak.
           const started = Number(s.hookFailed.run(now, outcome.hookId).changes) > 0
           const hook = this.hook(outcome.hookId)
           if (hook && started) failing.set(hook.id, hook)
-          // A WebSub subscription is not disabled: it stays active, and is retried to, until its
-          // lease ends (WebSub §7).
-          if (
-            hook &&
-            hook.kind === 'webhook' &&
-            hook.state !== 'disabled' &&
-            hook.failing_since !== null &&
-            now - hook.failing_since >= settlement.disableAfterMs
-          ) {
-            const reason = `failing continuously since ${new Date(hook.failing_since).toISOString()}`
+          const reason = hook && disableReason(hook, now, settlement.disableAfterMs)
+          if (hook && reason !== undefined) {
             s.disableHook.run(reason, now, hook.id)
             disabled.set(hook.id, this.hook(hook.id)!)
           }
@@ -404,13 +438,12 @@ export class DeliveryTables {
         }
       }
     }
-    for (const [hookId, index] of lastSuccess) {
-      if (!removed.has(hookId) && !settlement.outcomes.slice(index + 1).some((o) => o.hookId === hookId)) {
-        s.hookSucceeded.run(hookId)
-      }
+    for (const hookId of health.recovered) {
+      if (!removed.has(hookId)) s.hookSucceeded.run(hookId)
     }
-    if (settlement.carry !== undefined) s.markBusy.run(now, settlement.carry)
-    for (const id of settlement.released) s.release.run(id)
+    if (settlement.carry !== undefined) s.markBusy.run(now, settlement.carry, lease)
+    for (const id of settlement.released) s.release.run(id, lease)
+    // Advancing a queue is safe whoever asks: it does nothing while the queue is busy.
     for (const { hookId, topic } of settlement.advanced) {
       const topicId = (s.topicId.get(topic) as { id: number } | undefined)?.id
       if (topicId !== undefined) s.advanceQueue.run(now, now, hookId, topicId)
@@ -587,8 +620,14 @@ function prepare(db: DatabaseSync) {
       LEFT JOIN events e ON e.topic_id = d.topic_id AND e.seq = d.seq
       WHERE d.hook_id = ? AND d.topic_id = ? AND d.state = 'pending' AND d.seq >= ? AND d.lease_until IS NULL
       ORDER BY d.seq LIMIT ?`),
-    leaseIds: q(`UPDATE deliveries SET lease_owner = ?, lease_until = ?
+    leaseIds: q(`UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_token = ?
       WHERE id IN (SELECT value FROM json_each(?))`),
+    // Whether a run still holds any pending delivery of its queue under its token.
+    holdsQueue: q(`SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending'
+      AND lease_token = ? LIMIT 1`),
+    // Of the deliveries a settlement names, those still leased under its token, with their attempts.
+    heldUnder: q(`SELECT id, attempts FROM deliveries
+      WHERE id IN (SELECT value FROM json_each(?)) AND lease_token = ?`),
     // Deliveries answered 2xx, settled together: their attempts logged and their rows marked.
     logDelivered:
       q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
@@ -596,14 +635,17 @@ function prepare(db: DatabaseSync) {
         NULL, j.value ->> 'response'
       FROM json_each(?) AS j JOIN deliveries d ON d.id = j.value ->> 'id'`),
     markDelivered: q(`UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, due_at = NULL,
-        last_status = j.value ->> 'status', last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?
+        last_status = j.value ->> 'status', last_error = NULL, lease_owner = NULL, lease_until = NULL, lease_token = NULL,
+        updated_at = ?
       FROM json_each(?) AS j WHERE deliveries.id = j.value ->> 'id'`),
-    expiredLeases: q(
-      "SELECT DISTINCT hook_id, topic_id FROM deliveries WHERE state = 'pending' AND lease_until < ?",
-    ),
-    clearExpiredLeases: q(
-      "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_until < ?",
-    ),
+    // The leases to release: every one (:all), those of the nodes named (:owners, a JSON array), or
+    // those run out (:expired_at).
+    leasedQueues: q(`SELECT DISTINCT hook_id, topic_id FROM deliveries WHERE state = 'pending' AND (
+      (:all = 1 AND lease_until IS NOT NULL) OR lease_owner IN (SELECT value FROM json_each(:owners))
+      OR lease_until < :expired_at)`),
+    releaseLeases: q(`UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, lease_token = NULL
+      WHERE state = 'pending' AND ((:all = 1 AND lease_until IS NOT NULL)
+      OR lease_owner IN (SELECT value FROM json_each(:owners)) OR lease_until < :expired_at)`),
     // Makes the oldest pending delivery of an ordered queue due, unless the queue is busy: one of its
     // deliveries is due (a retry waiting, or the front of a run in flight). Replays and retries add
     // waiting rows anywhere in the queue, so the check covers the whole queue, by index.
@@ -619,15 +661,18 @@ function prepare(db: DatabaseSync) {
     queuesOfHook: q("SELECT DISTINCT topic_id FROM deliveries WHERE hook_id = ? AND state = 'pending'"),
     stalledQueues: q(`SELECT hook_id, topic_id FROM deliveries WHERE state = 'pending'
       GROUP BY hook_id, topic_id HAVING MAX(due_at IS NOT NULL OR lease_until IS NOT NULL) = 0`),
-    markBusy: q("UPDATE deliveries SET due_at = COALESCE(due_at, ?) WHERE id = ? AND state = 'pending'"),
-    deliveryAttempts: q('SELECT attempts FROM deliveries WHERE id = ?'),
+    markBusy: q(
+      "UPDATE deliveries SET due_at = COALESCE(due_at, ?) WHERE id = ? AND state = 'pending' AND lease_token = ?",
+    ),
     insertAttempt:
       q(`INSERT INTO attempts (delivery_id, hook_id, attempt, at, duration_ms, status, error, response)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     settleDelivery:
       q(`UPDATE deliveries SET state = ?, attempts = ?, due_at = ?, last_status = ?, last_error = ?,
-      lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?`),
-    release: q('UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ?'),
+      lease_owner = NULL, lease_until = NULL, lease_token = NULL, updated_at = ? WHERE id = ?`),
+    release: q(
+      'UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, lease_token = NULL WHERE id = ? AND lease_token = ?',
+    ),
     hookSucceeded: q('UPDATE hooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL'),
     hookFailed: q('UPDATE hooks SET failing_since = ? WHERE id = ? AND failing_since IS NULL'),
     disableHook: q("UPDATE hooks SET state = 'disabled', disabled_reason = ?, updated_at = ? WHERE id = ?"),
@@ -646,7 +691,7 @@ function prepare(db: DatabaseSync) {
       ORDER BY a.id DESC LIMIT :limit`),
     retryDelivery:
       q(`UPDATE deliveries SET state = 'pending', due_at = ?, lease_owner = NULL, lease_until = NULL,
-      updated_at = ? WHERE hook_id = ? AND id = ?`),
+      lease_token = NULL, updated_at = ? WHERE hook_id = ? AND id = ?`),
     eventsAfter: q('SELECT seq, id, body FROM events WHERE topic_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
     eventsSince: q(
       'SELECT seq, id, body FROM events WHERE topic_id = ? AND stored_at >= ? ORDER BY seq LIMIT ?',
