@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
+import { NodeService } from './cluster/node.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
@@ -71,6 +72,7 @@ export async function startHerald(
   })
   const dispatcher = new Dispatcher({
     store,
+    nodeId: config.nodeId,
     log,
     metrics,
     logger,
@@ -140,10 +142,15 @@ export async function startHerald(
   const pruneTimer = setInterval(prune, config.pruneIntervalMs)
   pruneTimer.unref()
 
+  // Joined before the server listens: from then on a publish wakes the dispatcher, and joining (on
+  // SQLite) releases every lease in the store, which must never be one this dispatcher just took.
+  const node = new NodeService({ store, nodeId: config.nodeId, logger })
   try {
+    await node.start()
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
     clearInterval(pruneTimer)
+    await node.stop()
     await store.close()
     lock.release()
     throw error
@@ -170,6 +177,8 @@ export async function startHerald(
       // Attempts in flight finish (each is bounded by --delivery-timeout) and are recorded.
       await websub.close()
       await dispatcher.stop()
+      // Its leases released: what the dispatcher did not send goes out at the next start, not a lease later.
+      await node.stop()
       await agent.close()
       await pruning
       await bus.close()

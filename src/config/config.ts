@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import { MAX_TIMER_MS, parseDuration, parseDurationList } from '../core/duration.ts'
+import { ulid } from '../core/event.ts'
 import type { Retention } from '../store/store.ts'
 
 /** Everything `herald serve` can be told, resolved and validated. */
@@ -36,6 +37,7 @@ export interface HeraldConfig {
   streamStallTimeoutMs: number
   corsOrigins: string[]
   shutdownTimeoutMs: number
+  nodeId: string
 }
 
 /**
@@ -233,6 +235,12 @@ export const OPTIONS = [
     default: '10s',
     help: 'How long draining waits for open requests before closing their connections.',
   },
+  {
+    flag: 'node-id',
+    env: 'HERALD_NODE_ID',
+    default: undefined,
+    help: "This server's name among the nodes of its store: the owner of its delivery leases (default node-<ulid>, new at each start).",
+  },
 ] as const
 
 export type OptionFlag = NonNullable<(typeof OPTIONS)[number]['flag']>
@@ -350,7 +358,16 @@ export function loadConfig(
       return given === undefined ? (apiKey === undefined ? [] : ['*']) : parseOrigins(given)
     }),
     shutdownTimeoutMs: wrap('--shutdown-timeout', () => timer(parseDuration(raw('shutdown-timeout')!))),
+    nodeId: wrap('--node-id', () => parseNodeId(raw('node-id'))),
   }
+}
+
+/** A node id is stored with the leases it holds and shown in logs: printable ASCII, no spaces, 128 at most. */
+function parseNodeId(text: string | undefined): string {
+  if (text === undefined) return `node-${ulid()}`
+  if (!/^[\x21-\x7e]{1,128}$/.test(text))
+    throw new Error('use 1 to 128 printable ASCII characters, no spaces')
+  return text
 }
 
 function parseOrigins(text: string): string[] {

@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { Agent } from 'undici'
-import { ulid } from '../core/event.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type {
@@ -34,6 +33,11 @@ const BUSY_POLL_MS = 100
 
 export interface DispatcherOptions {
   store: Store
+  /**
+   * This node's id (src/cluster/node.ts): the owner of its leases, which are released when the node
+   * stops, starts again, or is found dead by another node's heartbeat.
+   */
+  nodeId: string
   log: TopicLog
   metrics: Metrics
   logger: Logger
@@ -57,14 +61,17 @@ export interface DispatcherOptions {
  * Sends webhook deliveries from the Store's durable queue. It claims due deliveries under a lease (so
  * that several dispatchers, on several nodes, never send the same one twice while they live), sends
  * them, and settles each attempt in the Store: delivered, retried later, given up, or the hook gone.
+ * Each settlement and extension of a run carries its claim's lease token (ClaimedRun.lease): once the
+ * lease is rescued (this node was paused past it, and found dead), what this dispatcher reports
+ * changes nothing that another one holds.
  *
  * Order: an ordered hook's deliveries of one topic come as a run; the next is sent only after the
  * previous succeeded or was given up. A retry stops the run, and the queue waits for that delivery.
  */
 export class Dispatcher {
   private readonly options: DispatcherOptions
-  /** Distinguishes this dispatcher's leases from other processes'. */
-  private readonly owner = `dispatcher-${ulid()}`
+  /** The node this dispatcher's leases belong to. */
+  private readonly owner: string
   /** The longest a claim is ours: an attempt is never started that could outlive it. */
   private readonly leaseMs: number
   private running = 0
@@ -82,6 +89,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions) {
     this.options = options
+    this.owner = options.nodeId
     const counter = options.metrics.deliveryAttempts
     this.attemptCounters = {
       delivered: counter.labels('delivered'),

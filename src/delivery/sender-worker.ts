@@ -22,6 +22,8 @@ export interface WorkerConfig {
 }
 
 export type ToWorker =
+  // The run as claimed, its lease token with it (and an extension's, the same): the main thread
+  // settles and extends under that token.
   | { type: 'run'; id: number; run: ClaimedRun; lastStart: number; extensible: boolean }
   | { type: 'extension'; id: number; extension: RunExtension | undefined }
   | { type: 'stop' }

@@ -459,6 +459,110 @@ export function deliveryContract(
       },
     )
 
+    // The nodes' side (NodeStore) keeps its own clock (the database's, on PostgreSQL): these tests claim
+    // at the real time, well within the lease, so that no lease runs out of itself.
+
+    withStore(
+      'a node that joins after a crash makes the leased deliveries claimable at once',
+      async (harness) => {
+        const now = Date.now()
+        await harness.store.joinCluster('node-a')
+        await harness.store.createHook(hook('h'))
+        await harness.store.createHook(hook('u', { ordered: false }))
+        await append(harness.store, 'orders', now, { type: 'a' }, { type: 'b' })
+        assert.equal((await claim(harness.store, now, { owner: 'node-a' })).length, 3)
+        // node-a is killed: its leases are still in the store, with most of their time to run.
+        const store = await harness.reopen()
+        assert.deepEqual(await claim(store, now + 1, { owner: 'node-b' }), [], 'still leased')
+        await store.joinCluster('node-b')
+        const runs = await claim(store, Date.now() + 1_000, { owner: 'node-b' })
+        assert.deepEqual(runs.map((r) => [r.hook.id, r.deliveries.map((d) => d.seq)]).sort(), [
+          ['h', [1, 2]],
+          ['u', [1]],
+          ['u', [2]],
+        ])
+        assert.ok((await store.nodes()).some((node) => node.id === 'node-b'))
+      },
+    )
+
+    withStore(
+      'a node that leaves releases its leases: its ordered queue moves on at once',
+      async ({ store }) => {
+        const now = Date.now()
+        await store.joinCluster('node-a')
+        await store.joinCluster('node-b')
+        await store.createHook(hook('h'))
+        await store.createHook(hook('x', { topic: 'x' }))
+        await append(store, 'orders', now, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const [run] = await claim(store, now, { owner: 'node-a' })
+        await append(store, 'x', now, { type: 'a' })
+        const [other] = await claim(store, now, { owner: 'node-b' })
+        // Seq 1 settled without a carry (as a crash between two commits could leave it): seq 2 and 3
+        // are leased with nothing of the queue due.
+        await settle(store, now + 1, {
+          lease: run!.lease,
+          outcomes: [{ id: run!.deliveries[0]!.id, hookId: 'h', attempt: OK, result: 'delivered' }],
+        })
+        await store.leaveCluster('node-a')
+        assert.deepEqual(
+          (await store.nodes()).map((node) => node.id),
+          ['node-b'],
+        )
+        const runs = await claim(store, Date.now() + 1_000, { owner: 'node-c' })
+        assert.deepEqual(
+          runs.map((r) => [r.hook.id, r.deliveries.map((d) => d.seq)]),
+          [['h', [2, 3]]],
+          "the queue's head is due again; node-b's run is still node-b's",
+        )
+        assert.equal(other!.hook.id, 'x')
+      },
+    )
+
+    withStore(
+      "a heartbeat rescues the leases of a node whose heartbeat is stale; that node's settlement then changes nothing",
+      async ({ store }) => {
+        const now = Date.now()
+        assert.equal(await store.heartbeat('node-a', 10_000), 0)
+        await store.createHook(hook('h'))
+        await append(store, 'orders', now, { type: 'a' }, { type: 'b' }, { type: 'c' })
+        const [stale] = await claim(store, now, { owner: 'node-a' })
+        assert.deepEqual(
+          (await store.nodes()).map((node) => node.id),
+          ['node-a'],
+        )
+        assert.equal(await store.heartbeat('node-b', 10_000), 0, 'node-a is not stale yet')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        // node-a is paused (SIGSTOP) past the threshold: node-b's heartbeat finds it stale.
+        assert.equal(await store.heartbeat('node-b', 20), 3)
+        assert.deepEqual(
+          (await store.nodes()).map((node) => node.id),
+          ['node-b'],
+        )
+        const [fresh] = await claim(store, Date.now() + 1_000, { owner: 'node-b' })
+        assert.deepEqual(
+          fresh!.deliveries.map((d) => d.seq),
+          [1, 2, 3],
+        )
+        // node-a wakes up and settles what it sent: nothing of it applies.
+        const outcomes = (run: typeof stale) =>
+          run!.deliveries.map((d) => ({ id: d.id, hookId: 'h', attempt: OK, result: 'delivered' as const }))
+        await settle(store, Date.now(), {
+          lease: stale!.lease,
+          outcomes: outcomes(stale),
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        assert.deepEqual(await store.attempts('h', { limit: 10 }), [])
+        assert.deepEqual(await store.deliveryCounts(), { pending: 3, delivered: 0, failed: 0 })
+        await settle(store, Date.now(), {
+          lease: fresh!.lease,
+          outcomes: outcomes(fresh),
+          advanced: [{ hookId: 'h', topic: 'orders' }],
+        })
+        assert.equal((await store.attempts('h', { limit: 10 })).length, 3)
+        assert.deepEqual(await store.deliveryCounts(), { pending: 0, delivered: 3, failed: 0 })
+      },
+    )
+
     withStore('a run in flight keeps its queue busy after settling part of it (carry)', async ({ store }) => {
       await store.createHook(hook('h'))
       await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })

@@ -14,6 +14,7 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  NodeRecord,
   PruneResult,
   ReplayRequest,
   Retention,
@@ -38,6 +39,7 @@ import {
   touch,
 } from './database.ts'
 import { DeliveryTables } from './deliveries.ts'
+import { NodeTable } from './nodes.ts'
 import { SqliteWriter } from './writer.ts'
 
 export interface SqliteStoreOptions {
@@ -71,11 +73,13 @@ interface PendingWrite {
  * as many publishers as connections that latency is what bounds throughput: it measured slower.
  */
 export class SqliteStore implements Store {
+  readonly kind = 'sqlite'
   readonly path: string
   private readonly db: DatabaseSync
   private readonly statements: Statements
   private readonly writer: SqliteWriter
   private readonly deliveries: DeliveryTables
+  private readonly nodeTable: NodeTable
   private queue: PendingWrite[] = []
   private flushScheduled = false
   private closed = false
@@ -103,6 +107,7 @@ export class SqliteStore implements Store {
     this.statements = prepareStatements(this.db)
     this.deliveries = new DeliveryTables(this.db, options.firstDeliveryDelayMs ?? 0)
     this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
+    this.nodeTable = new NodeTable(this.db, this.deliveries)
   }
 
   private openFailure(error: unknown): Error {
@@ -316,6 +321,24 @@ export class SqliteStore implements Store {
 
   async deliveryCounts(): Promise<Record<DeliveryState, number>> {
     return this.deliveries.counts()
+  }
+
+  // ---- nodes (src/store/sqlite/nodes.ts) --------------------------------------------------------
+
+  joinCluster(nodeId: string): Promise<void> {
+    return this.write(() => this.nodeTable.join(nodeId, Date.now()))
+  }
+
+  heartbeat(nodeId: string, staleMs: number): Promise<number> {
+    return this.write(() => this.nodeTable.heartbeat(nodeId, staleMs, Date.now()))
+  }
+
+  leaveCluster(nodeId: string): Promise<void> {
+    return this.write(() => this.nodeTable.leave(nodeId, Date.now()))
+  }
+
+  async nodes(): Promise<NodeRecord[]> {
+    return this.nodeTable.nodes()
   }
 
   async close(): Promise<void> {
