@@ -44,7 +44,9 @@ const LEASE_CHECK_MS = 5_000
  *   advance in between that decision and the append's commit would leave the new delivery waiting
  *   behind nothing.
  * - Transactions where SQLite ran in its writer's group commit, in few round trips (statements are
- *   pipelined, see transaction.ts); a transaction that locks a hook locks it before its deliveries.
+ *   pipelined, see transaction.ts). Locks are taken in the order appends take them: topics' rows,
+ *   then hooks' rows (FOR NO KEY UPDATE, which lets an append's foreign-key check through), then
+ *   deliveries; a deadlock all the same (PostgreSQL ends one of the two) runs the transaction again.
  * - The settlements and extensions of one run are applied in the order they were issued (SQLite's
  *   writer commits them in that order; here each is its own transaction), and a claim waits for the
  *   settlements this process issued before it, so that it sees the queues they advanced.
@@ -196,7 +198,9 @@ export class PostgresDeliveries {
     return inTransaction(this.pool, async (client) => {
       const [, read] = await together([
         client.query('BEGIN'),
-        client.query<HookRow>(`${SQL.hookById} FOR UPDATE`, [id]),
+        // NO KEY UPDATE: an append inserting a delivery of this hook (its foreign key takes KEY SHARE on
+        // the row) is not held up by it, and so never waits in a cycle with the topic locks below.
+        client.query<HookRow>(`${SQL.hookById} FOR NO KEY UPDATE`, [id]),
       ])
       const row = read.rows[0]
       if (!row) {
@@ -423,20 +427,24 @@ export class PostgresDeliveries {
     const failing = new Map<string, HookRecord>()
     const disabled = new Map<string, HookRecord>()
     const removed = new Map<string, HookRecord>()
-    // Round trip 1: the hooks whose failure clock may move, locked (hooks before deliveries, as every
-    // transaction that changes both), and of the deliveries named, those this run still holds. An
-    // outcome for a row no longer leased under its token (the lease ran out or was rescued, the row
-    // perhaps claimed by another dispatcher since, or deleted with its hook) is ignored entirely: no
-    // attempt logged, no state change, no failing streak.
+    // Round trip 1: the topics of the queues to advance, locked first (see `advance`); the hooks whose
+    // failure clock may move, locked; and of the deliveries named, those this run still holds, locked.
+    // Topics, then hooks, then deliveries: the order an append takes them in (its topic's row, then
+    // the hooks its new deliveries refer to), so that the two never wait for each other in a cycle.
+    // An outcome for a row no longer leased under its token (the lease ran out or was rescued, the
+    // row perhaps claimed by another dispatcher since, or deleted with its hook) is ignored entirely:
+    // no attempt logged, no state change, no failing streak.
     const unwell = [
       ...new Set(settlement.outcomes.filter((o) => o.result !== 'delivered').map((o) => o.hookId)),
     ].sort()
     let begun = false
     const held = new Map<number, number>()
     const hooks = new Map<string, HookRecord>()
+    const topics = settlement.advanced.map((queue) => queue.topic)
     if (settlement.outcomes.length > 0) {
-      const [, hookRows, heldRows] = await together([
+      const [, , hookRows, heldRows] = await together([
         client.query('BEGIN'),
+        lockTopicsByName(client, topics),
         unwell.length === 0 ? undefined : client.query<HookRow>(SQL.lockHooks, [unwell]),
         client.query<{ id: number; attempts: number }>({
           name: 'herald-settle-held',
@@ -540,6 +548,7 @@ export class PostgresDeliveries {
     const q = (name: string, text: string, values: unknown[]) => client.query({ name, text, values })
     const writes = [
       begun ? undefined : client.query('BEGIN'),
+      begun ? undefined : lockTopicsByName(client, topics),
       attempts[0].length === 0 ? undefined : q('herald-settle-attempts', SQL.insertAttempts, attempts),
       rows[0].length === 0 ? undefined : q('herald-settle-rows', SQL.settleRows, [now, ...rows]),
       started.length === 0 ? undefined : client.query(SQL.hookFailed, [now, started]),
@@ -553,7 +562,7 @@ export class PostgresDeliveries {
         ? undefined
         : q('herald-settle-release', SQL.release, [settlement.released, lease]),
       // Advancing a queue is safe whoever asks: it does nothing while the queue is busy.
-      ...advanceByName(client, settlement.advanced, now),
+      advanceNamed(client, settlement.advanced, now),
     ]
     const [, done] = await together([together(writes), client.query('COMMIT')])
     expectCommit(done)
@@ -632,7 +641,14 @@ export class PostgresDeliveries {
       }
       const [, , after, done] = await together([
         client.query(SQL.retryDelivery, [hook.ordered ? null : now, now, hookId, id]),
-        together(hook.ordered ? advanceByName(client, [{ hookId, topic: delivery.topic }], now) : []),
+        together(
+          hook.ordered
+            ? [
+                lockTopicsByName(client, [delivery.topic]),
+                advanceNamed(client, [{ hookId, topic: delivery.topic }], now),
+              ]
+            : [],
+        ),
         client.query<DeliveryRecord>(SQL.deliveryById, [hookId, id]),
         client.query('COMMIT'),
       ])
@@ -761,25 +777,28 @@ export function advance(client: pg.PoolClient, queues: Queue[], now: number): Ar
   ]
 }
 
-/** `advance`, for queues named by their topic's name. */
-function advanceByName(
+/** The first half of `advance` for topics named: their rows locked FOR SHARE, in name order. */
+function lockTopicsByName(client: pg.PoolClient, topics: string[]): Promise<unknown> | undefined {
+  if (topics.length === 0) return undefined
+  return client.query({
+    name: 'herald-lock-topics-by-name',
+    text: SQL.lockTopicsByName,
+    values: [[...new Set(topics)]],
+  })
+}
+
+/** The second half of `advance`, for queues named by their topic's name: their topics locked before. */
+function advanceNamed(
   client: pg.PoolClient,
   queues: Array<{ hookId: string; topic: string }>,
   now: number,
-): Array<Promise<unknown>> {
-  if (queues.length === 0) return []
-  return [
-    client.query({
-      name: 'herald-lock-topics-by-name',
-      text: SQL.lockTopicsByName,
-      values: [[...new Set(queues.map((queue) => queue.topic))]],
-    }),
-    client.query({
-      name: 'herald-advance-by-name',
-      text: advanceSql(QUEUES_BY_NAME),
-      values: [now, queues.map((queue) => queue.hookId), queues.map((queue) => queue.topic)],
-    }),
-  ]
+): Promise<unknown> | undefined {
+  if (queues.length === 0) return undefined
+  return client.query({
+    name: 'herald-advance-by-name',
+    text: advanceSql(QUEUES_BY_NAME),
+    values: [now, queues.map((queue) => queue.hookId), queues.map((queue) => queue.topic)],
+  })
 }
 
 // ---- rows and statements ------------------------------------------------------------------------
@@ -980,7 +999,8 @@ const SQL = {
   unqueueAll:
     "UPDATE deliveries SET due_at = NULL WHERE hook_id = $1 AND state = 'pending' AND lease_until IS NULL",
   dueAll: "UPDATE deliveries SET due_at = COALESCE(due_at, $1) WHERE hook_id = $2 AND state = 'pending'",
-  lockHooks: 'SELECT * FROM hooks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
+  // NO KEY UPDATE, as in updateHook: appends (KEY SHARE, for their deliveries' foreign key) go on.
+  lockHooks: 'SELECT * FROM hooks WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE',
   // Of the deliveries a settlement names, those still leased under its token, locked, with their attempts.
   heldUnder: `SELECT id, attempts FROM deliveries WHERE id = ANY($1::bigint[]) AND lease_token = $2
     ORDER BY id FOR UPDATE`,
