@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import pg from 'pg'
+import pino from 'pino'
+import { LocalBus } from '../../src/bus/local.ts'
 import { prepareEvent } from '../../src/core/event.ts'
+import { Dispatcher } from '../../src/delivery/dispatcher.ts'
+import { createGuardedAgent } from '../../src/delivery/targets.ts'
+import { TopicLog } from '../../src/log/topic-log.ts'
+import { createMetrics } from '../../src/metrics/metrics.ts'
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts'
 import type { ClaimedRun, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
+import { startReceiver } from '../delivery/receiver.ts'
+import { until } from '../helpers.ts'
 import { dropSchema, skipWithoutPostgres, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
 import { type StoreHarness, storeContract } from './contract.ts'
 import { deliveryContract } from './delivery-contract.ts'
@@ -300,5 +308,72 @@ withTwoNodes(
       (await b.nodes()).map((node) => node.id),
       [nodeB],
     )
+  },
+)
+
+withTwoNodes(
+  'two dispatchers on one database send each delivery once, an ordered queue in order through retries',
+  async (a, b) => {
+    let requests = 0
+    // Every 7th request to the ordered hook fails: its run stops, the queue waits for the retry.
+    const receiver = await startReceiver((request) => ({
+      status: request.url.startsWith('/o') && ++requests % 7 === 0 ? 500 : 200,
+    }))
+    const dispatchers = [a, b].map((store, index) => {
+      const metrics = createMetrics()
+      return new Dispatcher({
+        store,
+        nodeId: `node-${index}`,
+        log: new TopicLog(store, new LocalBus(), metrics),
+        metrics,
+        logger: pino({ level: 'silent' }),
+        agent: createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 }),
+        allowPrivateTargets: true,
+        workers: 0,
+        retryScheduleMs: [0, 10, 10, 10, 10, 10, 10, 10],
+        timeoutMs: 2_000,
+        concurrency: 8,
+        disableAfterMs: 86_400_000,
+        hubUrl: 'http://127.0.0.1/websub',
+      })
+    })
+    try {
+      const target = (id: string) => ({ target_url: `${receiver.url}/${id}`, max_in_flight: 8 })
+      await a.createHook(hook('o', target('o')))
+      await a.createHook(hook('u', { ...target('u'), ordered: false }))
+      for (const dispatcher of dispatchers) dispatcher.start()
+      const count = 400
+      for (let i = 0; i < count; i += 50) {
+        await append(a, 'orders', 50)
+        for (const dispatcher of dispatchers) dispatcher.wake()
+      }
+      await until(
+        'every delivery settled',
+        async () => ((await b.deliveryCounts()).delivered === 2 * count ? true : undefined),
+        60_000,
+      )
+      const attempts = (await a.attempts('o', { limit: 10_000 })).reverse()
+      assert.deepEqual(
+        attempts.filter((attempt) => attempt.status === 200).map((attempt) => attempt.seq),
+        Array.from({ length: count }, (_, i) => i + 1),
+        'each event delivered once, in seq order',
+      )
+      assert.equal(
+        receiver.received.filter((r) => r.url === '/o').length,
+        attempts.length,
+        'no request unlogged',
+      )
+      const seqs = receiver.received
+        .filter((r) => r.url === '/u')
+        .map((r) => JSON.parse(r.body).seq as number)
+      assert.deepEqual(
+        seqs.sort((x, y) => x - y),
+        Array.from({ length: count }, (_, i) => i + 1),
+        'the unordered hook got each event once',
+      )
+    } finally {
+      await Promise.all(dispatchers.map((dispatcher) => dispatcher.stop()))
+      await receiver.close()
+    }
   },
 )
