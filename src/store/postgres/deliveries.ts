@@ -209,19 +209,24 @@ export class PostgresDeliveries {
       }
       const before = toHook(row)
       const switching: Array<Promise<unknown>> = []
+      const next = { ...before, ...changes, updated_at: now }
       if (changes.ordered !== undefined && changes.ordered !== before.ordered) {
+        // The topics of its queues (and its own topic) are locked first: an append to one of them that
+        // read the hook as it was has committed by then, and its deliveries are switched too; one that
+        // comes after reads the hook as it is now. (A hook of every topic can still meet an append to
+        // a topic where it had nothing pending: the stalled-queue look in `claim` is the net there.)
+        const topics = [before.topic, next.topic].filter((topic) => topic !== null)
+        switching.push(client.query(SQL.lockTopicsOfHook, [id, topics]))
         if (changes.ordered) {
           // Now ordered: each queue waits behind its oldest pending delivery (in flight ones finish).
           switching.push(
             client.query(SQL.unqueueAll, [id]),
-            client.query(SQL.lockTopicsOfHook, [id]),
             client.query(advanceSql(QUEUES_OF_HOOK), [now, id]),
           )
         } else {
           switching.push(client.query(SQL.dueAll, [now, id])) // no longer ordered: every pending one is due
         }
       }
-      const next = { ...before, ...changes, updated_at: now }
       const [, updated, done] = await together([
         together(switching),
         client.query<HookRow>(SQL.updateHook, [
@@ -994,7 +999,7 @@ const SQL = {
   lockTopicsById: 'SELECT 1 FROM topics WHERE id = ANY($1::bigint[]) ORDER BY name FOR SHARE',
   lockTopicsByName: 'SELECT 1 FROM topics WHERE name = ANY($1::text[]) ORDER BY name FOR SHARE',
   lockTopicsOfHook: `SELECT 1 FROM topics WHERE id IN (
-      SELECT topic_id FROM deliveries WHERE hook_id = $1 AND state = 'pending')
+      SELECT topic_id FROM deliveries WHERE hook_id = $1 AND state = 'pending') OR name = ANY($2::text[])
     ORDER BY name FOR SHARE`,
   unqueueAll:
     "UPDATE deliveries SET due_at = NULL WHERE hook_id = $1 AND state = 'pending' AND lease_until IS NULL",
