@@ -13,7 +13,7 @@ import { buildServer } from './http/server.ts'
 import { applySocketGuards } from './http/socket-guards.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
-import { lockDataDir } from './store/data-lock.ts'
+import { type DataDirLock, lockDataDir } from './store/data-lock.ts'
 import { openStore } from './store/open.ts'
 import type { Store } from './store/store.ts'
 import { Connections } from './streams/connections.ts'
@@ -35,8 +35,10 @@ export async function startHerald(
   logger: Logger = createLogger(config),
 ): Promise<Herald> {
   assertSafeBinding(config)
-  // Before the store is opened: a second server must not touch a store another one serves.
-  const lock = lockDataDir(config.dataDir)
+  // Before the store is opened: a second server must not touch a SQLite store another one serves.
+  // PostgreSQL is shared by design (several nodes), and the data directory is then unused.
+  const lock: Pick<DataDirLock, 'describe' | 'release'> =
+    config.databaseUrl === undefined ? lockDataDir(config.dataDir) : { describe() {}, release() {} }
   if (config.apiKey === undefined) {
     logger.warn({ host: config.host }, 'HERALD_API_KEY is not set: the API is open to anyone on this machine')
     if (config.corsOrigins.includes('*')) {
@@ -49,7 +51,7 @@ export async function startHerald(
   let store: Store | undefined
   let bus: Bus
   try {
-    store = openStore(config)
+    store = await openStore(config)
     bus = openBus(config)
   } catch (error) {
     await store?.close()
@@ -161,7 +163,14 @@ export async function startHerald(
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
   lock.describe(url)
-  logger.info({ url, data: config.dataDir }, 'herald is listening')
+  logger.info(
+    {
+      url,
+      store: store.kind,
+      ...(store.kind === 'sqlite' ? { data: config.dataDir } : { schema: config.databaseSchema }),
+    },
+    'herald is listening',
+  )
 
   let closing: Promise<void> | undefined
   const close = () => {

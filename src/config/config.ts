@@ -22,6 +22,7 @@ export interface HeraldConfig {
   heartbeatMs: number
   allowPrivateTargets: boolean
   databaseUrl: string | undefined
+  databaseSchema: string
   busUrl: string | undefined
   bodyLimitBytes: number
   retention: Retention
@@ -139,10 +140,17 @@ export const OPTIONS = [
     help: 'Let webhook/WebSub targets be loopback or private addresses (local development only).',
   },
   {
-    flag: 'database-url',
+    // Environment only: the URL may carry a password, and a flag's value shows in the process list.
+    flag: undefined,
     env: 'HERALD_DATABASE_URL',
     default: undefined,
-    help: 'postgres://… to store in PostgreSQL instead of SQLite (cluster mode).',
+    help: 'postgres://user:password@host:5432/database to store everything in PostgreSQL instead of SQLite (--data is then unused).',
+  },
+  {
+    flag: 'database-schema',
+    env: 'HERALD_DATABASE_SCHEMA',
+    default: 'herald',
+    help: 'The PostgreSQL schema Herald creates and keeps its tables in.',
   },
   {
     flag: 'bus-url',
@@ -330,7 +338,12 @@ export function loadConfig(
     websubPublic: wrap('--websub-public', () => parseBoolean(raw('websub-public')!)),
     heartbeatMs: wrap('--heartbeat', () => timer(positive(parseDuration(raw('heartbeat')!)))),
     allowPrivateTargets: wrap('--allow-private-targets', () => parseBoolean(raw('allow-private-targets')!)),
-    databaseUrl: raw('database-url'),
+    databaseUrl: nonEmpty(env['HERALD_DATABASE_URL']),
+    databaseSchema: wrap('--database-schema', () => {
+      const schema = raw('database-schema')!
+      if (!isSchemaName(schema)) throw new Error(SCHEMA_NAME_RULE)
+      return schema
+    }),
     busUrl: raw('bus-url'),
     bodyLimitBytes: wrap('--body-limit', () => parseSize(raw('body-limit')!)),
     retention: {
@@ -384,6 +397,13 @@ function parseOrigins(text: string): string[] {
  * Without an API key the server is open to anyone who reaches it, which is acceptable only when no
  * one but this machine can: refuse any other address.
  */
+const SCHEMA_NAME_RULE = 'use lower-case letters, digits and _ (at most 63, not starting with a digit)'
+
+/** A PostgreSQL schema name Herald may use unquoted in SQL: a plain lower-case identifier. */
+export function isSchemaName(name: string): boolean {
+  return /^[a-z_][a-z0-9_]{0,62}$/.test(name)
+}
+
 export function assertSafeBinding(config: HeraldConfig): void {
   if (config.apiKey === undefined && !isLoopback(config.host)) {
     throw new ConfigError(

@@ -8,6 +8,7 @@ import type {
   ClaimedRun,
   DeliveryOutcome,
   HookRecord,
+  QueueStore,
   SettleResult,
   Store,
 } from '../store/store.ts'
@@ -32,7 +33,8 @@ const POLL_MS = 1000
 const BUSY_POLL_MS = 100
 
 export interface DispatcherOptions {
-  store: Store
+  /** The queue, and the store's clock its times are compared on. */
+  store: QueueStore & Pick<Store, 'now'>
   /**
    * This node's id (src/cluster/node.ts): the owner of its leases, which are released when the node
    * stops, starts again, or is found dead by another node's heartbeat.
@@ -156,7 +158,7 @@ export class Dispatcher {
     let next = POLL_MS
     try {
       const free = this.options.concurrency - this.running
-      const now = Date.now()
+      const now = this.options.store.now()
       const runs =
         free <= 0
           ? []
@@ -176,7 +178,8 @@ export class Dispatcher {
       const due = await this.options.store.nextDueAt()
       if (due !== null) {
         // Something due that could not be claimed waits for capacity: a finishing run wakes us.
-        next = due <= Date.now() ? (runs.length > 0 ? 0 : BUSY_POLL_MS) : Math.min(POLL_MS, due - Date.now())
+        const storeNow = this.options.store.now()
+        next = due <= storeNow ? (runs.length > 0 ? 0 : BUSY_POLL_MS) : Math.min(POLL_MS, due - storeNow)
       }
     } catch (error) {
       this.options.logger.error({ err: error }, 'claiming webhook deliveries failed')
@@ -247,8 +250,8 @@ export class Dispatcher {
       settling.push(
         store.settleDeliveries({
           lease: run.lease,
-          now: Date.now(),
-          outcomes,
+          now: store.now(),
+          outcomes: this.inStoreTime(outcomes),
           released: [],
           advanced: [],
           disableAfterMs,
@@ -268,7 +271,7 @@ export class Dispatcher {
       const claimed = store.extendRun({
         owner: this.owner,
         lease: run.lease,
-        now,
+        now: store.now(),
         leaseMs: this.leaseMs,
         hookId: hook.id,
         topic,
@@ -298,8 +301,8 @@ export class Dispatcher {
     settling.push(
       store.settleDeliveries({
         lease: run.lease,
-        now: Date.now(),
-        outcomes: end.outcomes,
+        now: store.now(),
+        outcomes: this.inStoreTime(end.outcomes),
         released: end.unsent,
         advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
         disableAfterMs,
@@ -316,6 +319,18 @@ export class Dispatcher {
       for (const removed of result.removed)
         this.announce('hook.removed', removed, 'the target answered 410 Gone')
     }
+  }
+
+  /**
+   * Retry times as the store's clock has them: the sender computes them from this process's clock,
+   * and on PostgreSQL the queue runs on the database's (leases and due times compared across nodes).
+   */
+  private inStoreTime(outcomes: DeliveryOutcome[]): DeliveryOutcome[] {
+    const offset = this.options.store.now() - Date.now()
+    if (offset === 0) return outcomes
+    return outcomes.map((outcome) =>
+      outcome.result === 'retry' ? { ...outcome, dueAt: outcome.dueAt + offset } : outcome,
+    )
   }
 
   private announceFailed(hook: HookRecord, delivery: ClaimedDelivery, outcome: DeliveryOutcome): void {

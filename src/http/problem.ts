@@ -40,7 +40,11 @@ export function sendProblem(reply: FastifyReply, error: HeraldError): FastifyRep
 
 export function errorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const problem = toHeraldError(error)
-  if (problem.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed')
+  // A 503 is a known state of the server (draining, its store out of reach), which /readyz reports:
+  // a warning per request, not an error with a stack trace.
+  if (problem.status === 503)
+    request.log.warn({ url: request.url, detail: problem.message }, 'request refused: unavailable')
+  else if (problem.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed')
   return sendProblem(reply, problem)
 }
 

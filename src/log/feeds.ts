@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Bus } from '../bus/bus.ts'
+import { HeraldError } from '../core/errors.ts'
 import type { StoredEvent } from '../core/event.ts'
 import type { Store } from '../store/store.ts'
 
@@ -11,8 +13,31 @@ export interface Sink {
   push(events: StoredEvent[]): void
   /** Resolves when the sink can take more (catch-up waits for it between pages). */
   drained?(): Promise<void>
-  /** Called if reading the Store fails; the subscription is closed. */
+  /**
+   * Called if reading the Store fails for another reason than the store being unreachable (then the
+   * read is tried again, and the stream stays open); the subscription is closed.
+   */
   fail?(error: unknown): void
+  /**
+   * Whether the sink waits out an unreachable store (a stream, which keeps its connection and its
+   * heartbeats) rather than failing at once (a long poll, which answers 503 and is retried).
+   */
+  waitsOutages?: boolean
+}
+
+/** The first wait before reading an unreachable store again, and the longest. */
+const OUTAGE_RETRY_MS = 500
+const OUTAGE_RETRY_MAX_MS = 5_000
+
+/** Whether `error` says the store cannot be reached at the moment (a 503), not that the read was wrong. */
+function isOutage(error: unknown): boolean {
+  return error instanceof HeraldError && error.status === 503
+}
+
+/** Waits before the next try, longer each time up to the maximum; resolves the next delay. */
+async function backOff(delayMs: number): Promise<number> {
+  await sleep(delayMs)
+  return Math.min(delayMs * 2, OUTAGE_RETRY_MAX_MS)
 }
 
 const CATCH_UP_PAGE = 500
@@ -77,10 +102,19 @@ export class Subscription {
   }
 
   async catchUp(store: Store, pageSize: number): Promise<void> {
+    let retryMs = OUTAGE_RETRY_MS
     try {
       for (;;) {
         if (this.closed) return
-        const events = await store.read(this.topic, this.cursor, pageSize, CATCH_UP_BYTES)
+        let events: StoredEvent[]
+        try {
+          events = await store.read(this.topic, this.cursor, pageSize, CATCH_UP_BYTES)
+        } catch (error) {
+          if (!isOutage(error) || !this.waitsOutages) throw error
+          retryMs = await backOff(retryMs)
+          continue
+        }
+        retryMs = OUTAGE_RETRY_MS
         if (this.closed) return
         this.deliver(events)
         // A page short in count and in bytes reached the head (as it was): time to go live.
@@ -109,6 +143,10 @@ export class Subscription {
     this.feed.detach(this)
   }
 
+  get waitsOutages(): boolean {
+    return this.sink.waitsOutages === true
+  }
+
   /** Ends the subscription because the Store could not be read. */
   fail(error: unknown): void {
     this.close()
@@ -127,6 +165,8 @@ class Feed {
   private dispatched: number | undefined
   private latestHead = 0
   private pumping = false
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryMs = OUTAGE_RETRY_MS
 
   constructor(topic: string, store: Store, bus: Bus, onEmpty: () => void) {
     this.topic = topic
@@ -153,6 +193,8 @@ class Feed {
     this.live.delete(subscription)
     this.attached.delete(subscription)
     if (this.attached.size === 0) {
+      clearTimeout(this.retryTimer)
+      this.retryTimer = undefined
       this.unsubscribe()
       this.onEmpty()
     }
@@ -175,10 +217,26 @@ class Feed {
         for (const subscription of this.live) subscription.deliver(events)
       }
     } catch (error) {
-      for (const subscription of [...this.live]) subscription.fail(error)
+      for (const subscription of [...this.live]) {
+        if (!isOutage(error) || !subscription.waitsOutages) subscription.fail(error)
+      }
+      if (isOutage(error) && this.live.size > 0) this.retryPump()
     } finally {
       this.pumping = false
     }
+  }
+
+  /** The store was unreachable: the live subscriptions stay, and the read is tried again later. */
+  private retryPump(): void {
+    if (this.retryTimer !== undefined) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      this.retryMs = Math.min(this.retryMs * 2, OUTAGE_RETRY_MAX_MS)
+      void this.pump().then(() => {
+        if (this.retryTimer === undefined) this.retryMs = OUTAGE_RETRY_MS
+      })
+    }, this.retryMs)
+    this.retryTimer.unref()
   }
 }
 

@@ -1,19 +1,17 @@
-import { ConfigError, type HeraldConfig } from '../config/config.ts'
+import type { HeraldConfig } from '../config/config.ts'
+import { PostgresStore } from './postgres/postgres-store.ts'
 import { SqliteStore } from './sqlite/sqlite-store.ts'
 import type { Store } from './store.ts'
 
-/** The Store the configuration asks for. */
-export function openStore(config: HeraldConfig): Store {
+/** The Store the configuration asks for: PostgreSQL when HERALD_DATABASE_URL is set, else SQLite. */
+export async function openStore(config: HeraldConfig): Promise<Store> {
+  const firstDeliveryDelayMs = config.retryScheduleMs[0] ?? 0
   if (config.databaseUrl !== undefined) {
-    // Refused rather than ignored: silently running on SQLite when PostgreSQL was asked for would
-    // split a cluster's data across nodes.
-    throw new ConfigError(
-      'HERALD_DATABASE_URL is set, but the PostgreSQL store is not available in this version; unset it to use the embedded SQLite store.',
-    )
+    return PostgresStore.open({
+      url: config.databaseUrl,
+      schema: config.databaseSchema,
+      firstDeliveryDelayMs,
+    })
   }
-  return new SqliteStore({
-    dataDir: config.dataDir,
-    synchronous: config.sqliteSync,
-    firstDeliveryDelayMs: config.retryScheduleMs[0] ?? 0,
-  })
+  return new SqliteStore({ dataDir: config.dataDir, synchronous: config.sqliteSync, firstDeliveryDelayMs })
 }

@@ -205,6 +205,8 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       socket.destroy()
       close()
     },
+    // A database outage: the stream stays open (heartbeats go on) and resumes when it is back.
+    waitsOutages: true,
   }
   for (const [topic, after] of options.positions) {
     subscriptions.push(options.log.subscribe(topic, after, sink))

@@ -344,6 +344,9 @@ class WsConnection implements StreamConnection, Sink {
     this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
   }
 
+  /** A database outage: the socket stays open (pings go on) and its subscriptions resume after. */
+  readonly waitsOutages = true
+
   // The connection is the Sink of each of its subscriptions (one object, whatever the topics).
 
   push(events: StoredEvent[]): void {

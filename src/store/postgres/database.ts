@@ -1,15 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pg from 'pg'
-import { ConfigError } from '../../config/config.ts'
+import { ConfigError, isSchemaName } from '../../config/config.ts'
 import { errors } from '../../core/errors.ts'
 
 /** The connection pool, the schema and its migrations, and what a failed query means. */
 
 const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations')
-
-/** A schema name Herald creates and sets as the search path: a plain identifier, nothing to quote. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 
 /** bigint columns (seq, ids, times in ms) as numbers: every one of them stays far below 2^53. */
 const INT8_OID = 20
@@ -25,8 +22,9 @@ export interface PostgresOptions {
   maxConnections?: number
 }
 
+/** The schema Herald creates and sets as the search path: a plain identifier, nothing to quote. */
 export function validateSchemaName(schema: string): string {
-  if (!SCHEMA_NAME.test(schema)) {
+  if (!isSchemaName(schema)) {
     throw new ConfigError(
       `Invalid HERALD_DATABASE_SCHEMA "${schema}": use lower-case letters, digits and _ (at most 63, not starting with a digit).`,
     )
@@ -62,6 +60,9 @@ export function createPool(options: PostgresOptions): pg.Pool {
   // An idle connection the server closed (a restart, pg_terminate_backend): the pool drops it and
   // opens another when needed; without a listener the error would end the process.
   pool.on('error', () => {})
+  // The same while a connection is checked out (the pool listens only while it is idle): the failure
+  // reaches the caller as its query's rejection; unheard, the 'error' event would end the process.
+  pool.on('connect', (client) => client.on('error', () => {}))
   return pool
 }
 

@@ -149,6 +149,11 @@ export class SqliteStore implements Store {
     return this.writeFailure
   }
 
+  /** One process writes the file: its own clock is the store's. */
+  now(): number {
+    return Date.now()
+  }
+
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult> {
     return this.write(() => this.writer.appendOne({ topic, events, options }))
   }
