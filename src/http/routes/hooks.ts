@@ -51,7 +51,7 @@ function deliveryView(delivery: DeliveryRecord) {
 
 /** Webhooks and REST Hooks: `/v1/hooks` and the delivery log under each hook. */
 export function registerHookRoutes(app: FastifyInstance, context: HttpContext): void {
-  const { log, hooks } = context
+  const { hooks } = context
   const { store } = hooks
 
   /**

@@ -37,7 +37,7 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
  * asks for the key, unless --websub-public makes it a public hub.
  */
 export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
-  const { config, log } = context
+  const { config } = context
   const ADMIN = { config: { right: 'admin' } } as const
 
   // Its errors, the access check's 401 and the body limit's 413 included, are plain text like the

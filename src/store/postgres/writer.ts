@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { NewEvent } from '../../core/event.ts'
-import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { eventRoot } from '../../core/event-pattern.ts'
+import { fanOut } from '../../delivery/fan-out.ts'
 import { type AppendPlan, planAppend } from '../append-plan.ts'
 import type { AppendOptions, AppendResult } from '../store.ts'
 
@@ -67,14 +68,17 @@ const SQL = {
   // The hooks that may take deliveries: the topic's own, and topic-less ones by the first segment of
   // their pattern (not for external WebSub content). A WebSub subscription whose lease ended gets
   // nothing more. Read after the topic locks: an advancing queue takes the topic row's lock too
-  // (deliveries.ts), so `busy` cannot change before this transaction commits.
+  // (deliveries.ts), so `busy` cannot change before this transaction commits. The hooks are held FOR
+  // KEY SHARE: one deleted meanwhile (by the API, or a 410) waits for this commit, rather than
+  // failing the group's deliveries on their foreign key; settlements' locks do not conflict.
   candidates: `SELECT h.id, h.event, h.ordered, t.id AS topic_id, t.name AS topic,
       h.ordered AND EXISTS (SELECT 1 FROM deliveries d
         WHERE d.hook_id = h.id AND d.topic_id = t.id AND d.state = 'pending') AS busy
     FROM topics t JOIN hooks h ON h.state <> 'disabled' AND (h.expires_at IS NULL OR h.expires_at > $3)
       AND (h.topic = t.name OR (h.topic IS NULL AND NOT starts_with(t.name, '${WEBSUB_CONTENT_PREFIX}')
         AND (h.event_root = '*' OR h.event_root = ANY($2::text[]))))
-    WHERE t.name = ANY($1::text[])`,
+    WHERE t.name = ANY($1::text[])
+    FOR KEY SHARE OF h`,
   insertEvents: `INSERT INTO events (topic_id, seq, id, source, stored_at, body)
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])`,
   advanceHeads: `UPDATE topics t SET head_seq = x.head FROM unnest($1::bigint[], $2::bigint[]) AS x(id, head)
@@ -271,26 +275,28 @@ export class PostgresWriter {
         })
       }
       heads.set(pending.topic, plan.head)
-      let created = 0
-      for (const hook of candidates) {
-        if (hook.topic !== pending.topic) continue
-        const queue = `${hook.id}\n${hook.topic}`
-        for (const event of plan.fresh) {
-          if (hook.event !== null && !matchesEventType(hook.event, event.type)) continue
-          // An ordered queue with something pending: the new delivery waits its turn (due_at NULL).
-          deliveries[0].push(hook.id)
-          deliveries[1].push(lock.id)
-          deliveries[2].push(event.seq)
-          deliveries[3].push(event.id)
-          deliveries[4].push(busy.has(queue) ? null : at + this.firstDelayMs)
-          deliveries[5].push(at)
-          if (hook.ordered) busy.add(queue)
-          created++
+      // Which hooks get which events, and which of those are due: the policy SQLite applies too. An
+      // ordered queue stays busy for the requests after this one in the group.
+      const hooks = candidates
+        .filter((hook) => hook.topic === pending.topic)
+        .map((hook) => ({ ...hook, queueBusy: busy.has(`${hook.id}\n${hook.topic}`) }))
+      const created = fanOut(hooks, plan.fresh, at + this.firstDelayMs)
+      for (const delivery of created) {
+        deliveries[0].push(delivery.hookId)
+        deliveries[1].push(lock.id)
+        deliveries[2].push(delivery.seq)
+        deliveries[3].push(delivery.eventId)
+        deliveries[4].push(delivery.dueAt)
+        deliveries[5].push(at)
+      }
+      for (const hook of hooks) {
+        if (hook.ordered && created.some((delivery) => delivery.hookId === hook.id)) {
+          busy.add(`${hook.id}\n${hook.topic}`)
         }
       }
       return {
         ok: true as const,
-        value: { events: plan.events, stored: plan.rows.length, head: plan.head, deliveries: created },
+        value: { events: plan.events, stored: plan.rows.length, head: plan.head, deliveries: created.length },
       }
     })
 

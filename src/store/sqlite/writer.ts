@@ -4,7 +4,7 @@ import type { NewEvent } from '../../core/event.ts'
 import { planAppend } from '../append-plan.ts'
 import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo } from '../store.ts'
 import { describeTopic, type Statements, type TopicRow } from './database.ts'
-import type { DeliveryTables, NewDeliveryEvent } from './deliveries.ts'
+import type { DeliveryTables } from './deliveries.ts'
 
 export interface AppendRequest {
   topic: string
