@@ -377,3 +377,47 @@ withTwoNodes(
     }
   },
 )
+
+test('nodes starting at once on a new schema migrate it once (advisory lock), and each can write', {
+  skip,
+}, async () => {
+  const schema = testSchema('migrate')
+  const stores = await Promise.all(
+    Array.from({ length: 4 }, () =>
+      PostgresStore.open({ url: TEST_DATABASE_URL, schema, maxConnections: 2 }),
+    ),
+  )
+  try {
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL })
+    await client.connect()
+    try {
+      const applied = await client.query<{ version: number; n: string }>(
+        `SELECT version, count(*) AS n FROM ${schema}.schema_migrations GROUP BY version ORDER BY version`,
+      )
+      assert.deepEqual(
+        applied.rows.map((row) => [row.version, Number(row.n)]),
+        [[1, 1]],
+      )
+    } finally {
+      await client.end()
+    }
+    const results = await Promise.all(
+      stores.map((store, i) =>
+        store.append('m', [prepareEvent('m', { type: `n${i}` }, new Date())], { now: Date.now() }),
+      ),
+    )
+    assert.deepEqual(results.map((result) => result.head).sort(), [1, 2, 3, 4])
+  } finally {
+    await Promise.all(stores.map((store) => store.close()))
+    await dropSchema(schema)
+  }
+})
+
+test('a schema name that is not a plain identifier is refused before anything is sent', {
+  skip,
+}, async () => {
+  await assert.rejects(
+    PostgresStore.open({ url: TEST_DATABASE_URL, schema: 'herald; DROP TABLE x' }),
+    /HERALD_DATABASE_SCHEMA/,
+  )
+})
