@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
+import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -64,29 +65,6 @@ function toHook(row: HookRow): HookRecord {
   const { event_root: _root, ...hook } = row
   return hook
 }
-
-const HOOK_COLUMNS = [
-  'lease_seconds',
-  'expires_at',
-  'target_url',
-  'topic',
-  'event',
-  'secret',
-  'previous_secret',
-  'previous_secret_until',
-  'ordered',
-  'max_in_flight',
-  'rate_limit',
-  'state',
-  'disabled_reason',
-  'failing_since',
-  'description',
-] as const satisfies ReadonlyArray<keyof HookChanges>
-
-const DELIVERY_SELECT = `
-  SELECT d.id, d.hook_id, t.name AS topic, d.seq, d.event_id, d.state, d.attempts, d.due_at,
-         d.last_status, d.last_error, d.created_at, d.updated_at
-  FROM deliveries d JOIN topics t ON t.id = d.topic_id`
 
 /** An ordered queue: a hook's deliveries of one topic. */
 export interface Queue {

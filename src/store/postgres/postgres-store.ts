@@ -2,6 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import type pg from 'pg'
 import { errors } from '../../core/errors.ts'
 import type { NewEvent, StoredEvent } from '../../core/event.ts'
+import { type TopicRow as BaseTopicRow, topicInfo } from '../rows.ts'
 import type {
   AppendOptions,
   AppendResult,
@@ -44,28 +45,13 @@ const PROBE_TIMEOUT_MS = 2000
 /** Events deleted per statement while pruning, so that no statement holds its locks for long. */
 const PRUNE_CHUNK = 5000
 
-interface TopicRow {
-  id: number
-  name: string
-  head_seq: number
-  created_at: number
-  retention_max_age_ms: number | null
-  retention_max_events: number | null
-  first_seq: number | null
-}
+/** A topics row, with the seq of its oldest retained event. */
+type TopicRow = BaseTopicRow & { first_seq: number | null }
 
 const TOPIC_SELECT = `SELECT t.*, (SELECT min(seq) FROM events e WHERE e.topic_id = t.id) AS first_seq FROM topics t`
 
 function describeTopic(row: TopicRow): TopicInfo {
-  const firstSeq = row.first_seq ?? row.head_seq + 1
-  return {
-    topic: row.name,
-    head_seq: row.head_seq,
-    first_seq: firstSeq,
-    events: row.head_seq - firstSeq + 1,
-    created_at: new Date(row.created_at).toISOString(),
-    retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
-  }
+  return topicInfo(row, row.first_seq)
 }
 
 /**

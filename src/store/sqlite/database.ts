@@ -2,20 +2,14 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { ensureDataDir } from '../data-dir.ts'
+import { type TopicRow, topicInfo } from '../rows.ts'
 import type { TopicInfo } from '../store.ts'
 
 /** What both SQLite connections (the writer's and the readers') share: the file, its schema, its SQL. */
 
 export type Synchronous = 'full' | 'normal'
 
-export interface TopicRow {
-  id: number
-  name: string
-  head_seq: number
-  created_at: number
-  retention_max_age_ms: number | null
-  retention_max_events: number | null
-}
+export type { TopicRow }
 
 const MIGRATIONS_DIR = join(import.meta.dirname, 'migrations')
 
@@ -132,14 +126,5 @@ export function prepareStatements(db: DatabaseSync) {
 }
 
 export function describeTopic(statements: Statements, row: TopicRow): TopicInfo {
-  const first = statements.firstSeq.get(row.id) as { seq: number | null }
-  const firstSeq = first.seq ?? row.head_seq + 1
-  return {
-    topic: row.name,
-    head_seq: row.head_seq,
-    first_seq: firstSeq,
-    events: row.head_seq - firstSeq + 1,
-    created_at: new Date(row.created_at).toISOString(),
-    retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
-  }
+  return topicInfo(row, (statements.firstSeq.get(row.id) as { seq: number | null }).seq)
 }

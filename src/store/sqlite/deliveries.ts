@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
-import { fanOut } from '../../delivery/fan-out.ts'
+import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 
 /** Deliveries read per step while pruning. */
@@ -13,6 +13,7 @@ const LEASE_CHECK_MS = 5_000
 /** Topics carrying external WebSub content (see src/delivery/websub.ts). */
 const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
+import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -45,36 +46,6 @@ type HookRow = Omit<HookRecord, 'ordered'> & { ordered: number; event_root: stri
 function toHook(row: HookRow): HookRecord {
   const { event_root: _root, ordered, ...rest } = row
   return { ...rest, ordered: ordered === 1 }
-}
-
-const HOOK_COLUMNS = [
-  'lease_seconds',
-  'expires_at',
-  'target_url',
-  'topic',
-  'event',
-  'secret',
-  'previous_secret',
-  'previous_secret_until',
-  'ordered',
-  'max_in_flight',
-  'rate_limit',
-  'state',
-  'disabled_reason',
-  'failing_since',
-  'description',
-] as const satisfies ReadonlyArray<keyof HookChanges>
-
-const DELIVERY_SELECT = `
-  SELECT d.id, d.hook_id, t.name AS topic, d.seq, d.event_id, d.state, d.attempts, d.due_at,
-         d.last_status, d.last_error, d.created_at, d.updated_at
-  FROM deliveries d JOIN topics t ON t.id = d.topic_id`
-
-/** The stored events of a topic the matching hooks get deliveries for. */
-export interface NewDeliveryEvent {
-  seq: number
-  id: string
-  type: string
 }
 
 export class DeliveryTables {
@@ -212,7 +183,7 @@ export class DeliveryTables {
   }
 
   /** Called inside the append transaction, for the events it stored in one topic. */
-  createForEvents(topicId: number, topic: string, events: NewDeliveryEvent[], now: number): number {
+  createForEvents(topicId: number, topic: string, events: FanOutEvent[], now: number): number {
     if (events.length === 0 || !this.anyHooks) return 0
     const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
     // An external WebSub topic's content goes to its subscriptions only, not to catch-all webhooks.

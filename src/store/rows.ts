@@ -1,0 +1,54 @@
+import type { HookChanges, TopicInfo } from './store.ts'
+
+/**
+ * What the two backends' tables have in common, written once: the same columns and the same SQL
+ * where both databases read it alike.
+ */
+
+/** The columns of `hooks` a change may set (HookChanges), in the order the UPDATE statements list them. */
+export const HOOK_COLUMNS = [
+  'lease_seconds',
+  'expires_at',
+  'target_url',
+  'topic',
+  'event',
+  'secret',
+  'previous_secret',
+  'previous_secret_until',
+  'ordered',
+  'max_in_flight',
+  'rate_limit',
+  'state',
+  'disabled_reason',
+  'failing_since',
+  'description',
+] as const satisfies ReadonlyArray<keyof HookChanges>
+
+/** A delivery as the API shows it, with its topic's name (the same SQL on SQLite and PostgreSQL). */
+export const DELIVERY_SELECT = `
+  SELECT d.id, d.hook_id, t.name AS topic, d.seq, d.event_id, d.state, d.attempts, d.due_at,
+         d.last_status, d.last_error, d.created_at, d.updated_at
+  FROM deliveries d JOIN topics t ON t.id = d.topic_id`
+
+/** A topics row. */
+export interface TopicRow {
+  id: number
+  name: string
+  head_seq: number
+  created_at: number
+  retention_max_age_ms: number | null
+  retention_max_events: number | null
+}
+
+/** The API's view of a topic, from its row and the seq of its oldest retained event (null: none). */
+export function topicInfo(row: TopicRow, firstSeq: number | null): TopicInfo {
+  const first = firstSeq ?? row.head_seq + 1
+  return {
+    topic: row.name,
+    head_seq: row.head_seq,
+    first_seq: first,
+    events: row.head_seq - first + 1,
+    created_at: new Date(row.created_at).toISOString(),
+    retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
+  }
+}
