@@ -5,6 +5,7 @@ import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { NodeService } from './cluster/node.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
+import { HeraldError } from './core/errors.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
@@ -141,7 +142,11 @@ export async function startHerald(
         metrics.eventsPruned.inc(result.events)
         if (result.events > 0) logger.info(result, 'retention pruned events')
       })
-      .catch((error) => logger.error({ err: error }, 'retention pruning failed'))
+      .catch((error) =>
+        error instanceof HeraldError && error.status === 503
+          ? logger.warn({ reason: error.message }, 'retention pruning failed')
+          : logger.error({ err: error }, 'retention pruning failed'),
+      )
   }
   const pruneTimer = setInterval(prune, config.pruneIntervalMs)
   pruneTimer.unref()

@@ -131,6 +131,12 @@ test('PostgreSQL stopped and its connections killed under load: 503 with Retry-A
       stream.sseEvents().map((event) => event.data.seq),
       events.map((event) => event.seq),
     )
+    // An outage is a state of the server (503, /readyz), logged as warnings: no error-level entry.
+    const errors = server
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"level":50'))
+    assert.deepEqual(errors, [], 'no error logged')
     process.stderr.write(
       `outage test: ${acknowledged.size} events, ${unavailable.count} answers 503 retried with their key, ${unavailable.repeats} of them had committed (200 on retry)\n`,
     )

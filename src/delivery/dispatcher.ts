@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { Agent } from 'undici'
+import { HeraldError } from '../core/errors.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type {
@@ -182,7 +183,7 @@ export class Dispatcher {
         next = due <= storeNow ? (runs.length > 0 ? 0 : BUSY_POLL_MS) : Math.min(POLL_MS, due - storeNow)
       }
     } catch (error) {
-      this.options.logger.error({ err: error }, 'claiming webhook deliveries failed')
+      this.logFailure(error, {}, 'claiming webhook deliveries failed')
     } finally {
       this.claiming = false
     }
@@ -215,7 +216,7 @@ export class Dispatcher {
       this.wake()
     }
     const done = this.send(run, finish)
-      .catch((error: unknown) => this.options.logger.error({ err: error, hook: id }, 'webhook run failed'))
+      .catch((error: unknown) => this.logFailure(error, { hook: id }, 'webhook run failed'))
       .finally(() => {
         finish()
         this.runs.delete(done)
@@ -318,6 +319,18 @@ export class Dispatcher {
         this.announce('hook.disabled', disabled, disabled.disabled_reason)
       for (const removed of result.removed)
         this.announce('hook.removed', removed, 'the target answered 410 Gone')
+    }
+  }
+
+  /**
+   * A store out of reach (a 503: the database is down) is a state /readyz reports and the next claim
+   * retries, logged as a warning without a stack; anything else is an error.
+   */
+  private logFailure(error: unknown, fields: Record<string, unknown>, message: string): void {
+    if (error instanceof HeraldError && error.status === 503) {
+      this.options.logger.warn({ ...fields, reason: error.message }, message)
+    } else {
+      this.options.logger.error({ ...fields, err: error }, message)
     }
   }
 
