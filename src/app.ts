@@ -53,7 +53,8 @@ export async function startHerald(
   let bus: Bus
   try {
     store = await openStore(config)
-    bus = openBus(config)
+    const opened = store
+    bus = await openBus(config, (topics) => opened.heads(topics), logger)
   } catch (error) {
     await store?.close()
     lock.release()

@@ -2,7 +2,13 @@ import type { Bus, HeadListener } from './bus.ts'
 
 /** The single-process Bus: listeners indexed by topic, so a publish touches only its own topic's. */
 export class LocalBus implements Bus {
-  private readonly listeners = new Map<string, Set<HeadListener>>()
+  readonly kind: Bus['kind'] = 'local'
+  protected readonly listeners = new Map<string, Set<HeadListener>>()
+
+  /** One process: every publish reaches its listeners at once. */
+  ready(): Promise<void> {
+    return Promise.resolve()
+  }
 
   publish(topic: string, head: number): void {
     const set = this.listeners.get(topic)

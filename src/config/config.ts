@@ -153,10 +153,11 @@ export const OPTIONS = [
     help: 'The PostgreSQL schema Herald creates and keeps its tables in.',
   },
   {
-    flag: 'bus-url',
+    // Environment only, like the database URL: it may carry a password.
+    flag: undefined,
     env: 'HERALD_BUS_URL',
     default: undefined,
-    help: 'redis://… or nats://… for cross-node fan-out (cluster mode).',
+    help: 'redis://… or nats://… to wake the other nodes of a cluster (needs HERALD_DATABASE_URL).',
   },
   { flag: 'body-limit', env: 'HERALD_BODY_LIMIT', default: '1mb', help: 'Largest request body accepted.' },
   {
@@ -344,7 +345,7 @@ export function loadConfig(
       if (!isSchemaName(schema)) throw new Error(SCHEMA_NAME_RULE)
       return schema
     }),
-    busUrl: raw('bus-url'),
+    busUrl: nonEmpty(env['HERALD_BUS_URL']),
     bodyLimitBytes: wrap('--body-limit', () => parseSize(raw('body-limit')!)),
     retention: {
       maxAgeMs: wrap('--retention-max-age', () => optional(raw('retention-max-age')!, parseDuration)),

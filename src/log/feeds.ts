@@ -81,7 +81,7 @@ export class Feeds {
     }
     const subscription = new Subscription(feed, after, sink)
     feed.attach(subscription)
-    void subscription.catchUp(this.store, pageSize)
+    void subscription.catchUp(this.store, pageSize, this.bus.ready())
     return subscription
   }
 }
@@ -101,9 +101,13 @@ export class Subscription {
     this.sink = sink
   }
 
-  async catchUp(store: EventStore, pageSize: number): Promise<void> {
+  /** Reads from the cursor in pages, then joins the live Feed; `busReady`: see Bus.ready. */
+  async catchUp(store: EventStore, pageSize: number, busReady: Promise<void>): Promise<void> {
     let retryMs = OUTAGE_RETRY_MS
     try {
+      // The Feed's bus subscription is acknowledged before any read, so that the last read comes
+      // after it: an event another node commits in between wakes the Feed.
+      await busReady
       for (;;) {
         if (this.closed) return
         let events: StoredEvent[]

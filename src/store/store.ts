@@ -63,6 +63,8 @@ export interface EventStore {
   append(topic: string, events: NewEvent[], options: AppendOptions): Promise<AppendResult>
   read(topic: string, afterSeq: number, limit: number, maxBytes?: number): Promise<StoredEvent[]>
   topic(name: string): Promise<TopicInfo | undefined>
+  /** The heads of these topics (those that exist), in one read: the cluster bus's position checks. */
+  heads(names: string[]): Promise<Map<string, number>>
   topics(options: { after?: string; limit: number }): Promise<TopicInfo[]>
   /** Creates the topic if needed and sets its own retention (null: the server default). */
   configureTopic(name: string, retention: Retention): Promise<TopicInfo>

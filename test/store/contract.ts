@@ -256,6 +256,17 @@ export function storeContract(
       },
     )
 
+    withStore('reads the heads of many topics at once, leaving out unknown ones', async ({ store }) => {
+      await store.append('h1', events('h1', { type: 't' }, { type: 't' }), { now: Date.now() })
+      await store.append('h2', events('h2', { type: 't' }), { now: Date.now() })
+      const heads = await store.heads(['h1', 'h2', 'unknown'])
+      assert.deepEqual([...heads].sort(), [
+        ['h1', 2],
+        ['h2', 1],
+      ])
+      assert.equal((await store.heads([])).size, 0)
+    })
+
     withStore('lists topics by name, paged', async ({ store }) => {
       for (const topic of ['c', 'a', 'b/x'])
         await store.append(topic, events(topic, { type: 't' }), { now: Date.now() })

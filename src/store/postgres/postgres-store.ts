@@ -185,6 +185,17 @@ export class PostgresStore implements Store {
     })
   }
 
+  heads(names: string[]): Promise<Map<string, number>> {
+    return this.run(async () => {
+      const result = await this.pool.query<{ name: string; head_seq: number }>({
+        name: 'herald-heads',
+        text: 'SELECT name, head_seq FROM topics WHERE name = ANY($1::text[])',
+        values: [names],
+      })
+      return new Map(result.rows.map((row) => [row.name, row.head_seq]))
+    })
+  }
+
   topics({ after = '', limit }: { after?: string; limit: number }): Promise<TopicInfo[]> {
     return this.run(async () => {
       const result = await this.pool.query<TopicRow>(

@@ -210,6 +210,15 @@ export class SqliteStore implements Store {
     return row && describeTopic(this.statements, row)
   }
 
+  async heads(names: string[]): Promise<Map<string, number>> {
+    const heads = new Map<string, number>()
+    for (const name of names) {
+      const row = this.statements.topicByName.get(name) as TopicRow | undefined
+      if (row) heads.set(name, row.head_seq)
+    }
+    return heads
+  }
+
   async topics({ after = '', limit }: { after?: string; limit: number }): Promise<TopicInfo[]> {
     const rows = this.statements.listTopics.all(after, limit) as unknown as TopicRow[]
     return rows.map((row) => describeTopic(this.statements, row))

@@ -1,0 +1,185 @@
+import type { Logger } from 'pino'
+import type { Bus } from './bus.ts'
+import { LocalBus } from './local.ts'
+
+/**
+ * The cluster logic, written once above thin transports (redis.ts, nats.ts): a publish reaches this
+ * node's listeners at once and the other nodes through the transport, as `{node, topic, head}` on one
+ * channel per cluster; a node drops its own messages, and keeps the highest head seen per topic.
+ *
+ * The transport is a hint, never the truth (the Store is):
+ * - pub/sub drops messages (a reconnect, a slow subscriber, a lookup in flight), so every topic with
+ *   listeners here re-checks its head in the Store every POSITION_CHECK_MS (centrifuge's position
+ *   check): a lost message costs seconds, never a stall until the next publish;
+ * - while the transport is down, those heads are polled every DOWN_POLL_MS;
+ * - when it comes back, they are read at once.
+ * So an outage of Redis or NATS costs latency, never an event, and nodes recover by themselves.
+ */
+
+/** What a transport does: carry strings on the cluster's channel, and say when it is up or down. */
+export interface BusTransport {
+  /** Connects and subscribes; resolves once the subscription is acknowledged by the server. */
+  start(handlers: TransportHandlers): Promise<void>
+  /** Sends one message; a failure is the transport's to report (down), never thrown. */
+  send(message: string): void
+  close(): Promise<void>
+}
+
+export interface TransportHandlers {
+  message(message: string): void
+  up(): void
+  down(reason: string): void
+}
+
+/** The heads of topics as the Store has them (topics it does not know are left out). */
+export type HeadSource = (topics: string[]) => Promise<Map<string, number>>
+
+/** How often each topic with listeners re-reads its head, whatever the transport says. */
+export const POSITION_CHECK_MS = 3_000
+/** How often, while the transport is down. */
+export const DOWN_POLL_MS = 1_500
+/** Topics read per position check query. */
+const HEADS_PER_QUERY = 1_000
+
+interface Message {
+  n: string
+  t: string
+  h: number
+}
+
+export class ClusterBus extends LocalBus implements Bus {
+  override readonly kind: Bus['kind']
+  private readonly transport: BusTransport
+  private readonly nodeId: string
+  private readonly heads: HeadSource
+  private readonly logger: Logger
+  /** The highest head seen per topic with listeners, so that an older message wakes no one. */
+  private readonly highest = new Map<string, number>()
+  private started: Promise<void> | undefined
+  private up = false
+  private closed = false
+  private timer: NodeJS.Timeout | undefined
+  private checking = false
+
+  constructor(options: {
+    kind: 'redis' | 'nats'
+    transport: BusTransport
+    nodeId: string
+    heads: HeadSource
+    logger: Logger
+  }) {
+    super()
+    this.kind = options.kind
+    this.transport = options.transport
+    this.nodeId = options.nodeId
+    this.heads = options.heads
+    this.logger = options.logger
+  }
+
+  /** Connects the transport; resolves once its subscription is acknowledged. */
+  start(): Promise<void> {
+    this.started ??= this.transport
+      .start({
+        message: (message) => this.receive(message),
+        up: () => this.onUp(),
+        down: (reason) => this.onDown(reason),
+      })
+      .then(() => {
+        this.up = true
+        this.schedule(POSITION_CHECK_MS)
+      })
+    return this.started
+  }
+
+  override ready(): Promise<void> {
+    return this.start()
+  }
+
+  /** Whether the transport is connected (GET /v1/cluster, metrics). */
+  get connected(): boolean {
+    return this.up
+  }
+
+  override publish(topic: string, head: number): void {
+    this.deliver(topic, head)
+    if (this.closed) return
+    this.transport.send(JSON.stringify({ n: this.nodeId, t: topic, h: head } satisfies Message))
+  }
+
+  override subscribe(topic: string, listener: (head: number) => void): () => void {
+    const unsubscribe = super.subscribe(topic, listener)
+    return () => {
+      unsubscribe()
+      if (!this.listeners.has(topic)) this.highest.delete(topic)
+    }
+  }
+
+  /** Hands a head to this node's listeners of the topic, once per new highest head. */
+  private deliver(topic: string, head: number): void {
+    if (!this.listeners.has(topic)) return
+    if (head <= (this.highest.get(topic) ?? 0)) return
+    this.highest.set(topic, head)
+    super.publish(topic, head)
+  }
+
+  private receive(raw: string): void {
+    let message: Message
+    try {
+      message = JSON.parse(raw) as Message
+    } catch {
+      return // not ours: the channel is Herald's, but a stray publish must not end the process
+    }
+    if (message.n === this.nodeId || typeof message.t !== 'string' || !Number.isSafeInteger(message.h)) return
+    this.deliver(message.t, message.h)
+  }
+
+  private onUp(): void {
+    if (this.closed) return
+    if (!this.up)
+      this.logger.info({ bus: this.kind }, 'bus connected again: re-reading the heads of live topics')
+    this.up = true
+    // What was published while it was down reached no one here: read the heads now.
+    this.schedule(0)
+  }
+
+  private onDown(reason: string): void {
+    if (this.closed) return
+    if (this.up)
+      this.logger.warn({ bus: this.kind, reason }, 'bus disconnected: polling heads from the store')
+    this.up = false
+    this.schedule(DOWN_POLL_MS)
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.closed) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.checkPositions(), delayMs)
+    this.timer.unref()
+  }
+
+  /** Reads the heads of every topic with listeners here, in a few queries, and hands on what moved. */
+  private async checkPositions(): Promise<void> {
+    if (this.checking || this.closed) return
+    this.checking = true
+    try {
+      const topics = [...this.listeners.keys()]
+      for (let start = 0; start < topics.length; start += HEADS_PER_QUERY) {
+        const heads = await this.heads(topics.slice(start, start + HEADS_PER_QUERY))
+        for (const [topic, head] of heads) this.deliver(topic, head)
+      }
+    } catch (error) {
+      // The store is out of reach too: the next check tries again (the store's own 503s say why).
+      this.logger.warn({ reason: (error as Error).message }, 'reading topic heads failed')
+    } finally {
+      this.checking = false
+      this.schedule(this.up ? POSITION_CHECK_MS : DOWN_POLL_MS)
+    }
+  }
+
+  override async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.timer)
+    await this.transport.close()
+    await super.close()
+  }
+}
