@@ -30,9 +30,9 @@ export const MAX_READ_BYTES = 4 * 1024 * 1024
 /**
  * Everything a backend keeps. Each consumer is given the narrow part it uses: the topic log an
  * `EventStore`, the dispatcher a `QueueStore`, the hook and WebSub routes a `HookStore`, the node's
- * heartbeat a `NodeStore`.
+ * heartbeat a `NodeStore`, the leader's maintenance a `MaintenanceStore`.
  */
-export interface Store extends EventStore, HookStore, QueueStore, NodeStore {
+export interface Store extends EventStore, HookStore, QueueStore, NodeStore, MaintenanceStore {
   /**
    * Removes events past retention, expired idempotency keys, and settled deliveries (with their
    * attempts) last updated longer ago than the events' default maximum age.
@@ -394,6 +394,8 @@ export interface NodeRecord {
   /** Milliseconds since the epoch, by the store's clock (the database's, on PostgreSQL). */
   started_at: number
   heartbeat_at: number
+  /** Whether the node holds the leadership now (see MaintenanceStore). */
+  leader: boolean
 }
 
 /**
@@ -414,4 +416,39 @@ export interface NodeStore {
   /** A graceful stop: releases the node's leases (its queues move on at once) and forgets it. */
   leaveCluster(nodeId: string): Promise<void>
   nodes(): Promise<NodeRecord[]>
+}
+
+/**
+ * What the leader's maintenance uses (src/cluster/maintenance.ts): one node at a time per store is the
+ * leader, and runs the work that should run once per cluster rather than once per node.
+ *
+ * Contract (test/store/leader-contract.ts):
+ * - `claimLeadership` takes the leadership when no one holds it (never held, released, or its lease
+ *   ran out) and renews it when the caller holds it; either way the lease then lasts `leaseMs` from
+ *   the moment the store applied the claim, by the store's clock (the database's `now()` on
+ *   PostgreSQL, never the caller's). A claim is one statement: two nodes claiming at once cannot both
+ *   win. The answer names the leader (null when the store cannot tell: another claim was under way)
+ *   and its term.
+ * - Terms only grow: a renewal keeps the term; a leadership taken anew (by another node, or by the
+ *   same one after its lease ran out or was released) is the previous term + 1.
+ * - `releaseLeadership` ends the caller's lease at once (nothing when it is not the leader), so that
+ *   another node's next claim takes over without waiting for the lease to run out.
+ * - SQLite has one server per file (the data directory's lock): whoever claims leads, in term 1.
+ *
+ * A caller must stop acting as the leader before its lease could have ended by the store's clock:
+ * the lease runs from a moment after the claim was sent, so counting `leaseMs` (less a margin) from
+ * the sending on the caller's monotonic clock is safe whatever the two clocks read.
+ */
+export interface MaintenanceStore {
+  claimLeadership(nodeId: string, leaseMs: number): Promise<LeadershipClaim>
+  releaseLeadership(nodeId: string): Promise<void>
+}
+
+export interface LeadershipClaim {
+  /** The node that holds the leadership, or null when no one does or the store could not tell. */
+  leader: string | null
+  /** The leadership's term: 1 for the first leader of a store, + 1 at each new leadership. */
+  term: number
+  /** Whether the caller holds it now. */
+  isMe: boolean
 }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import pg from 'pg'
 import pino from 'pino'
@@ -11,10 +13,11 @@ import { createMetrics } from '../../src/metrics/metrics.ts'
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts'
 import type { ClaimedRun, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
 import { startReceiver } from '../delivery/receiver.ts'
-import { until } from '../helpers.ts'
+import { ROOT, until } from '../helpers.ts'
 import { dropSchema, skipWithoutPostgres, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
 import { type StoreHarness, storeContract } from './contract.ts'
 import { deliveryContract } from './delivery-contract.ts'
+import { leaderContract } from './leader-contract.ts'
 
 const skip = await skipWithoutPostgres()
 
@@ -40,6 +43,7 @@ async function openPostgres(): Promise<StoreHarness> {
 
 storeContract('PostgreSQL', openPostgres, { skip })
 deliveryContract('PostgreSQL', openPostgres, { skip })
+leaderContract('PostgreSQL', openPostgres, { skip })
 
 // ---- PostgreSQL only: several nodes on one database ------------------------------------------------
 
@@ -378,6 +382,63 @@ withTwoNodes(
   },
 )
 
+// ---- leadership between two nodes (MaintenanceStore) ----------------------------------------------
+
+withTwoNodes(
+  'one leader at a time; when its lease runs out the other takes over in the next term',
+  async (a, b, schema) => {
+    const lead = await a.claimLeadership('node-a', 400)
+    assert.deepEqual(lead, { leader: 'node-a', term: 1, isMe: true })
+    assert.deepEqual(await b.claimLeadership('node-b', 400), { leader: 'node-a', term: 1, isMe: false })
+    // The lease is on the database's clock: it ends leaseMs after the database applied the claim.
+    const [row] = await admin<{ node_id: string; left: number }>(
+      `SELECT node_id, expires_at - (extract(epoch FROM now()) * 1000)::bigint AS left FROM ${schema}.leader`,
+    )
+    assert.equal(row!.node_id, 'node-a')
+    assert.ok(Number(row!.left) > 0 && Number(row!.left) <= 400, `${row!.left} ms left`)
+    await new Promise((resolve) => setTimeout(resolve, 450))
+    // node-a did not renew in time: node-b takes over, in term 2; node-a's renewal then fails.
+    assert.deepEqual(await b.claimLeadership('node-b', 60_000), { leader: 'node-b', term: 2, isMe: true })
+    assert.deepEqual(await a.claimLeadership('node-a', 60_000), { leader: 'node-b', term: 2, isMe: false })
+    assert.deepEqual(await b.claimLeadership('node-b', 60_000), { leader: 'node-b', term: 2, isMe: true })
+    await b.joinCluster('node-b')
+    await a.joinCluster('node-a')
+    assert.deepEqual(
+      (await a.nodes()).map((node) => [node.id, node.leader]),
+      [
+        ['node-a', false],
+        ['node-b', true],
+      ],
+    )
+  },
+)
+
+withTwoNodes('a graceful release hands the leadership over at once', async (a, b) => {
+  assert.equal((await a.claimLeadership('node-a', 60_000)).isMe, true)
+  assert.equal((await b.claimLeadership('node-b', 60_000)).isMe, false)
+  await b.releaseLeadership('node-b') // not the leader: nothing
+  assert.equal((await b.claimLeadership('node-b', 60_000)).isMe, false)
+  await a.releaseLeadership('node-a')
+  assert.deepEqual(await b.claimLeadership('node-b', 60_000), { leader: 'node-b', term: 2, isMe: true })
+  // node-a comes back: node-b holds it.
+  assert.deepEqual(await a.claimLeadership('node-a', 60_000), { leader: 'node-b', term: 2, isMe: false })
+})
+
+withTwoNodes('claims racing from two nodes: exactly one wins each round', async (a, b) => {
+  for (let round = 0; round < 5; round++) {
+    const claims = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 === 0 ? a : b).claimLeadership(`node-${round}-${i}`, 60_000),
+      ),
+    )
+    assert.equal(claims.filter((claim) => claim.isMe).length, 1, `round ${round}`)
+    const winner = claims.find((claim) => claim.isMe)!
+    assert.equal(winner.term, round + 1)
+    for (const claim of claims) assert.ok(claim.leader === null || claim.leader === winner.leader)
+    await (round % 2 === 0 ? a : b).releaseLeadership(winner.leader!)
+  }
+})
+
 test('nodes starting at once on a new schema migrate it once (advisory lock), and each can write', {
   skip,
 }, async () => {
@@ -394,9 +455,11 @@ test('nodes starting at once on a new schema migrate it once (advisory lock), an
       const applied = await client.query<{ version: number; n: string }>(
         `SELECT version, count(*) AS n FROM ${schema}.schema_migrations GROUP BY version ORDER BY version`,
       )
+      const files = readdirSync(join(ROOT, 'src/store/postgres/migrations')).filter((f) => f.endsWith('.sql'))
       assert.deepEqual(
         applied.rows.map((row) => [row.version, Number(row.n)]),
-        [[1, 1]],
+        files.map((_, i) => [i + 1, 1]),
+        'each migration applied once',
       )
     } finally {
       await client.end()

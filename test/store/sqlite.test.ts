@@ -11,6 +11,7 @@ import type { Store } from '../../src/store/store.ts'
 import { ROOT, tempDir } from '../helpers.ts'
 import { type StoreHarness, storeContract } from './contract.ts'
 import { deliveryContract } from './delivery-contract.ts'
+import { leaderContract } from './leader-contract.ts'
 
 async function openSqlite(): Promise<StoreHarness> {
   const dataDir = await tempDir()
@@ -33,6 +34,19 @@ async function openSqlite(): Promise<StoreHarness> {
 
 storeContract('SQLite', openSqlite)
 deliveryContract('SQLite', openSqlite)
+leaderContract('SQLite', openSqlite)
+
+test('SQLite: whoever claims the leadership leads, always in term 1 (one server per file)', async () => {
+  const harness = await openSqlite()
+  try {
+    const { store } = harness
+    assert.deepEqual(await store.claimLeadership('node-a', 10), { leader: 'node-a', term: 1, isMe: true })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.deepEqual(await store.claimLeadership('node-b', 10), { leader: 'node-b', term: 1, isMe: true })
+  } finally {
+    await harness.cleanup()
+  }
+})
 
 test('two processes appending to one SQLite file keep seq gapless (no in-process counter)', async () => {
   const dataDir = await tempDir()

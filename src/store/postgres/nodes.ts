@@ -4,6 +4,7 @@ import type { NodeRecord } from '../store.ts'
 import type { DatabaseClock } from './clock.ts'
 import type { PostgresOptions } from './database.ts'
 import { advance, releaseStatement } from './deliveries.ts'
+import { LEADS_NOW } from './leader.ts'
 import { expectCommit, inTransaction, together } from './transaction.ts'
 
 /**
@@ -45,7 +46,8 @@ const SQL = {
         AND l.classid = ${NAMESPACE}::oid AND l.objid = n.lock_key::oid))
     ORDER BY n.id`,
   forget: 'DELETE FROM nodes WHERE id = ANY($1::text[])',
-  all: 'SELECT id, started_at, heartbeat_at FROM nodes ORDER BY id',
+  all: `SELECT n.id, n.started_at, n.heartbeat_at, ${LEADS_NOW} AS leader
+    FROM nodes n LEFT JOIN leader l ON l.id = 1 ORDER BY n.id`,
 }
 
 export class PostgresNodes {

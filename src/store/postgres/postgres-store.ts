@@ -15,6 +15,7 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  LeadershipClaim,
   NodeRecord,
   PruneResult,
   ReplayRequest,
@@ -30,6 +31,7 @@ import { MAX_READ_BYTES } from '../store.ts'
 import { DatabaseClock } from './clock.ts'
 import { asStoreError, createPool, migrate, type PostgresOptions, unavailableReason } from './database.ts'
 import { PostgresDeliveries } from './deliveries.ts'
+import { claimLeadership, releaseLeadership } from './leader.ts'
 import { PostgresNodes } from './nodes.ts'
 import { PostgresWriter } from './writer.ts'
 
@@ -58,7 +60,8 @@ function describeTopic(row: TopicRow): TopicInfo {
  * The Store in PostgreSQL (HERALD_DATABASE_URL), for one node or many sharing the database: the same
  * contract as the SQLite store (test/store/contract.ts). Appends are group-committed (writer.ts);
  * the delivery queue is leased with SKIP LOCKED and fenced by lease tokens (deliveries.ts); nodes
- * announce themselves and rescue the leases of dead ones (nodes.ts).
+ * announce themselves and rescue the leases of dead ones (nodes.ts); one of them at a time leads
+ * (leader.ts) and runs the maintenance (src/cluster/maintenance.ts).
  */
 export class PostgresStore implements Store {
   readonly kind = 'postgres'
@@ -384,6 +387,16 @@ export class PostgresStore implements Store {
 
   nodes(): Promise<NodeRecord[]> {
     return this.run(() => this.nodeTable.list())
+  }
+
+  // ---- the leader's maintenance (leader.ts) -----------------------------------------------------------
+
+  claimLeadership(nodeId: string, leaseMs: number): Promise<LeadershipClaim> {
+    return this.run(() => claimLeadership(this.pool, nodeId, leaseMs))
+  }
+
+  releaseLeadership(nodeId: string): Promise<void> {
+    return this.run(() => releaseLeadership(this.pool, nodeId))
   }
 
   async close(): Promise<void> {

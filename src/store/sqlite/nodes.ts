@@ -39,8 +39,9 @@ export class NodeTable {
     this.s.forget.run(JSON.stringify([nodeId]))
   }
 
-  nodes(): NodeRecord[] {
-    return this.s.all.all() as unknown as NodeRecord[]
+  /** The nodes, without `leader`: the store adds it (it is kept in memory). */
+  nodes(): Array<Omit<NodeRecord, 'leader'>> {
+    return this.s.all.all() as unknown as Array<Omit<NodeRecord, 'leader'>>
   }
 }
 

@@ -14,6 +14,7 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  LeadershipClaim,
   NodeRecord,
   PruneResult,
   ReplayRequest,
@@ -86,6 +87,8 @@ export class SqliteStore implements Store {
   /** SQLite's answer to the last write that failed for want of a writable file, until a write succeeds. */
   private writeFailure: string | undefined
   private lastProbe = 0
+  /** The node that claimed the leadership last (see claimLeadership), until it releases it. */
+  private leaderId: string | undefined
 
   constructor(options: SqliteStoreOptions) {
     this.path = databasePath(options.dataDir)
@@ -352,7 +355,23 @@ export class SqliteStore implements Store {
   }
 
   async nodes(): Promise<NodeRecord[]> {
-    return this.nodeTable.nodes()
+    return this.nodeTable.nodes().map((node) => ({ ...node, leader: node.id === this.leaderId }))
+  }
+
+  // ---- the leader's maintenance -----------------------------------------------------------------
+
+  /**
+   * One server holds the data directory (its lock), so the node that asks leads, always in term 1:
+   * kept in memory, as nothing outside this process could contend for it.
+   */
+  async claimLeadership(nodeId: string): Promise<LeadershipClaim> {
+    if (this.closed) throw errors.unavailable('The store is closed.')
+    this.leaderId = nodeId
+    return { leader: nodeId, term: 1, isMe: true }
+  }
+
+  async releaseLeadership(nodeId: string): Promise<void> {
+    if (this.leaderId === nodeId) this.leaderId = undefined
   }
 
   async close(): Promise<void> {
