@@ -3,9 +3,9 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
+import { MaintenanceService } from './cluster/maintenance.ts'
 import { NodeService } from './cluster/node.ts'
 import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
-import { HeraldError } from './core/errors.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
@@ -135,22 +135,17 @@ export async function startHerald(
     onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
   })
 
-  let pruning: Promise<unknown> = Promise.resolve()
-  const prune = () => {
-    pruning = store
-      .prune(Date.now(), config.retention, config.idempotencyTtlMs)
-      .then((result) => {
-        metrics.eventsPruned.inc(result.events)
-        if (result.events > 0) logger.info(result, 'retention pruned events')
-      })
-      .catch((error) =>
-        error instanceof HeraldError && error.status === 503
-          ? logger.warn({ reason: error.message }, 'retention pruning failed')
-          : logger.error({ err: error }, 'retention pruning failed'),
-      )
-  }
-  const pruneTimer = setInterval(prune, config.pruneIntervalMs)
-  pruneTimer.unref()
+  // Retention, expiry and the expired-lease backstop, run by the cluster's leader (on SQLite: this node).
+  const maintenance = new MaintenanceService({
+    store,
+    nodeId: config.nodeId,
+    logger,
+    retention: config.retention,
+    idempotencyTtlMs: config.idempotencyTtlMs,
+    pruneIntervalMs: config.pruneIntervalMs,
+    onPruned: (events) => metrics.eventsPruned.inc(events),
+    onRecovered: () => dispatcher.wake(),
+  })
 
   // Joined before the server listens: from then on a publish wakes the dispatcher, and joining (on
   // SQLite) releases every lease in the store, which must never be one this dispatcher just took.
@@ -159,7 +154,6 @@ export async function startHerald(
     await node.start()
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
-    clearInterval(pruneTimer)
     await node.stop()
     await store.close()
     lock.release()
@@ -167,6 +161,8 @@ export async function startHerald(
   }
   ready = true
   dispatcher.start()
+  // Started last, stopped first: a node that stops hands the leadership over at once.
+  await maintenance.start()
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
@@ -186,7 +182,9 @@ export async function startHerald(
       ready = false
       draining.abort()
       connections.shutdown()
-      clearInterval(pruneTimer)
+      // Released while the server drains (a task under way finishes first), so that another node
+      // takes the leadership over now, not after the drain and the attempts in flight.
+      const maintained = maintenance.stop()
       // In-flight requests may finish; connections still open after the grace period are closed.
       const force = setTimeout(() => server.server.closeAllConnections(), config.shutdownTimeoutMs)
       await server.close()
@@ -194,10 +192,10 @@ export async function startHerald(
       // Attempts in flight finish (each is bounded by --delivery-timeout) and are recorded.
       await websub.close()
       await dispatcher.stop()
+      await maintained
       // Its leases released: what the dispatcher did not send goes out at the next start, not a lease later.
       await node.stop()
       await agent.close()
-      await pruning
       await bus.close()
       await store.close()
       lock.release()

@@ -24,6 +24,14 @@ export interface NodeServiceOptions {
  * every lease a killed process left, so that its deliveries are sent again at once rather than after
  * a whole lease), heartbeats while it runs (releasing the leases of nodes found dead), and leaves after
  * the dispatcher stopped and before the store closes (its own leases let go at once).
+ *
+ * Why every node rescues the dead, not only the leader (which runs the rest of the maintenance,
+ * src/cluster/maintenance.ts): the dead node may be the leader, and another node may lead only once
+ * its lease has run out (10 s after its last renewal, so that there are never two leaders): a
+ * leader-only rescue would free a dead leader's deliveries 10 to 12 s after its death, past the 10 s
+ * the cluster promises. A rescue is safe to run from several nodes at once (the dead nodes' rows are
+ * locked SKIP LOCKED, a release of what is already free changes nothing), and costs one small read per
+ * heartbeat (the nodes, and pg_locks for their sessions' locks).
  */
 export class NodeService {
   private readonly options: Required<NodeServiceOptions>

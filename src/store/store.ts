@@ -442,6 +442,14 @@ export interface NodeStore {
 export interface MaintenanceStore {
   claimLeadership(nodeId: string, leaseMs: number): Promise<LeadershipClaim>
   releaseLeadership(nodeId: string): Promise<void>
+  /**
+   * The backstop behind node rescue: releases the leases that ran out at `now` (their ordered queues'
+   * oldest pending delivery made due), and makes due the oldest pending delivery of each stalled queue
+   * (pending deliveries, none due or leased: a hook switched between ordered and unordered with a run
+   * out, a crash between two commits). It reads every leased and pending row, so it runs now and then
+   * (every few seconds, on the leader), never at each claim.
+   */
+  recoverDeliveries(now: number): Promise<RecoveryResult>
 }
 
 export interface LeadershipClaim {
@@ -451,4 +459,11 @@ export interface LeadershipClaim {
   term: number
   /** Whether the caller holds it now. */
   isMe: boolean
+}
+
+export interface RecoveryResult {
+  /** Deliveries whose lease had run out, released. */
+  released: number
+  /** Stalled queues whose oldest pending delivery was made due. */
+  stalled: number
 }

@@ -116,7 +116,15 @@ export function deliveryContract(
           ],
         )
         assert.deepEqual(await claim(store, T0 + 1, { owner: 'B' }), [], 'leased: nobody else gets it')
-        // The owner died: after the lease another dispatcher gets the whole queue again, from its head.
+        // The owner died: after the lease, once the leader's recovery has released it, another
+        // dispatcher gets the whole queue again, from its head. A claim alone does not look.
+        assert.deepEqual(await claim(store, T0 + LEASE + 1, { owner: 'B' }), [], 'not recovered yet')
+        assert.deepEqual(
+          await store.recoverDeliveries(T0 + LEASE),
+          { released: 0, stalled: 0 },
+          'not run out',
+        )
+        assert.deepEqual(await store.recoverDeliveries(T0 + LEASE + 1), { released: 3, stalled: 0 })
         const again = await claim(store, T0 + LEASE + 1, { owner: 'B' })
         assert.deepEqual(
           again[0]!.deliveries.map((d) => d.seq),
@@ -207,6 +215,7 @@ export function deliveryContract(
       assert.deepEqual(sizes('free'), [2])
       // No budget: nothing is claimed from that hook, and what it did not take is still there.
       assert.equal((await claim(store, T0, { owner: 'B', deliveryBudget: () => 0.9 })).length, 0)
+      await store.recoverDeliveries(T0 + LEASE + 1)
       const rest = await claim(store, T0 + LEASE + 1, { owner: 'B' })
       assert.deepEqual(
         rest.filter((r) => r.hook.id === 'u').length,
@@ -385,6 +394,7 @@ export function deliveryContract(
         await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
         const [stale] = await claim(store, T0)
         // A paused past its lease: B claims the queue again, from its head.
+        await store.recoverDeliveries(T0 + LEASE + 1)
         const [fresh] = await claim(store, T0 + LEASE + 1, { owner: 'B', runLength: 2 })
         assert.notEqual(fresh!.lease, stale!.lease)
         const [d1, d2, d3] = stale!.deliveries
@@ -612,7 +622,10 @@ export function deliveryContract(
         })),
       })
       assert.deepEqual(await claim(store, T0 + 3), [])
-      const later = await claim(store, T0 + 60_000) // the periodic look finds the stalled queue
+      assert.deepEqual(await claim(store, T0 + 60_000), [], 'a claim does not look for it')
+      // The leader's periodic recovery finds the stalled queue.
+      assert.deepEqual(await store.recoverDeliveries(T0 + 60_000), { released: 0, stalled: 1 })
+      const later = await claim(store, T0 + 60_000)
       assert.deepEqual(
         later[0]?.deliveries.map((d) => d.seq),
         [3],

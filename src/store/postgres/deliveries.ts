@@ -25,9 +25,6 @@ import { expectCommit, inTransaction, together } from './transaction.ts'
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
 
-/** The most time between two looks for expired leases (by this process). */
-const LEASE_CHECK_MS = 5_000
-
 /**
  * Hooks, deliveries and attempts in PostgreSQL: the mirror of src/store/sqlite/deliveries.ts, section
  * by section, with the same behaviour. Where SQLite relied on its single writer, several Herald
@@ -74,7 +71,6 @@ export interface Queue {
 
 export class PostgresDeliveries {
   private readonly pool: pg.Pool
-  private nextLeaseCheck = 0
   /** Per lease token, the last settlement or extension of its run issued (see `inOrder`). */
   private readonly runTails = new Map<string, Promise<unknown>>()
   /** Settlements issued and not answered yet: a claim waits for them. */
@@ -237,12 +233,8 @@ export class PostgresDeliveries {
     // What this process settled before this claim is seen by it (the queues those settlements
     // advanced), as SQLite's single writer commits them first.
     if (this.settling.size > 0) await Promise.allSettled([...this.settling])
-    // Expired leases are looked for now and then, not at every claim: the search reads every pending
-    // row that is leased, and a lease is long anyway.
-    if (now >= this.nextLeaseCheck) {
-      this.nextLeaseCheck = now + Math.min(LEASE_CHECK_MS, request.leaseMs / 2)
-      await this.recoverExpiredLeases(now)
-    }
+    // Expired leases and stalled queues are not looked for here: the leader's maintenance does that
+    // now and then (`recover`), for every node.
     // One token for the whole claim: its runs are all this dispatcher's, each settled under it.
     const lease = randomUUID()
     const leaseUntil = now + request.leaseMs
@@ -371,9 +363,10 @@ export class PostgresDeliveries {
   /**
    * Leases that ran out belong to a dispatcher that died or stopped for longer than its lease: their
    * rows are free again, and each ordered queue they held gets its oldest pending delivery due (the
-   * run's later ones had due_at NULL). Node rescue (nodes.ts) is the quick way; this is the backstop.
+   * run's later ones had due_at NULL). Node rescue (nodes.ts) is the quick way; this is the backstop,
+   * run by the leader's maintenance every few seconds (src/cluster/maintenance.ts).
    */
-  private recoverExpiredLeases(now: number): Promise<void> {
+  recover(now: number): Promise<{ released: number; stalled: number }> {
     return inTransaction(this.pool, async (client) => {
       const [, released, stalled] = await together([
         client.query('BEGIN'),
@@ -389,6 +382,7 @@ export class PostgresDeliveries {
       }))
       const [, done] = await together([together(advance(client, queues, now)), client.query('COMMIT')])
       expectCommit(done)
+      return { released: released.rowCount ?? 0, stalled: stalled.rows.length }
     })
   }
 

@@ -18,6 +18,7 @@ import type {
   LeadershipClaim,
   NodeRecord,
   PruneResult,
+  RecoveryResult,
   ReplayRequest,
   Retention,
   Settlement,
@@ -389,7 +390,7 @@ export class PostgresStore implements Store {
     return this.run(() => this.nodeTable.list())
   }
 
-  // ---- the leader's maintenance (leader.ts) -----------------------------------------------------------
+  // ---- the leader's maintenance (leader.ts; recovery in deliveries.ts) -------------------------------
 
   claimLeadership(nodeId: string, leaseMs: number): Promise<LeadershipClaim> {
     return this.run(() => claimLeadership(this.pool, nodeId, leaseMs))
@@ -397,6 +398,10 @@ export class PostgresStore implements Store {
 
   releaseLeadership(nodeId: string): Promise<void> {
     return this.run(() => releaseLeadership(this.pool, nodeId))
+  }
+
+  recoverDeliveries(now: number): Promise<RecoveryResult> {
+    return this.run(() => this.deliveries.recover(now))
   }
 
   async close(): Promise<void> {

@@ -7,9 +7,6 @@ import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
 
-/** The most time between two looks for expired leases. */
-const LEASE_CHECK_MS = 5_000
-
 /** Topics carrying external WebSub content (see src/delivery/websub.ts). */
 const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
@@ -51,7 +48,6 @@ function toHook(row: HookRow): HookRecord {
 export class DeliveryTables {
   private readonly s: ReturnType<typeof prepare>
   private readonly firstDelayMs: number
-  private nextLeaseCheck = 0
 
   constructor(db: DatabaseSync, firstDelayMs: number) {
     this.s = prepare(db)
@@ -224,12 +220,8 @@ export class DeliveryTables {
     const { now, owner } = request
     // One token for the whole claim: its runs are all this dispatcher's, each settled under it.
     const lease = randomUUID()
-    // Expired leases are looked for now and then, not at every claim: the search reads every pending
-    // row (no index on leases, which would cost two writes per delivery), and a lease is long anyway.
-    if (now >= this.nextLeaseCheck) {
-      this.nextLeaseCheck = now + Math.min(LEASE_CHECK_MS, request.leaseMs / 2)
-      this.recoverExpiredLeases(now)
-    }
+    // Expired leases and stalled queues are not looked for here: the leader's maintenance does that
+    // every few seconds (`recover`), as the search reads every pending row (leases are not indexed).
     const leaseUntil = now + request.leaseMs
     const runs: ClaimedRun[] = []
     for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
@@ -300,18 +292,16 @@ export class DeliveryTables {
 
   /**
    * Leases that ran out belong to a dispatcher that died: its rows are free again, and each ordered
-   * queue it held gets its oldest pending delivery due (the run's later ones had due_at NULL).
+   * queue it held gets its oldest pending delivery due (the run's later ones had due_at NULL). Run by
+   * the leader's maintenance every few seconds (src/cluster/maintenance.ts).
    */
-  private recoverExpiredLeases(now: number): void {
-    this.releaseLeases({ expiredAt: now }, now)
+  recover(now: number): { released: number; stalled: number } {
+    const released = this.releaseLeases({ expiredAt: now }, now)
     // A safety net: a queue with pending deliveries of which none is due or leased would wait forever
     // (a hook switched between ordered and unordered with a run out, say). Its oldest is made due.
-    for (const { hook_id, topic_id } of this.s.stalledQueues.all() as Array<{
-      hook_id: string
-      topic_id: number
-    }>) {
-      this.s.advanceQueue.run(now, now, hook_id, topic_id)
-    }
+    const stalled = this.s.stalledQueues.all() as Array<{ hook_id: string; topic_id: number }>
+    for (const { hook_id, topic_id } of stalled) this.s.advanceQueue.run(now, now, hook_id, topic_id)
+    return { released, stalled: stalled.length }
   }
 
   /**

@@ -17,6 +17,7 @@ import type {
   LeadershipClaim,
   NodeRecord,
   PruneResult,
+  RecoveryResult,
   ReplayRequest,
   Retention,
   Settlement,
@@ -372,6 +373,10 @@ export class SqliteStore implements Store {
 
   async releaseLeadership(nodeId: string): Promise<void> {
     if (this.leaderId === nodeId) this.leaderId = undefined
+  }
+
+  recoverDeliveries(now: number): Promise<RecoveryResult> {
+    return this.write(() => this.deliveries.recover(now))
   }
 
   async close(): Promise<void> {
