@@ -123,6 +123,7 @@ export async function startHerald(
       store,
     },
     websub,
+    cluster: { store: store.kind, bus: bus.kind, nodes: () => store.nodes() },
   }
   const server = buildServer(httpContext, logger)
 

@@ -1,4 +1,5 @@
 import { ConfigError } from '../config/config.ts'
+import { CLUSTER_HELP, CLUSTER_OPTIONS, cluster } from './cluster.ts'
 import { HOOKS_HELP, hooks, hooksOptions } from './hooks.ts'
 import { LISTEN_HELP, LISTEN_OPTIONS, listen } from './listen.ts'
 import { PUBLISH_HELP, PUBLISH_OPTIONS, publish, UsageError } from './publish.ts'
@@ -16,6 +17,7 @@ Commands:
   tail       Follow a topic and print its events
   hooks      Manage webhooks: create, list, update, delete, deliveries, retry, replay
   listen     Receive webhooks locally, verify their signatures and print them
+  cluster    Show the nodes serving the store, and which one leads
 
 Run "herald <command> --help" for a command's options.
 `
@@ -42,6 +44,7 @@ const COMMANDS: Record<string, Command> = {
     name: (args) => (args[0] !== undefined && !args[0].startsWith('-') ? `hooks ${args[0]}` : 'hooks'),
   },
   listen: { run: listen, help: LISTEN_HELP, options: () => LISTEN_OPTIONS, name: () => 'listen' },
+  cluster: { run: cluster, help: CLUSTER_HELP, options: () => CLUSTER_OPTIONS, name: () => 'cluster' },
 }
 
 /**

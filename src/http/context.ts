@@ -1,9 +1,10 @@
+import type { Bus } from '../bus/bus.ts'
 import type { HeraldConfig } from '../config/config.ts'
 import type { HookPolicy } from '../delivery/hooks.ts'
 import type { WebSubHub } from '../delivery/websub-hub.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import type { HookStore } from '../store/store.ts'
+import type { HookStore, NodeStore, Store } from '../store/store.ts'
 import type { Connections } from '../streams/connections.ts'
 import type { Access } from './access.ts'
 
@@ -24,4 +25,6 @@ export interface HttpContext {
   hooks: { policy: HookPolicy; wake(): void; store: HookStore }
   /** The WebSub hub behind POST /websub. */
   websub: WebSubHub
+  /** GET /v1/cluster: which store and bus this node uses, and the nodes of the store. */
+  cluster: { store: Store['kind']; bus: Bus['kind']; nodes: NodeStore['nodes'] }
 }

@@ -4,6 +4,7 @@ import { registerBodyParsers } from './body-parsers.ts'
 import type { HttpContext } from './context.ts'
 import { corsPolicy, registerCorsHeaders, registerPreflight } from './cors.ts'
 import { answerClientError, errorHandler } from './problem.ts'
+import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
@@ -68,5 +69,6 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerStreamRoutes(app, context)
   registerHookRoutes(app, context)
   registerWebSubRoutes(app, context, context.websub)
+  registerClusterRoutes(app, context)
   return app
 }

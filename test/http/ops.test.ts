@@ -120,6 +120,7 @@ describe('graceful shutdown', () => {
             wake: () => {},
             onVerification: () => {},
           }),
+          cluster: { store: store.kind, bus: 'local', nodes: () => store.nodes() },
         },
         createLogger(config),
       )
