@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { BIN, type ServerProcess, sleep, spawnServer, tempDir, until } from './helpers.ts'
+import { BIN, publish, type ServerProcess, sleep, spawnServer, tempDir, until } from './helpers.ts'
+import { StreamReader, WsClient } from './streams/clients.ts'
 
 const run = promisify(execFile)
 
@@ -107,6 +109,56 @@ describe('Ctrl-C on herald serve started by an older Node (bin/herald.js hands o
     } finally {
       upload.destroy()
       server.signalGroup('SIGKILL')
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('SIGTERM (an orchestrator stopping the node)', () => {
+  test('every open stream ends with its reconnect hint, held polls are answered, and the process exits 0', async () => {
+    const dataDir = await tempDir()
+    const server = await spawnServer(['--data', dataDir, '--log-level', 'info'])
+    try {
+      assert.equal((await publish(server.url, 'bye', { type: 'a' })).status, 201)
+      const events = `${server.url}/v1/topics/bye/events?after=0`
+      const sse = await StreamReader.open(events, { accept: 'text/event-stream' })
+      const ndjson = await StreamReader.open(events, { accept: 'application/x-ndjson' })
+      const ws = await WsClient.open(`${server.url.replace('http', 'ws')}/v1/ws`)
+      ws.send({ op: 'subscribe', topic: 'bye', after: 0, ref: 1 })
+      await sse.until(() => sse.sseEvents().length === 1)
+      await ndjson.until(() => ndjson.ndjsonEvents().length === 1)
+      await ws.until(() => ws.events('bye').length === 1)
+      const held = fetch(`${server.url}/v1/topics/bye/events?after=1&wait=60`)
+      await until('the long poll to be held', async () => {
+        const metrics = await (await fetch(`${server.url}/metrics`)).text()
+        return /^herald_long_polls_open 1$/m.test(metrics) ? true : undefined
+      })
+      const closed = once(ws.ws, 'close') as Promise<[number, Buffer]>
+      server.child.kill('SIGTERM')
+      // SSE: a short retry (EventSource comes back in half a second, with Last-Event-ID).
+      await sse.ended()
+      assert.match(sse.text, /retry: 500\n\n$/)
+      // WebSocket: 1012 (service restart), telling the client to resubscribe from its position.
+      const [code, reason] = await closed
+      assert.equal(code, 1012)
+      assert.match(reason.toString(), /reconnect and resubscribe with after/)
+      // NDJSON has no in-band hint: the stream ends after a whole line, the reader resumes from the
+      // seq of the last one.
+      await ndjson.ended()
+      assert.ok(ndjson.text.endsWith('\n'))
+      assert.deepEqual(
+        ndjson.ndjsonEvents().map((event) => event.seq),
+        [1],
+      )
+      const answer = await held
+      assert.deepEqual(await answer.json(), { events: [], next: 1 })
+      const { code: exitCode } = await server.exited
+      assert.equal(exitCode, 0, server.output())
+      assert.match(server.output(), /"signal":"SIGTERM","msg":"draining"/)
+      assert.match(server.output(), /this node is no longer the leader: it stops/)
+      assert.match(server.output(), /herald stopped/)
+    } finally {
+      server.child.kill('SIGKILL')
       await rm(dataDir, { recursive: true, force: true })
     }
   })
