@@ -182,7 +182,7 @@ export const OPTIONS = [
     flag: 'prune-interval',
     env: 'HERALD_PRUNE_INTERVAL',
     default: '1m',
-    help: 'How often retention runs in the background.',
+    help: "How often retention runs in the background (on the leader of the store's nodes).",
   },
   {
     flag: 'sqlite-sync',
