@@ -92,7 +92,8 @@ async function runAsPostgres(program: string, args: string[]): Promise<string> {
   return stdout
 }
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on now (the OS picks it), for a server of a test's own. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.on('error', reject)

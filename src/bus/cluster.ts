@@ -38,6 +38,12 @@ export type HeadSource = (topics: string[]) => Promise<Map<string, number>>
 export const POSITION_CHECK_MS = 3_000
 /** How often, while the transport is down. */
 export const DOWN_POLL_MS = 1_500
+
+/** The two intervals above; tests shorten them. */
+export interface BusTiming {
+  positionCheckMs: number
+  downPollMs: number
+}
 /** Topics read per position check query. */
 const HEADS_PER_QUERY = 1_000
 
@@ -53,6 +59,7 @@ export class ClusterBus extends LocalBus implements Bus {
   private readonly nodeId: string
   private readonly heads: HeadSource
   private readonly logger: Logger
+  private readonly timing: BusTiming
   /** The highest head seen per topic with listeners, so that an older message wakes no one. */
   private readonly highest = new Map<string, number>()
   private started: Promise<void> | undefined
@@ -67,6 +74,7 @@ export class ClusterBus extends LocalBus implements Bus {
     nodeId: string
     heads: HeadSource
     logger: Logger
+    timing?: BusTiming
   }) {
     super()
     this.kind = options.kind
@@ -74,6 +82,7 @@ export class ClusterBus extends LocalBus implements Bus {
     this.nodeId = options.nodeId
     this.heads = options.heads
     this.logger = options.logger
+    this.timing = options.timing ?? { positionCheckMs: POSITION_CHECK_MS, downPollMs: DOWN_POLL_MS }
   }
 
   /** Connects the transport; resolves once its subscription is acknowledged. */
@@ -86,7 +95,7 @@ export class ClusterBus extends LocalBus implements Bus {
       })
       .then(() => {
         this.up = true
-        this.schedule(POSITION_CHECK_MS)
+        this.schedule(this.timing.positionCheckMs)
       })
     return this.started
   }
@@ -147,7 +156,7 @@ export class ClusterBus extends LocalBus implements Bus {
     if (this.up)
       this.logger.warn({ bus: this.kind, reason }, 'bus disconnected: polling heads from the store')
     this.up = false
-    this.schedule(DOWN_POLL_MS)
+    this.schedule(this.timing.downPollMs)
   }
 
   private schedule(delayMs: number): void {
@@ -172,7 +181,7 @@ export class ClusterBus extends LocalBus implements Bus {
       this.logger.warn({ reason: (error as Error).message }, 'reading topic heads failed')
     } finally {
       this.checking = false
-      this.schedule(this.up ? POSITION_CHECK_MS : DOWN_POLL_MS)
+      this.schedule(this.up ? this.timing.positionCheckMs : this.timing.downPollMs)
     }
   }
 
