@@ -53,6 +53,17 @@ interface Message {
   h: number
 }
 
+/**
+ * Whether a value from the channel is a node's message. The channel is Herald's, but anyone with
+ * access to the server can publish on it: a stray message is ignored, never thrown (a throw would
+ * end the process under ioredis, and stop the NATS client reading its connection).
+ */
+function isMessage(value: unknown): value is Message {
+  if (typeof value !== 'object' || value === null) return false
+  const { n, t, h } = value as Record<string, unknown>
+  return typeof n === 'string' && typeof t === 'string' && Number.isSafeInteger(h) && (h as number) > 0
+}
+
 export class ClusterBus extends LocalBus implements Bus {
   override readonly kind: Bus['kind']
   private readonly transport: BusTransport
@@ -132,13 +143,13 @@ export class ClusterBus extends LocalBus implements Bus {
   }
 
   private receive(raw: string): void {
-    let message: Message
+    let message: unknown
     try {
-      message = JSON.parse(raw) as Message
+      message = JSON.parse(raw)
     } catch {
-      return // not ours: the channel is Herald's, but a stray publish must not end the process
+      return
     }
-    if (message.n === this.nodeId || typeof message.t !== 'string' || !Number.isSafeInteger(message.h)) return
+    if (!isMessage(message) || message.n === this.nodeId) return
     this.deliver(message.t, message.h)
   }
 

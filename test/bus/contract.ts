@@ -238,5 +238,38 @@ export function busContract(name: string, options: { skip: string | false; clust
         )
       },
     )
+
+    withCluster(
+      'a malformed message on the channel is ignored, and the next one is heard',
+      MESSAGES_ONLY,
+      async ({ nodes, channel }) => {
+        const heard = nodes.map((node) => listen(node, 'orders'))
+        const strays = [
+          'not json',
+          '',
+          'null',
+          '5',
+          '"orders"',
+          '[]',
+          '{}',
+          '{"n":"stray","t":"orders"}',
+          '{"n":"stray","t":"orders","h":"7"}',
+          '{"n":"stray","t":"orders","h":7.5}',
+          '{"n":"stray","t":"orders","h":1e300}',
+          '{"n":"stray","t":"orders","h":-7}',
+          '{"n":"stray","t":7,"h":7}',
+          '{"n":"stray","t":null,"h":7}',
+          '{"n":"stray","t":{"toString":1},"h":7}',
+        ]
+        for (const stray of strays) await backend.sendRaw(channel, stray)
+        await backend.sendRaw(channel, '{"n":"stray","t":"orders","h":2}')
+        for (const [i, listener] of heard.entries()) await listener.waitFor(1, `node ${i} to hear head 2`)
+        await sleep(QUIET_MS)
+        assert.deepEqual(
+          heard.map((listener) => listener.heads),
+          nodes.map(() => [2]),
+        )
+      },
+    )
   })
 }
