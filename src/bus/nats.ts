@@ -3,7 +3,8 @@ import type { BusTransport, TransportHandlers } from './cluster.ts'
 
 /**
  * The cluster's subject on NATS core pub/sub (no JetStream: the heads need no persistence). The client
- * reconnects by itself, forever, and subscribes again; Herald re-reads its heads when it does.
+ * reconnects by itself, forever, and subscribes again; Herald re-reads its heads once the server has
+ * that subscription.
  */
 export class NatsTransport implements BusTransport {
   private readonly url: string
@@ -37,7 +38,9 @@ export class NatsTransport implements BusTransport {
     void (async () => {
       for await (const status of connection.status()) {
         if (status.type === 'disconnect') handlers.down('the NATS connection was lost')
-        else if (status.type === 'reconnect') handlers.up()
+        // The client has sent its SUB again, but the server reads each connection on its own: another
+        // node's PUB may still pass it. Up once a round trip on this connection says it is there.
+        else if (status.type === 'reconnect') connection.flush().then(handlers.up, () => {})
       }
     })()
   }
