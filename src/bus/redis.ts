@@ -4,7 +4,7 @@ import type { BusTransport, TransportHandlers } from './cluster.ts'
 /**
  * The cluster's channel on Redis pub/sub: one connection publishes, a dedicated one subscribes (a
  * subscribed Redis connection can do nothing else). ioredis reconnects both by itself, with back-off,
- * and subscribes again; Herald re-reads its heads when it does (cluster.ts).
+ * and subscribes again; the bus is up again once both are back (cluster.ts then re-reads its heads).
  */
 export class RedisTransport implements BusTransport {
   private readonly publisher: Redis
@@ -32,12 +32,31 @@ export class RedisTransport implements BusTransport {
     })
     // Errors are reported as the connection going down; unheard, they would end the process.
     for (const connection of [this.publisher, this.subscriber]) connection.on('error', () => {})
-    this.subscriber.on('close', () => handlers.down('the Redis connection closed'))
-    this.publisher.on('close', () => handlers.down('the Redis connection closed'))
+    // Down when either connection closes (ioredis says so again at each failed retry).
+    let subscribed = false
+    this.subscriber.on('close', () => {
+      subscribed = false
+      handlers.down('the Redis subscriber connection closed')
+    })
+    this.publisher.on('close', () => handlers.down('the Redis publisher connection closed'))
     await Promise.all([this.publisher.connect(), this.subscriber.connect()])
     await this.subscriber.subscribe(this.channel)
-    // From now on, 'ready' follows every reconnect (and ioredis subscribes again on it).
-    this.subscriber.on('ready', () => handlers.up())
+    subscribed = true
+    // Up again once both are back and the subscription is acknowledged: on 'ready', ioredis sends
+    // SUBSCRIBE again without waiting for the answer, so this asks once more (a no-op) and waits.
+    const upIfBoth = () => {
+      if (subscribed && this.publisher.status === 'ready') handlers.up()
+    }
+    this.subscriber.on('ready', () => {
+      this.subscriber.subscribe(this.channel).then(
+        () => {
+          subscribed = true
+          upIfBoth()
+        },
+        () => {},
+      )
+    })
+    this.publisher.on('ready', upIfBoth)
   }
 
   send(message: string): void {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { Redis } from 'ioredis'
+import pino from 'pino'
 import type { BusTransport } from '../../src/bus/cluster.ts'
 import { NatsTransport } from '../../src/bus/nats.ts'
 import { RedisTransport } from '../../src/bus/redis.ts'
@@ -86,3 +88,37 @@ for (const server of servers) {
     }
   })
 }
+
+test('Redis: a connection killed alone (the publisher, then the subscriber) comes back, the bus says so, and messages flow again', {
+  skip: servers[0]!.skip,
+}, async () => {
+  const instance = await startPrivateRedis()
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+  const backend = {
+    kind: 'redis' as const,
+    transport: (channel: string) => new RedisTransport(instance.url, channel),
+    sendRaw: () => Promise.reject(new Error('unused')),
+  }
+  const cluster = await openCluster(backend, 2, TIMING, { logger })
+  const admin = new Redis(instance.url)
+  try {
+    const [a, b] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
+    // The nodes' publishers are `normal` clients, their subscribers `pubsub` ones (admin is spared).
+    for (const [round, type] of ['normal', 'pubsub'].entries()) {
+      const topic = `orders-${type}`
+      const heard = listen(b, topic)
+      await admin.call('CLIENT', 'KILL', 'TYPE', type)
+      const again = () => lines.filter((line) => line.includes('bus connected again')).length
+      await until(`both nodes to say the bus is back after killing their ${type} connections`, () =>
+        again() === 2 * (round + 1) && a.connected && b.connected ? true : undefined,
+      )
+      a.publish(topic, 100)
+      await heard.waitFor(1, `the other node to hear a message after its ${type} connection came back`, 3_000)
+    }
+  } finally {
+    admin.disconnect()
+    await cluster.close()
+    await instance.remove()
+  }
+})
