@@ -163,9 +163,10 @@ export class ClusterBus extends LocalBus implements Bus {
   }
 
   private onDown(reason: string): void {
-    if (this.closed) return
-    if (this.up)
-      this.logger.warn({ bus: this.kind, reason }, 'bus disconnected: polling heads from the store')
+    // Once per outage: a transport may say it again at each failed retry, and rescheduling then
+    // would postpone the poll for as long as the retries come faster than it.
+    if (this.closed || !this.up) return
+    this.logger.warn({ bus: this.kind, reason }, 'bus disconnected: polling heads from the store')
     this.up = false
     this.schedule(this.timing.downPollMs)
   }
