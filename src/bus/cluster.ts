@@ -77,7 +77,10 @@ export class ClusterBus extends LocalBus implements Bus {
   private up = false
   private closed = false
   private timer: NodeJS.Timeout | undefined
+  private due = 0
   private checking = false
+  /** A check was asked for while one was reading: it runs again at once after. */
+  private recheck = false
 
   constructor(options: {
     kind: 'redis' | 'nats'
@@ -171,17 +174,30 @@ export class ClusterBus extends LocalBus implements Bus {
     this.schedule(this.timing.downPollMs)
   }
 
+  /** Makes the next check come within `delayMs`: never later than one already due (a reconnect's). */
   private schedule(delayMs: number): void {
     if (this.closed) return
+    const due = Date.now() + delayMs
+    if (this.timer !== undefined && due >= this.due) return
     clearTimeout(this.timer)
-    this.timer = setTimeout(() => void this.checkPositions(), delayMs)
+    this.due = due
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      void this.checkPositions()
+    }, delayMs)
     this.timer.unref()
   }
 
   /** Reads the heads of every topic with listeners here, in a few queries, and hands on what moved. */
   private async checkPositions(): Promise<void> {
-    if (this.checking || this.closed) return
+    if (this.closed) return
+    if (this.checking) {
+      // The read in flight may predate what asked for this one (a reconnect): read again after it.
+      this.recheck = true
+      return
+    }
     this.checking = true
+    this.recheck = false
     try {
       const topics = [...this.listeners.keys()]
       for (let start = 0; start < topics.length; start += HEADS_PER_QUERY) {
@@ -193,7 +209,7 @@ export class ClusterBus extends LocalBus implements Bus {
       this.logger.warn({ reason: (error as Error).message }, 'reading topic heads failed')
     } finally {
       this.checking = false
-      this.schedule(this.up ? this.timing.positionCheckMs : this.timing.downPollMs)
+      this.schedule(this.recheck ? 0 : this.up ? this.timing.positionCheckMs : this.timing.downPollMs)
     }
   }
 
