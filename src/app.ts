@@ -54,7 +54,11 @@ export async function startHerald(
   try {
     store = await openStore(config)
     const opened = store
-    bus = await openBus(config, (topics) => opened.heads(topics), logger)
+    bus = await openBus(config, (topics) => opened.heads(topics), logger, {
+      sent: () => metrics.bus.sent.inc(),
+      received: () => metrics.bus.received.inc(),
+      connected: (up) => metrics.busConnected.set(up ? 1 : 0),
+    })
   } catch (error) {
     await store?.close()
     lock.release()

@@ -31,6 +31,16 @@ export interface TransportHandlers {
   down(reason: string): void
 }
 
+/** What a ClusterBus reports as it goes, for the metrics (it knows nothing of prom-client). */
+export interface BusHooks {
+  /** A message handed to the transport (while it is down, it may be lost). */
+  sent(): void
+  /** A message from another node. */
+  received(): void
+  /** The transport came up (true) or went down (false). */
+  connected(up: boolean): void
+}
+
 /** The heads of topics as the Store has them (topics it does not know are left out). */
 export type HeadSource = (topics: string[]) => Promise<Map<string, number>>
 
@@ -71,6 +81,7 @@ export class ClusterBus extends LocalBus implements Bus {
   private readonly heads: HeadSource
   private readonly logger: Logger
   private readonly timing: BusTiming
+  private readonly hooks: BusHooks | undefined
   /** The highest head seen per topic with listeners, so that an older message wakes no one. */
   private readonly highest = new Map<string, number>()
   private started: Promise<void> | undefined
@@ -89,6 +100,7 @@ export class ClusterBus extends LocalBus implements Bus {
     heads: HeadSource
     logger: Logger
     timing?: BusTiming
+    hooks?: BusHooks
   }) {
     super()
     this.kind = options.kind
@@ -97,6 +109,7 @@ export class ClusterBus extends LocalBus implements Bus {
     this.heads = options.heads
     this.logger = options.logger
     this.timing = options.timing ?? { positionCheckMs: POSITION_CHECK_MS, downPollMs: DOWN_POLL_MS }
+    this.hooks = options.hooks
   }
 
   /** Connects the transport; resolves once its subscription is acknowledged. */
@@ -109,6 +122,7 @@ export class ClusterBus extends LocalBus implements Bus {
       })
       .then(() => {
         this.up = true
+        this.hooks?.connected(true)
         this.schedule(this.timing.positionCheckMs)
       })
     return this.started
@@ -127,6 +141,7 @@ export class ClusterBus extends LocalBus implements Bus {
     this.deliver(topic, head)
     if (this.closed) return
     this.transport.send(JSON.stringify({ n: this.nodeId, t: topic, h: head } satisfies Message))
+    this.hooks?.sent()
   }
 
   override subscribe(topic: string, listener: (head: number) => void): () => void {
@@ -153,13 +168,16 @@ export class ClusterBus extends LocalBus implements Bus {
       return
     }
     if (!isMessage(message) || message.n === this.nodeId) return
+    this.hooks?.received()
     this.deliver(message.t, message.h)
   }
 
   private onUp(): void {
     if (this.closed) return
-    if (!this.up)
+    if (!this.up) {
       this.logger.info({ bus: this.kind }, 'bus connected again: re-reading the heads of live topics')
+      this.hooks?.connected(true)
+    }
     this.up = true
     // What was published while it was down reached no one here: read the heads now.
     this.schedule(0)
@@ -171,6 +189,7 @@ export class ClusterBus extends LocalBus implements Bus {
     if (this.closed || !this.up) return
     this.logger.warn({ bus: this.kind, reason }, 'bus disconnected: polling heads from the store')
     this.up = false
+    this.hooks?.connected(false)
     this.schedule(this.timing.downPollMs)
   }
 

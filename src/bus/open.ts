@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { ConfigError, type HeraldConfig } from '../config/config.ts'
 import type { Bus } from './bus.ts'
-import { ClusterBus, type HeadSource } from './cluster.ts'
+import { type BusHooks, ClusterBus, type HeadSource } from './cluster.ts'
 import { LocalBus } from './local.ts'
 import { NatsTransport } from './nats.ts'
 import { RedisTransport } from './redis.ts'
@@ -11,7 +11,12 @@ import { RedisTransport } from './redis.ts'
  * Redis (`redis://`, `rediss://`) or NATS (`nats://`) with it. The channel is the cluster's: named
  * after the database schema its nodes share, so two clusters on one Redis or NATS never mix.
  */
-export async function openBus(config: HeraldConfig, heads: HeadSource, logger: Logger): Promise<Bus> {
+export async function openBus(
+  config: HeraldConfig,
+  heads: HeadSource,
+  logger: Logger,
+  hooks?: BusHooks,
+): Promise<Bus> {
   if (config.busUrl === undefined) return new LocalBus()
   if (config.databaseUrl === undefined) {
     throw new ConfigError(
@@ -40,6 +45,7 @@ export async function openBus(config: HeraldConfig, heads: HeadSource, logger: L
     nodeId: config.nodeId,
     heads,
     logger,
+    hooks,
   })
   try {
     await bus.start()

@@ -92,6 +92,17 @@ export function createMetrics() {
       labelNames: ['mode', 'outcome'] as const,
       registers: [registry],
     }),
+    busMessages: new Counter({
+      name: 'herald_bus_messages_total',
+      help: 'Cluster bus messages by direction: sent (by this node) or received (from the other nodes).',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    }),
+    busConnected: new Gauge({
+      name: 'herald_bus_connected',
+      help: '1 while the bus reaches the other nodes (always, on a single node); 0 while it is down.',
+      registers: [registry],
+    }),
     eventsPruned: new Counter({
       name: 'herald_events_pruned_total',
       help: 'Events removed by retention.',
@@ -105,8 +116,14 @@ export function createMetrics() {
     bytes: metrics.bytesSent.labels(protocol),
     slowConsumers: metrics.slowConsumerDisconnects.labels(protocol),
   })
+  // Shown from the start, at 0; a single node's bus is always connected (a cluster's says otherwise).
+  const bus = { sent: metrics.busMessages.labels('sent'), received: metrics.busMessages.labels('received') }
+  bus.sent.inc(0)
+  bus.received.inc(0)
+  metrics.busConnected.set(1)
   return {
     ...metrics,
+    bus,
     streams: { sse: streamCounters('sse'), ndjson: streamCounters('ndjson'), ws: streamCounters('ws') },
   }
 }
