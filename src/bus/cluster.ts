@@ -27,7 +27,9 @@ export interface BusTransport {
 
 export interface TransportHandlers {
   message(message: string): void
+  /** Back after a down: it can send, and the server has its subscription again (acknowledged). */
   up(): void
+  /** Lost: messages may be missed until `up` (it may be said again at each failed retry). */
   down(reason: string): void
 }
 
@@ -54,6 +56,7 @@ export interface BusTiming {
   positionCheckMs: number
   downPollMs: number
 }
+
 /** Topics read per position check query. */
 const HEADS_PER_QUERY = 1_000
 
