@@ -24,13 +24,14 @@ const reachable = new Map<string, Promise<string | undefined>>()
 export function redisMissing(url = TEST_REDIS_URL): Promise<string | undefined> {
   return once(`redis ${url}`, async () => {
     const client = new Redis(url, { lazyConnect: true, retryStrategy: () => null, connectTimeout: 3_000 })
-    client.on('error', () => {})
+    let cause: Error | undefined
+    client.on('error', (error: Error) => (cause ??= error))
     try {
       await client.connect()
       await client.ping()
       return undefined
     } catch (error) {
-      return `Redis is not reachable at ${url} (${(error as Error).message}): start it with "redis-server --daemonize yes"`
+      return `Redis is not reachable at ${url} (${(cause ?? (error as Error)).message}): start it with "redis-server --daemonize yes"`
     } finally {
       client.disconnect()
     }
@@ -71,11 +72,15 @@ export async function skipWithout(missing: Promise<string | undefined> | string 
   return reason
 }
 
-/** Why `program` cannot be run (it is not on the PATH), or undefined when it can. */
-export function programMissing(program: string, install: string): string | undefined {
+/** Where `program` is: on the PATH, or in an sbin directory a user's PATH may lack. */
+function findProgram(program: string): string | undefined {
   const dirs = (process.env['PATH'] ?? '').split(delimiter).concat('/usr/sbin', '/usr/local/sbin')
-  if (dirs.some((dir) => dir !== '' && existsSync(join(dir, program)))) return undefined
-  return `${program} is not installed (${install})`
+  return dirs.map((dir) => join(dir, program)).find((path) => path.startsWith('/') && existsSync(path))
+}
+
+/** Why `program` cannot be run (it is not installed), or undefined when it can. */
+export function programMissing(program: string, install: string): string | undefined {
+  return findProgram(program) === undefined ? `${program} is not installed (${install})` : undefined
 }
 
 /** A server of a test's own, on a spare loopback port, that the test may stop and start again. */
@@ -126,7 +131,9 @@ async function startPrivateServer(
     async start() {
       if (child !== undefined) return
       let output = ''
-      const started = spawn(program, args(port, dir), { stdio: ['ignore', 'pipe', 'pipe'] })
+      const started = spawn(findProgram(program) ?? program, args(port, dir), {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       child = started
       for (const stream of [started.stdout, started.stderr]) stream.on('data', (chunk) => (output += chunk))
       let gone = false
