@@ -22,6 +22,8 @@ export class NatsTransport implements BusTransport {
       servers: `${hostname}:${port || 4222}`,
       ...(username !== '' && { user: decodeURIComponent(username), pass: decodeURIComponent(password) }),
       name: 'herald',
+      // A node's own heads come back to it for nothing: it dropped them anyway (cluster.ts).
+      noEcho: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       timeout: 5_000,
