@@ -246,8 +246,6 @@ export interface ClaimRequest {
   owner: string
   now: number
   leaseMs: number
-  /** Per hook: how many more runs this dispatcher may start for it (its in-flight cap). */
-  capacity: (hook: HookRecord) => number
   /**
    * Per hook: how many deliveries this claim may take from it in all (the tokens its rate limit has
    * now; Infinity without one). Runs are cut to fit, so that a sender never waits for a token.
@@ -375,7 +373,13 @@ export interface HookStore {
 
 /** The durable delivery queue, as the dispatcher uses it. */
 export interface QueueStore {
-  /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
+  /**
+   * Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends.
+   * A hook's `max_in_flight` holds across every node of the store: a claim takes no more runs of a
+   * hook than its cap minus the runs of it leased now, by any owner (an ordered queue's run is the
+   * rows leased under one token in one topic; an unordered delivery is a run of its own). Claims of
+   * one hook are serialised so that two nodes never both count the same room.
+   */
   claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
   /**
    * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a

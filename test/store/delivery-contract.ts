@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe } from 'node:test'
 import { type EventInput, prepareEvent } from '../../src/core/event.ts'
-import type { AttemptResult, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
+import type { AttemptResult, ClaimedRun, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
 import { type StoreHarness, storeTest } from './contract.ts'
 
 const T0 = Date.parse('2026-11-23T08:00:00Z')
@@ -45,7 +45,6 @@ function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
     owner: 'A',
     now,
     leaseMs: LEASE,
-    capacity: (h) => h.max_in_flight,
     deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 32,
     limit: 100,
@@ -180,16 +179,73 @@ export function deliveryContract(
     })
 
     withStore(
-      'unordered hooks: every delivery is due at once, up to the capacity given',
+      'unordered hooks: every delivery is due at once, up to the limit of runs asked for',
       async ({ store }) => {
         await store.createHook(hook('u', { ordered: false }))
         await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
-        const runs = await claim(store, T0, { capacity: () => 2 })
+        const runs = await claim(store, T0, { limit: 2 })
         assert.deepEqual(
           runs.map((r) => r.deliveries.length),
           [1, 1],
         )
         assert.equal((await claim(store, T0, { owner: 'B' })).length, 1)
+      },
+    )
+
+    withStore(
+      'max_in_flight holds across owners: two owners get at most that many runs of a hook until one settles',
+      async ({ store }) => {
+        await store.createHook(hook('u', { ordered: false, max_in_flight: 2 }))
+        await store.createHook(hook('o', { topic: null, event: 'o.*', max_in_flight: 2 }))
+        await append(store, 'orders', T0, ...Array.from({ length: 5 }, () => ({ type: 'u' })))
+        for (const topic of ['x', 'y', 'z']) await append(store, topic, T0, { type: 'o.a' }, { type: 'o.b' })
+        const runsOf = (runs: ClaimedRun[], id: string) => runs.filter((r) => r.hook.id === id)
+        const a = await claim(store, T0)
+        const b = await claim(store, T0 + 1, { owner: 'B' })
+        assert.equal(runsOf(a, 'u').length + runsOf(b, 'u').length, 2, 'unordered: one run per delivery')
+        assert.equal(runsOf(a, 'o').length + runsOf(b, 'o').length, 2, 'ordered: one run per queue')
+        assert.deepEqual(
+          runsOf(a, 'o').map((r) => r.deliveries.length),
+          [2, 2],
+          'a run of two deliveries counts once',
+        )
+        assert.deepEqual(await claim(store, T0 + 2, { owner: 'B' }), [], 'full, for A as for B')
+        assert.deepEqual(await claim(store, T0 + 2), [])
+        // An extension continues a run: it is not another one.
+        const [run] = runsOf(a, 'o')
+        const extended = await store.extendRun({
+          owner: 'A',
+          lease: run!.lease,
+          now: T0 + 3,
+          leaseMs: LEASE,
+          hookId: 'o',
+          topic: run!.deliveries[0]!.topic,
+          afterSeq: 2,
+          runLength: 10,
+        })
+        assert.deepEqual(extended?.deliveries, [])
+        // One run of each settles: B gets one more of each, and no more.
+        const [u] = runsOf(a, 'u')
+        await settle(store, T0 + 4, {
+          lease: u!.lease,
+          outcomes: [
+            { id: u!.deliveries[0]!.id, hookId: 'u', attempt: OK, result: 'delivered' },
+            ...run!.deliveries.map((d) => ({
+              id: d.id,
+              hookId: 'o',
+              attempt: OK,
+              result: 'delivered' as const,
+            })),
+          ],
+          advanced: [{ hookId: 'o', topic: run!.deliveries[0]!.topic }],
+        })
+        const more = await claim(store, T0 + 5, { owner: 'B' })
+        assert.deepEqual(more.map((r) => r.hook.id).sort(), ['o', 'u'])
+        assert.deepEqual(await claim(store, T0 + 6), [])
+        // Leases that ran out hold nothing: the hooks' runs are claimed again.
+        const later = await claim(store, T0 + LEASE + 10, { owner: 'C' })
+        assert.equal(runsOf(later, 'u').length, 2)
+        assert.equal(runsOf(later, 'o').length, 2)
       },
     )
 

@@ -36,6 +36,9 @@ const LEASE_CHECK_MS = 5_000
  * - Claims lock the rows they lease with FOR UPDATE SKIP LOCKED: a row another transaction is
  *   claiming is skipped, never waited for, never leased twice. Every claim leases its rows under one
  *   random token (lease_token, with lease_owner the node and lease_until the end of the lease).
+ * - A hook's max_in_flight holds across the nodes: a claim locks the hooks it takes from (SKIP
+ *   LOCKED, so claims of one hook take turns and never wait) and then counts the runs of each that
+ *   are leased, by whichever node, in a later statement, whose snapshot has the claims before it.
  * - Every settlement and extension is fenced by its run's token: it changes only the rows still
  *   leased under it. A dispatcher paused past its lease, whose rows were rescued and claimed by
  *   another, settles nothing of them (no attempt logged, no state, no failing streak).
@@ -247,23 +250,31 @@ export class PostgresDeliveries {
     const lease = randomUUID()
     const leaseUntil = now + request.leaseMs
     return inTransaction(this.pool, async (client) => {
-      // Round trip 1: the active hooks with something due.
+      // Round trip 1: the active hooks with something due and room for a run, locked (a hook another
+      // node is claiming is skipped): claims of one hook take turns, so that the runs each counts
+      // below include those of the claim before it.
       const [, due] = await together([
         client.query('BEGIN'),
-        client.query<HookRow>({ name: 'herald-hooks-with-due', text: SQL.hooksWithDue, values: [now] }),
+        client.query<HookRow>({
+          name: 'herald-hooks-with-due',
+          text: SQL.hooksWithDue,
+          values: [now, request.limit],
+        }),
       ])
       const asks = due.rows.flatMap((row) => {
         const hook = toHook(row)
         const budget = request.deliveryBudget(hook)
-        const room = Math.min(request.capacity(hook), request.limit, Math.floor(budget))
+        const room = Math.min(request.limit, Math.floor(budget))
         return room > 0 ? [{ hook, budget, room }] : []
       })
       if (asks.length === 0) {
         expectCommit(await client.query('COMMIT'))
         return []
       }
-      // Round trip 2: each hook's due heads, locked (a head another node is claiming is skipped), with
-      // how many deliveries its run could take from its queue.
+      // Round trip 2: each hook's due heads, as many as its max_in_flight leaves room for once the runs
+      // leased now by every node are counted (a statement of its own, after the hooks' locks: it sees
+      // what the claims before it committed), locked (a head another node is claiming is skipped),
+      // with how many deliveries its run could take from its queue.
       const heads = await client.query<{ hook_id: string; topic_id: number; seq: number; available: number }>(
         {
           name: 'herald-claim-heads',
@@ -911,6 +922,19 @@ function leaseSql(runs: string): string {
     ORDER BY l.run, l.seq`
 }
 
+/**
+ * The runs of the hook `hook` (a table alias) leased at `now` (a parameter), by any node. Each holds
+ * one leased row that is due (an ordered run's next unsent delivery, an unordered delivery), found by
+ * index (deliveries_running); an ordered queue's run counts once per token and topic should it hold
+ * more (rows made due while the hook was unordered).
+ */
+function runsInFlight(hook: string, now: string): string {
+  return `(SELECT count(*) FROM (
+      SELECT DISTINCT f.lease_token, f.topic_id, CASE WHEN ${hook}.ordered THEN 0 ELSE f.id END
+      FROM deliveries f WHERE f.hook_id = ${hook}.id AND f.lease_owner IS NOT NULL AND f.due_at IS NOT NULL
+        AND f.lease_until >= ${now} AND f.state = 'pending') runs)`
+}
+
 const HOOK_INSERT_COLUMNS = `id, kind, target_url, topic, topic_url, event, event_root, secret, lease_seconds,
   expires_at, previous_secret, previous_secret_until, ordered, max_in_flight, rate_limit, state, disabled_reason,
   failing_since, description, created_at, updated_at`
@@ -937,22 +961,30 @@ const SQL = {
     WHERE id = $${HOOK_COLUMNS.length + 3} RETURNING *`,
   deleteHook: 'DELETE FROM hooks WHERE id = $1',
   topicId: 'SELECT id FROM topics WHERE name = $1',
-  // Hooks that are active and have something due; the dispatcher then takes each one's share.
+  // Hooks that are active, have something due and, as far as this statement's snapshot shows, room
+  // for a run ($2 at most, a claim's runs), locked FOR NO KEY UPDATE SKIP LOCKED: one claim at a time
+  // per hook. The dispatcher then takes each one's share. NO KEY UPDATE lets appends through (they
+  // take KEY SHARE for their deliveries' foreign key); a claim never waits for a lock.
   hooksWithDue: `SELECT * FROM hooks h WHERE state = 'active' AND EXISTS (
       SELECT 1 FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending' AND d.due_at <= $1
         AND d.lease_until IS NULL)
-    ORDER BY id`,
-  // Per hook ($1, at most $2 of them), its due heads, locked; and how many pending deliveries no one
-  // holds its run could take from the head on (at most $3: the run length, 1 for an unordered hook).
+      AND ${runsInFlight('h', '$1')} < h.max_in_flight
+    ORDER BY id LIMIT $2
+    FOR NO KEY UPDATE SKIP LOCKED`,
+  // Per hook ($1, at most $2 of them), its due heads, no more than its max_in_flight less the runs of
+  // it leased now, locked; and how many pending deliveries no one holds its run could take from the
+  // head on (at most $3: the run length, 1 for an unordered hook).
   dueHeads: `SELECT r.hook_id, d.topic_id, d.seq,
       (SELECT count(*) FROM (SELECT 1 FROM deliveries f WHERE f.hook_id = r.hook_id AND f.topic_id = d.topic_id
         AND f.state = 'pending' AND f.seq >= d.seq AND f.lease_until IS NULL ORDER BY f.seq LIMIT r.span) x)
         AS available
     FROM unnest($1::text[], $2::int[], $3::int[]) WITH ORDINALITY AS r(hook_id, room, span, n)
+    JOIN hooks h ON h.id = r.hook_id
+    CROSS JOIN LATERAL (SELECT greatest(0, least(r.room, h.max_in_flight - ${runsInFlight('h', '$4')})) AS free) c
     CROSS JOIN LATERAL (
       SELECT d.topic_id, d.seq, d.due_at FROM deliveries d
       WHERE d.hook_id = r.hook_id AND d.state = 'pending' AND d.due_at <= $4 AND d.lease_until IS NULL
-      ORDER BY d.due_at, d.seq LIMIT r.room
+      ORDER BY d.due_at, d.seq LIMIT c.free
       FOR UPDATE SKIP LOCKED) d
     ORDER BY r.n, d.due_at, d.seq`,
   leaseRuns: leaseSql(

@@ -236,7 +236,9 @@ export class DeliveryTables {
       if (runs.length >= request.limit) break
       const hook = toHook(row)
       let budget = request.deliveryBudget(hook)
-      const room = Math.min(request.capacity(hook), request.limit - runs.length, Math.floor(budget))
+      // Its cap less the runs leased now (one process writes the file: they are all counted here).
+      const inFlight = (this.s.runsInFlight.get(hook.ordered ? 1 : 0, hook.id, now) as { n: number }).n
+      const room = Math.min(hook.max_in_flight - inFlight, request.limit - runs.length, Math.floor(budget))
       if (room <= 0) continue
       const heads = this.s.dueOfHook.all(hook.id, now, room) as Array<{
         id: number
@@ -593,6 +595,15 @@ function prepare(db: DatabaseSync) {
       ORDER BY d.seq LIMIT ?`),
     leaseIds: q(`UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_token = ?
       WHERE id IN (SELECT value FROM json_each(?))`),
+    // The runs of a hook (?2) leased at ?3: each holds one leased row that is due (an ordered run's
+    // next unsent delivery, an unordered delivery), by index (deliveries_running). An ordered queue's
+    // run counts once per token and topic (?1 = 1) should it hold more (rows due while the hook was
+    // unordered).
+    runsInFlight: q(`SELECT COUNT(*) AS n FROM (
+        SELECT DISTINCT lease_token, topic_id, CASE WHEN ?1 = 1 THEN 0 ELSE id END
+        FROM deliveries INDEXED BY deliveries_running
+        WHERE hook_id = ?2 AND lease_until IS NOT NULL AND due_at IS NOT NULL AND lease_until >= ?3
+          AND state = 'pending')`),
     // Whether a run still holds any pending delivery of its queue under its token.
     holdsQueue: q(`SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending'
       AND lease_token = ? LIMIT 1`),
