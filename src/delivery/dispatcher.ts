@@ -13,7 +13,6 @@ import type {
   SettleResult,
   Store,
 } from '../store/store.ts'
-import { RateLimits } from './rate-limit.ts'
 import { type ExtendRun, type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
 import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
@@ -78,7 +77,6 @@ export class Dispatcher {
   /** The longest a claim is ours: an attempt is never started that could outlive it. */
   private readonly leaseMs: number
   private running = 0
-  private readonly rates = new RateLimits()
   private readonly transport: RunTransport
   private readonly runs = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
@@ -160,7 +158,8 @@ export class Dispatcher {
       // A hook's max_in_flight is counted by the store, across the nodes, from the runs leased now
       // (this node's among them). A count of this process's own runs would add nothing: a run is
       // leased rows until its last settlement is issued, which is also when it leaves `running`; only
-      // a run whose lease was lost goes on unleased, and the store rightly no longer counts it.
+      // a run whose lease was lost goes on unleased, and the store rightly no longer counts it. Its
+      // rate_limit is the store's too: one bucket for every node, taken from in the claim.
       const free = this.options.concurrency - this.running
       const now = this.options.store.now()
       const runs =
@@ -170,14 +169,10 @@ export class Dispatcher {
               owner: this.owner,
               now,
               leaseMs: this.leaseMs,
-              deliveryBudget: (hook) => this.rates.available(hook),
               runLength: RUN_LENGTH,
               limit: free,
             })
-      for (const run of runs) {
-        this.rates.take(run.hook, run.deliveries.length)
-        this.track(run)
-      }
+      for (const run of runs) this.track(run)
       const due = await this.options.store.nextDueAt()
       if (due !== null) {
         // Something due that could not be claimed waits for capacity: a finishing run wakes us.

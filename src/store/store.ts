@@ -246,11 +246,6 @@ export interface ClaimRequest {
   owner: string
   now: number
   leaseMs: number
-  /**
-   * Per hook: how many deliveries this claim may take from it in all (the tokens its rate limit has
-   * now; Infinity without one). Runs are cut to fit, so that a sender never waits for a token.
-   */
-  deliveryBudget: (hook: HookRecord) => number
   /** Deliveries an ordered queue's run may hold. */
   runLength: number
   /** Runs at most, over all hooks. */
@@ -378,14 +373,18 @@ export interface QueueStore {
    * A hook's `max_in_flight` holds across every node of the store: a claim takes no more runs of a
    * hook than its cap minus the runs of it leased now, by any owner (an ordered queue's run is the
    * rows leased under one token in one topic; an unordered delivery is a run of its own). Claims of
-   * one hook are serialised so that two nodes never both count the same room.
+   * one hook are serialised so that two nodes never both count the same room. A hook's `rate_limit`
+   * is one token bucket in the store, taken from in the claim's transaction (src/delivery/rate-limit.ts):
+   * a claim takes no more deliveries of a hook than its bucket holds whole tokens, runs cut to fit, so
+   * that a sender never waits for a token.
    */
   claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
   /**
    * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a
    * claim when the run's deliveries run out: the queue's pending deliveries after `afterSeq` that no
    * one holds, up to `runLength`, under a lease, with the hook as it is now. undefined when the hook
-   * is gone, not active or no longer ordered; no deliveries when nothing follows yet.
+   * is gone, not active, no longer ordered or rate limited (its runs are cut to its tokens at each
+   * claim); no deliveries when nothing follows yet.
    */
   extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined>
   settleDeliveries(settlement: Settlement): Promise<SettleResult>

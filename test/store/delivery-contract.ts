@@ -45,7 +45,6 @@ function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
     owner: 'A',
     now,
     leaseMs: LEASE,
-    deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 32,
     limit: 100,
     ...fields,
@@ -249,27 +248,60 @@ export function deliveryContract(
       },
     )
 
-    withStore('a delivery budget (rate limit tokens) cuts runs to fit, per hook', async ({ store }) => {
-      await store.createHook(hook('o'))
-      await store.createHook(hook('u', { ordered: false }))
-      await store.createHook(hook('free', { topic: 'x' }))
-      await append(store, 'orders', T0, ...Array.from({ length: 6 }, () => ({ type: 'a' })))
-      await append(store, 'x', T0, { type: 'a' }, { type: 'b' })
-      const budgets: Record<string, number> = { o: 2.7, u: 3, free: Number.POSITIVE_INFINITY }
-      const runs = await claim(store, T0, { deliveryBudget: (h) => budgets[h.id]! })
-      const sizes = (id: string) => runs.filter((r) => r.hook.id === id).map((r) => r.deliveries.length)
-      assert.deepEqual(sizes('o'), [2], 'an ordered run holds what the budget allows, whole tokens only')
-      assert.deepEqual(sizes('u'), [1, 1, 1], 'unordered: one run per token')
-      assert.deepEqual(sizes('free'), [2])
-      // No budget: nothing is claimed from that hook, and what it did not take is still there.
-      assert.equal((await claim(store, T0, { owner: 'B', deliveryBudget: () => 0.9 })).length, 0)
-      const rest = await claim(store, T0 + LEASE + 1, { owner: 'B' })
-      assert.deepEqual(
-        rest.filter((r) => r.hook.id === 'u').length,
-        6,
-        'the unordered hook: its 3 unclaimed and its 3 expired leases',
-      )
-    })
+    withStore(
+      "a rate limit cuts runs to its bucket's whole tokens, one bucket per hook for every owner",
+      async ({ store }) => {
+        await store.createHook(hook('o', { rate_limit: 2.7 }))
+        await store.createHook(hook('u', { ordered: false, rate_limit: 3 }))
+        await store.createHook(hook('free', { topic: 'x' }))
+        await append(store, 'orders', T0, ...Array.from({ length: 6 }, () => ({ type: 'a' })))
+        await append(store, 'x', T0, { type: 'a' }, { type: 'b' })
+        const sizes = (runs: ClaimedRun[], id: string) =>
+          runs.filter((r) => r.hook.id === id).map((r) => r.deliveries.length)
+        // A bucket starts full: one second's worth.
+        const runs = await claim(store, T0)
+        assert.deepEqual(
+          sizes(runs, 'o'),
+          [2],
+          'an ordered run holds what the bucket allows, whole tokens only',
+        )
+        assert.deepEqual(sizes(runs, 'u'), [1, 1, 1], 'unordered: one run per token')
+        assert.deepEqual(sizes(runs, 'free'), [2])
+        // No whole token left: nothing more of u, for this owner or another.
+        assert.deepEqual(await claim(store, T0 + 1, { owner: 'B' }), [])
+        assert.deepEqual(await claim(store, T0 + 300), [], '0.9 tokens')
+        // Refilled at 3/s: a whole token a third of a second later.
+        assert.deepEqual(sizes(await claim(store, T0 + 334, { owner: 'B' }), 'u'), [1])
+        // Long after (the leases ran out): the buckets are full again, and no fuller.
+        const rest = await claim(store, T0 + LEASE + 1, { owner: 'C' })
+        assert.deepEqual(sizes(rest, 'u'), [1, 1, 1], 'the unordered hook: 5 to send, 3 tokens')
+        assert.deepEqual(sizes(rest, 'o'), [2])
+      },
+    )
+
+    withStore(
+      'a rate limit is one budget whoever claims: two owners claiming in a loop get the rate, not twice it',
+      async ({ store }) => {
+        await store.createHook(hook('r', { ordered: false, rate_limit: 10, max_in_flight: 1000 }))
+        await append(store, 'orders', store.now(), ...Array.from({ length: 100 }, () => ({ type: 'a' })))
+        let taken = 0
+        const started = performance.now()
+        const claimer = async (owner: string) => {
+          while (performance.now() - started < 1_500) {
+            for (const run of await claim(store, store.now(), { owner })) taken += run.deliveries.length
+            await new Promise((resolve) => setTimeout(resolve, 10))
+          }
+        }
+        await Promise.all([claimer('A'), claimer('B')])
+        const seconds = (performance.now() - started) / 1000
+        // A full bucket (10) and 10 a second after it; a bucket per owner would allow twice that.
+        assert.ok(taken <= 10 + seconds * 10 + 1, `${taken} deliveries in ${seconds.toFixed(2)} s at 10/s`)
+        assert.ok(
+          taken >= 10 + (seconds - 0.3) * 10,
+          `${taken} deliveries in ${seconds.toFixed(2)} s at 10/s`,
+        )
+      },
+    )
 
     withStore(
       '410 deletes the hook and its queue; failures past disableAfter disable it',

@@ -89,7 +89,6 @@ function claim(store: Store, owner: string, fields: Partial<ClaimRequest> = {}) 
     owner,
     now: store.now(),
     leaseMs: LEASE_MS,
-    deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 8,
     limit: 20,
     ...fields,
@@ -351,6 +350,27 @@ withTwoNodes(
   },
 )
 
+/** A real dispatcher (a node's) on `store`, sending on the main thread, and its metrics. */
+function dispatcherOn(store: PostgresStore, nodeId: string) {
+  const metrics = createMetrics()
+  const dispatcher = new Dispatcher({
+    store,
+    nodeId,
+    log: new TopicLog(store, new LocalBus(), metrics),
+    metrics,
+    logger: pino({ level: 'silent' }),
+    agent: createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 }),
+    allowPrivateTargets: true,
+    workers: 0,
+    retryScheduleMs: [0, 10, 10, 10, 10, 10, 10, 10],
+    timeoutMs: 2_000,
+    concurrency: 8,
+    disableAfterMs: 86_400_000,
+    hubUrl: 'http://127.0.0.1/websub',
+  })
+  return { dispatcher, metrics }
+}
+
 withTwoNodes(
   'two dispatchers on one database send each delivery once, an ordered queue in order through retries',
   async (a, b) => {
@@ -359,24 +379,7 @@ withTwoNodes(
     const receiver = await startReceiver((request) => ({
       status: request.url.startsWith('/o') && ++requests % 7 === 0 ? 500 : 200,
     }))
-    const dispatchers = [a, b].map((store, index) => {
-      const metrics = createMetrics()
-      return new Dispatcher({
-        store,
-        nodeId: `node-${index}`,
-        log: new TopicLog(store, new LocalBus(), metrics),
-        metrics,
-        logger: pino({ level: 'silent' }),
-        agent: createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 }),
-        allowPrivateTargets: true,
-        workers: 0,
-        retryScheduleMs: [0, 10, 10, 10, 10, 10, 10, 10],
-        timeoutMs: 2_000,
-        concurrency: 8,
-        disableAfterMs: 86_400_000,
-        hubUrl: 'http://127.0.0.1/websub',
-      })
-    })
+    const dispatchers = [a, b].map((store, index) => dispatcherOn(store, `node-${index}`).dispatcher)
     try {
       const target = (id: string) => ({ target_url: `${receiver.url}/${id}`, max_in_flight: 8 })
       await a.createHook(hook('o', target('o')))
@@ -465,3 +468,44 @@ test('a schema name that is not a plain identifier is refused before anything is
     /HERALD_DATABASE_SCHEMA/,
   )
 })
+
+withTwoNodes(
+  'two dispatchers on one database keep one rate limit: the receiver gets the rate and the burst, not twice',
+  async (a, b) => {
+    const receiver = await startReceiver()
+    const nodes = [a, b].map((store, index) => dispatcherOn(store, `node-${index}`))
+    try {
+      const rate = 20
+      const count = 70
+      await a.createHook(
+        hook('r', { target_url: `${receiver.url}/r`, ordered: false, max_in_flight: 100, rate_limit: rate }),
+      )
+      await append(a, 'rated', count)
+      for (const { dispatcher } of nodes) dispatcher.start()
+      const got = await receiver.waitFor(count, (r) => r.url === '/r', 30_000)
+      const first = got[0]!.at
+      // A full bucket (one second's worth) at once, then the rate: the k-th delivery no sooner than
+      // the bucket allows (2 of slack for the clocks: the database's for the bucket, this one here).
+      got.forEach((request, index) => {
+        const allowed = rate + ((request.at - first) / 1000) * rate + 2
+        assert.ok(
+          index + 1 <= allowed,
+          `${index + 1} deliveries within ${request.at - first} ms at ${rate}/s`,
+        )
+      })
+      const span = got.at(-1)!.at - first
+      assert.ok(span >= ((count - rate - 2) / rate) * 1000, `${count} deliveries in ${span} ms at ${rate}/s`)
+      const sent = await Promise.all(
+        nodes.map(async ({ metrics }) => {
+          const values = (await metrics.deliveryAttempts.get()).values
+          return values.find((value) => value.labels.outcome === 'delivered')?.value ?? 0
+        }),
+      )
+      assert.equal(sent[0]! + sent[1]!, count, 'each delivery sent once')
+      assert.ok(sent[0]! > 0 && sent[1]! > 0, `both nodes sent: ${sent.join(' and ')}`)
+    } finally {
+      await Promise.all(nodes.map(({ dispatcher }) => dispatcher.stop()))
+      await receiver.close()
+    }
+  },
+)

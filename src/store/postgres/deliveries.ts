@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
+import { type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
 import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
@@ -250,9 +251,9 @@ export class PostgresDeliveries {
     const lease = randomUUID()
     const leaseUntil = now + request.leaseMs
     return inTransaction(this.pool, async (client) => {
-      // Round trip 1: the active hooks with something due and room for a run, locked (a hook another
-      // node is claiming is skipped): claims of one hook take turns, so that the runs each counts
-      // below include those of the claim before it.
+      // Round trip 1: the active hooks with something due, room for a run and a token, locked (a hook
+      // another node is claiming is skipped): claims of one hook take turns, so that the runs each
+      // counts and the tokens it reads below are what the claim before it left.
       const [, due] = await together([
         client.query('BEGIN'),
         client.query<HookRow>({
@@ -261,49 +262,61 @@ export class PostgresDeliveries {
           values: [now, request.limit],
         }),
       ])
-      const asks = due.rows.flatMap((row) => {
-        const hook = toHook(row)
-        const budget = request.deliveryBudget(hook)
-        const room = Math.min(request.limit, Math.floor(budget))
-        return room > 0 ? [{ hook, budget, room }] : []
-      })
+      const asks = due.rows.map(toHook)
       if (asks.length === 0) {
         expectCommit(await client.query('COMMIT'))
         return []
       }
-      // Round trip 2: each hook's due heads, as many as its max_in_flight leaves room for once the runs
-      // leased now by every node are counted (a statement of its own, after the hooks' locks: it sees
-      // what the claims before it committed), locked (a head another node is claiming is skipped),
-      // with how many deliveries its run could take from its queue.
-      const heads = await client.query<{ hook_id: string; topic_id: number; seq: number; available: number }>(
-        {
+      // Round trip 2, statements of their own after the hooks' locks (they see what the claims before
+      // them committed): each hook's due heads, as many as its max_in_flight leaves room for once the
+      // runs leased now by every node are counted, locked (a head another node is claiming is
+      // skipped), with how many deliveries its run could take from its queue; and the rate-limited
+      // hooks' buckets.
+      const limited = asks.filter((hook) => hook.rate_limit !== null).map((hook) => hook.id)
+      const [heads, bucketRows] = await together([
+        client.query<{ hook_id: string; topic_id: number; seq: number; available: number }>({
           name: 'herald-claim-heads',
           text: SQL.dueHeads,
           values: [
-            asks.map((ask) => ask.hook.id),
-            asks.map((ask) => ask.room),
-            asks.map((ask) => (ask.hook.ordered ? request.runLength : 1)),
+            asks.map((hook) => hook.id),
+            asks.map(() => request.limit),
+            asks.map((hook) => (hook.ordered ? request.runLength : 1)),
             now,
           ],
-        },
-      )
+        }),
+        limited.length === 0
+          ? undefined
+          : client.query<TokenBucket & { hook_id: string }>({
+              name: 'herald-claim-buckets',
+              text: SQL.buckets,
+              values: [limited],
+            }),
+      ])
       const headsOf = Map.groupBy(heads.rows, (head) => head.hook_id)
-      // The runs, cut to each hook's room and budget as SQLite's claim cuts them.
+      const buckets = new Map(bucketRows?.rows.map((row) => [row.hook_id, row]))
+      // The runs, cut to each hook's room and tokens as SQLite's claim cuts them.
       const planned: Array<{ hook: HookRecord; topicId: number; fromSeq: number; length: number }> = []
-      for (const ask of asks) {
+      const spending = columns<[string[], number[]]>(2)
+      for (const hook of asks) {
         if (planned.length >= request.limit) break
-        let budget = ask.budget
-        const room = Math.min(ask.room, request.limit - planned.length)
-        for (const head of (headsOf.get(ask.hook.id) ?? []).slice(0, room)) {
+        const available =
+          hook.rate_limit === null
+            ? Number.POSITIVE_INFINITY
+            : tokensAt(hook.rate_limit, buckets.get(hook.id), now)
+        let budget = available
+        const room = request.limit - planned.length
+        for (const head of (headsOf.get(hook.id) ?? []).slice(0, room)) {
           if (budget < 1) break
-          const length = Math.min(
-            ask.hook.ordered ? request.runLength : 1,
-            Math.floor(budget),
-            head.available,
-          )
+          const length = Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget), head.available)
           if (length <= 0) continue
-          planned.push({ hook: ask.hook, topicId: head.topic_id, fromSeq: head.seq, length })
+          planned.push({ hook, topicId: head.topic_id, fromSeq: head.seq, length })
           budget -= length
+        }
+        if (hook.rate_limit !== null && budget < available) {
+          // What the runs leased is taken from this in the same statement (a run may get fewer rows
+          // than planned: some were locked by another node's claim).
+          spending[0].push(hook.id)
+          spending[1].push(available)
         }
       }
       if (planned.length === 0) {
@@ -323,6 +336,8 @@ export class PostgresDeliveries {
             planned.map((run) => run.topicId),
             planned.map((run) => run.fromSeq),
             planned.map((run) => run.length),
+            ...spending,
+            now,
           ],
         }),
         client.query('COMMIT'),
@@ -373,7 +388,7 @@ export class PostgresDeliveries {
         if (!row || row.topic_id === null) return undefined
         const { topic_id: _topic, ...hookRow } = row
         const hook = toHook(hookRow)
-        if (hook.state !== 'active' || !hook.ordered) return undefined
+        if (hook.state !== 'active' || !hook.ordered || hook.rate_limit !== null) return undefined
         return { hook, deliveries: leased.rows.map(toClaimed), lease }
       }),
     )
@@ -894,7 +909,7 @@ function advanceSql(queues: string): string {
  * candidate it could not lock, so that it never leaves a gap in its queue. A delivery two runs of the
  * claim would share goes to the earlier one.
  */
-function leaseSql(runs: string): string {
+function leaseSql(runs: string, more = ''): string {
   return `WITH ${runs},
     cand AS MATERIALIZED (
       SELECT DISTINCT ON (c.id) r.run, c.id, c.seq
@@ -915,7 +930,7 @@ function leaseSql(runs: string): string {
     leased AS (
       UPDATE deliveries d SET lease_owner = $1, lease_token = $2, lease_until = $3
       FROM taken WHERE d.id = taken.id
-      RETURNING taken.run, d.id, d.topic_id, d.seq, d.event_id, d.attempts)
+      RETURNING taken.run, d.id, d.topic_id, d.seq, d.event_id, d.attempts)${more}
     SELECT l.run, l.id, t.name AS topic, l.seq, l.event_id, l.attempts, e.body
     FROM leased l JOIN topics t ON t.id = l.topic_id
     LEFT JOIN events e ON e.topic_id = l.topic_id AND e.seq = l.seq
@@ -962,13 +977,15 @@ const SQL = {
   deleteHook: 'DELETE FROM hooks WHERE id = $1',
   topicId: 'SELECT id FROM topics WHERE name = $1',
   // Hooks that are active, have something due and, as far as this statement's snapshot shows, room
-  // for a run ($2 at most, a claim's runs), locked FOR NO KEY UPDATE SKIP LOCKED: one claim at a time
+  // for a run and a whole token ($2 at most, a claim's runs), locked FOR NO KEY UPDATE SKIP LOCKED: one claim at a time
   // per hook. The dispatcher then takes each one's share. NO KEY UPDATE lets appends through (they
   // take KEY SHARE for their deliveries' foreign key); a claim never waits for a lock.
   hooksWithDue: `SELECT * FROM hooks h WHERE state = 'active' AND EXISTS (
       SELECT 1 FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending' AND d.due_at <= $1
         AND d.lease_until IS NULL)
       AND ${runsInFlight('h', '$1')} < h.max_in_flight
+      AND (h.rate_limit IS NULL OR NOT EXISTS (SELECT 1 FROM rate_buckets b WHERE b.hook_id = h.id
+        AND b.tokens + greatest(0, $1 - b.updated_at) / 1000.0 * h.rate_limit < 1))
     ORDER BY id LIMIT $2
     FOR NO KEY UPDATE SKIP LOCKED`,
   // Per hook ($1, at most $2 of them), its due heads, no more than its max_in_flight less the runs of
@@ -987,18 +1004,29 @@ const SQL = {
       ORDER BY d.due_at, d.seq LIMIT c.free
       FOR UPDATE SKIP LOCKED) d
     ORDER BY r.n, d.due_at, d.seq`,
+  // The runs, and the tokens they took from their hooks' buckets: per hook $8, the tokens $9 it held
+  // at $10 less the deliveries its runs leased (a clock behind the bucket's keeps its time).
   leaseRuns: leaseSql(
     'req AS (SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::int[]) WITH ORDINALITY AS r(hook_id, topic_id, from_seq, length, run))',
+    `,
+    spent AS (
+      INSERT INTO rate_buckets (hook_id, tokens, updated_at)
+      SELECT b.hook_id, b.tokens - (SELECT count(*) FROM leased l JOIN req r ON r.run = l.run WHERE r.hook_id = b.hook_id),
+        $10
+      FROM unnest($8::text[], $9::float8[]) AS b(hook_id, tokens)
+      ON CONFLICT (hook_id) DO UPDATE SET tokens = EXCLUDED.tokens,
+        updated_at = greatest(rate_buckets.updated_at, EXCLUDED.updated_at))`,
   ),
-  // One run, after $6 - 1, for the hook $4 and the topic named $5: only while the hook is active and
-  // ordered and the run holds a pending delivery of the queue under its token ($2). That delivery is
+  buckets: 'SELECT hook_id, tokens, updated_at FROM rate_buckets WHERE hook_id = ANY($1::text[])',
+  // One run, after $6 - 1, for the hook $4 and the topic named $5: only while the hook is active,
+  // ordered and not rate limited, and the run holds a pending delivery of the queue under its token ($2). That delivery is
   // locked: a rescue releasing it at the same time is waited for, and then found to have taken it.
   extendRun: leaseSql(`held AS MATERIALIZED (
       SELECT 1 FROM deliveries WHERE hook_id = $4 AND topic_id = (SELECT id FROM topics WHERE name = $5)
         AND state = 'pending' AND lease_token = $2 LIMIT 1 FOR UPDATE),
     req AS (SELECT h.id AS hook_id, t.id AS topic_id, $6::bigint AS from_seq, $7::int AS length, 1::bigint AS run
       FROM hooks h JOIN topics t ON t.name = $5
-      WHERE h.id = $4 AND h.state = 'active' AND h.ordered AND EXISTS (SELECT 1 FROM held))`),
+      WHERE h.id = $4 AND h.state = 'active' AND h.ordered AND h.rate_limit IS NULL AND EXISTS (SELECT 1 FROM held))`),
   releaseOwned: `UPDATE deliveries SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
     WHERE lease_owner = ANY($1::text[]) AND state = 'pending' RETURNING hook_id, topic_id`,
   // Every leased row has an owner: the partial index deliveries_leased finds them.

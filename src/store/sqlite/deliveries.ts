@@ -3,6 +3,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
+import { afterTaking, type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
 
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
@@ -235,7 +236,12 @@ export class DeliveryTables {
     for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
       if (runs.length >= request.limit) break
       const hook = toHook(row)
-      let budget = request.deliveryBudget(hook)
+      // Its rate limit's tokens (src/delivery/rate-limit.ts), from its bucket in the file.
+      const bucket =
+        hook.rate_limit === null ? undefined : (this.s.bucket.get(hook.id) as TokenBucket | undefined)
+      const available =
+        hook.rate_limit === null ? Number.POSITIVE_INFINITY : tokensAt(hook.rate_limit, bucket, now)
+      let budget = available
       // Its cap less the runs leased now (one process writes the file: they are all counted here).
       const inFlight = (this.s.runsInFlight.get(hook.ordered ? 1 : 0, hook.id, now) as { n: number }).n
       const room = Math.min(hook.max_in_flight - inFlight, request.limit - runs.length, Math.floor(budget))
@@ -258,13 +264,18 @@ export class DeliveryTables {
         runs.push({ hook, deliveries, lease })
         budget -= deliveries.length
       }
+      if (hook.rate_limit !== null && budget < available) {
+        const after = afterTaking(available, available - budget, bucket, now)
+        this.s.saveBucket.run(hook.id, after.tokens, after.updated_at)
+      }
     }
     return runs
   }
 
   extend(request: ExtendRequest): ClaimedRun | undefined {
     const hook = this.hook(request.hookId)
-    if (hook?.state !== 'active' || !hook.ordered) return undefined
+    // A rate-limited hook's runs are cut to its tokens at each claim: they are not extended.
+    if (hook?.state !== 'active' || !hook.ordered || hook.rate_limit !== null) return undefined
     const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
     if (topicId === undefined) return undefined
     const { lease, owner } = request
@@ -604,6 +615,9 @@ function prepare(db: DatabaseSync) {
         FROM deliveries INDEXED BY deliveries_running
         WHERE hook_id = ?2 AND lease_until IS NOT NULL AND due_at IS NOT NULL AND lease_until >= ?3
           AND state = 'pending')`),
+    bucket: q('SELECT tokens, updated_at FROM rate_buckets WHERE hook_id = ?'),
+    saveBucket: q(`INSERT INTO rate_buckets (hook_id, tokens, updated_at) VALUES (?, ?, ?)
+      ON CONFLICT (hook_id) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at`),
     // Whether a run still holds any pending delivery of its queue under its token.
     holdsQueue: q(`SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending'
       AND lease_token = ? LIMIT 1`),

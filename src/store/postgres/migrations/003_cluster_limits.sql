@@ -4,3 +4,12 @@
 -- Only those rows are in this index, so a run costs it an entry as its carry moves, not one per row
 -- leased and settled.
 CREATE INDEX deliveries_running ON deliveries (hook_id) WHERE lease_owner IS NOT NULL AND due_at IS NOT NULL;
+
+-- A hook's rate_limit is one token bucket for all the nodes (src/delivery/rate-limit.ts): the tokens it
+-- held at updated_at (database time, ms), taken from in the claim's transaction, under the hook's lock.
+-- No row: a full bucket.
+CREATE TABLE rate_buckets (
+  hook_id text PRIMARY KEY REFERENCES hooks (id) ON DELETE CASCADE,
+  tokens double precision NOT NULL,
+  updated_at bigint NOT NULL
+);
