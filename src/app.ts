@@ -94,6 +94,7 @@ export async function startHerald(
   const websub = new WebSubHub({
     log,
     store,
+    nodeId: config.nodeId,
     agent,
     logger,
     publicUrl: config.publicUrl,
@@ -167,6 +168,7 @@ export async function startHerald(
   }
   ready = true
   dispatcher.start()
+  websub.start()
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`

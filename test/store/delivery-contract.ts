@@ -778,6 +778,141 @@ export function deliveryContract(
       },
     )
 
+    withStore(
+      'WebSub verifications: recorded with a lease, done in order per topic and callback, taken over when their node is gone, finished under their token only',
+      async (harness) => {
+        let store = harness.store
+        const now = Date.now()
+        await store.joinCluster('node-a')
+        await store.joinCluster('node-b')
+        const lease = (owner: string, token: string, until = now + LEASE) => ({ owner, token, until })
+        const request = (mode: 'subscribe' | 'unsubscribe', callback: string) => ({
+          mode,
+          topic_url: 'https://example.test/feed',
+          callback,
+          lease_seconds: mode === 'subscribe' ? 3600 : null,
+          secret: mode === 'subscribe' ? 'a secret' : null,
+          requested_at: now,
+        })
+        const one = await store.recordVerification(
+          request('subscribe', 'https://sub.test/1'),
+          lease('node-a', 't1'),
+        )
+        const two = await store.recordVerification(
+          request('unsubscribe', 'https://sub.test/1'),
+          lease('node-b', 't2'),
+        )
+        const other = await store.recordVerification(
+          request('subscribe', 'https://sub.test/2'),
+          lease('node-b', 't3'),
+        )
+        // Held by live nodes: no one takes them over.
+        assert.deepEqual(await store.claimVerifications({ lease: lease('node-b', 'x'), now, limit: 10 }), [])
+        // The second waits for the first (same topic and callback): it is let go, not done.
+        assert.equal(await store.startVerification(two, lease('node-b', 't2')), undefined)
+        assert.equal(await store.startVerification(one, lease('node-a', 'wrong')), undefined, 'not its token')
+        const started = await store.startVerification(one, lease('node-a', 't1'))
+        assert.deepEqual(
+          [started?.mode, started?.callback, started?.lease_seconds, started?.secret],
+          ['subscribe', 'https://sub.test/1', 3600, 'a secret'],
+        )
+        const listed = await store.verifications({ limit: 10 })
+        assert.deepEqual(
+          listed.map((v) => [v.id, v.state]),
+          [
+            [other, 'pending'],
+            [two, 'pending'],
+            [one, 'pending'],
+          ],
+        )
+        assert.ok(
+          listed.every((v) => !('secret' in v) && !('lease_token' in v)),
+          'the admin view has no secret and no lease',
+        )
+        // node-a dies mid-verification (it leaves no trace but its row: it is gone from the nodes).
+        store = await harness.reopen()
+        await store.heartbeat('node-b', 0)
+        const takenOver = await store.claimVerifications({ lease: lease('node-b', 't4'), now, limit: 10 })
+        assert.deepEqual(
+          takenOver.map((v) => [v.id, v.secret]),
+          [[one, 'a secret']],
+          'the first, not the second (it waits for the first), nor the third (held by node-b)',
+        )
+        // node-a's late outcome changes nothing; node-b's stands, with the subscription.
+        const subscription = hook('websub_1', {
+          kind: 'websub',
+          target_url: 'https://sub.test/1',
+          topic_url: 'https://example.test/feed',
+          topic: 'herald.websub/feed',
+          secret: 'a secret',
+          lease_seconds: 3600,
+          expires_at: now + 3_600_000,
+        })
+        const outcome = { id: one, state: 'verified' as const, error: null, now, subscription }
+        assert.equal(await store.finishVerification({ ...outcome, token: 't1' }), false)
+        assert.equal(
+          await store.websubSubscription('https://example.test/feed', 'https://sub.test/1'),
+          undefined,
+        )
+        assert.equal(await store.finishVerification({ ...outcome, token: 't4' }), true)
+        assert.equal(await store.finishVerification({ ...outcome, token: 't4' }), false, 'once')
+        const created = await store.websubSubscription('https://example.test/feed', 'https://sub.test/1')
+        assert.equal(created?.secret, 'a secret')
+        // The first is done: the second (let go) is taken by whoever looks, and its unsubscribe applies.
+        const [next] = await store.claimVerifications({ lease: lease('node-b', 't5'), now, limit: 10 })
+        assert.equal(next?.id, two)
+        assert.deepEqual(await store.startVerification(two, lease('node-b', 't5')), next)
+        assert.equal(
+          await store.finishVerification({
+            id: two,
+            token: 't5',
+            state: 'verified',
+            error: null,
+            now,
+            unsubscribe: true,
+          }),
+          true,
+        )
+        assert.equal(
+          await store.websubSubscription('https://example.test/feed', 'https://sub.test/1'),
+          undefined,
+        )
+        // A lease that ran out is taken over too, and a former process's under this node's id.
+        assert.deepEqual(await store.claimVerifications({ lease: lease('node-c', 't6'), now, limit: 10 }), [])
+        const expired = await store.claimVerifications({
+          lease: lease('node-c', 't6'),
+          now: now + LEASE + 1,
+          limit: 10,
+        })
+        assert.deepEqual(
+          expired.map((v) => v.id),
+          [other],
+        )
+        const former = await store.claimVerifications({
+          lease: lease('node-c', 't7'),
+          now,
+          limit: 10,
+          formerSelf: 'node-c',
+        })
+        assert.deepEqual(
+          former.map((v) => v.id),
+          [other],
+        )
+        assert.equal(
+          await store.finishVerification({ id: other, token: 't7', state: 'failed', error: 'no', now }),
+          true,
+        )
+        assert.deepEqual(
+          (await store.verifications({ limit: 10 })).map((v) => [v.id, v.state, v.error]),
+          [
+            [other, 'failed', 'no'],
+            [two, 'verified', null],
+            [one, 'verified', null],
+          ],
+        )
+      },
+    )
+
     withStore('hooks: create, update, list in id order, delete', async ({ store }) => {
       await store.createHook(hook('b'))
       await store.createHook(hook('a', { topic: null, event: 'x.*' }))

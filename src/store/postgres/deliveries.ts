@@ -3,7 +3,7 @@ import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 import { type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
-import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
+import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -15,11 +15,13 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  PendingVerification,
   ReplayRequest,
   Settlement,
   SettleResult,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 import { expectCommit, inTransaction, together } from './transaction.ts'
 
@@ -115,53 +117,91 @@ export class PostgresDeliveries {
     return result.rows.map(toHook)
   }
 
-  /**
-   * One subscription per topic and callback, also when two nodes subscribe the same at once: the
-   * insert gives way to the row the other one made, which is then updated.
-   */
-  async upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
-    let current = await this.websubSubscription(subscription.topic_url!, subscription.target_url)
-    if (!current) {
-      const inserted = await this.pool.query<HookRow>(
-        `${SQL.insertHook} ON CONFLICT (topic_url, target_url) WHERE kind = 'websub' DO NOTHING RETURNING *`,
-        hookValues(subscription),
-      )
-      if (inserted.rows[0]) return toHook(inserted.rows[0])
-      current = await this.websubSubscription(subscription.topic_url!, subscription.target_url)
-      if (!current) throw new Error('The WebSub subscription was deleted while it was being replaced.')
-    }
-    const { id: _id, created_at: _created, kind: _kind, updated_at, ...changes } = subscription
-    const updated = await this.updateHook(current.id, { ...changes, failing_since: null }, updated_at)
-    if (!updated) throw new Error('The WebSub subscription was deleted while it was being replaced.')
-    return updated
-  }
-
   async websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
     const row = (await this.pool.query<HookRow>(SQL.websubByTopicCallback, [topicUrl, callback])).rows[0]
     return row && toHook(row)
   }
 
-  async recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
-    const v = verification
+  // ---- WebSub verifications of intent: durable, leased, fenced by their token ----------------------
+
+  async recordVerification(
+    request: Omit<PendingVerification, 'id'>,
+    lease: VerificationLease,
+  ): Promise<number> {
     const result = await this.pool.query<{ id: number }>(SQL.insertVerification, [
-      v.mode,
-      v.topic_url,
-      v.callback,
-      v.state,
-      v.error,
-      v.requested_at,
-      v.completed_at,
+      request.mode,
+      request.topic_url,
+      request.callback,
+      request.requested_at,
+      request.lease_seconds,
+      request.secret,
+      lease.owner,
+      lease.token,
+      lease.until,
     ])
     return result.rows[0]!.id
   }
 
-  async completeVerification(
-    id: number,
-    state: VerificationState,
-    error: string | null,
-    now: number,
-  ): Promise<void> {
-    await this.pool.query(SQL.completeVerification, [state, error, now, id])
+  async startVerification(id: number, lease: VerificationLease): Promise<PendingVerification | undefined> {
+    const result = await this.pool.query<PendingVerification & { blocked: boolean }>(SQL.startVerification, [
+      id,
+      lease.token,
+      lease.until,
+    ])
+    const row = result.rows[0]
+    if (!row || row.blocked) return undefined
+    const { blocked: _blocked, ...verification } = row
+    return verification
+  }
+
+  async claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): Promise<PendingVerification[]> {
+    const { lease } = request
+    const result = await this.pool.query<PendingVerification>(SQL.claimVerifications, [
+      lease.owner,
+      lease.token,
+      lease.until,
+      request.now,
+      request.formerSelf ?? null,
+      request.limit,
+    ])
+    return result.rows.sort((a, b) => a.id - b.id)
+  }
+
+  /**
+   * The verification's row is locked while its outcome and the subscription it changes are written:
+   * a node that took it over meanwhile holds it under another token, and this changes nothing.
+   */
+  finishVerification(outcome: VerificationOutcome): Promise<boolean> {
+    return inTransaction(this.pool, async (client) => {
+      const [, read] = await together([
+        client.query('BEGIN'),
+        client.query<{ topic_url: string; callback: string }>(SQL.verificationHeld, [
+          outcome.id,
+          outcome.token,
+        ]),
+      ])
+      const held = read.rows[0]
+      if (!held) {
+        expectCommit(await client.query('COMMIT'))
+        return false
+      }
+      const [, , done] = await together([
+        outcome.subscription
+          ? client.query(SQL.upsertSubscription, hookValues(outcome.subscription))
+          : outcome.unsubscribe
+            ? client.query(SQL.deleteSubscription, [held.topic_url, held.callback])
+            : undefined,
+        client.query(SQL.completeVerification, [outcome.state, outcome.error, outcome.now, outcome.id]),
+        client.query('COMMIT'),
+      ])
+      expectCommit(done)
+      return true
+    })
   }
 
   async verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {
@@ -950,6 +990,14 @@ function runsInFlight(hook: string, now: string): string {
         AND f.lease_until >= ${now} AND f.state = 'pending') runs)`
 }
 
+/** `columns` (a list) of the table aliased `alias`. */
+function qualified(alias: string, columns: string): string {
+  return columns
+    .split(',')
+    .map((column) => `${alias}.${column.trim()}`)
+    .join(', ')
+}
+
 const HOOK_INSERT_COLUMNS = `id, kind, target_url, topic, topic_url, event, event_root, secret, lease_seconds,
   expires_at, previous_secret, previous_secret_until, ordered, max_in_flight, rate_limit, state, disabled_reason,
   failing_since, description, created_at, updated_at`
@@ -963,12 +1011,50 @@ const SQL = {
   listHooks: `SELECT * FROM hooks WHERE id > $1 AND ($2::text IS NULL OR kind = $2)
     AND ($3::text IS NULL OR topic_url = $3) ORDER BY id LIMIT $4`,
   websubByTopicCallback: "SELECT * FROM hooks WHERE kind = 'websub' AND topic_url = $1 AND target_url = $2",
-  insertVerification: `INSERT INTO websub_verifications (mode, topic_url, callback, state, error, requested_at,
-    completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-  completeVerification:
-    'UPDATE websub_verifications SET state = $1, error = $2, completed_at = $3 WHERE id = $4',
-  verifications: `SELECT * FROM websub_verifications WHERE ($1::text IS NULL OR topic_url = $1)
-    ORDER BY id DESC LIMIT $2`,
+  insertVerification: `INSERT INTO websub_verifications (mode, topic_url, callback, state, requested_at,
+      lease_seconds, secret, lease_owner, lease_token, lease_until)
+    VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9) RETURNING id`,
+  // The verification $1 while $2 holds it: its lease renewed to $3, or let go (blocked) when an earlier
+  // one of its topic and callback is pending.
+  startVerification: `WITH held AS MATERIALIZED (
+      SELECT id, topic_url, callback FROM websub_verifications
+      WHERE id = $1 AND lease_token = $2 AND state = 'pending' FOR UPDATE),
+    blocked AS MATERIALIZED (
+      SELECT EXISTS (SELECT 1 FROM websub_verifications e JOIN held h
+        ON e.topic_url = h.topic_url AND e.callback = h.callback AND e.state = 'pending' AND e.id < h.id) AS yes)
+    UPDATE websub_verifications v SET lease_until = CASE WHEN b.yes THEN NULL ELSE $3::bigint END,
+      lease_owner = CASE WHEN b.yes THEN NULL ELSE v.lease_owner END,
+      lease_token = CASE WHEN b.yes THEN NULL ELSE v.lease_token END
+    FROM held, blocked b WHERE v.id = held.id
+    RETURNING b.yes AS blocked, ${qualified('v', PENDING_VERIFICATION)}`,
+  // Pending verifications no one does (lease run out or let go, owner not a node, or a former process
+  // under this node's id $5), oldest first, none behind an earlier pending one of its topic and
+  // callback, leased to $1 under $2 until $3; one another node is taking is skipped.
+  claimVerifications: `WITH cand AS (
+      SELECT v.id FROM websub_verifications v WHERE v.state = 'pending'
+        AND (v.lease_until IS NULL OR v.lease_until < $4 OR v.lease_owner = $5
+          OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.lease_owner))
+        AND NOT EXISTS (SELECT 1 FROM websub_verifications e WHERE e.topic_url = v.topic_url
+          AND e.callback = v.callback AND e.state = 'pending' AND e.id < v.id)
+      ORDER BY v.id LIMIT $6 FOR UPDATE SKIP LOCKED)
+    UPDATE websub_verifications v SET lease_owner = $1, lease_token = $2, lease_until = $3
+    FROM cand WHERE v.id = cand.id
+    RETURNING ${qualified('v', PENDING_VERIFICATION)}`,
+  verificationHeld: `SELECT topic_url, callback FROM websub_verifications
+    WHERE id = $1 AND lease_token = $2 AND state = 'pending' FOR UPDATE`,
+  // A verified subscribe: the subscription of its topic and callback created, or replaced (its id and
+  // its queue kept; a WebSub subscription is always ordered, so nothing of its queue switches).
+  upsertSubscription: `INSERT INTO hooks (${HOOK_INSERT_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+    ON CONFLICT (topic_url, target_url) WHERE kind = 'websub' DO UPDATE SET
+      ${HOOK_COLUMNS.map((column) => `${column} = EXCLUDED.${column}`).join(', ')},
+      event_root = EXCLUDED.event_root, updated_at = EXCLUDED.updated_at`,
+  deleteSubscription: "DELETE FROM hooks WHERE kind = 'websub' AND topic_url = $1 AND target_url = $2",
+  // The secret is kept only as long as the verification is to be done.
+  completeVerification: `UPDATE websub_verifications SET state = $1, error = $2, completed_at = $3,
+    secret = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = $4`,
+  verifications: `SELECT ${VERIFICATION_COLUMNS} FROM websub_verifications
+    WHERE ($1::text IS NULL OR topic_url = $1) ORDER BY id DESC LIMIT $2`,
   pruneExpiredSubscriptions: 'DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= $1',
   pruneVerifications: 'DELETE FROM websub_verifications WHERE requested_at < $1',
   updateHook: `UPDATE hooks SET ${HOOK_COLUMNS.map((column, index) => `${column} = $${index + 1}`).join(', ')},

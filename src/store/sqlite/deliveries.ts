@@ -14,7 +14,7 @@ const LEASE_CHECK_MS = 5_000
 /** Topics carrying external WebSub content (see src/delivery/websub.ts). */
 const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
-import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
+import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -26,11 +26,13 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  PendingVerification,
   ReplayRequest,
   Settlement,
   SettleResult,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 
 /**
@@ -116,22 +118,67 @@ export class DeliveryTables {
     return row && toHook(row)
   }
 
-  recordVerification(verification: Omit<VerificationRecord, 'id'>): number {
-    const v = verification
+  // ---- WebSub verifications of intent: durable, leased, fenced by their token ----------------------
+
+  recordVerification(request: Omit<PendingVerification, 'id'>, lease: VerificationLease): number {
     const result = this.s.insertVerification.run(
-      v.mode,
-      v.topic_url,
-      v.callback,
-      v.state,
-      v.error,
-      v.requested_at,
-      v.completed_at,
+      request.mode,
+      request.topic_url,
+      request.callback,
+      request.requested_at,
+      request.lease_seconds,
+      request.secret,
+      lease.owner,
+      lease.token,
+      lease.until,
     )
     return Number(result.lastInsertRowid)
   }
 
-  completeVerification(id: number, state: VerificationState, error: string | null, now: number): void {
-    this.s.completeVerification.run(state, error, now, id)
+  startVerification(id: number, lease: VerificationLease): PendingVerification | undefined {
+    const held = this.s.verificationHeld.get(id, lease.token) as PendingVerification | undefined
+    if (!held) return undefined
+    if (this.s.earlierPending.get(held.topic_url, held.callback, id) !== undefined) {
+      this.s.letGoVerification.run(id, lease.token)
+      return undefined
+    }
+    this.s.renewVerification.run(lease.until, id)
+    return held
+  }
+
+  claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): PendingVerification[] {
+    const { lease } = request
+    const rows = this.s.claimVerifications.all({
+      owner: lease.owner,
+      token: lease.token,
+      until: lease.until,
+      now: request.now,
+      former: request.formerSelf ?? null,
+      limit: request.limit,
+    }) as unknown as PendingVerification[]
+    return rows.sort((a, b) => a.id - b.id)
+  }
+
+  finishVerification(outcome: VerificationOutcome): boolean {
+    const held = this.s.verificationHeld.get(outcome.id, outcome.token) as PendingVerification | undefined
+    if (!held) return false
+    if (outcome.subscription) this.upsertWebsubSubscription(outcome.subscription)
+    if (outcome.unsubscribe) {
+      const current = this.websubSubscription(held.topic_url, held.callback)
+      if (current) this.deleteHook(current.id)
+    }
+    this.s.completeVerification.run(outcome.state, outcome.error, outcome.now, outcome.id)
+    return true
+  }
+
+  /** Lets go of every verification's lease (a node that joins: any lease in the file is a dead process's). */
+  releaseVerifications(): void {
+    this.s.releaseVerifications.run()
   }
 
   verifications(options: { topicUrl?: string; limit: number }): VerificationRecord[] {
@@ -554,14 +601,33 @@ function prepare(db: DatabaseSync) {
     websubByTopicCallback: q(
       "SELECT * FROM hooks WHERE kind = 'websub' AND topic_url = ? AND target_url = ?",
     ),
-    insertVerification:
-      q(`INSERT INTO websub_verifications (mode, topic_url, callback, state, error, requested_at,
-      completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    completeVerification: q(
-      'UPDATE websub_verifications SET state = ?, error = ?, completed_at = ? WHERE id = ?',
-    ),
-    verifications: q(`SELECT * FROM websub_verifications WHERE (:topic_url IS NULL OR topic_url = :topic_url)
-      ORDER BY id DESC LIMIT :limit`),
+    insertVerification: q(`INSERT INTO websub_verifications (mode, topic_url, callback, state, requested_at,
+      lease_seconds, secret, lease_owner, lease_token, lease_until) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`),
+    verificationHeld: q(`SELECT ${PENDING_VERIFICATION} FROM websub_verifications
+      WHERE id = ? AND lease_token = ? AND state = 'pending'`),
+    earlierPending: q(`SELECT 1 FROM websub_verifications
+      WHERE topic_url = ? AND callback = ? AND state = 'pending' AND id < ? LIMIT 1`),
+    letGoVerification: q(`UPDATE websub_verifications SET lease_owner = NULL, lease_token = NULL,
+      lease_until = NULL WHERE id = ? AND lease_token = ?`),
+    renewVerification: q('UPDATE websub_verifications SET lease_until = ? WHERE id = ?'),
+    // Pending verifications no one does (lease run out or let go, owner not a node, or a former process
+    // under this node's id), oldest first, none behind an earlier pending one of its topic and callback.
+    claimVerifications: q(`UPDATE websub_verifications SET lease_owner = :owner, lease_token = :token,
+      lease_until = :until
+      WHERE id IN (SELECT v.id FROM websub_verifications v WHERE v.state = 'pending'
+        AND (v.lease_until IS NULL OR v.lease_until < :now OR v.lease_owner = :former
+          OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.lease_owner))
+        AND NOT EXISTS (SELECT 1 FROM websub_verifications e WHERE e.topic_url = v.topic_url
+          AND e.callback = v.callback AND e.state = 'pending' AND e.id < v.id)
+        ORDER BY v.id LIMIT :limit)
+      RETURNING ${PENDING_VERIFICATION}`),
+    // The secret is kept only as long as the verification is to be done.
+    completeVerification: q(`UPDATE websub_verifications SET state = ?, error = ?, completed_at = ?,
+      secret = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = ?`),
+    releaseVerifications: q(`UPDATE websub_verifications SET lease_owner = NULL, lease_token = NULL,
+      lease_until = NULL WHERE state = 'pending' AND lease_owner IS NOT NULL`),
+    verifications: q(`SELECT ${VERIFICATION_COLUMNS} FROM websub_verifications
+      WHERE (:topic_url IS NULL OR topic_url = :topic_url) ORDER BY id DESC LIMIT :limit`),
     pruneExpiredSubscriptions: q('DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     pruneVerifications: q('DELETE FROM websub_verifications WHERE requested_at < ?'),
     updateHook: q(

@@ -13,3 +13,17 @@ CREATE TABLE rate_buckets (
   tokens double precision NOT NULL,
   updated_at bigint NOT NULL
 );
+
+-- A WebSub verification of intent is durable work: a pending one holds what doing it again needs
+-- (lease_seconds, the lease granted; secret, hub.secret, kept like hooks' secrets and only until the
+-- verification is done) and which node does it until when (lease_owner, lease_token, which its
+-- outcome must carry, lease_until, database time). A node that dies mid-verification leaves it to
+-- another.
+ALTER TABLE websub_verifications ADD COLUMN lease_seconds bigint, ADD COLUMN secret text,
+  ADD COLUMN lease_owner text, ADD COLUMN lease_token text, ADD COLUMN lease_until bigint;
+-- Those a process left pending before cannot be done again (their secret was not kept).
+UPDATE websub_verifications SET state = 'failed', completed_at = requested_at,
+  error = 'the server stopped during the verification (before verifications were kept in the store)'
+  WHERE state = 'pending';
+-- The pending ones, by topic and callback: what a node looks for, and what goes before each.
+CREATE INDEX websub_verifications_pending ON websub_verifications (topic_url, callback, id) WHERE state = 'pending';
