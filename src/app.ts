@@ -98,6 +98,7 @@ export async function startHerald(
   const websub = new WebSubHub({
     log,
     store,
+    nodeId: config.nodeId,
     agent,
     logger,
     publicUrl: config.publicUrl,
@@ -166,6 +167,7 @@ export async function startHerald(
   }
   ready = true
   dispatcher.start()
+  websub.start()
   // Started last, stopped first: a node that stops hands the leadership over at once.
   await maintenance.start()
   const address = server.server.address() as AddressInfo

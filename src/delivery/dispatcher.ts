@@ -13,7 +13,6 @@ import type {
   SettleResult,
   Store,
 } from '../store/store.ts'
-import { RateLimits } from './rate-limit.ts'
 import { type ExtendRun, type ReportBatch, type RunEnd, RunSender } from './run-sender.ts'
 import type { ToWorker, WorkerConfig } from './sender-worker.ts'
 
@@ -78,8 +77,6 @@ export class Dispatcher {
   /** The longest a claim is ours: an attempt is never started that could outlive it. */
   private readonly leaseMs: number
   private running = 0
-  private readonly runningByHook = new Map<string, number>()
-  private readonly rates = new RateLimits()
   private readonly transport: RunTransport
   private readonly runs = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
@@ -158,6 +155,11 @@ export class Dispatcher {
     this.claiming = true
     let next = POLL_MS
     try {
+      // A hook's max_in_flight is counted by the store, across the nodes, from the runs leased now
+      // (this node's among them). A count of this process's own runs would add nothing: a run is
+      // leased rows until its last settlement is issued, which is also when it leaves `running`; only
+      // a run whose lease was lost goes on unleased, and the store rightly no longer counts it. Its
+      // rate_limit is the store's too: one bucket for every node, taken from in the claim.
       const free = this.options.concurrency - this.running
       const now = this.options.store.now()
       const runs =
@@ -167,15 +169,10 @@ export class Dispatcher {
               owner: this.owner,
               now,
               leaseMs: this.leaseMs,
-              capacity: (hook) => this.capacity(hook),
-              deliveryBudget: (hook) => this.rates.available(hook),
               runLength: RUN_LENGTH,
               limit: free,
             })
-      for (const run of runs) {
-        this.rates.take(run.hook, run.deliveries.length)
-        this.track(run)
-      }
+      for (const run of runs) this.track(run)
       const due = await this.options.store.nextDueAt()
       if (due !== null) {
         // Something due that could not be claimed waits for capacity: a finishing run wakes us.
@@ -194,15 +191,9 @@ export class Dispatcher {
     this.schedule(next)
   }
 
-  /** How many more runs this dispatcher may start for `hook` now: its in-flight cap. */
-  private capacity(hook: HookRecord): number {
-    return hook.max_in_flight - (this.runningByHook.get(hook.id) ?? 0)
-  }
-
   private track(run: ClaimedRun): void {
     const id = run.hook.id
     this.running++
-    this.runningByHook.set(id, (this.runningByHook.get(id) ?? 0) + 1)
     let released = false
     // Frees the run's slot and looks for more work: called by the run as it settles its last
     // outcomes, so that the next claim joins that settlement's commit (one transaction, not two).
@@ -210,9 +201,6 @@ export class Dispatcher {
       if (released) return
       released = true
       this.running--
-      const left = (this.runningByHook.get(id) ?? 1) - 1
-      if (left === 0) this.runningByHook.delete(id)
-      else this.runningByHook.set(id, left)
       this.wake()
     }
     const done = this.send(run, finish)

@@ -1,58 +1,34 @@
-import type { HookRecord } from '../store/store.ts'
-
 /**
- * Hooks' rate limits, kept by the dispatcher where it claims: a claim takes at most as many
- * deliveries of a hook as its bucket holds tokens, so that a run is sent without waiting and never
- * outlives its lease on a token wait. Counted per process (each Herald node keeps its own buckets).
+ * Hooks' rate limits, the policy both store backends apply. A hook's `rate_limit` is one token bucket
+ * in the store (a row per hook: the tokens it held at `updated_at`, by the store's clock, which is the
+ * database's on PostgreSQL), taken from inside the claim's transaction: the nodes of a cluster share
+ * one budget. A claim takes at most as many deliveries of a hook as its bucket holds whole tokens, so
+ * that a run is sent without waiting and never outlives its lease on a token wait.
  */
-export class RateLimits {
-  private readonly buckets = new Map<string, TokenBucket>()
 
-  /** Deliveries `hook` may be sent now: Infinity without a rate limit. */
-  available(hook: HookRecord, now = performance.now()): number {
-    if (hook.rate_limit === null) return Number.POSITIVE_INFINITY
-    return this.bucket(hook.id, hook.rate_limit, now).available(now)
-  }
-
-  /** Takes `count` tokens from `hook`'s bucket (what a claim took). */
-  take(hook: HookRecord, count: number, now = performance.now()): void {
-    if (hook.rate_limit === null) return
-    this.bucket(hook.id, hook.rate_limit, now).take(count, now)
-  }
-
-  private bucket(id: string, rate: number, now: number): TokenBucket {
-    let bucket = this.buckets.get(id)
-    if (!bucket || bucket.rate !== rate) {
-      // Hooks come and go: a full map starts over rather than growing (a bucket refills within a second).
-      if (this.buckets.size >= 10_000) this.buckets.clear()
-      bucket = new TokenBucket(rate, now)
-      this.buckets.set(id, bucket)
-    }
-    return bucket
-  }
+/** A hook's bucket as stored: the tokens it held at `updated_at` (ms). */
+export interface TokenBucket {
+  tokens: number
+  updated_at: number
 }
 
-/** Deliveries per second: a bucket that holds one second's worth (at least one delivery). */
-class TokenBucket {
-  readonly rate: number
-  private readonly size: number
-  private tokens: number
-  private updated: number
+/**
+ * The tokens a bucket holds at `now` for `rate` deliveries per second: refilled at the rate since it
+ * was last taken from, up to one second's worth (at least one delivery); a hook without a bucket yet
+ * has a full one. A clock behind the bucket's (another node's, by a few ms) refills nothing.
+ */
+export function tokensAt(rate: number, bucket: TokenBucket | undefined, now: number): number {
+  const size = Math.max(1, rate)
+  if (bucket === undefined) return size
+  return Math.min(size, bucket.tokens + (Math.max(0, now - bucket.updated_at) / 1000) * rate)
+}
 
-  constructor(rate: number, now: number) {
-    this.rate = rate
-    this.size = Math.max(1, rate)
-    this.tokens = this.size
-    this.updated = now
-  }
-
-  available(now: number): number {
-    this.tokens = Math.min(this.size, this.tokens + ((now - this.updated) / 1000) * this.rate)
-    this.updated = now
-    return this.tokens
-  }
-
-  take(count: number, now: number): void {
-    this.tokens = this.available(now) - count
-  }
+/** The bucket once `taken` deliveries are claimed at `now` from the `available` tokens it held then. */
+export function afterTaking(
+  available: number,
+  taken: number,
+  bucket: TokenBucket | undefined,
+  now: number,
+): TokenBucket {
+  return { tokens: available - taken, updated_at: Math.max(now, bucket?.updated_at ?? now) }
 }

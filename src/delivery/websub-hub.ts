@@ -1,11 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Agent } from 'undici'
 import { request } from 'undici'
 import { ulid } from '../core/event.ts'
 import { isHeraldTopic, validateTopic } from '../core/topic.ts'
 import type { TopicLog } from '../log/topic-log.ts'
-import type { HookRecord, HookStore } from '../store/store.ts'
+import type {
+  HookRecord,
+  HookStore,
+  PendingVerification,
+  Store,
+  VerificationLease,
+  VerificationOutcome,
+} from '../store/store.ts'
 import { checkTargetUrl, MAX_URL_LENGTH } from './targets.ts'
 import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 
@@ -29,11 +36,30 @@ export const MAX_HUB_WORK = 1000
 const VERIFY_TIMEOUT_MS = 10_000
 /** The verification answer is read up to this much (a challenge is short). */
 const VERIFY_READ_BYTES = 4096
+/**
+ * How long a node holds a verification it does: past this (it stopped, or was paused) another node
+ * takes it over. Longer than a verification takes (its GET is bounded by VERIFY_TIMEOUT_MS).
+ */
+const VERIFY_LEASE_MS = 2 * VERIFY_TIMEOUT_MS + 5_000
+/**
+ * How often a node looks for pending verifications no one does (their node died, their lease ran
+ * out, or they waited for an earlier one of their topic and callback): a dead node is known as such
+ * at the next heartbeat of another (src/cluster/node.ts), so its verifications are taken over within
+ * a few seconds.
+ */
+const VERIFY_SWEEP_MS = 2_000
+/** Verifications taken over at one look, at most. */
+const VERIFY_SWEEP_LIMIT = 100
 
 export interface HubOptions {
   log: TopicLog
-  /** Subscriptions (hooks of kind websub) and their verifications. */
-  store: HookStore
+  /**
+   * Subscriptions (hooks of kind websub) and their verifications, and the store's clock their leases
+   * are compared on (the database's on PostgreSQL).
+   */
+  store: HookStore & Pick<Store, 'now'>
+  /** This node's id: the owner of the verifications it does (src/cluster/node.ts). */
+  nodeId: string
   agent: Agent
   logger: Logger
   /** `{HERALD_PUBLIC_URL}`: Herald topics are `{publicUrl}/v1/topics/{topic}`. */
@@ -65,22 +91,45 @@ interface SubscriptionRequest {
   secret: string | null
 }
 
+/**
+ * Verification of intent survives the node doing it: a subscription request is recorded in the store
+ * as a pending verification, with what doing it needs and a lease (this node, a token, an expiry)
+ * before it is answered 202; the node then does it, and records the outcome (with the subscription
+ * it creates or removes) under its token. A node that dies mid-verification leaves it pending: every
+ * node looks for pending verifications whose lease ran out or whose owner is gone, and does them
+ * again, with a new challenge. Requests for one topic and callback are verified in the order they
+ * came, across the nodes: one is done only once no earlier one of them is pending.
+ */
 export class WebSubHub {
   private readonly options: HubOptions
-  /** Verifications under way, so that shutdown can wait for them. */
+  /** Verifications and fetches under way, so that shutdown can wait for them. */
   private readonly pending = new Set<Promise<void>>()
-  /** The last verification queued per topic and callback. */
+  /** The last verification queued here per topic and callback. */
   private readonly inOrder = new Map<string, Promise<void>>()
+  private sweepTimer: NodeJS.Timeout | undefined
+  private sweeping: Promise<void> | undefined
+  private sweepAgain = false
+  /** Whether this process has looked once: its first look also takes a former process's under its id. */
+  private swept = false
+  private stopped = false
 
   constructor(options: HubOptions) {
     this.options = options
   }
 
+  /** Starts looking for verifications no one does (once the node has joined the store's nodes). */
+  start(): void {
+    this.sweep()
+    this.sweepTimer = setInterval(() => this.sweep(), VERIFY_SWEEP_MS)
+    this.sweepTimer.unref()
+  }
+
   /**
-   * Handles one form-encoded hub request. Throws HubRequestError for a malformed one; otherwise the
-   * work (verification, or fetching a published topic) goes on after the 202, whatever its outcome.
+   * Handles one form-encoded hub request. Throws HubRequestError for a malformed one; a subscription
+   * request is recorded before this resolves (the 202), and the work (verification, or fetching a
+   * published topic) goes on after it, whatever its outcome.
    */
-  accept(form: URLSearchParams): void {
+  async accept(form: URLSearchParams): Promise<void> {
     if (this.pending.size >= MAX_HUB_WORK) {
       throw new HubRequestError(
         503,
@@ -90,18 +139,19 @@ export class WebSubHub {
     const mode = form.get('hub.mode')
     if (mode === 'subscribe' || mode === 'unsubscribe') {
       const request = this.subscriptionRequest(mode, form)
-      // Requests for one topic and callback are verified in the order they came, so that a slow
-      // subscribe cannot be verified after a later unsubscribe and undo it.
-      const key = `${request.topicUrl}\n${request.callback}`
-      const previous = this.inOrder.get(key) ?? Promise.resolve()
-      // (the previous one's failure is logged by its own track(), and does not stop this one)
-      const next = previous.catch(() => {}).then(() => this.verify(request))
-      this.inOrder.set(key, next)
-      const forget = () => {
-        if (this.inOrder.get(key) === next) this.inOrder.delete(key)
-      }
-      next.then(forget, forget)
-      this.track(next)
+      const lease = this.lease()
+      const id = await this.options.store.recordVerification(
+        {
+          mode,
+          topic_url: request.topicUrl,
+          callback: request.callback,
+          lease_seconds: request.leaseSeconds,
+          secret: request.secret,
+          requested_at: this.options.store.now(),
+        },
+        lease,
+      )
+      this.enqueue(request.topicUrl, request.callback, id, lease)
       return
     }
     if (mode === 'publish') {
@@ -145,7 +195,88 @@ export class WebSubHub {
   }
 
   async close(): Promise<void> {
+    this.stopped = true
+    clearInterval(this.sweepTimer)
+    await this.sweeping
     await Promise.allSettled([...this.pending])
+  }
+
+  /** A lease on verifications for this node, from now (by the store's clock). */
+  private lease(): VerificationLease {
+    return {
+      owner: this.options.nodeId,
+      token: randomUUID(),
+      until: this.options.store.now() + VERIFY_LEASE_MS,
+    }
+  }
+
+  /**
+   * Does the verification `id` under `lease` once the ones queued here before it for its topic and
+   * callback are done (so that a slow subscribe cannot be verified after a later unsubscribe and undo
+   * it); the store then checks that the lease still holds it and that no earlier one is pending on
+   * another node.
+   */
+  private enqueue(topicUrl: string, callback: string, id: number, lease: VerificationLease): void {
+    const key = `${topicUrl}\n${callback}`
+    const previous = this.inOrder.get(key) ?? Promise.resolve()
+    // (the previous one's failure is logged by its own track(), and does not stop this one)
+    const next = previous
+      .catch(() => {})
+      .then(async () => {
+        const renewed = { ...lease, until: this.options.store.now() + VERIFY_LEASE_MS }
+        const verification = await this.options.store.startVerification(id, renewed)
+        if (verification) await this.verify(verification, lease.token)
+      })
+    this.inOrder.set(key, next)
+    const forget = () => {
+      if (this.inOrder.get(key) === next) this.inOrder.delete(key)
+    }
+    next.then(forget, forget)
+    this.track(next)
+  }
+
+  /**
+   * Takes over the pending verifications no one does: their node died or stopped (it is no longer a
+   * node of the store), their lease ran out, or they waited for an earlier one of their topic and
+   * callback, now done. One look at a time; a look asked for meanwhile follows it.
+   */
+  private sweep(): void {
+    if (this.stopped) return
+    if (this.sweeping) {
+      this.sweepAgain = true
+      return
+    }
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false
+        const room = Math.min(VERIFY_SWEEP_LIMIT, MAX_HUB_WORK - this.pending.size)
+        if (room <= 0 || this.stopped) break
+        const lease = this.lease()
+        const taken = await this.options.store.claimVerifications({
+          lease,
+          now: this.options.store.now(),
+          limit: room,
+          ...(this.swept ? {} : { formerSelf: this.options.nodeId }),
+        })
+        this.swept = true
+        for (const verification of taken) {
+          this.options.logger.info(
+            { id: verification.id, mode: verification.mode, topic: verification.topic_url },
+            'websub: taking over a verification of intent no node was doing',
+          )
+          this.enqueue(verification.topic_url, verification.callback, verification.id, lease)
+        }
+      } while (this.sweepAgain)
+    })()
+      .catch((error: unknown) =>
+        this.options.logger.warn(
+          { reason: (error as Error).message },
+          'websub: looking for verifications to take over failed',
+        ),
+      )
+      .finally(() => {
+        this.sweeping = undefined
+      })
   }
 
   private track(work: Promise<void>): void {
@@ -185,38 +316,47 @@ export class WebSubHub {
     return { mode, topicUrl, callback, leaseSeconds, secret: secret === '' ? null : secret }
   }
 
-  /** Verification of intent (§5.3); a topic the hub refuses is answered with a denial (§5.2) instead. */
-  private async verify(request: SubscriptionRequest): Promise<void> {
+  /**
+   * Verification of intent (§5.3); a topic the hub refuses is answered with a denial (§5.2) instead.
+   * The outcome is recorded under `token`: if another node took the verification over meanwhile (this
+   * one was paused past its lease), it changes nothing and the other node's outcome stands.
+   */
+  private async verify(verification: PendingVerification, token: string): Promise<void> {
     const { store } = this.options
-    const now = Date.now()
-    const id = await store.recordVerification({
-      mode: request.mode,
-      topic_url: request.topicUrl,
-      callback: request.callback,
-      state: 'pending',
-      error: null,
-      requested_at: now,
-      completed_at: null,
-    })
-    const refusal = this.refusal(request.topicUrl)
-    if (refusal !== undefined && request.mode === 'subscribe') {
-      await this.callback(request.callback, {
-        'hub.mode': 'denied',
-        'hub.topic': request.topicUrl,
-        'hub.reason': refusal,
+    const { mode, topic_url: topicUrl, callback } = verification
+    const finish = async (outcome: Omit<VerificationOutcome, 'id' | 'token' | 'now'>) => {
+      const done = await store.finishVerification({
+        ...outcome,
+        id: verification.id,
+        token,
+        now: store.now(),
       })
-      await store.completeVerification(id, 'denied', refusal, Date.now())
-      this.options.onVerification(request.mode, 'denied')
+      if (done) {
+        this.options.onVerification(mode, outcome.state)
+        // The next request for this topic and callback may be waiting for this one: look now.
+        this.sweep()
+      } else {
+        this.options.logger.warn(
+          { id: verification.id, mode, topic: topicUrl },
+          'websub: a verification of intent was taken over by another node; its outcome here is not recorded',
+        )
+      }
+    }
+    const refusal = this.refusal(topicUrl)
+    if (refusal !== undefined && mode === 'subscribe') {
+      await this.callback(callback, { 'hub.mode': 'denied', 'hub.topic': topicUrl, 'hub.reason': refusal })
+      await finish({ state: 'denied', error: refusal })
       return
     }
+    const leaseSeconds = verification.lease_seconds ?? this.options.lease.defaultSeconds
     const challenge = randomBytes(24).toString('base64url') // random, single-use (§8.2)
     const query: Record<string, string> = {
-      'hub.mode': request.mode,
-      'hub.topic': request.topicUrl,
+      'hub.mode': mode,
+      'hub.topic': topicUrl,
       'hub.challenge': challenge,
     }
-    if (request.mode === 'subscribe') query['hub.lease_seconds'] = String(request.leaseSeconds)
-    const answer = await this.callback(request.callback, query)
+    if (mode === 'subscribe') query['hub.lease_seconds'] = String(leaseSeconds)
+    const answer = await this.callback(callback, query)
     const confirmed = answer.ok && answer.status >= 200 && answer.status < 300 && answer.body === challenge
     if (!confirmed) {
       // A failed verification changes nothing: an existing subscription stays as it was (§5.1).
@@ -225,18 +365,15 @@ export class WebSubHub {
           ? 'the callback did not echo hub.challenge'
           : `the callback answered ${answer.status}`
         : answer.error
-      await store.completeVerification(id, 'failed', why, Date.now())
-      this.options.onVerification(request.mode, 'failed')
+      await finish({ state: 'failed', error: why })
       return
     }
-    if (request.mode === 'subscribe') {
-      await store.upsertWebsubSubscription(this.subscription(request, Date.now()))
+    if (mode === 'subscribe') {
+      const request = { mode, topicUrl, callback, leaseSeconds, secret: verification.secret }
+      await finish({ state: 'verified', error: null, subscription: this.subscription(request, Date.now()) })
     } else {
-      const current = await store.websubSubscription(request.topicUrl, request.callback)
-      if (current) await store.deleteHook(current.id)
+      await finish({ state: 'verified', error: null, unsubscribe: true })
     }
-    await store.completeVerification(id, 'verified', null, Date.now())
-    this.options.onVerification(request.mode, 'verified')
   }
 
   /** Why the hub will not take subscriptions to this topic URL, or undefined. */

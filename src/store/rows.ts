@@ -30,6 +30,12 @@ export const DELIVERY_SELECT = `
          d.last_status, d.last_error, d.created_at, d.updated_at
   FROM deliveries d JOIN topics t ON t.id = d.topic_id`
 
+/** A WebSub verification as the admin API shows it: never its secret, nor its lease. */
+export const VERIFICATION_COLUMNS = 'id, mode, topic_url, callback, state, error, requested_at, completed_at'
+
+/** A pending WebSub verification, with what doing it needs (PendingVerification). */
+export const PENDING_VERIFICATION = 'id, mode, topic_url, callback, lease_seconds, secret, requested_at'
+
 /** A topics row. */
 export interface TopicRow {
   id: number

@@ -246,13 +246,6 @@ export interface ClaimRequest {
   owner: string
   now: number
   leaseMs: number
-  /** Per hook: how many more runs this dispatcher may start for it (its in-flight cap). */
-  capacity: (hook: HookRecord) => number
-  /**
-   * Per hook: how many deliveries this claim may take from it in all (the tokens its rate limit has
-   * now; Infinity without one). Runs are cut to fit, so that a sender never waits for a token.
-   */
-  deliveryBudget: (hook: HookRecord) => number
   /** Deliveries an ordered queue's run may hold. */
   runLength: number
   /** Runs at most, over all hooks. */
@@ -335,20 +328,88 @@ export interface VerificationRecord {
   completed_at: number | null
 }
 
+/**
+ * A WebSub subscription request whose verification of intent is to be done, with what doing it (again,
+ * on another node) needs. `secret` is hub.secret: kept like hooks' secrets, only until the verification
+ * is done, and never shown by the admin API nor logged.
+ */
+export interface PendingVerification {
+  id: number
+  mode: 'subscribe' | 'unsubscribe'
+  topic_url: string
+  callback: string
+  /** The lease the hub granted (a subscribe's), in seconds. */
+  lease_seconds: number | null
+  secret: string | null
+  requested_at: number
+}
+
+/**
+ * Who performs a pending verification, and until when (the store's clock, the database's on
+ * PostgreSQL): a verification is done by the node holding it, and its outcome recorded only under
+ * its token. A lease that ran out, or whose owner is no longer a node of the store (NodeStore), is
+ * taken by another node, which does the verification again.
+ */
+export interface VerificationLease {
+  owner: string
+  token: string
+  until: number
+}
+
+/** A verification's outcome, and what it changes, written together (see HookStore.finishVerification). */
+export interface VerificationOutcome {
+  id: number
+  /** The lease token it was performed under. */
+  token: string
+  state: Exclude<VerificationState, 'pending'>
+  error: string | null
+  now: number
+  /**
+   * A verified subscribe: the subscription, created or replacing the one of its topic and callback
+   * (keeping its id and its queue). A verified unsubscribe removes that one.
+   */
+  subscription?: HookRecord
+  unsubscribe?: boolean
+}
+
 /** Hooks and WebSub subscriptions, their deliveries and attempts, as the admin routes see them. */
 export interface HookStore {
   createHook(hook: HookRecord): Promise<HookRecord>
   hook(id: string): Promise<HookRecord | undefined>
   /** Hooks of one kind in id order; WebSub subscriptions optionally of one hub.topic. */
   hooks(options: { after?: string; limit: number; kind?: HookKind; topicUrl?: string }): Promise<HookRecord[]>
-  /**
-   * Creates the WebSub subscription of (topic_url, target_url), or replaces the one there is (keeping
-   * its id and its queue): one subscription per topic and callback.
-   */
-  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord>
   websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined>
-  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number>
-  completeVerification(id: number, state: VerificationState, error: string | null, now: number): Promise<void>
+  /**
+   * Records a subscription request as a pending verification, held by `lease`, durably: if the node
+   * doing it dies, another one finds it and does it (claimVerifications). Returns its id.
+   */
+  recordVerification(request: Omit<PendingVerification, 'id'>, lease: VerificationLease): Promise<number>
+  /**
+   * The pending verification `id`, for the holder of `lease` to do now (its lease renewed to
+   * `lease.until`). undefined when `lease.token` no longer holds it (another node took it over), or
+   * when an earlier verification of its topic and callback is still pending: requests for one topic and
+   * callback are verified in the order they came, so it is then let go, for whichever node takes it
+   * once the earlier one is done.
+   */
+  startVerification(id: number, lease: VerificationLease): Promise<PendingVerification | undefined>
+  /**
+   * Leases to `lease` (oldest first, `limit` at most) the pending verifications that no one does: their
+   * lease ran out or was let go, their owner is no longer a node of the store, or it is `formerSelf` (a
+   * former process under this node's id). None that an earlier pending verification of its topic and
+   * callback precedes.
+   */
+  claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): Promise<PendingVerification[]>
+  /**
+   * Records a verification's outcome and its effect on the subscription in one transaction, only while
+   * `outcome.token` still holds it (the secret is forgotten then); false when it no longer did, and
+   * nothing was changed: another node took it over and does it again.
+   */
+  finishVerification(outcome: VerificationOutcome): Promise<boolean>
   verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]>
   /** undefined when there is no such hook. */
   updateHook(id: string, changes: HookChanges, now: number): Promise<HookRecord | undefined>
@@ -375,13 +436,23 @@ export interface HookStore {
 
 /** The durable delivery queue, as the dispatcher uses it. */
 export interface QueueStore {
-  /** Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends. */
+  /**
+   * Leases due deliveries: the runs are this dispatcher's until it settles them or the lease ends.
+   * A hook's `max_in_flight` holds across every node of the store: a claim takes no more runs of a
+   * hook than its cap minus the runs of it leased now, by any owner (an ordered queue's run is the
+   * rows leased under one token in one topic; an unordered delivery is a run of its own). Claims of
+   * one hook are serialised so that two nodes never both count the same room. A hook's `rate_limit`
+   * is one token bucket in the store, taken from in the claim's transaction (src/delivery/rate-limit.ts):
+   * a claim takes no more deliveries of a hook than its bucket holds whole tokens, runs cut to fit, so
+   * that a sender never waits for a token.
+   */
   claimDeliveries(request: ClaimRequest): Promise<ClaimedRun[]>
   /**
    * Claims more of an ordered run while it is still being sent, so that its queue does not wait for a
    * claim when the run's deliveries run out: the queue's pending deliveries after `afterSeq` that no
    * one holds, up to `runLength`, under a lease, with the hook as it is now. undefined when the hook
-   * is gone, not active or no longer ordered; no deliveries when nothing follows yet.
+   * is gone, not active, no longer ordered or rate limited (its runs are cut to its tokens at each
+   * claim); no deliveries when nothing follows yet.
    */
   extendRun(request: ExtendRequest): Promise<ClaimedRun | undefined>
   settleDeliveries(settlement: Settlement): Promise<SettleResult>

@@ -110,6 +110,7 @@ describe('graceful shutdown', () => {
           websub: new WebSubHub({
             log,
             store,
+            nodeId: 'node-ops',
             agent,
             logger: createLogger(config),
             publicUrl: config.publicUrl,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe } from 'node:test'
 import { type EventInput, prepareEvent } from '../../src/core/event.ts'
-import type { AttemptResult, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
+import type { AttemptResult, ClaimedRun, ClaimRequest, HookRecord, Store } from '../../src/store/store.ts'
 import { type StoreHarness, storeTest } from './contract.ts'
 
 const T0 = Date.parse('2026-11-23T08:00:00Z')
@@ -45,8 +45,6 @@ function claim(store: Store, now: number, fields: Partial<ClaimRequest> = {}) {
     owner: 'A',
     now,
     leaseMs: LEASE,
-    capacity: (h) => h.max_in_flight,
-    deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 32,
     limit: 100,
     ...fields,
@@ -188,11 +186,11 @@ export function deliveryContract(
     })
 
     withStore(
-      'unordered hooks: every delivery is due at once, up to the capacity given',
+      'unordered hooks: every delivery is due at once, up to the limit of runs asked for',
       async ({ store }) => {
         await store.createHook(hook('u', { ordered: false }))
         await append(store, 'orders', T0, { type: 'a' }, { type: 'b' }, { type: 'c' })
-        const runs = await claim(store, T0, { capacity: () => 2 })
+        const runs = await claim(store, T0, { limit: 2 })
         assert.deepEqual(
           runs.map((r) => r.deliveries.length),
           [1, 1],
@@ -201,28 +199,119 @@ export function deliveryContract(
       },
     )
 
-    withStore('a delivery budget (rate limit tokens) cuts runs to fit, per hook', async ({ store }) => {
-      await store.createHook(hook('o'))
-      await store.createHook(hook('u', { ordered: false }))
-      await store.createHook(hook('free', { topic: 'x' }))
-      await append(store, 'orders', T0, ...Array.from({ length: 6 }, () => ({ type: 'a' })))
-      await append(store, 'x', T0, { type: 'a' }, { type: 'b' })
-      const budgets: Record<string, number> = { o: 2.7, u: 3, free: Number.POSITIVE_INFINITY }
-      const runs = await claim(store, T0, { deliveryBudget: (h) => budgets[h.id]! })
-      const sizes = (id: string) => runs.filter((r) => r.hook.id === id).map((r) => r.deliveries.length)
-      assert.deepEqual(sizes('o'), [2], 'an ordered run holds what the budget allows, whole tokens only')
-      assert.deepEqual(sizes('u'), [1, 1, 1], 'unordered: one run per token')
-      assert.deepEqual(sizes('free'), [2])
-      // No budget: nothing is claimed from that hook, and what it did not take is still there.
-      assert.equal((await claim(store, T0, { owner: 'B', deliveryBudget: () => 0.9 })).length, 0)
-      await store.recoverDeliveries(T0 + LEASE + 1)
-      const rest = await claim(store, T0 + LEASE + 1, { owner: 'B' })
-      assert.deepEqual(
-        rest.filter((r) => r.hook.id === 'u').length,
-        6,
-        'the unordered hook: its 3 unclaimed and its 3 expired leases',
-      )
-    })
+    withStore(
+      'max_in_flight holds across owners: two owners get at most that many runs of a hook until one settles',
+      async ({ store }) => {
+        await store.createHook(hook('u', { ordered: false, max_in_flight: 2 }))
+        await store.createHook(hook('o', { topic: null, event: 'o.*', max_in_flight: 2 }))
+        await append(store, 'orders', T0, ...Array.from({ length: 5 }, () => ({ type: 'u' })))
+        for (const topic of ['x', 'y', 'z']) await append(store, topic, T0, { type: 'o.a' }, { type: 'o.b' })
+        const runsOf = (runs: ClaimedRun[], id: string) => runs.filter((r) => r.hook.id === id)
+        const a = await claim(store, T0)
+        const b = await claim(store, T0 + 1, { owner: 'B' })
+        assert.equal(runsOf(a, 'u').length + runsOf(b, 'u').length, 2, 'unordered: one run per delivery')
+        assert.equal(runsOf(a, 'o').length + runsOf(b, 'o').length, 2, 'ordered: one run per queue')
+        assert.deepEqual(
+          runsOf(a, 'o').map((r) => r.deliveries.length),
+          [2, 2],
+          'a run of two deliveries counts once',
+        )
+        assert.deepEqual(await claim(store, T0 + 2, { owner: 'B' }), [], 'full, for A as for B')
+        assert.deepEqual(await claim(store, T0 + 2), [])
+        // An extension continues a run: it is not another one.
+        const [run] = runsOf(a, 'o')
+        const extended = await store.extendRun({
+          owner: 'A',
+          lease: run!.lease,
+          now: T0 + 3,
+          leaseMs: LEASE,
+          hookId: 'o',
+          topic: run!.deliveries[0]!.topic,
+          afterSeq: 2,
+          runLength: 10,
+        })
+        assert.deepEqual(extended?.deliveries, [])
+        // One run of each settles: B gets one more of each, and no more.
+        const [u] = runsOf(a, 'u')
+        await settle(store, T0 + 4, {
+          lease: u!.lease,
+          outcomes: [
+            { id: u!.deliveries[0]!.id, hookId: 'u', attempt: OK, result: 'delivered' },
+            ...run!.deliveries.map((d) => ({
+              id: d.id,
+              hookId: 'o',
+              attempt: OK,
+              result: 'delivered' as const,
+            })),
+          ],
+          advanced: [{ hookId: 'o', topic: run!.deliveries[0]!.topic }],
+        })
+        const more = await claim(store, T0 + 5, { owner: 'B' })
+        assert.deepEqual(more.map((r) => r.hook.id).sort(), ['o', 'u'])
+        assert.deepEqual(await claim(store, T0 + 6), [])
+        // Leases that ran out hold nothing (once recovered): the hooks' runs are claimed again.
+        await store.recoverDeliveries(T0 + LEASE + 10)
+        const later = await claim(store, T0 + LEASE + 10, { owner: 'C' })
+        assert.equal(runsOf(later, 'u').length, 2)
+        assert.equal(runsOf(later, 'o').length, 2)
+      },
+    )
+
+    withStore(
+      "a rate limit cuts runs to its bucket's whole tokens, one bucket per hook for every owner",
+      async ({ store }) => {
+        await store.createHook(hook('o', { rate_limit: 2.7 }))
+        await store.createHook(hook('u', { ordered: false, rate_limit: 3 }))
+        await store.createHook(hook('free', { topic: 'x' }))
+        await append(store, 'orders', T0, ...Array.from({ length: 6 }, () => ({ type: 'a' })))
+        await append(store, 'x', T0, { type: 'a' }, { type: 'b' })
+        const sizes = (runs: ClaimedRun[], id: string) =>
+          runs.filter((r) => r.hook.id === id).map((r) => r.deliveries.length)
+        // A bucket starts full: one second's worth.
+        const runs = await claim(store, T0)
+        assert.deepEqual(
+          sizes(runs, 'o'),
+          [2],
+          'an ordered run holds what the bucket allows, whole tokens only',
+        )
+        assert.deepEqual(sizes(runs, 'u'), [1, 1, 1], 'unordered: one run per token')
+        assert.deepEqual(sizes(runs, 'free'), [2])
+        // No whole token left: nothing more of u, for this owner or another.
+        assert.deepEqual(await claim(store, T0 + 1, { owner: 'B' }), [])
+        assert.deepEqual(await claim(store, T0 + 300), [], '0.9 tokens')
+        // Refilled at 3/s: a whole token a third of a second later.
+        assert.deepEqual(sizes(await claim(store, T0 + 334, { owner: 'B' }), 'u'), [1])
+        // Long after (the leases ran out and were recovered): the buckets are full again, no fuller.
+        await store.recoverDeliveries(T0 + LEASE + 1)
+        const rest = await claim(store, T0 + LEASE + 1, { owner: 'C' })
+        assert.deepEqual(sizes(rest, 'u'), [1, 1, 1], 'the unordered hook: 5 to send, 3 tokens')
+        assert.deepEqual(sizes(rest, 'o'), [2])
+      },
+    )
+
+    withStore(
+      'a rate limit is one budget whoever claims: two owners claiming in a loop get the rate, not twice it',
+      async ({ store }) => {
+        await store.createHook(hook('r', { ordered: false, rate_limit: 10, max_in_flight: 1000 }))
+        await append(store, 'orders', store.now(), ...Array.from({ length: 100 }, () => ({ type: 'a' })))
+        let taken = 0
+        const started = performance.now()
+        const claimer = async (owner: string) => {
+          while (performance.now() - started < 1_500) {
+            for (const run of await claim(store, store.now(), { owner })) taken += run.deliveries.length
+            await new Promise((resolve) => setTimeout(resolve, 10))
+          }
+        }
+        await Promise.all([claimer('A'), claimer('B')])
+        const seconds = (performance.now() - started) / 1000
+        // A full bucket (10) and 10 a second after it; a bucket per owner would allow twice that.
+        assert.ok(taken <= 10 + seconds * 10 + 1, `${taken} deliveries in ${seconds.toFixed(2)} s at 10/s`)
+        assert.ok(
+          taken >= 10 + (seconds - 0.3) * 10,
+          `${taken} deliveries in ${seconds.toFixed(2)} s at 10/s`,
+        )
+      },
+    )
 
     withStore(
       '410 deletes the hook and its queue; failures past disableAfter disable it',
@@ -700,6 +789,141 @@ export function deliveryContract(
         assert.equal(result.deliveries, 2)
         assert.deepEqual(await store.deliveryCounts(), { pending: 1, delivered: 0, failed: 0 })
         assert.deepEqual(await store.attempts('h', { limit: 10 }), [], 'their attempts went with them')
+      },
+    )
+
+    withStore(
+      'WebSub verifications: recorded with a lease, done in order per topic and callback, taken over when their node is gone, finished under their token only',
+      async (harness) => {
+        let store = harness.store
+        const now = Date.now()
+        await store.joinCluster('node-a')
+        await store.joinCluster('node-b')
+        const lease = (owner: string, token: string, until = now + LEASE) => ({ owner, token, until })
+        const request = (mode: 'subscribe' | 'unsubscribe', callback: string) => ({
+          mode,
+          topic_url: 'https://example.test/feed',
+          callback,
+          lease_seconds: mode === 'subscribe' ? 3600 : null,
+          secret: mode === 'subscribe' ? 'a secret' : null,
+          requested_at: now,
+        })
+        const one = await store.recordVerification(
+          request('subscribe', 'https://sub.test/1'),
+          lease('node-a', 't1'),
+        )
+        const two = await store.recordVerification(
+          request('unsubscribe', 'https://sub.test/1'),
+          lease('node-b', 't2'),
+        )
+        const other = await store.recordVerification(
+          request('subscribe', 'https://sub.test/2'),
+          lease('node-b', 't3'),
+        )
+        // Held by live nodes: no one takes them over.
+        assert.deepEqual(await store.claimVerifications({ lease: lease('node-b', 'x'), now, limit: 10 }), [])
+        // The second waits for the first (same topic and callback): it is let go, not done.
+        assert.equal(await store.startVerification(two, lease('node-b', 't2')), undefined)
+        assert.equal(await store.startVerification(one, lease('node-a', 'wrong')), undefined, 'not its token')
+        const started = await store.startVerification(one, lease('node-a', 't1'))
+        assert.deepEqual(
+          [started?.mode, started?.callback, started?.lease_seconds, started?.secret],
+          ['subscribe', 'https://sub.test/1', 3600, 'a secret'],
+        )
+        const listed = await store.verifications({ limit: 10 })
+        assert.deepEqual(
+          listed.map((v) => [v.id, v.state]),
+          [
+            [other, 'pending'],
+            [two, 'pending'],
+            [one, 'pending'],
+          ],
+        )
+        assert.ok(
+          listed.every((v) => !('secret' in v) && !('lease_token' in v)),
+          'the admin view has no secret and no lease',
+        )
+        // node-a dies mid-verification (it leaves no trace but its row: it is gone from the nodes).
+        store = await harness.reopen()
+        await store.heartbeat('node-b', 0)
+        const takenOver = await store.claimVerifications({ lease: lease('node-b', 't4'), now, limit: 10 })
+        assert.deepEqual(
+          takenOver.map((v) => [v.id, v.secret]),
+          [[one, 'a secret']],
+          'the first, not the second (it waits for the first), nor the third (held by node-b)',
+        )
+        // node-a's late outcome changes nothing; node-b's stands, with the subscription.
+        const subscription = hook('websub_1', {
+          kind: 'websub',
+          target_url: 'https://sub.test/1',
+          topic_url: 'https://example.test/feed',
+          topic: 'herald.websub/feed',
+          secret: 'a secret',
+          lease_seconds: 3600,
+          expires_at: now + 3_600_000,
+        })
+        const outcome = { id: one, state: 'verified' as const, error: null, now, subscription }
+        assert.equal(await store.finishVerification({ ...outcome, token: 't1' }), false)
+        assert.equal(
+          await store.websubSubscription('https://example.test/feed', 'https://sub.test/1'),
+          undefined,
+        )
+        assert.equal(await store.finishVerification({ ...outcome, token: 't4' }), true)
+        assert.equal(await store.finishVerification({ ...outcome, token: 't4' }), false, 'once')
+        const created = await store.websubSubscription('https://example.test/feed', 'https://sub.test/1')
+        assert.equal(created?.secret, 'a secret')
+        // The first is done: the second (let go) is taken by whoever looks, and its unsubscribe applies.
+        const [next] = await store.claimVerifications({ lease: lease('node-b', 't5'), now, limit: 10 })
+        assert.equal(next?.id, two)
+        assert.deepEqual(await store.startVerification(two, lease('node-b', 't5')), next)
+        assert.equal(
+          await store.finishVerification({
+            id: two,
+            token: 't5',
+            state: 'verified',
+            error: null,
+            now,
+            unsubscribe: true,
+          }),
+          true,
+        )
+        assert.equal(
+          await store.websubSubscription('https://example.test/feed', 'https://sub.test/1'),
+          undefined,
+        )
+        // A lease that ran out is taken over too, and a former process's under this node's id.
+        assert.deepEqual(await store.claimVerifications({ lease: lease('node-c', 't6'), now, limit: 10 }), [])
+        const expired = await store.claimVerifications({
+          lease: lease('node-c', 't6'),
+          now: now + LEASE + 1,
+          limit: 10,
+        })
+        assert.deepEqual(
+          expired.map((v) => v.id),
+          [other],
+        )
+        const former = await store.claimVerifications({
+          lease: lease('node-c', 't7'),
+          now,
+          limit: 10,
+          formerSelf: 'node-c',
+        })
+        assert.deepEqual(
+          former.map((v) => v.id),
+          [other],
+        )
+        assert.equal(
+          await store.finishVerification({ id: other, token: 't7', state: 'failed', error: 'no', now }),
+          true,
+        )
+        assert.deepEqual(
+          (await store.verifications({ limit: 10 })).map((v) => [v.id, v.state, v.error]),
+          [
+            [other, 'failed', 'no'],
+            [two, 'verified', null],
+            [one, 'verified', null],
+          ],
+        )
       },
     )
 

@@ -91,8 +91,6 @@ function claim(store: Store, owner: string, fields: Partial<ClaimRequest> = {}) 
     owner,
     now: store.now(),
     leaseMs: LEASE_MS,
-    capacity: (h) => h.max_in_flight,
-    deliveryBudget: () => Number.POSITIVE_INFINITY,
     runLength: 8,
     limit: 20,
     ...fields,
@@ -213,6 +211,45 @@ withTwoNodes(
 )
 
 withTwoNodes(
+  'claims on two nodes at once never hold more runs of a hook than its max_in_flight',
+  async (a, b) => {
+    await a.createHook(hook('u', { ordered: false, max_in_flight: 3 }))
+    await a.createHook(hook('o', { max_in_flight: 2 }))
+    for (const topic of ['q0', 'q1', 'q2', 'q3', 'q4']) await append(a, topic, 20)
+    const total = 5 * 20 * 2
+    const held = { u: 0, o: 0 }
+    const most = { u: 0, o: 0 }
+    let settled = 0
+    // Four claimers, two per node, each holding its runs a moment before settling them; a claimer's
+    // runs are counted from its claim's answer to just before its settlement is issued (never longer
+    // than the store holds them: a cap exceeded in the store shows here).
+    const claimer = async (store: PostgresStore, name: string) => {
+      while (settled < total) {
+        const runs = await claim(store, name, { limit: 4 })
+        if (runs.length === 0) {
+          await new Promise((resolve) => setTimeout(resolve, 2))
+          continue
+        }
+        for (const run of runs) {
+          const id = run.hook.id as 'u' | 'o'
+          held[id]++
+          most[id] = Math.max(most[id], held[id])
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5))
+        for (const run of runs) held[run.hook.id as 'u' | 'o']--
+        await deliver(store, runs)
+        settled += runs.reduce((n, run) => n + run.deliveries.length, 0)
+      }
+    }
+    await Promise.all([claimer(a, 'a1'), claimer(a, 'a2'), claimer(b, 'b1'), claimer(b, 'b2')])
+    assert.deepEqual(await b.deliveryCounts(), { pending: 0, delivered: total, failed: 0 })
+    assert.ok(most.u <= 3, `unordered hook (max_in_flight 3): ${most.u} runs held at once`)
+    assert.ok(most.o <= 2, `ordered hook (max_in_flight 2): ${most.o} runs held at once`)
+    assert.ok(most.u >= 2 && most.o >= 2, `runs held at once: ${JSON.stringify(most)}`)
+  },
+)
+
+withTwoNodes(
   'a claim skips what another transaction holds locked, and an ordered run stops before it',
   async (a, _b, schema) => {
     await a.createHook(hook('o'))
@@ -315,6 +352,27 @@ withTwoNodes(
   },
 )
 
+/** A real dispatcher (a node's) on `store`, sending on the main thread, and its metrics. */
+function dispatcherOn(store: PostgresStore, nodeId: string) {
+  const metrics = createMetrics()
+  const dispatcher = new Dispatcher({
+    store,
+    nodeId,
+    log: new TopicLog(store, new LocalBus(), metrics),
+    metrics,
+    logger: pino({ level: 'silent' }),
+    agent: createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 }),
+    allowPrivateTargets: true,
+    workers: 0,
+    retryScheduleMs: [0, 10, 10, 10, 10, 10, 10, 10],
+    timeoutMs: 2_000,
+    concurrency: 8,
+    disableAfterMs: 86_400_000,
+    hubUrl: 'http://127.0.0.1/websub',
+  })
+  return { dispatcher, metrics }
+}
+
 withTwoNodes(
   'two dispatchers on one database send each delivery once, an ordered queue in order through retries',
   async (a, b) => {
@@ -323,24 +381,7 @@ withTwoNodes(
     const receiver = await startReceiver((request) => ({
       status: request.url.startsWith('/o') && ++requests % 7 === 0 ? 500 : 200,
     }))
-    const dispatchers = [a, b].map((store, index) => {
-      const metrics = createMetrics()
-      return new Dispatcher({
-        store,
-        nodeId: `node-${index}`,
-        log: new TopicLog(store, new LocalBus(), metrics),
-        metrics,
-        logger: pino({ level: 'silent' }),
-        agent: createGuardedAgent({ allowPrivate: true, connectTimeoutMs: 2_000 }),
-        allowPrivateTargets: true,
-        workers: 0,
-        retryScheduleMs: [0, 10, 10, 10, 10, 10, 10, 10],
-        timeoutMs: 2_000,
-        concurrency: 8,
-        disableAfterMs: 86_400_000,
-        hubUrl: 'http://127.0.0.1/websub',
-      })
-    })
+    const dispatchers = [a, b].map((store, index) => dispatcherOn(store, `node-${index}`).dispatcher)
     try {
       const target = (id: string) => ({ target_url: `${receiver.url}/${id}`, max_in_flight: 8 })
       await a.createHook(hook('o', target('o')))
@@ -455,11 +496,13 @@ test('nodes starting at once on a new schema migrate it once (advisory lock), an
       const applied = await client.query<{ version: number; n: string }>(
         `SELECT version, count(*) AS n FROM ${schema}.schema_migrations GROUP BY version ORDER BY version`,
       )
-      const files = readdirSync(join(ROOT, 'src/store/postgres/migrations')).filter((f) => f.endsWith('.sql'))
+      // Each migration once (the files in src/store/postgres/migrations, by their number).
+      const files = readdirSync(join(ROOT, 'src/store/postgres/migrations'))
+        .filter((name) => /^\d{3}_.*\.sql$/.test(name))
+        .map((name) => [Number(name.slice(0, 3)), 1])
       assert.deepEqual(
         applied.rows.map((row) => [row.version, Number(row.n)]),
-        files.map((_, i) => [i + 1, 1]),
-        'each migration applied once',
+        files,
       )
     } finally {
       await client.end()
@@ -484,3 +527,44 @@ test('a schema name that is not a plain identifier is refused before anything is
     /HERALD_DATABASE_SCHEMA/,
   )
 })
+
+withTwoNodes(
+  'two dispatchers on one database keep one rate limit: the receiver gets the rate and the burst, not twice',
+  async (a, b) => {
+    const receiver = await startReceiver()
+    const nodes = [a, b].map((store, index) => dispatcherOn(store, `node-${index}`))
+    try {
+      const rate = 20
+      const count = 70
+      await a.createHook(
+        hook('r', { target_url: `${receiver.url}/r`, ordered: false, max_in_flight: 100, rate_limit: rate }),
+      )
+      await append(a, 'rated', count)
+      for (const { dispatcher } of nodes) dispatcher.start()
+      const got = await receiver.waitFor(count, (r) => r.url === '/r', 30_000)
+      const first = got[0]!.at
+      // A full bucket (one second's worth) at once, then the rate: the k-th delivery no sooner than
+      // the bucket allows (2 of slack for the clocks: the database's for the bucket, this one here).
+      got.forEach((request, index) => {
+        const allowed = rate + ((request.at - first) / 1000) * rate + 2
+        assert.ok(
+          index + 1 <= allowed,
+          `${index + 1} deliveries within ${request.at - first} ms at ${rate}/s`,
+        )
+      })
+      const span = got.at(-1)!.at - first
+      assert.ok(span >= ((count - rate - 2) / rate) * 1000, `${count} deliveries in ${span} ms at ${rate}/s`)
+      const sent = await Promise.all(
+        nodes.map(async ({ metrics }) => {
+          const values = (await metrics.deliveryAttempts.get()).values
+          return values.find((value) => value.labels.outcome === 'delivered')?.value ?? 0
+        }),
+      )
+      assert.equal(sent[0]! + sent[1]!, count, 'each delivery sent once')
+      assert.ok(sent[0]! > 0 && sent[1]! > 0, `both nodes sent: ${sent.join(' and ')}`)
+    } finally {
+      await Promise.all(nodes.map(({ dispatcher }) => dispatcher.stop()))
+      await receiver.close()
+    }
+  },
+)

@@ -61,7 +61,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     const body = request.body
     const form = new URLSearchParams(Buffer.isBuffer(body) ? body.toString('utf8') : '')
     try {
-      hub.accept(form)
+      await hub.accept(form)
     } catch (error) {
       if (error instanceof HubRequestError) {
         if (error.status === 503) reply.header('retry-after', '5')

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
-import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
+import { type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
+import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -14,11 +15,13 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  PendingVerification,
   ReplayRequest,
   Settlement,
   SettleResult,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 import { expectCommit, inTransaction, together } from './transaction.ts'
 
@@ -33,6 +36,9 @@ const PRUNE_CHUNK = 5_000
  * - Claims lock the rows they lease with FOR UPDATE SKIP LOCKED: a row another transaction is
  *   claiming is skipped, never waited for, never leased twice. Every claim leases its rows under one
  *   random token (lease_token, with lease_owner the node and lease_until the end of the lease).
+ * - A hook's max_in_flight holds across the nodes: a claim locks the hooks it takes from (SKIP
+ *   LOCKED, so claims of one hook take turns and never wait) and then counts the runs of each that
+ *   are leased, by whichever node, in a later statement, whose snapshot has the claims before it.
  * - Every settlement and extension is fenced by its run's token: it changes only the rows still
  *   leased under it. A dispatcher paused past its lease, whose rows were rescued and claimed by
  *   another, settles nothing of them (no attempt logged, no state, no failing streak).
@@ -107,53 +113,91 @@ export class PostgresDeliveries {
     return result.rows.map(toHook)
   }
 
-  /**
-   * One subscription per topic and callback, also when two nodes subscribe the same at once: the
-   * insert gives way to the row the other one made, which is then updated.
-   */
-  async upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
-    let current = await this.websubSubscription(subscription.topic_url!, subscription.target_url)
-    if (!current) {
-      const inserted = await this.pool.query<HookRow>(
-        `${SQL.insertHook} ON CONFLICT (topic_url, target_url) WHERE kind = 'websub' DO NOTHING RETURNING *`,
-        hookValues(subscription),
-      )
-      if (inserted.rows[0]) return toHook(inserted.rows[0])
-      current = await this.websubSubscription(subscription.topic_url!, subscription.target_url)
-      if (!current) throw new Error('The WebSub subscription was deleted while it was being replaced.')
-    }
-    const { id: _id, created_at: _created, kind: _kind, updated_at, ...changes } = subscription
-    const updated = await this.updateHook(current.id, { ...changes, failing_since: null }, updated_at)
-    if (!updated) throw new Error('The WebSub subscription was deleted while it was being replaced.')
-    return updated
-  }
-
   async websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
     const row = (await this.pool.query<HookRow>(SQL.websubByTopicCallback, [topicUrl, callback])).rows[0]
     return row && toHook(row)
   }
 
-  async recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
-    const v = verification
+  // ---- WebSub verifications of intent: durable, leased, fenced by their token ----------------------
+
+  async recordVerification(
+    request: Omit<PendingVerification, 'id'>,
+    lease: VerificationLease,
+  ): Promise<number> {
     const result = await this.pool.query<{ id: number }>(SQL.insertVerification, [
-      v.mode,
-      v.topic_url,
-      v.callback,
-      v.state,
-      v.error,
-      v.requested_at,
-      v.completed_at,
+      request.mode,
+      request.topic_url,
+      request.callback,
+      request.requested_at,
+      request.lease_seconds,
+      request.secret,
+      lease.owner,
+      lease.token,
+      lease.until,
     ])
     return result.rows[0]!.id
   }
 
-  async completeVerification(
-    id: number,
-    state: VerificationState,
-    error: string | null,
-    now: number,
-  ): Promise<void> {
-    await this.pool.query(SQL.completeVerification, [state, error, now, id])
+  async startVerification(id: number, lease: VerificationLease): Promise<PendingVerification | undefined> {
+    const result = await this.pool.query<PendingVerification & { blocked: boolean }>(SQL.startVerification, [
+      id,
+      lease.token,
+      lease.until,
+    ])
+    const row = result.rows[0]
+    if (!row || row.blocked) return undefined
+    const { blocked: _blocked, ...verification } = row
+    return verification
+  }
+
+  async claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): Promise<PendingVerification[]> {
+    const { lease } = request
+    const result = await this.pool.query<PendingVerification>(SQL.claimVerifications, [
+      lease.owner,
+      lease.token,
+      lease.until,
+      request.now,
+      request.formerSelf ?? null,
+      request.limit,
+    ])
+    return result.rows.sort((a, b) => a.id - b.id)
+  }
+
+  /**
+   * The verification's row is locked while its outcome and the subscription it changes are written:
+   * a node that took it over meanwhile holds it under another token, and this changes nothing.
+   */
+  finishVerification(outcome: VerificationOutcome): Promise<boolean> {
+    return inTransaction(this.pool, async (client) => {
+      const [, read] = await together([
+        client.query('BEGIN'),
+        client.query<{ topic_url: string; callback: string }>(SQL.verificationHeld, [
+          outcome.id,
+          outcome.token,
+        ]),
+      ])
+      const held = read.rows[0]
+      if (!held) {
+        expectCommit(await client.query('COMMIT'))
+        return false
+      }
+      const [, , done] = await together([
+        outcome.subscription
+          ? client.query(SQL.upsertSubscription, hookValues(outcome.subscription))
+          : outcome.unsubscribe
+            ? client.query(SQL.deleteSubscription, [held.topic_url, held.callback])
+            : undefined,
+        client.query(SQL.completeVerification, [outcome.state, outcome.error, outcome.now, outcome.id]),
+        client.query('COMMIT'),
+      ])
+      expectCommit(done)
+      return true
+    })
   }
 
   async verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {
@@ -239,52 +283,72 @@ export class PostgresDeliveries {
     const lease = randomUUID()
     const leaseUntil = now + request.leaseMs
     return inTransaction(this.pool, async (client) => {
-      // Round trip 1: the active hooks with something due.
+      // Round trip 1: the active hooks with something due, room for a run and a token, locked (a hook
+      // another node is claiming is skipped): claims of one hook take turns, so that the runs each
+      // counts and the tokens it reads below are what the claim before it left.
       const [, due] = await together([
         client.query('BEGIN'),
-        client.query<HookRow>({ name: 'herald-hooks-with-due', text: SQL.hooksWithDue, values: [now] }),
+        client.query<HookRow>({
+          name: 'herald-hooks-with-due',
+          text: SQL.hooksWithDue,
+          values: [now, request.limit],
+        }),
       ])
-      const asks = due.rows.flatMap((row) => {
-        const hook = toHook(row)
-        const budget = request.deliveryBudget(hook)
-        const room = Math.min(request.capacity(hook), request.limit, Math.floor(budget))
-        return room > 0 ? [{ hook, budget, room }] : []
-      })
+      const asks = due.rows.map(toHook)
       if (asks.length === 0) {
         expectCommit(await client.query('COMMIT'))
         return []
       }
-      // Round trip 2: each hook's due heads, locked (a head another node is claiming is skipped), with
-      // how many deliveries its run could take from its queue.
-      const heads = await client.query<{ hook_id: string; topic_id: number; seq: number; available: number }>(
-        {
+      // Round trip 2, statements of their own after the hooks' locks (they see what the claims before
+      // them committed): each hook's due heads, as many as its max_in_flight leaves room for once the
+      // runs leased now by every node are counted, locked (a head another node is claiming is
+      // skipped), with how many deliveries its run could take from its queue; and the rate-limited
+      // hooks' buckets.
+      const limited = asks.filter((hook) => hook.rate_limit !== null).map((hook) => hook.id)
+      const [heads, bucketRows] = await together([
+        client.query<{ hook_id: string; topic_id: number; seq: number; available: number }>({
           name: 'herald-claim-heads',
           text: SQL.dueHeads,
           values: [
-            asks.map((ask) => ask.hook.id),
-            asks.map((ask) => ask.room),
-            asks.map((ask) => (ask.hook.ordered ? request.runLength : 1)),
+            asks.map((hook) => hook.id),
+            asks.map(() => request.limit),
+            asks.map((hook) => (hook.ordered ? request.runLength : 1)),
             now,
           ],
-        },
-      )
+        }),
+        limited.length === 0
+          ? undefined
+          : client.query<TokenBucket & { hook_id: string }>({
+              name: 'herald-claim-buckets',
+              text: SQL.buckets,
+              values: [limited],
+            }),
+      ])
       const headsOf = Map.groupBy(heads.rows, (head) => head.hook_id)
-      // The runs, cut to each hook's room and budget as SQLite's claim cuts them.
+      const buckets = new Map(bucketRows?.rows.map((row) => [row.hook_id, row]))
+      // The runs, cut to each hook's room and tokens as SQLite's claim cuts them.
       const planned: Array<{ hook: HookRecord; topicId: number; fromSeq: number; length: number }> = []
-      for (const ask of asks) {
+      const spending = columns<[string[], number[]]>(2)
+      for (const hook of asks) {
         if (planned.length >= request.limit) break
-        let budget = ask.budget
-        const room = Math.min(ask.room, request.limit - planned.length)
-        for (const head of (headsOf.get(ask.hook.id) ?? []).slice(0, room)) {
+        const available =
+          hook.rate_limit === null
+            ? Number.POSITIVE_INFINITY
+            : tokensAt(hook.rate_limit, buckets.get(hook.id), now)
+        let budget = available
+        const room = request.limit - planned.length
+        for (const head of (headsOf.get(hook.id) ?? []).slice(0, room)) {
           if (budget < 1) break
-          const length = Math.min(
-            ask.hook.ordered ? request.runLength : 1,
-            Math.floor(budget),
-            head.available,
-          )
+          const length = Math.min(hook.ordered ? request.runLength : 1, Math.floor(budget), head.available)
           if (length <= 0) continue
-          planned.push({ hook: ask.hook, topicId: head.topic_id, fromSeq: head.seq, length })
+          planned.push({ hook, topicId: head.topic_id, fromSeq: head.seq, length })
           budget -= length
+        }
+        if (hook.rate_limit !== null && budget < available) {
+          // What the runs leased is taken from this in the same statement (a run may get fewer rows
+          // than planned: some were locked by another node's claim).
+          spending[0].push(hook.id)
+          spending[1].push(available)
         }
       }
       if (planned.length === 0) {
@@ -304,6 +368,8 @@ export class PostgresDeliveries {
             planned.map((run) => run.topicId),
             planned.map((run) => run.fromSeq),
             planned.map((run) => run.length),
+            ...spending,
+            now,
           ],
         }),
         client.query('COMMIT'),
@@ -354,7 +420,7 @@ export class PostgresDeliveries {
         if (!row || row.topic_id === null) return undefined
         const { topic_id: _topic, ...hookRow } = row
         const hook = toHook(hookRow)
-        if (hook.state !== 'active' || !hook.ordered) return undefined
+        if (hook.state !== 'active' || !hook.ordered || hook.rate_limit !== null) return undefined
         return { hook, deliveries: leased.rows.map(toClaimed), lease }
       }),
     )
@@ -877,7 +943,7 @@ function advanceSql(queues: string): string {
  * candidate it could not lock, so that it never leaves a gap in its queue. A delivery two runs of the
  * claim would share goes to the earlier one.
  */
-function leaseSql(runs: string): string {
+function leaseSql(runs: string, more = ''): string {
   return `WITH ${runs},
     cand AS MATERIALIZED (
       SELECT DISTINCT ON (c.id) r.run, c.id, c.seq
@@ -898,11 +964,32 @@ function leaseSql(runs: string): string {
     leased AS (
       UPDATE deliveries d SET lease_owner = $1, lease_token = $2, lease_until = $3
       FROM taken WHERE d.id = taken.id
-      RETURNING taken.run, d.id, d.topic_id, d.seq, d.event_id, d.attempts)
+      RETURNING taken.run, d.id, d.topic_id, d.seq, d.event_id, d.attempts)${more}
     SELECT l.run, l.id, t.name AS topic, l.seq, l.event_id, l.attempts, e.body
     FROM leased l JOIN topics t ON t.id = l.topic_id
     LEFT JOIN events e ON e.topic_id = l.topic_id AND e.seq = l.seq
     ORDER BY l.run, l.seq`
+}
+
+/**
+ * The runs of the hook `hook` (a table alias) leased at `now` (a parameter), by any node. Each holds
+ * one leased row that is due (an ordered run's next unsent delivery, an unordered delivery), found by
+ * index (deliveries_running); an ordered queue's run counts once per token and topic should it hold
+ * more (rows made due while the hook was unordered).
+ */
+function runsInFlight(hook: string, now: string): string {
+  return `(SELECT count(*) FROM (
+      SELECT DISTINCT f.lease_token, f.topic_id, CASE WHEN ${hook}.ordered THEN 0 ELSE f.id END
+      FROM deliveries f WHERE f.hook_id = ${hook}.id AND f.lease_owner IS NOT NULL AND f.due_at IS NOT NULL
+        AND f.lease_until >= ${now} AND f.state = 'pending') runs)`
+}
+
+/** `columns` (a list) of the table aliased `alias`. */
+function qualified(alias: string, columns: string): string {
+  return columns
+    .split(',')
+    .map((column) => `${alias}.${column.trim()}`)
+    .join(', ')
 }
 
 const HOOK_INSERT_COLUMNS = `id, kind, target_url, topic, topic_url, event, event_root, secret, lease_seconds,
@@ -918,12 +1005,50 @@ const SQL = {
   listHooks: `SELECT * FROM hooks WHERE id > $1 AND ($2::text IS NULL OR kind = $2)
     AND ($3::text IS NULL OR topic_url = $3) ORDER BY id LIMIT $4`,
   websubByTopicCallback: "SELECT * FROM hooks WHERE kind = 'websub' AND topic_url = $1 AND target_url = $2",
-  insertVerification: `INSERT INTO websub_verifications (mode, topic_url, callback, state, error, requested_at,
-    completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-  completeVerification:
-    'UPDATE websub_verifications SET state = $1, error = $2, completed_at = $3 WHERE id = $4',
-  verifications: `SELECT * FROM websub_verifications WHERE ($1::text IS NULL OR topic_url = $1)
-    ORDER BY id DESC LIMIT $2`,
+  insertVerification: `INSERT INTO websub_verifications (mode, topic_url, callback, state, requested_at,
+      lease_seconds, secret, lease_owner, lease_token, lease_until)
+    VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9) RETURNING id`,
+  // The verification $1 while $2 holds it: its lease renewed to $3, or let go (blocked) when an earlier
+  // one of its topic and callback is pending.
+  startVerification: `WITH held AS MATERIALIZED (
+      SELECT id, topic_url, callback FROM websub_verifications
+      WHERE id = $1 AND lease_token = $2 AND state = 'pending' FOR UPDATE),
+    blocked AS MATERIALIZED (
+      SELECT EXISTS (SELECT 1 FROM websub_verifications e JOIN held h
+        ON e.topic_url = h.topic_url AND e.callback = h.callback AND e.state = 'pending' AND e.id < h.id) AS yes)
+    UPDATE websub_verifications v SET lease_until = CASE WHEN b.yes THEN NULL ELSE $3::bigint END,
+      lease_owner = CASE WHEN b.yes THEN NULL ELSE v.lease_owner END,
+      lease_token = CASE WHEN b.yes THEN NULL ELSE v.lease_token END
+    FROM held, blocked b WHERE v.id = held.id
+    RETURNING b.yes AS blocked, ${qualified('v', PENDING_VERIFICATION)}`,
+  // Pending verifications no one does (lease run out or let go, owner not a node, or a former process
+  // under this node's id $5), oldest first, none behind an earlier pending one of its topic and
+  // callback, leased to $1 under $2 until $3; one another node is taking is skipped.
+  claimVerifications: `WITH cand AS (
+      SELECT v.id FROM websub_verifications v WHERE v.state = 'pending'
+        AND (v.lease_until IS NULL OR v.lease_until < $4 OR v.lease_owner = $5
+          OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.lease_owner))
+        AND NOT EXISTS (SELECT 1 FROM websub_verifications e WHERE e.topic_url = v.topic_url
+          AND e.callback = v.callback AND e.state = 'pending' AND e.id < v.id)
+      ORDER BY v.id LIMIT $6 FOR UPDATE SKIP LOCKED)
+    UPDATE websub_verifications v SET lease_owner = $1, lease_token = $2, lease_until = $3
+    FROM cand WHERE v.id = cand.id
+    RETURNING ${qualified('v', PENDING_VERIFICATION)}`,
+  verificationHeld: `SELECT topic_url, callback FROM websub_verifications
+    WHERE id = $1 AND lease_token = $2 AND state = 'pending' FOR UPDATE`,
+  // A verified subscribe: the subscription of its topic and callback created, or replaced (its id and
+  // its queue kept; a WebSub subscription is always ordered, so nothing of its queue switches).
+  upsertSubscription: `INSERT INTO hooks (${HOOK_INSERT_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+    ON CONFLICT (topic_url, target_url) WHERE kind = 'websub' DO UPDATE SET
+      ${HOOK_COLUMNS.map((column) => `${column} = EXCLUDED.${column}`).join(', ')},
+      event_root = EXCLUDED.event_root, updated_at = EXCLUDED.updated_at`,
+  deleteSubscription: "DELETE FROM hooks WHERE kind = 'websub' AND topic_url = $1 AND target_url = $2",
+  // The secret is kept only as long as the verification is to be done.
+  completeVerification: `UPDATE websub_verifications SET state = $1, error = $2, completed_at = $3,
+    secret = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = $4`,
+  verifications: `SELECT ${VERIFICATION_COLUMNS} FROM websub_verifications
+    WHERE ($1::text IS NULL OR topic_url = $1) ORDER BY id DESC LIMIT $2`,
   pruneExpiredSubscriptions: 'DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= $1',
   pruneVerifications: 'DELETE FROM websub_verifications WHERE requested_at < $1',
   updateHook: `UPDATE hooks SET ${HOOK_COLUMNS.map((column, index) => `${column} = $${index + 1}`).join(', ')},
@@ -931,36 +1056,57 @@ const SQL = {
     WHERE id = $${HOOK_COLUMNS.length + 3} RETURNING *`,
   deleteHook: 'DELETE FROM hooks WHERE id = $1',
   topicId: 'SELECT id FROM topics WHERE name = $1',
-  // Hooks that are active and have something due; the dispatcher then takes each one's share.
+  // Hooks that are active, have something due and, as far as this statement's snapshot shows, room
+  // for a run and a whole token ($2 at most, a claim's runs), locked FOR NO KEY UPDATE SKIP LOCKED: one claim at a time
+  // per hook. The dispatcher then takes each one's share. NO KEY UPDATE lets appends through (they
+  // take KEY SHARE for their deliveries' foreign key); a claim never waits for a lock.
   hooksWithDue: `SELECT * FROM hooks h WHERE state = 'active' AND EXISTS (
       SELECT 1 FROM deliveries d WHERE d.hook_id = h.id AND d.state = 'pending' AND d.due_at <= $1
         AND d.lease_until IS NULL)
-    ORDER BY id`,
-  // Per hook ($1, at most $2 of them), its due heads, locked; and how many pending deliveries no one
-  // holds its run could take from the head on (at most $3: the run length, 1 for an unordered hook).
+      AND ${runsInFlight('h', '$1')} < h.max_in_flight
+      AND (h.rate_limit IS NULL OR NOT EXISTS (SELECT 1 FROM rate_buckets b WHERE b.hook_id = h.id
+        AND b.tokens + greatest(0, $1 - b.updated_at) / 1000.0 * h.rate_limit < 1))
+    ORDER BY id LIMIT $2
+    FOR NO KEY UPDATE SKIP LOCKED`,
+  // Per hook ($1, at most $2 of them), its due heads, no more than its max_in_flight less the runs of
+  // it leased now, locked; and how many pending deliveries no one holds its run could take from the
+  // head on (at most $3: the run length, 1 for an unordered hook).
   dueHeads: `SELECT r.hook_id, d.topic_id, d.seq,
       (SELECT count(*) FROM (SELECT 1 FROM deliveries f WHERE f.hook_id = r.hook_id AND f.topic_id = d.topic_id
         AND f.state = 'pending' AND f.seq >= d.seq AND f.lease_until IS NULL ORDER BY f.seq LIMIT r.span) x)
         AS available
     FROM unnest($1::text[], $2::int[], $3::int[]) WITH ORDINALITY AS r(hook_id, room, span, n)
+    JOIN hooks h ON h.id = r.hook_id
+    CROSS JOIN LATERAL (SELECT greatest(0, least(r.room, h.max_in_flight - ${runsInFlight('h', '$4')})) AS free) c
     CROSS JOIN LATERAL (
       SELECT d.topic_id, d.seq, d.due_at FROM deliveries d
       WHERE d.hook_id = r.hook_id AND d.state = 'pending' AND d.due_at <= $4 AND d.lease_until IS NULL
-      ORDER BY d.due_at, d.seq LIMIT r.room
+      ORDER BY d.due_at, d.seq LIMIT c.free
       FOR UPDATE SKIP LOCKED) d
     ORDER BY r.n, d.due_at, d.seq`,
+  // The runs, and the tokens they took from their hooks' buckets: per hook $8, the tokens $9 it held
+  // at $10 less the deliveries its runs leased (a clock behind the bucket's keeps its time).
   leaseRuns: leaseSql(
     'req AS (SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::int[]) WITH ORDINALITY AS r(hook_id, topic_id, from_seq, length, run))',
+    `,
+    spent AS (
+      INSERT INTO rate_buckets (hook_id, tokens, updated_at)
+      SELECT b.hook_id, b.tokens - (SELECT count(*) FROM leased l JOIN req r ON r.run = l.run WHERE r.hook_id = b.hook_id),
+        $10
+      FROM unnest($8::text[], $9::float8[]) AS b(hook_id, tokens)
+      ON CONFLICT (hook_id) DO UPDATE SET tokens = EXCLUDED.tokens,
+        updated_at = greatest(rate_buckets.updated_at, EXCLUDED.updated_at))`,
   ),
-  // One run, after $6 - 1, for the hook $4 and the topic named $5: only while the hook is active and
-  // ordered and the run holds a pending delivery of the queue under its token ($2). That delivery is
+  buckets: 'SELECT hook_id, tokens, updated_at FROM rate_buckets WHERE hook_id = ANY($1::text[])',
+  // One run, after $6 - 1, for the hook $4 and the topic named $5: only while the hook is active,
+  // ordered and not rate limited, and the run holds a pending delivery of the queue under its token ($2). That delivery is
   // locked: a rescue releasing it at the same time is waited for, and then found to have taken it.
   extendRun: leaseSql(`held AS MATERIALIZED (
       SELECT 1 FROM deliveries WHERE hook_id = $4 AND topic_id = (SELECT id FROM topics WHERE name = $5)
         AND state = 'pending' AND lease_token = $2 LIMIT 1 FOR UPDATE),
     req AS (SELECT h.id AS hook_id, t.id AS topic_id, $6::bigint AS from_seq, $7::int AS length, 1::bigint AS run
       FROM hooks h JOIN topics t ON t.name = $5
-      WHERE h.id = $4 AND h.state = 'active' AND h.ordered AND EXISTS (SELECT 1 FROM held))`),
+      WHERE h.id = $4 AND h.state = 'active' AND h.ordered AND h.rate_limit IS NULL AND EXISTS (SELECT 1 FROM held))`),
   releaseOwned: `UPDATE deliveries SET lease_owner = NULL, lease_token = NULL, lease_until = NULL
     WHERE lease_owner = ANY($1::text[]) AND state = 'pending' RETURNING hook_id, topic_id`,
   // Every leased row has an owner: the partial index deliveries_leased finds them.

@@ -17,6 +17,7 @@ import type {
   HookRecord,
   LeadershipClaim,
   NodeRecord,
+  PendingVerification,
   PruneResult,
   RecoveryResult,
   ReplayRequest,
@@ -25,8 +26,9 @@ import type {
   SettleResult,
   Store,
   TopicInfo,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 import { MAX_READ_BYTES } from '../store.ts'
 import { DatabaseClock } from './clock.ts'
@@ -298,25 +300,29 @@ export class PostgresStore implements Store {
     return this.run(() => this.deliveries.hooks(options))
   }
 
-  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
-    return this.run(() => this.deliveries.upsertWebsubSubscription(subscription))
-  }
-
   websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
     return this.run(() => this.deliveries.websubSubscription(topicUrl, callback))
   }
 
-  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
-    return this.run(() => this.deliveries.recordVerification(verification))
+  recordVerification(request: Omit<PendingVerification, 'id'>, lease: VerificationLease): Promise<number> {
+    return this.run(() => this.deliveries.recordVerification(request, lease))
   }
 
-  completeVerification(
-    id: number,
-    state: VerificationState,
-    error: string | null,
-    now: number,
-  ): Promise<void> {
-    return this.run(() => this.deliveries.completeVerification(id, state, error, now))
+  startVerification(id: number, lease: VerificationLease): Promise<PendingVerification | undefined> {
+    return this.run(() => this.deliveries.startVerification(id, lease))
+  }
+
+  claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): Promise<PendingVerification[]> {
+    return this.run(() => this.deliveries.claimVerifications(request))
+  }
+
+  finishVerification(outcome: VerificationOutcome): Promise<boolean> {
+    return this.run(() => this.deliveries.finishVerification(outcome))
   }
 
   verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {

@@ -3,6 +3,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
 import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
+import { afterTaking, type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
 
 /** Deliveries read per step while pruning. */
 const PRUNE_CHUNK = 5_000
@@ -10,7 +11,7 @@ const PRUNE_CHUNK = 5_000
 /** Topics carrying external WebSub content (see src/delivery/websub.ts). */
 const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
-import { DELIVERY_SELECT, HOOK_COLUMNS } from '../rows.ts'
+import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
 import type {
   AttemptRecord,
   ClaimedDelivery,
@@ -22,11 +23,13 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  PendingVerification,
   ReplayRequest,
   Settlement,
   SettleResult,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 
 /**
@@ -111,22 +114,67 @@ export class DeliveryTables {
     return row && toHook(row)
   }
 
-  recordVerification(verification: Omit<VerificationRecord, 'id'>): number {
-    const v = verification
+  // ---- WebSub verifications of intent: durable, leased, fenced by their token ----------------------
+
+  recordVerification(request: Omit<PendingVerification, 'id'>, lease: VerificationLease): number {
     const result = this.s.insertVerification.run(
-      v.mode,
-      v.topic_url,
-      v.callback,
-      v.state,
-      v.error,
-      v.requested_at,
-      v.completed_at,
+      request.mode,
+      request.topic_url,
+      request.callback,
+      request.requested_at,
+      request.lease_seconds,
+      request.secret,
+      lease.owner,
+      lease.token,
+      lease.until,
     )
     return Number(result.lastInsertRowid)
   }
 
-  completeVerification(id: number, state: VerificationState, error: string | null, now: number): void {
-    this.s.completeVerification.run(state, error, now, id)
+  startVerification(id: number, lease: VerificationLease): PendingVerification | undefined {
+    const held = this.s.verificationHeld.get(id, lease.token) as PendingVerification | undefined
+    if (!held) return undefined
+    if (this.s.earlierPending.get(held.topic_url, held.callback, id) !== undefined) {
+      this.s.letGoVerification.run(id, lease.token)
+      return undefined
+    }
+    this.s.renewVerification.run(lease.until, id)
+    return held
+  }
+
+  claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): PendingVerification[] {
+    const { lease } = request
+    const rows = this.s.claimVerifications.all({
+      owner: lease.owner,
+      token: lease.token,
+      until: lease.until,
+      now: request.now,
+      former: request.formerSelf ?? null,
+      limit: request.limit,
+    }) as unknown as PendingVerification[]
+    return rows.sort((a, b) => a.id - b.id)
+  }
+
+  finishVerification(outcome: VerificationOutcome): boolean {
+    const held = this.s.verificationHeld.get(outcome.id, outcome.token) as PendingVerification | undefined
+    if (!held) return false
+    if (outcome.subscription) this.upsertWebsubSubscription(outcome.subscription)
+    if (outcome.unsubscribe) {
+      const current = this.websubSubscription(held.topic_url, held.callback)
+      if (current) this.deleteHook(current.id)
+    }
+    this.s.completeVerification.run(outcome.state, outcome.error, outcome.now, outcome.id)
+    return true
+  }
+
+  /** Lets go of every verification's lease (a node that joins: any lease in the file is a dead process's). */
+  releaseVerifications(): void {
+    this.s.releaseVerifications.run()
   }
 
   verifications(options: { topicUrl?: string; limit: number }): VerificationRecord[] {
@@ -227,8 +275,15 @@ export class DeliveryTables {
     for (const row of this.s.hooksWithDue.all(now) as unknown as HookRow[]) {
       if (runs.length >= request.limit) break
       const hook = toHook(row)
-      let budget = request.deliveryBudget(hook)
-      const room = Math.min(request.capacity(hook), request.limit - runs.length, Math.floor(budget))
+      // Its rate limit's tokens (src/delivery/rate-limit.ts), from its bucket in the file.
+      const bucket =
+        hook.rate_limit === null ? undefined : (this.s.bucket.get(hook.id) as TokenBucket | undefined)
+      const available =
+        hook.rate_limit === null ? Number.POSITIVE_INFINITY : tokensAt(hook.rate_limit, bucket, now)
+      let budget = available
+      // Its cap less the runs leased now (one process writes the file: they are all counted here).
+      const inFlight = (this.s.runsInFlight.get(hook.ordered ? 1 : 0, hook.id, now) as { n: number }).n
+      const room = Math.min(hook.max_in_flight - inFlight, request.limit - runs.length, Math.floor(budget))
       if (room <= 0) continue
       const heads = this.s.dueOfHook.all(hook.id, now, room) as Array<{
         id: number
@@ -248,13 +303,18 @@ export class DeliveryTables {
         runs.push({ hook, deliveries, lease })
         budget -= deliveries.length
       }
+      if (hook.rate_limit !== null && budget < available) {
+        const after = afterTaking(available, available - budget, bucket, now)
+        this.s.saveBucket.run(hook.id, after.tokens, after.updated_at)
+      }
     }
     return runs
   }
 
   extend(request: ExtendRequest): ClaimedRun | undefined {
     const hook = this.hook(request.hookId)
-    if (hook?.state !== 'active' || !hook.ordered) return undefined
+    // A rate-limited hook's runs are cut to its tokens at each claim: they are not extended.
+    if (hook?.state !== 'active' || !hook.ordered || hook.rate_limit !== null) return undefined
     const topicId = (this.s.topicId.get(request.topic) as { id: number } | undefined)?.id
     if (topicId === undefined) return undefined
     const { lease, owner } = request
@@ -531,14 +591,33 @@ function prepare(db: DatabaseSync) {
     websubByTopicCallback: q(
       "SELECT * FROM hooks WHERE kind = 'websub' AND topic_url = ? AND target_url = ?",
     ),
-    insertVerification:
-      q(`INSERT INTO websub_verifications (mode, topic_url, callback, state, error, requested_at,
-      completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    completeVerification: q(
-      'UPDATE websub_verifications SET state = ?, error = ?, completed_at = ? WHERE id = ?',
-    ),
-    verifications: q(`SELECT * FROM websub_verifications WHERE (:topic_url IS NULL OR topic_url = :topic_url)
-      ORDER BY id DESC LIMIT :limit`),
+    insertVerification: q(`INSERT INTO websub_verifications (mode, topic_url, callback, state, requested_at,
+      lease_seconds, secret, lease_owner, lease_token, lease_until) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`),
+    verificationHeld: q(`SELECT ${PENDING_VERIFICATION} FROM websub_verifications
+      WHERE id = ? AND lease_token = ? AND state = 'pending'`),
+    earlierPending: q(`SELECT 1 FROM websub_verifications
+      WHERE topic_url = ? AND callback = ? AND state = 'pending' AND id < ? LIMIT 1`),
+    letGoVerification: q(`UPDATE websub_verifications SET lease_owner = NULL, lease_token = NULL,
+      lease_until = NULL WHERE id = ? AND lease_token = ?`),
+    renewVerification: q('UPDATE websub_verifications SET lease_until = ? WHERE id = ?'),
+    // Pending verifications no one does (lease run out or let go, owner not a node, or a former process
+    // under this node's id), oldest first, none behind an earlier pending one of its topic and callback.
+    claimVerifications: q(`UPDATE websub_verifications SET lease_owner = :owner, lease_token = :token,
+      lease_until = :until
+      WHERE id IN (SELECT v.id FROM websub_verifications v WHERE v.state = 'pending'
+        AND (v.lease_until IS NULL OR v.lease_until < :now OR v.lease_owner = :former
+          OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.lease_owner))
+        AND NOT EXISTS (SELECT 1 FROM websub_verifications e WHERE e.topic_url = v.topic_url
+          AND e.callback = v.callback AND e.state = 'pending' AND e.id < v.id)
+        ORDER BY v.id LIMIT :limit)
+      RETURNING ${PENDING_VERIFICATION}`),
+    // The secret is kept only as long as the verification is to be done.
+    completeVerification: q(`UPDATE websub_verifications SET state = ?, error = ?, completed_at = ?,
+      secret = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = ?`),
+    releaseVerifications: q(`UPDATE websub_verifications SET lease_owner = NULL, lease_token = NULL,
+      lease_until = NULL WHERE state = 'pending' AND lease_owner IS NOT NULL`),
+    verifications: q(`SELECT ${VERIFICATION_COLUMNS} FROM websub_verifications
+      WHERE (:topic_url IS NULL OR topic_url = :topic_url) ORDER BY id DESC LIMIT :limit`),
     pruneExpiredSubscriptions: q('DELETE FROM hooks WHERE expires_at IS NOT NULL AND expires_at <= ?'),
     pruneVerifications: q('DELETE FROM websub_verifications WHERE requested_at < ?'),
     updateHook: q(
@@ -583,6 +662,18 @@ function prepare(db: DatabaseSync) {
       ORDER BY d.seq LIMIT ?`),
     leaseIds: q(`UPDATE deliveries SET lease_owner = ?, lease_until = ?, lease_token = ?
       WHERE id IN (SELECT value FROM json_each(?))`),
+    // The runs of a hook (?2) leased at ?3: each holds one leased row that is due (an ordered run's
+    // next unsent delivery, an unordered delivery), by index (deliveries_running). An ordered queue's
+    // run counts once per token and topic (?1 = 1) should it hold more (rows due while the hook was
+    // unordered).
+    runsInFlight: q(`SELECT COUNT(*) AS n FROM (
+        SELECT DISTINCT lease_token, topic_id, CASE WHEN ?1 = 1 THEN 0 ELSE id END
+        FROM deliveries INDEXED BY deliveries_running
+        WHERE hook_id = ?2 AND lease_until IS NOT NULL AND due_at IS NOT NULL AND lease_until >= ?3
+          AND state = 'pending')`),
+    bucket: q('SELECT tokens, updated_at FROM rate_buckets WHERE hook_id = ?'),
+    saveBucket: q(`INSERT INTO rate_buckets (hook_id, tokens, updated_at) VALUES (?, ?, ?)
+      ON CONFLICT (hook_id) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at`),
     // Whether a run still holds any pending delivery of its queue under its token.
     holdsQueue: q(`SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending'
       AND lease_token = ? LIMIT 1`),

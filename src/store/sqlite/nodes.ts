@@ -22,6 +22,7 @@ export class NodeTable {
   join(nodeId: string, now: number): void {
     this.s.upsert.run(nodeId, now, now)
     this.deliveries.releaseLeases({ all: true }, now)
+    this.deliveries.releaseVerifications()
   }
 
   heartbeat(nodeId: string, staleMs: number, now: number): number {

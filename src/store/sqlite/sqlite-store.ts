@@ -16,6 +16,7 @@ import type {
   HookRecord,
   LeadershipClaim,
   NodeRecord,
+  PendingVerification,
   PruneResult,
   RecoveryResult,
   ReplayRequest,
@@ -24,8 +25,9 @@ import type {
   SettleResult,
   Store,
   TopicInfo,
+  VerificationLease,
+  VerificationOutcome,
   VerificationRecord,
-  VerificationState,
 } from '../store.ts'
 import { MAX_READ_BYTES } from '../store.ts'
 import {
@@ -263,25 +265,29 @@ export class SqliteStore implements Store {
     return this.deliveries.hooks(options)
   }
 
-  upsertWebsubSubscription(subscription: HookRecord): Promise<HookRecord> {
-    return this.write(() => this.deliveries.upsertWebsubSubscription(subscription))
-  }
-
   async websubSubscription(topicUrl: string, callback: string): Promise<HookRecord | undefined> {
     return this.deliveries.websubSubscription(topicUrl, callback)
   }
 
-  recordVerification(verification: Omit<VerificationRecord, 'id'>): Promise<number> {
-    return this.write(() => this.deliveries.recordVerification(verification))
+  recordVerification(request: Omit<PendingVerification, 'id'>, lease: VerificationLease): Promise<number> {
+    return this.write(() => this.deliveries.recordVerification(request, lease))
   }
 
-  completeVerification(
-    id: number,
-    state: VerificationState,
-    error: string | null,
-    now: number,
-  ): Promise<void> {
-    return this.write(() => this.deliveries.completeVerification(id, state, error, now))
+  startVerification(id: number, lease: VerificationLease): Promise<PendingVerification | undefined> {
+    return this.write(() => this.deliveries.startVerification(id, lease))
+  }
+
+  claimVerifications(request: {
+    lease: VerificationLease
+    now: number
+    limit: number
+    formerSelf?: string
+  }): Promise<PendingVerification[]> {
+    return this.write(() => this.deliveries.claimVerifications(request))
+  }
+
+  finishVerification(outcome: VerificationOutcome): Promise<boolean> {
+    return this.write(() => this.deliveries.finishVerification(outcome))
   }
 
   async verifications(options: { topicUrl?: string; limit: number }): Promise<VerificationRecord[]> {
