@@ -44,11 +44,16 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   // rest of the hub's answers.
   const plainErrors = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const problem = toHeraldError(error)
-    if (problem.status >= 500) request.log.error({ err: error }, 'websub request failed')
+    // A 503 (draining, the database out of reach) is a state, said as it is and logged as a warning.
+    if (problem.status === 503)
+      request.log.warn({ detail: problem.message }, 'websub request refused: unavailable')
+    else if (problem.status >= 500) request.log.error({ err: error }, 'websub request failed')
     return text(
       reply.headers(problem.headers),
       problem.status,
-      problem.status >= 500 ? 'The hub failed; the error has been logged.' : problem.message,
+      problem.status >= 500 && problem.status !== 503
+        ? 'The hub failed; the error has been logged.'
+        : problem.message,
     )
   }
   // A public hub (--websub-public) takes requests without the key; otherwise it is administration.
