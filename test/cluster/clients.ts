@@ -149,6 +149,14 @@ export interface FollowerOptions {
   hopEvery?: number
 }
 
+/** Followers not stopped yet: a test that failed half-way leaves them to stopFollowers(). */
+const running = new Set<Follower>()
+
+/** Stops every follower still running (a test's after hook: a failure must not leave them reconnecting). */
+export async function stopFollowers(): Promise<void> {
+  await Promise.all([...running].map((follower) => follower.stop()))
+}
+
 /**
  * A reader that follows its client's topics for as long as it runs: SSE (one topic, or several on
  * /v1/stream with the multi-topic token), NDJSON (one topic, `after`), WebSocket (a subscribe with
@@ -177,6 +185,7 @@ export class Follower {
     if (options.kind !== 'sse' && options.kind !== 'ws' && client.topics.length > 1) {
       throw new Error(`${options.kind} follows one topic`)
     }
+    running.add(this)
     this.done = this.run()
   }
 
@@ -187,6 +196,7 @@ export class Follower {
 
   async stop(): Promise<void> {
     this.stopped = true
+    running.delete(this)
     this.abort?.abort()
     this.socket?.terminate()
     await this.done

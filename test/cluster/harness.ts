@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -113,7 +113,11 @@ export class Cluster {
   private readonly dataDir: string
   private readonly outputs: string[][]
 
-  private constructor(options: ClusterOptions, ports: number[], dataDir: string) {
+  /** The proxy's port, known before the nodes start: it is their public URL. */
+  private readonly proxyPort: number
+
+  private constructor(options: ClusterOptions, ports: number[], proxyPort: number, dataDir: string) {
+    this.proxyPort = proxyPort
     this.bus = options.bus
     this.busUrl = options.busUrl ?? SHARED_BUS[options.bus]
     this.databaseUrl = options.databaseUrl ?? TEST_DATABASE_URL
@@ -134,14 +138,20 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     const count = options.nodes ?? 3
     const ports: number[] = []
-    while (ports.length < count) {
+    while (ports.length <= count) {
       const port = await freePort()
       if (!ports.includes(port)) ports.push(port)
     }
-    const cluster = new Cluster(options, ports, await mkdtemp(join(tmpdir(), 'herald-cluster-')))
+    const proxyPort = ports.pop()!
+    const cluster = new Cluster(options, ports, proxyPort, await mkdtemp(join(tmpdir(), 'herald-cluster-')))
     try {
       await Promise.all(cluster.nodes.map((_, index) => cluster.startNode(index)))
-      if (options.proxy !== false) cluster.proxy = await startNginx(ports.map((port) => `127.0.0.1:${port}`))
+      if (options.proxy !== false) {
+        cluster.proxy = await startNginx(
+          ports.map((port) => `127.0.0.1:${port}`),
+          proxyPort,
+        )
+      }
     } catch (error) {
       await cluster.cleanup()
       throw error
@@ -172,6 +182,9 @@ export class Cluster {
         'info',
         '--allow-private-targets',
         'true',
+        // What clients are told (WebSub topic URLs, the hub): the proxy's address, as in production.
+        '--public-url',
+        `http://127.0.0.1:${this.proxyPort}`,
         ...this.args,
       ],
       {
@@ -213,14 +226,59 @@ export class Cluster {
     this.node(index).process?.child.kill(paused ? 'SIGSTOP' : 'SIGCONT')
   }
 
-  /** Every line at error level (50 and above) logged by any node, any life. */
-  errors(): string[] {
+  /**
+   * Every line at error level (50 and above) logged by any node, any life (since `since`, a
+   * Date.now(), when given), and what a crashed node printed last (an uncaught error).
+   */
+  errors(since = 0): string[] {
     return this.nodes.flatMap((node) =>
       node
         .output()
         .split('\n')
-        .filter((line) => /"level":(5|6)0/.test(line)),
+        .filter((line) => {
+          if (line.startsWith('Node.js v')) return true // the last line of an uncaught error
+          const entry = /^\{"level":(\d+),"time":(\d+)/.exec(line)
+          return entry !== null && Number(entry[1]) >= 50 && Number(entry[2]) >= since
+        }),
     )
+  }
+
+  /** The last `count` warnings and errors each node logged (for a failure's message). */
+  warnings(count = 5): string {
+    return this.nodes
+      .map((node) => {
+        const lines = node
+          .output()
+          .split('\n')
+          .filter((line) => /"level":[4-6]0/.test(line))
+        return `${node.id} (${node.process === undefined ? 'stopped' : 'running'}):\n  ${lines.slice(-count).join('\n  ')}`
+      })
+      .join('\n')
+  }
+
+  /** Waits until every running node answers /readyz 200; the timeout's error says which did not, and why. */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const answers = await Promise.all(
+        this.nodes.map(async (node) => {
+          if (node.process === undefined) return 'stopped'
+          try {
+            const response = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(5_000) })
+            return `${response.status} ${await response.text()}`
+          } catch (error) {
+            return `no answer: ${(error as Error).message}`
+          }
+        }),
+      )
+      if (answers.every((answer) => answer.startsWith('200') || answer === 'stopped')) return
+      if (Date.now() > deadline) {
+        throw new Error(
+          `nodes not ready after ${timeoutMs} ms: ${answers.map((a, i) => `${this.node(i).id}: ${a}`).join('; ')}\n${this.warnings()}`,
+        )
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
   }
 
   /** One query on the cluster's database, with its schema first on the search path. */
@@ -235,13 +293,22 @@ export class Cluster {
     }
   }
 
-  /** Ends every process (SIGKILL: what matters was checked), stops the proxy, drops the schema. */
+  /**
+   * Ends every process (SIGKILL: what matters was checked), stops the proxy, drops the schema. With
+   * HERALD_TEST_CLUSTER_LOGS=<dir>, each node's log (every life of it) is kept there first.
+   */
   async cleanup(): Promise<void> {
     for (const node of this.nodes) {
       node.process?.child.kill('SIGCONT')
       node.process?.child.kill('SIGKILL')
     }
     await Promise.all(this.nodes.map((node) => node.process?.exited))
+    const logs = process.env['HERALD_TEST_CLUSTER_LOGS']
+    if (logs !== undefined) {
+      await mkdir(logs, { recursive: true })
+      for (const node of this.nodes)
+        await writeFile(join(logs, `${this.schema}-${node.id}.log`), node.output())
+    }
     await this.proxy?.stop()
     const client = new pg.Client({ connectionString: this.databaseUrl })
     try {

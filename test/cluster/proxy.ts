@@ -137,12 +137,12 @@ function killGroup(pid: number): void {
   }
 }
 
-/** nginx on a spare loopback port, round robin over `nodes` (`127.0.0.1:port` each). */
-export async function startNginx(nodes: string[]): Promise<Nginx> {
+/** nginx on `port` (a spare one by default) of loopback, round robin over `nodes` (`127.0.0.1:port` each). */
+export async function startNginx(nodes: string[], port?: number): Promise<Nginx> {
+  port ??= await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'herald-nginx-'))
   // nginx's workers run as nobody when it is started as root: they must reach their files.
   await chmod(dir, 0o755)
-  const port = await freePort()
   const file = join(dir, 'nginx.conf')
   await writeFile(file, nginxConfig(dir, nginxSite(`127.0.0.1:${port}`, nodes)))
   const child = spawn(nginxCommand(), ['-p', dir, '-c', file, '-e', join(dir, 'error.log')], {
