@@ -132,3 +132,17 @@ test('an unordered hook: any order, every event', async () => {
   for (const seq of [3, 1, 2]) hook.receive(ref('a', seq))
   assert.deepEqual((await history.check({ read: store({ a: 3 }) })).problems, [])
 })
+
+test('the longest pause of a hook target per topic, from a given time', () => {
+  const history = new History()
+  const hook = history.hook('h', ['a', 'b'], { ordered: true })
+  hook.receive(ref('a', 1), 100)
+  hook.receive(ref('b', 1), 150)
+  hook.receive(ref('a', 2), 1_000)
+  hook.receive(ref('b', 2), 1_100)
+  hook.receive(ref('a', 3), 1_200)
+  assert.equal(hook.longestPause('a', 0), 900)
+  assert.equal(hook.longestPause('a', 900), 200)
+  assert.equal(hook.longestPause('b', 0), 950)
+  assert.equal(hook.longestPause('c', 0), 0)
+})

@@ -74,6 +74,8 @@ export class HookHistory {
   /** The topics it gets every event of. */
   readonly topics: string[]
   readonly received: EventRef[] = []
+  /** When each arrived (Date.now()), beside `received`. */
+  readonly arrivals: number[] = []
 
   constructor(name: string, topics: string[], ordered: boolean) {
     this.name = name
@@ -81,8 +83,25 @@ export class HookHistory {
     this.ordered = ordered
   }
 
-  receive(event: EventRef): void {
+  receive(event: EventRef, at = Date.now()): void {
     this.received.push({ topic: event.topic, seq: event.seq, id: event.id })
+    this.arrivals.push(at)
+  }
+
+  /**
+   * The longest wait, from `since`, between one arrival of `topic` and the next, up to the last: how
+   * long its queue stood still while it had more to send (a queue waiting out a lease shows here).
+   */
+  longestPause(topic: string, since: number): number {
+    let longest = 0
+    let previous = since
+    this.received.forEach((event, index) => {
+      const at = this.arrivals[index]!
+      if (event.topic !== topic || at < since) return
+      longest = Math.max(longest, at - previous)
+      previous = at
+    })
+    return longest
   }
 
   /** How many distinct events of `topic` arrived so far. */
