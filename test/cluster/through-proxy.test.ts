@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { after, afterEach, before, describe, test } from 'node:test'
 import { readAll, sleep } from '../helpers.ts'
-import { caughtUp, Follower, Publisher, publishLoad, type ReaderKind } from './clients.ts'
+import { caughtUp, Follower, Publisher, publishLoad, type ReaderKind, stopFollowers } from './clients.ts'
 import { BUSES, Cluster, clusterSkip } from './harness.ts'
 import { describeReport, History } from './history.ts'
+import { type PrivateService, startPrivateNats, startPrivateRedis } from './services.ts'
 
 const skip = await clusterSkip()
 
@@ -15,12 +16,18 @@ const skip = await clusterSkip()
 for (const bus of BUSES) {
   describe(`3 nodes on PostgreSQL + ${bus}, behind nginx`, { skip }, () => {
     let cluster: Cluster
+    /** The cluster's own bus server, which the last test kills. */
+    let server: PrivateService
     before(async () => {
-      cluster = await Cluster.start({ bus })
+      server = bus === 'redis' ? await startPrivateRedis() : await startPrivateNats()
+      cluster = await Cluster.start({ bus, busUrl: server.url })
     })
     after(async () => {
       await cluster?.cleanup()
+      await server?.stop('SIGKILL')
     })
+    // A test that failed half-way must not leave its readers reconnecting.
+    afterEach(stopFollowers)
 
     /** Nodes (their upstream addresses) that answered `path`'s POSTs through the proxy. */
     async function nodesThatTook(path: string): Promise<Set<string>> {
@@ -134,6 +141,70 @@ for (const bus of BUSES) {
       const report = await history.check({ read, complete: true, strictStore: true })
       process.stderr.write(describeReport(`[${bus}] resume on another node`, report))
       assert.ok(report.reconnections >= 18, `${report.reconnections} resumptions`)
+    })
+
+    /**
+     * The bus is a hint: its server killed under load and started again, no stream loses an event.
+     * While it is down the readers still get events (the nodes poll the heads from the store); once
+     * it is back the nodes use it again, without a restart (events come at the bus's pace again).
+     */
+    test(`${bus} killed and restarted under load: no event lost by any stream, and the nodes use it again`, async () => {
+      const history = new History()
+      const [n1, n2, n3] = cluster.nodes.map((node) => node.url) as [string, string, string]
+      const followers = [
+        new Follower(history.client('sse@n1', { b1: 0 }), { kind: 'sse', urls: [n1] }),
+        new Follower(history.client('ws@n2', { b1: 0, b2: 0 }), { kind: 'ws', urls: [n2] }),
+        new Follower(history.client('ndjson@n3', { b2: 0 }), { kind: 'ndjson', urls: [n3] }),
+        new Follower(history.client('poll@n3', { b1: 0 }), { kind: 'poll', urls: [n3] }),
+        new Follower(history.client('sse-two@proxy', { b1: 0, b2: 0 }), { kind: 'sse', urls: [cluster.url] }),
+      ]
+      const load = publishLoad(history, cluster.url, ['b1', 'b2'], { workers: 3, pauseMs: 10 })
+      let latencies: number[]
+      try {
+        while (load.acknowledged() < 40) await sleep(20)
+        await server.stop('SIGKILL')
+        // Down: each reader still moves on (the heads are polled from the store every 1.5 s).
+        const atOutage = followers.map((follower) => follower.client.count())
+        await sleep(3_500)
+        for (const [index, follower] of followers.entries()) {
+          assert.ok(
+            follower.client.count() > atOutage[index]!,
+            `${follower.client.name} received events while the bus was down`,
+          )
+        }
+        await server.start()
+        await sleep(2_000)
+      } finally {
+        await load.stop()
+      }
+      try {
+        await caughtUp(history, followers)
+        // Back: one event at a time reaches every reader at the bus's pace (the poll would take up
+        // to 1.5 s, the position check up to 3 s).
+        const publisher = new Publisher(history, 'after')
+        latencies = []
+        for (let i = 0; i < 7; i++) {
+          await publisher.publish(cluster.url, 'b1')
+          const start = performance.now()
+          await caughtUp(history, followers, 10_000, 2)
+          latencies.push(performance.now() - start)
+        }
+      } finally {
+        await Promise.all(followers.map((follower) => follower.stop()))
+      }
+      const report = await history.check({
+        read: (topic) => readAll(cluster.node(0).url, topic),
+        complete: true,
+        strictStore: true,
+      })
+      latencies.sort((a, b) => a - b)
+      const median = latencies[Math.floor(latencies.length / 2)]!
+      process.stderr.write(describeReport(`[${bus}] bus killed and restarted`, report))
+      process.stderr.write(
+        `[${bus}] after the restart, publish → every reader: median ${median.toFixed(0)} ms\n`,
+      )
+      assert.ok(median < 500, `the nodes use the bus again (median ${median.toFixed(0)} ms)`)
+      assert.deepEqual(cluster.errors(), [], 'no error logged by any node')
     })
   })
 }
