@@ -6,7 +6,7 @@ import pg from 'pg'
 import { type ServerProcess, spawnServer } from '../helpers.ts'
 import { postgresMissing, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
 import { type Nginx, nginxMissing, startNginx } from './proxy.ts'
-import { freePort } from './services.ts'
+import { freePort, programMissing } from './services.ts'
 
 /**
  * A Herald cluster for a test: N `herald serve` processes on one PostgreSQL schema of the test's
@@ -58,9 +58,13 @@ process.on('exit', () => {
 
 /**
  * Why a cluster test cannot run here, or false; written to stderr loudly too (node:test shows the
- * reason beside the skipped test).
+ * reason beside the skipped test). `shared`: the machine's bus servers it uses; `own`: the bus
+ * servers it starts itself (redis-server, nats-server must be installed).
  */
-export async function clusterSkip(buses: BusKind[] = BUSES, proxy = true): Promise<string | false> {
+export async function clusterSkip(
+  needs: { shared?: BusKind[]; own?: BusKind[]; proxy?: boolean } = {},
+): Promise<string | false> {
+  const { shared = [], own = [], proxy = true } = needs
   const reasons: string[] = []
   const database = await postgresMissing()
   if (database !== undefined) reasons.push(database)
@@ -68,12 +72,17 @@ export async function clusterSkip(buses: BusKind[] = BUSES, proxy = true): Promi
     const nginx = nginxMissing()
     if (nginx !== undefined) reasons.push(nginx)
   }
-  for (const bus of buses) {
+  for (const bus of shared) {
     const url = new URL(SHARED_BUS[bus])
     const probe = bus === 'redis' ? { send: 'PING\r\n', expect: '+PONG' } : { send: '', expect: 'INFO ' }
     if (!(await answers(Number(url.port), probe.send, probe.expect))) {
       reasons.push(`${bus} is not reachable at ${SHARED_BUS[bus]} (start the machine's ${bus} server)`)
     }
+  }
+  for (const bus of own) {
+    const program = bus === 'redis' ? 'redis-server' : 'nats-server'
+    const missing = programMissing(program, '--version', `apt-get install ${program}`)
+    if (missing !== undefined) reasons.push(missing)
   }
   if (reasons.length === 0) return false
   const reason = reasons.join('; ')

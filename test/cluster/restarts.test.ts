@@ -13,7 +13,7 @@ import { describeReport, History, type HookHistory } from './history.ts'
  * reconnect with their cursor; publishers retry with their Idempotency-Key; ordered hooks get every
  * event.
  */
-const skip = await clusterSkip(['nats'])
+const skip = await clusterSkip({ shared: ['nats'] })
 
 describe('restarts under load: 3 nodes on a private PostgreSQL + nats, behind nginx', { skip }, () => {
   let database: PrivatePostgres

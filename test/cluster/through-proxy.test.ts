@@ -6,7 +6,7 @@ import { BUSES, Cluster, clusterSkip } from './harness.ts'
 import { describeReport, History } from './history.ts'
 import { type PrivateService, startPrivateNats, startPrivateRedis } from './services.ts'
 
-const skip = await clusterSkip()
+const skip = await clusterSkip({ own: BUSES })
 
 /**
  * Three nodes on one PostgreSQL schema and one bus, behind nginx (round robin, no stickiness): once on

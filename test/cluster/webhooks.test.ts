@@ -11,7 +11,7 @@ import { describeReport, History, type HookHistory } from './history.ts'
  * PostgreSQL. The bus plays no part in dispatching (each node claims from the store), so one bus
  * (Redis) is enough here; the streams' tests run on both.
  */
-const skip = await clusterSkip(['redis'])
+const skip = await clusterSkip({ shared: ['redis'] })
 
 describe('deliveries from 3 nodes on PostgreSQL + redis, behind nginx', { skip }, () => {
   let cluster: Cluster
@@ -82,6 +82,7 @@ describe('deliveries from 3 nodes on PostgreSQL + redis, behind nginx', { skip }
       return list.subscriptions.length === 1 ? true : undefined
     })
 
+    let timings = ''
     // Which nodes hold leases, sampled while the deliveries go out.
     const senders = new Set<string>()
     let sampling = true
@@ -91,12 +92,14 @@ describe('deliveries from 3 nodes on PostgreSQL + redis, behind nginx', { skip }
         await sleep(50)
       }
     })()
+    const started = performance.now()
     const load = publishLoad(history, cluster.url, topics, { workers: 4 })
     try {
       while (history.acknowledgedCount < 500) await sleep(10)
     } finally {
       await load.stop()
     }
+    const published = performance.now()
     try {
       const hooks = [...targets.values()]
       await until(
@@ -107,6 +110,7 @@ describe('deliveries from 3 nodes on PostgreSQL + redis, behind nginx', { skip }
             : undefined,
         60_000,
       )
+      timings = `published in ${Math.round(published - started)} ms, all delivered ${Math.round(performance.now() - published)} ms later`
       await sleep(1000) // time for a resend to show up, were one sent
     } finally {
       sampling = false
@@ -114,7 +118,9 @@ describe('deliveries from 3 nodes on PostgreSQL + redis, behind nginx', { skip }
     }
     const report = await history.check({ read, strictStore: true })
     process.stderr.write(describeReport('ordered hook and WebSub from 3 nodes', report))
-    process.stderr.write(`nodes seen holding delivery leases: ${[...senders].sort().join(', ')}\n`)
+    process.stderr.write(
+      `${timings}; nodes seen holding delivery leases: ${[...senders].sort().join(', ')}\n`,
+    )
     assert.ok(senders.size >= 2, `deliveries were sent by several nodes (${[...senders].join(', ')})`)
     targets.clear()
     assert.equal((await fetch(`${cluster.url}/v1/hooks/${hookId}`, { method: 'DELETE' })).status, 204)
