@@ -10,8 +10,9 @@ const skip = await clusterSkip({ own: BUSES })
 
 /**
  * Three nodes on one PostgreSQL schema and one bus, behind nginx (round robin, no stickiness): once on
- * Redis, once on NATS. Publishers go through the proxy, so their requests land on every node; the
- * readers connect to the nodes themselves, so that which node serves them is certain.
+ * Redis, once on NATS, each a server of the test's own (the last test kills it). Publishers go through
+ * the proxy, so their requests land on every node; the readers connect to the nodes themselves, so
+ * that which node serves them is certain (and some through the proxy, as clients do).
  */
 for (const bus of BUSES) {
   describe(`3 nodes on PostgreSQL + ${bus}, behind nginx`, { skip }, () => {
