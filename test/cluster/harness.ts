@@ -1,12 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { type ServerProcess, spawnServer } from '../helpers.ts'
-import { postgresMissing, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
+import { freePort, postgresMissing, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
+import { natsMissing, programMissing, redisMissing, TEST_NATS_URL, TEST_REDIS_URL } from '../services.ts'
 import { type Nginx, nginxMissing, startNginx } from './proxy.ts'
-import { freePort, programMissing } from './services.ts'
 
 /**
  * A Herald cluster for a test: N `herald serve` processes on one PostgreSQL schema of the test's
@@ -20,8 +19,8 @@ export type BusKind = 'redis' | 'nats'
 
 /** The machine's shared servers (each test isolates itself by its schema, which names the channel). */
 export const SHARED_BUS: Record<BusKind, string> = {
-  redis: 'redis://127.0.0.1:6379',
-  nats: 'nats://127.0.0.1:4222',
+  redis: TEST_REDIS_URL,
+  nats: TEST_NATS_URL,
 }
 
 export const BUSES: BusKind[] = ['redis', 'nats']
@@ -73,41 +72,18 @@ export async function clusterSkip(
     if (nginx !== undefined) reasons.push(nginx)
   }
   for (const bus of shared) {
-    const url = new URL(SHARED_BUS[bus])
-    const probe = bus === 'redis' ? { send: 'PING\r\n', expect: '+PONG' } : { send: '', expect: 'INFO ' }
-    if (!(await answers(Number(url.port), probe.send, probe.expect))) {
-      reasons.push(`${bus} is not reachable at ${SHARED_BUS[bus]} (start the machine's ${bus} server)`)
-    }
+    const missing = await (bus === 'redis' ? redisMissing() : natsMissing())
+    if (missing !== undefined) reasons.push(missing)
   }
   for (const bus of own) {
     const program = bus === 'redis' ? 'redis-server' : 'nats-server'
-    const missing = programMissing(program, '--version', `apt-get install ${program}`)
+    const missing = programMissing(program, `apt-get install ${program}`)
     if (missing !== undefined) reasons.push(missing)
   }
   if (reasons.length === 0) return false
   const reason = reasons.join('; ')
   process.stderr.write(`\n!!! SKIPPED cluster test: ${reason}\n\n`)
   return reason
-}
-
-function answers(port: number, send: string, expect: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    let text = ''
-    const done = (value: boolean) => {
-      socket.destroy()
-      resolve(value)
-    }
-    socket.setTimeout(2000, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => {
-      if (send !== '') socket.write(send)
-    })
-    socket.on('data', (chunk) => {
-      text += chunk
-      if (text.includes(expect)) done(true)
-    })
-  })
 }
 
 export class Cluster {

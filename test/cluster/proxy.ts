@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { sleep } from '../helpers.ts'
-import { freePort, programMissing } from './services.ts'
+import { freePort } from '../postgres.ts'
+import { programMissing } from '../services.ts'
 
 /**
  * Debian's nginx in front of the nodes of a test cluster, as a user would put it: round robin (no
@@ -25,13 +27,15 @@ const NGINX_HINT = 'apt-get install nginx; .ci/run installs it'
 
 /** Why the proxy cannot run here, or undefined when it can. */
 export function nginxMissing(): string | undefined {
-  return programMissing(nginxCommand(), '-v', NGINX_HINT)
+  return programMissing('nginx', NGINX_HINT)
 }
 
 /** `nginx` on the PATH, or where Debian puts it (/usr/sbin is not on every user's PATH). */
 function nginxCommand(): string {
-  const onPath = (process.env['PATH'] ?? '').split(':').some((dir) => dir.endsWith('/sbin'))
-  return onPath ? 'nginx' : '/usr/sbin/nginx'
+  const dirs = (process.env['PATH'] ?? '').split(delimiter).concat('/usr/sbin', '/usr/local/sbin')
+  return (
+    dirs.map((dir) => join(dir, 'nginx')).find((path) => path.startsWith('/') && existsSync(path)) ?? 'nginx'
+  )
 }
 
 /**

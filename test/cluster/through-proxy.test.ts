@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { readAll, sleep } from '../helpers.ts'
+import { type PrivateServer, startPrivateNats, startPrivateRedis } from '../services.ts'
 import { caughtUp, Follower, Publisher, publishLoad, type ReaderKind, stopFollowers } from './clients.ts'
 import { BUSES, Cluster, clusterSkip } from './harness.ts'
 import { describeReport, History } from './history.ts'
-import { type PrivateService, startPrivateNats, startPrivateRedis } from './services.ts'
 
 const skip = await clusterSkip({ own: BUSES })
 
@@ -18,14 +18,14 @@ for (const bus of BUSES) {
   describe(`3 nodes on PostgreSQL + ${bus}, behind nginx`, { skip }, () => {
     let cluster: Cluster
     /** The cluster's own bus server, which the last test kills. */
-    let server: PrivateService
+    let server: PrivateServer
     before(async () => {
       server = bus === 'redis' ? await startPrivateRedis() : await startPrivateNats()
       cluster = await Cluster.start({ bus, busUrl: server.url })
     })
     after(async () => {
       await cluster?.cleanup()
-      await server?.stop('SIGKILL')
+      await server?.remove()
     })
     // A test that failed half-way must not leave its readers reconnecting.
     afterEach(stopFollowers)
@@ -72,6 +72,16 @@ for (const bus of BUSES) {
         assert.ok(
           median < 1000,
           `the readers were woken by the bus, not the 3 s position check (median ${median} ms)`,
+        )
+        // One cluster: every node knows the three, on this bus, whichever answers.
+        const info = (await (await fetch(`${cluster.url}/v1/cluster`)).json()) as {
+          store: string
+          bus: string
+          nodes: Array<{ id: string }>
+        }
+        assert.deepEqual(
+          { store: info.store, bus: info.bus, nodes: info.nodes.map((node) => node.id) },
+          { store: 'postgres', bus, nodes: ['n1', 'n2', 'n3'] },
         )
         // The ten publishes went round robin over the three nodes: each reader got events published
         // on the other two.
