@@ -10,6 +10,7 @@ import type {
   DeliveryOutcome,
   HookRecord,
   QueueStore,
+  Settlement,
   SettleResult,
   Store,
 } from '../store/store.ts'
@@ -80,7 +81,8 @@ export class Dispatcher {
   private readonly transport: RunTransport
   private readonly runs = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
-  private claiming = false
+  /** The claim in flight, if any (stop() waits for it). */
+  private claiming: Promise<void> | undefined
   private wakeAgain = false
   private stopped = false
 
@@ -135,6 +137,8 @@ export class Dispatcher {
     this.stopped = true
     clearTimeout(this.timer)
     this.transport.stop()
+    // A claim in flight lets its runs go (it sees `stopped`) before the runs are counted.
+    await this.claiming
     await Promise.allSettled([...this.runs])
     await this.transport.close()
   }
@@ -152,7 +156,10 @@ export class Dispatcher {
       this.wakeAgain = true
       return
     }
-    this.claiming = true
+    let done: () => void = () => {}
+    this.claiming = new Promise<void>((resolve) => {
+      done = resolve
+    })
     let next = POLL_MS
     try {
       // A hook's max_in_flight is counted by the store, across the nodes, from the runs leased now
@@ -172,6 +179,11 @@ export class Dispatcher {
               runLength: RUN_LENGTH,
               limit: free,
             })
+      if (this.stopped) {
+        // stop() came while the claim was in flight: these runs are let go, not started.
+        await this.releaseClaimed(runs)
+        return
+      }
       for (const run of runs) this.track(run)
       const due = await this.options.store.nextDueAt()
       if (due !== null) {
@@ -182,13 +194,36 @@ export class Dispatcher {
     } catch (error) {
       this.logFailure(error, {}, 'claiming webhook deliveries failed')
     } finally {
-      this.claiming = false
+      this.claiming = undefined
+      done()
     }
+    if (this.stopped) return
     if (this.wakeAgain) {
       this.wakeAgain = false
       next = 0
     }
     this.schedule(next)
+  }
+
+  /** Claimed runs that will not be sent: their leases are let go at once. */
+  private async releaseClaimed(runs: ClaimedRun[]): Promise<void> {
+    const { store, disableAfterMs } = this.options
+    await Promise.all(
+      runs.map((run) =>
+        store
+          .settleDeliveries({
+            lease: run.lease,
+            now: store.now(),
+            outcomes: [],
+            released: run.deliveries.map((delivery) => delivery.id),
+            advanced: run.hook.ordered ? [{ hookId: run.hook.id, topic: run.deliveries[0]!.topic }] : [],
+            disableAfterMs,
+          })
+          .catch((error: unknown) =>
+            this.logFailure(error, { hook: run.hook.id }, 'letting go of claimed runs failed'),
+          ),
+      ),
+    )
   }
 
   private track(run: ClaimedRun): void {
@@ -224,7 +259,22 @@ export class Dispatcher {
     const lastStart = (claimedAt: number) => claimedAt + this.leaseMs - timeoutMs - 1_000
     // The run's deliveries not reported yet (an extended run can be long: reported ones are dropped).
     const byId = new Map(run.deliveries.map((delivery) => [delivery.id, delivery]))
-    const settling: Array<Promise<SettleResult>> = []
+    // Each settlement, with the deliveries it names: if it fails (the database went away), those are
+    // let go after the run (see releaseAfterFailure) rather than held until their lease runs out.
+    const settling: Array<{ ids: number[]; result: Promise<SettleResult | undefined> }> = []
+    const settle = (settlement: Settlement) => {
+      const ids = [
+        ...settlement.outcomes.map((outcome) => outcome.id),
+        ...settlement.released,
+        ...(settlement.carry === undefined ? [] : [settlement.carry]),
+      ]
+      // Handled at once: a failure mid-run must not be an unhandled rejection (it ends the process).
+      const result = store.settleDeliveries(settlement).catch((error: unknown) => {
+        this.logFailure(error, { hook: hook.id }, 'settling webhook deliveries failed')
+        return undefined
+      })
+      settling.push({ ids, result })
+    }
     const count = (outcomes: DeliveryOutcome[]) => {
       for (const outcome of outcomes) {
         this.attemptCounters[outcome.result].inc()
@@ -236,17 +286,15 @@ export class Dispatcher {
     // A batch while the run goes on: its next unsent delivery keeps the queue busy (carry).
     const report: ReportBatch = (outcomes, next) => {
       count(outcomes)
-      settling.push(
-        store.settleDeliveries({
-          lease: run.lease,
-          now: store.now(),
-          outcomes: this.inStoreTime(outcomes),
-          released: [],
-          advanced: [],
-          disableAfterMs,
-          carry: next,
-        }),
-      )
+      settle({
+        lease: run.lease,
+        now: store.now(),
+        outcomes: this.inStoreTime(outcomes),
+        released: [],
+        advanced: [],
+        disableAfterMs,
+        carry: next,
+      })
     }
     // An ordered run goes on with the rest of its queue while a slot is free. With every slot taken,
     // other queues may be waiting for one: the run then ends at its length and its queue takes its
@@ -287,18 +335,20 @@ export class Dispatcher {
     count(end.outcomes)
     // The run's last outcomes, its unsent deliveries let go and its queue advanced, in one commit: a
     // crash cannot leave the queue with nothing due and nothing leased.
-    settling.push(
-      store.settleDeliveries({
-        lease: run.lease,
-        now: store.now(),
-        outcomes: this.inStoreTime(end.outcomes),
-        released: end.unsent,
-        advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
-        disableAfterMs,
-      }),
-    )
+    settle({
+      lease: run.lease,
+      now: store.now(),
+      outcomes: this.inStoreTime(end.outcomes),
+      released: end.unsent,
+      advanced: hook.ordered ? [{ hookId: hook.id, topic }] : [],
+      disableAfterMs,
+    })
     finish()
-    for (const result of await Promise.all(settling)) {
+    const results = await Promise.all(settling.map((entry) => entry.result))
+    const unsettled = settling.flatMap((entry, index) => (results[index] === undefined ? entry.ids : []))
+    if (unsettled.length > 0) await this.releaseAfterFailure(run, topic, unsettled)
+    for (const result of results) {
+      if (result === undefined) continue
       for (const failing of result.failing) {
         const why = `deliveries to ${failing.target_url} began failing; they are retried on the schedule`
         this.announce('delivery.failing', failing, why)
@@ -307,6 +357,39 @@ export class Dispatcher {
         this.announce('hook.disabled', disabled, disabled.disabled_reason)
       for (const removed of result.removed)
         this.announce('hook.removed', removed, 'the target answered 410 Gone')
+    }
+  }
+
+  /**
+   * Some settlements of a run failed (the store was out of reach): what they named is let go, under
+   * the run's token, as soon as the store answers again, so that its queue moves on then rather than
+   * a whole lease later. Their outcomes are not recorded: those deliveries are sent again (at least
+   * once). Tried with back-off until it succeeds, the dispatcher stops, or the lease has run out
+   * anyway (then the store's recovery lets them go).
+   */
+  private async releaseAfterFailure(run: ClaimedRun, topic: string, ids: number[]): Promise<void> {
+    const { store, disableAfterMs } = this.options
+    const deadline = Date.now() + this.leaseMs
+    for (let delayMs = 500; !this.stopped && Date.now() < deadline; delayMs = Math.min(delayMs * 2, 5_000)) {
+      await new Promise((resolve) => setTimeout(resolve, delayMs).unref())
+      try {
+        await store.settleDeliveries({
+          lease: run.lease,
+          now: store.now(),
+          outcomes: [],
+          released: ids,
+          advanced: run.hook.ordered ? [{ hookId: run.hook.id, topic }] : [],
+          disableAfterMs,
+        })
+        this.options.logger.warn(
+          { hook: run.hook.id, deliveries: ids.length },
+          'deliveries whose settlement failed were let go, to be sent again',
+        )
+        this.wake()
+        return
+      } catch (error) {
+        this.logFailure(error, { hook: run.hook.id }, 'letting go of unsettled deliveries failed')
+      }
     }
   }
 
