@@ -16,9 +16,14 @@ export interface Target {
 }
 
 /** Starts a server process and waits for the line that tells its address. */
-export function startProcess(name: string, args: string[], parseUrl: (line: string) => string | undefined) {
+export function startProcess(
+  name: string,
+  args: string[],
+  parseUrl: (line: string) => string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+) {
   return new Promise<Target>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT })
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT, env })
     const lines = createInterface({ input: child.stdout! })
     lines.on('line', (line) => {
       const url = parseUrl(line)
