@@ -16,9 +16,14 @@ export interface Target {
 }
 
 /** Starts a server process and waits for the line that tells its address. */
-export function startProcess(name: string, args: string[], parseUrl: (line: string) => string | undefined) {
+export function startProcess(
+  name: string,
+  args: string[],
+  parseUrl: (line: string) => string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+) {
   return new Promise<Target>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT })
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT, env })
     const lines = createInterface({ input: child.stdout! })
     lines.on('line', (line) => {
       const url = parseUrl(line)
@@ -39,10 +44,14 @@ export function startProcess(name: string, args: string[], parseUrl: (line: stri
   })
 }
 
-/** Herald from this checkout, or from `root` (another checkout, to compare commits in one run). */
+/**
+ * Herald from this checkout, or from `root` (another checkout, to compare commits in one run); `env`
+ * adds to the environment (e.g. HERALD_DATABASE_URL and HERALD_DATABASE_SCHEMA for PostgreSQL).
+ */
 export async function startHerald(
   extraArgs: string[] = [],
   root = ROOT,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<Target & { dataDir: string }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'herald-bench-'))
   const target = await startProcess(
@@ -56,6 +65,7 @@ export async function startHerald(
         return undefined
       }
     },
+    { ...process.env, ...env },
   )
   return { ...target, dataDir }
 }
@@ -98,8 +108,15 @@ export function cpuSeconds(pid: number | undefined): number {
 export async function post(
   url: string,
   body: string,
-  options: { connections: number; seconds: number; warmupSeconds?: number; serverPid?: number },
-): Promise<LoadResult> {
+  options: {
+    connections: number
+    seconds: number
+    warmupSeconds?: number
+    serverPid?: number
+    /** Called after the warm-up, right before the measured run (e.g. to find and meter more processes). */
+    beforeMeasure?: () => Promise<void>
+  },
+): Promise<LoadResult & { requests: number }> {
   const run = (duration: number) =>
     autocannon({
       url,
@@ -110,11 +127,13 @@ export async function post(
       duration,
     })
   if (options.warmupSeconds) await run(options.warmupSeconds)
+  await options.beforeMeasure?.()
   const cpuBefore = cpuSeconds(options.serverPid)
   const result = await run(options.seconds)
   const cpu = cpuSeconds(options.serverPid) - cpuBefore
   return {
     requestsPerSecond: result.requests.average,
+    requests: result.requests.total,
     serverCpuUsPerRequest: (cpu * 1e6) / result.requests.total,
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,
