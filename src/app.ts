@@ -91,6 +91,7 @@ export async function startHerald(
   registerDeliveryGauge(metrics, () => store.deliveryCounts())
   const websub = new WebSubHub({
     log,
+    store,
     agent,
     logger,
     publicUrl: config.publicUrl,
@@ -117,6 +118,7 @@ export async function startHerald(
     hooks: {
       policy: { allowPrivateTargets: config.allowPrivateTargets, secretGraceMs: config.secretGraceMs, agent },
       wake: () => dispatcher.wake(),
+      store,
     },
     websub,
   }

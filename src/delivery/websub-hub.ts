@@ -5,7 +5,7 @@ import { request } from 'undici'
 import { ulid } from '../core/event.ts'
 import { isHeraldTopic, validateTopic } from '../core/topic.ts'
 import type { TopicLog } from '../log/topic-log.ts'
-import type { HookRecord } from '../store/store.ts'
+import type { HookRecord, HookStore } from '../store/store.ts'
 import { checkTargetUrl, MAX_URL_LENGTH } from './targets.ts'
 import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 
@@ -32,6 +32,8 @@ const VERIFY_READ_BYTES = 4096
 
 export interface HubOptions {
   log: TopicLog
+  /** Subscriptions (hooks of kind websub) and their verifications. */
+  store: HookStore
   agent: Agent
   logger: Logger
   /** `{HERALD_PUBLIC_URL}`: Herald topics are `{publicUrl}/v1/topics/{topic}`. */
@@ -185,8 +187,7 @@ export class WebSubHub {
 
   /** Verification of intent (§5.3); a topic the hub refuses is answered with a denial (§5.2) instead. */
   private async verify(request: SubscriptionRequest): Promise<void> {
-    const { log } = this.options
-    const store = log.store
+    const { store } = this.options
     const now = Date.now()
     const id = await store.recordVerification({
       mode: request.mode,
@@ -305,7 +306,7 @@ export class WebSubHub {
   private async fetchAndPublish(topicUrl: string): Promise<void> {
     const { topic, external } = this.heraldTopic(topicUrl)
     if (!external) return // a Herald topic's events are distributed as they are published
-    const store = this.options.log.store
+    const { store } = this.options
     if ((await store.hooks({ kind: 'websub', topicUrl, limit: 1 })).length === 0) return
     // The topic's server is the publisher's to run: a refused connection, a timeout or an answer that
     // is not a 2xx is an outcome of the ping (logged, nothing distributed), not a fault of the hub.

@@ -3,6 +3,7 @@ import type { HookPolicy } from '../delivery/hooks.ts'
 import type { WebSubHub } from '../delivery/websub-hub.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
+import type { HookStore } from '../store/store.ts'
 import type { Connections } from '../streams/connections.ts'
 import type { Access } from './access.ts'
 
@@ -20,7 +21,7 @@ export interface HttpContext {
   /** Why the server is not ready for traffic (starting, draining, a store that cannot write), or undefined. */
   notReady: () => Promise<string | undefined>
   /** Webhooks: the checks on new targets, and a nudge for the dispatcher when work was queued. */
-  hooks: { policy: HookPolicy; wake(): void }
+  hooks: { policy: HookPolicy; wake(): void; store: HookStore }
   /** The WebSub hub behind POST /websub. */
   websub: WebSubHub
 }

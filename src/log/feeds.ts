@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Bus } from '../bus/bus.ts'
 import { HeraldError } from '../core/errors.ts'
 import type { StoredEvent } from '../core/event.ts'
-import type { Store } from '../store/store.ts'
+import type { EventStore } from '../store/store.ts'
 
 /**
  * One consumer of a topic: SSE, NDJSON, WebSocket or a held long poll. It gets events in seq order,
@@ -14,7 +14,7 @@ export interface Sink {
   /** Resolves when the sink can take more (catch-up waits for it between pages). */
   drained?(): Promise<void>
   /**
-   * Called if reading the Store fails for another reason than the store being unreachable (then the
+   * Called if reading the EventStore fails for another reason than the store being unreachable (then the
    * read is tried again, and the stream stays open); the subscription is closed.
    */
   fail?(error: unknown): void
@@ -51,23 +51,23 @@ const CATCH_UP_BYTES = 1024 * 1024
 /**
  * Catch-up then live, without a gap or a duplicate, for every protocol.
  *
- * A new subscription first reads the Store in pages from its cursor. When a page comes back short it
+ * A new subscription first reads the EventStore in pages from its cursor. When a page comes back short it
  * tries to join its topic's Feed: it may join only if the Feed has not dispatched anything past the
  * subscription's cursor, else it reads again. The Feed subscribes to the Bus *before* any subscription
  * makes its last read, so an event committed after that read is dispatched by the Feed; one committed
  * before it is in the read. Each subscription also drops what is at or below its cursor, so an event
  * the Feed dispatches that the subscription already read is not sent twice.
  *
- * Live, one Feed per topic reads each new batch of events from the Store once and hands the same
+ * Live, one Feed per topic reads each new batch of events from the EventStore once and hands the same
  * objects to every caught-up subscription: serialization happens once per event and format (the sinks
  * cache frames per event), never once per subscriber.
  */
 export class Feeds {
-  private readonly store: Store
+  private readonly store: EventStore
   private readonly bus: Bus
   private readonly feeds = new Map<string, Feed>()
 
-  constructor(store: Store, bus: Bus) {
+  constructor(store: EventStore, bus: Bus) {
     this.store = store
     this.bus = bus
   }
@@ -101,7 +101,7 @@ export class Subscription {
     this.sink = sink
   }
 
-  async catchUp(store: Store, pageSize: number): Promise<void> {
+  async catchUp(store: EventStore, pageSize: number): Promise<void> {
     let retryMs = OUTAGE_RETRY_MS
     try {
       for (;;) {
@@ -147,7 +147,7 @@ export class Subscription {
     return this.sink.waitsOutages === true
   }
 
-  /** Ends the subscription because the Store could not be read. */
+  /** Ends the subscription because the EventStore could not be read. */
   fail(error: unknown): void {
     this.close()
     this.sink.fail?.(error)
@@ -156,7 +156,7 @@ export class Subscription {
 
 class Feed {
   readonly topic: string
-  private readonly store: Store
+  private readonly store: EventStore
   private readonly live = new Set<Subscription>()
   private readonly attached = new Set<Subscription>()
   private readonly unsubscribe: () => void
@@ -168,7 +168,7 @@ class Feed {
   private retryTimer: NodeJS.Timeout | undefined
   private retryMs = OUTAGE_RETRY_MS
 
-  constructor(topic: string, store: Store, bus: Bus, onEmpty: () => void) {
+  constructor(topic: string, store: EventStore, bus: Bus, onEmpty: () => void) {
     this.topic = topic
     this.store = store
     this.onEmpty = onEmpty

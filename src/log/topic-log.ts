@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { Bus } from '../bus/bus.ts'
 import { type EventInput, prepareEvent, type StoredEvent } from '../core/event.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import type { AppendResult, Store } from '../store/store.ts'
+import type { AppendResult, EventStore } from '../store/store.ts'
 import { Feeds, type Sink, type Subscription } from './feeds.ts'
 
 /**
@@ -11,14 +11,14 @@ import { Feeds, type Sink, type Subscription } from './feeds.ts'
  * protocol: the Bus wakes them, the Store gives them what they missed.
  */
 export class TopicLog {
-  readonly store: Store
+  readonly store: EventStore
   readonly bus: Bus
   readonly feeds: Feeds
   private readonly metrics: Metrics
   /** Told when stored events created webhook deliveries (the dispatcher then looks at once). */
   onDeliveries: () => void = () => {}
 
-  constructor(store: Store, bus: Bus, metrics: Metrics) {
+  constructor(store: EventStore, bus: Bus, metrics: Metrics) {
     this.store = store
     this.bus = bus
     this.metrics = metrics

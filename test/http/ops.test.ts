@@ -106,9 +106,10 @@ describe('graceful shutdown', () => {
           }),
           draining: controller.signal,
           notReady: async () => (draining ? 'The server is draining.' : 'The server is starting.'),
-          hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {} },
+          hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {}, store },
           websub: new WebSubHub({
             log,
+            store,
             agent,
             logger: createLogger(config),
             publicUrl: config.publicUrl,

@@ -52,7 +52,7 @@ function deliveryView(delivery: DeliveryRecord) {
 /** Webhooks and REST Hooks: `/v1/hooks` and the delivery log under each hook. */
 export function registerHookRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, hooks } = context
-  const store = log.store
+  const { store } = hooks
 
   /**
    * The hook a path names. Its delivery log, retries and replays also serve WebSub subscriptions

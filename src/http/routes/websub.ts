@@ -85,7 +85,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
-    const list = await log.store.hooks({
+    const list = await context.hooks.store.hooks({
       kind: 'websub',
       limit,
       after: stringParam(query, 'after') ?? '',
@@ -101,7 +101,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
-    const list = await log.store.verifications({
+    const list = await context.hooks.store.verifications({
       limit,
       ...(topicUrl ? { topicUrl } : {}),
     })
@@ -116,7 +116,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
 
   app.get('/v1/websub/subscriptions/:id', ADMIN, async (request) => {
     const subscription = await findSubscription(request.params as { id: string })
-    const attempts = await log.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
+    const attempts = await context.hooks.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
       ...subscriptionView(subscription),
       attempts: attempts.map(attemptView),
@@ -125,12 +125,12 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
 
   app.delete('/v1/websub/subscriptions/:id', ADMIN, async (request, reply) => {
     const subscription = await findSubscription(request.params as { id: string })
-    await log.store.deleteHook(subscription.id)
+    await context.hooks.store.deleteHook(subscription.id)
     return reply.code(204).send()
   })
 
   async function findSubscription({ id }: { id: string }): Promise<HookRecord> {
-    const subscription = await log.store.hook(id)
+    const subscription = await context.hooks.store.hook(id)
     if (subscription?.kind !== 'websub') throw errors.notFound(`There is no WebSub subscription ${id}.`)
     return subscription
   }

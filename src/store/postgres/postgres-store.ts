@@ -91,7 +91,7 @@ export class PostgresStore implements Store {
     this.pool = pool
     const firstDelayMs = options.firstDeliveryDelayMs ?? 0
     this.writer = new PostgresWriter(pool, firstDelayMs, (error) => this.failed(error))
-    this.deliveries = new PostgresDeliveries(pool, firstDelayMs)
+    this.deliveries = new PostgresDeliveries(pool)
     this.nodeTable = new PostgresNodes(pool, options, this.clock)
   }
 
