@@ -8,8 +8,10 @@ import type { AppendOptions, AppendResult } from '../store.ts'
  * Appends in PostgreSQL, group-committed: the appends that arrive while the previous group commits
  * are coalesced into one transaction, sent as two pipelined round trips (the first takes the locks
  * and reads what the decisions need, the second writes the rows and commits), with one WAL flush for
- * the whole group. Up to MAX_GROUPS groups are in flight at once, so that a group forms and reads
- * while the one before it waits for its flush.
+ * the whole group. Up to MAX_GROUPS groups are in flight at once, on topics no other group in flight
+ * holds: groups of different topics commit in parallel, while the appends to a topic being committed
+ * gather into its next group (two groups of one topic would only run one after the other on its
+ * row lock, the second paying again for what the first pays once).
  *
  * Why seq order is visibility order, so that a reader of `seq > cursor` never skips a row committed
  * late: every append to a topic first locks the topic's row (the upsert below) and holds that lock to
@@ -20,7 +22,7 @@ import type { AppendOptions, AppendResult } from '../store.ts'
  * for each other in a cycle.
  */
 
-/** Groups committing at once; more only queue on the same topic locks and connections. */
+/** Groups committing at once (on different topics); more only queue on connections and the WAL. */
 const MAX_GROUPS = 3
 
 /** Topics carrying external WebSub content, delivered to their subscriptions only (src/delivery/websub.ts). */
@@ -113,6 +115,8 @@ export class PostgresWriter {
   private queue: PendingAppend[] = []
   private inFlight = 0
   private scheduled = false
+  /** The topics of the groups in flight: a topic is in one group at a time (see kick). */
+  private readonly busyTopics = new Set<string>()
 
   /** `onFailure` turns a failed commit into the error each request of the group is rejected with. */
   constructor(pool: pg.Pool, firstDelayMs: number, onFailure: (error: unknown) => unknown) {
@@ -140,10 +144,20 @@ export class PostgresWriter {
     setImmediate(() => {
       this.scheduled = false
       if (this.inFlight >= MAX_GROUPS || this.queue.length === 0) return
-      const group = this.queue
-      this.queue = []
+      // An append to a topic that a group in flight holds waits for the next group: the two would
+      // only queue on the topic's row lock, one after the other, each paying its round trips and its
+      // WAL flush under the lock; waiting, it joins a larger group instead. Groups of other topics go
+      // on in parallel. The queue keeps its order, so each topic's appends keep theirs.
+      const group: PendingAppend[] = []
+      const waiting: PendingAppend[] = []
+      for (const pending of this.queue) (this.busyTopics.has(pending.topic) ? waiting : group).push(pending)
+      if (group.length === 0) return
+      this.queue = waiting
+      const topics = new Set(group.map((pending) => pending.topic))
+      for (const topic of topics) this.busyTopics.add(topic)
       this.inFlight++
       void this.commit(group).finally(() => {
+        for (const topic of topics) this.busyTopics.delete(topic)
         this.inFlight--
         this.kick()
       })
