@@ -29,6 +29,7 @@
 // requests/s: the server's CPU per request (its process, all threads) and, for the PostgreSQL
 // targets, the CPU per request of the database backends serving it (found by the server's TCP
 // connections after the warm-up; the WAL writer, shared by everyone on the server, is not counted).
+import { rm } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
 import {
@@ -85,7 +86,13 @@ async function heraldOnPostgres(root?: string): Promise<Running> {
       HERALD_DATABASE_URL: DATABASE_URL,
       HERALD_DATABASE_SCHEMA: schema,
     })
-    return { target, cleanup: () => dropSchema(schema) }
+    return {
+      target,
+      cleanup: async () => {
+        await rm(target.dataDir, { recursive: true, force: true })
+        await dropSchema(schema)
+      },
+    }
   } catch (error) {
     await dropSchema(schema)
     throw error
@@ -94,7 +101,6 @@ async function heraldOnPostgres(root?: string): Promise<Running> {
 
 async function heraldOnSqlite(): Promise<Running> {
   const target = await startHerald()
-  const { rm } = await import('node:fs/promises')
   return { target, cleanup: () => rm(target.dataDir, { recursive: true, force: true }) }
 }
 
