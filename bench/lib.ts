@@ -44,10 +44,14 @@ export function startProcess(
   })
 }
 
-/** Herald from this checkout, or from `root` (another checkout, to compare commits in one run). */
+/**
+ * Herald from this checkout, or from `root` (another checkout, to compare commits in one run); `env`
+ * adds to the environment (e.g. HERALD_DATABASE_URL and HERALD_DATABASE_SCHEMA for PostgreSQL).
+ */
 export async function startHerald(
   extraArgs: string[] = [],
   root = ROOT,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<Target & { dataDir: string }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'herald-bench-'))
   const target = await startProcess(
@@ -61,6 +65,7 @@ export async function startHerald(
         return undefined
       }
     },
+    { ...process.env, ...env },
   )
   return { ...target, dataDir }
 }
@@ -103,8 +108,15 @@ export function cpuSeconds(pid: number | undefined): number {
 export async function post(
   url: string,
   body: string,
-  options: { connections: number; seconds: number; warmupSeconds?: number; serverPid?: number },
-): Promise<LoadResult> {
+  options: {
+    connections: number
+    seconds: number
+    warmupSeconds?: number
+    serverPid?: number
+    /** Called after the warm-up, right before the measured run (e.g. to find and meter more processes). */
+    beforeMeasure?: () => Promise<void>
+  },
+): Promise<LoadResult & { requests: number }> {
   const run = (duration: number) =>
     autocannon({
       url,
@@ -115,11 +127,13 @@ export async function post(
       duration,
     })
   if (options.warmupSeconds) await run(options.warmupSeconds)
+  await options.beforeMeasure?.()
   const cpuBefore = cpuSeconds(options.serverPid)
   const result = await run(options.seconds)
   const cpu = cpuSeconds(options.serverPid) - cpuBefore
   return {
     requestsPerSecond: result.requests.average,
+    requests: result.requests.total,
     serverCpuUsPerRequest: (cpu * 1e6) / result.requests.total,
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,

@@ -192,6 +192,40 @@ export function storeContract(
       },
     )
 
+    withStore(
+      'ids and data holding control characters (U+001E among them) are stored and read back as sent',
+      async ({ store }) => {
+        const now = Date.now()
+        const odd = ['a\x1eb', 'line\nbreak', 'quote" and \\ backslash', '\x1e']
+        // Appended together, so that they share a group commit with plain events.
+        const results = await Promise.all([
+          store.append('odd', events('odd', ...odd.map((id) => ({ type: 't', id, data: { id } }))), { now }),
+          store.append('odd', events('odd', { type: 't', data: { text: 'x\x1ey\nz' } }), { now }),
+          store.append('plain', events('plain', { type: 't' }, { type: 't' }), { now }),
+        ])
+        assert.deepEqual(
+          results.map((result) => result.stored),
+          [4, 1, 2],
+        )
+        const read = await store.read('odd', 0, 10)
+        assert.equal(read.length, 5)
+        const sent = [...results[0]!.events, ...results[1]!.events]
+        for (const event of read) {
+          const match = sent.find((each) => each.seq === event.seq)!
+          assert.equal(event.json, match.json)
+          assert.equal(event.id, match.id)
+        }
+        assert.deepEqual(
+          results[0]!.events.map((event) => [event.id, JSON.parse(event.json).data.id]),
+          odd.map((id) => [id, id]),
+        )
+        // A repeat of a client id holding U+001E is found.
+        const repeat = await store.append('odd', events('odd', { type: 't', id: 'a\x1eb' }), { now })
+        assert.equal(repeat.stored, 0)
+        assert.equal((await store.read('plain', 0, 10)).length, 2)
+      },
+    )
+
     withStore('a failing append fails alone; the others committed with it are kept', async ({ store }) => {
       await store.append('mix', events('mix', { type: 't' }), {
         now: Date.now(),
