@@ -35,7 +35,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import WebSocket from 'ws'
 import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from './fanout-client.ts'
-import { cpuSeconds, post, ROOT, round, startProcess, type Target, table } from './lib.ts'
+import { cpuSeconds, heraldListening, post, ROOT, round, startProcess, type Target, table } from './lib.ts'
 
 type Bus = 'redis' | 'nats'
 interface Config {
@@ -141,14 +141,7 @@ async function startCluster(config: Config): Promise<Cluster> {
             '--max-connections-per-ip',
             String(SUBSCRIBERS + 100),
           ],
-          (line) => {
-            try {
-              const entry = JSON.parse(line) as { msg?: string; url?: string }
-              return entry.msg === 'herald is listening' ? entry.url : undefined
-            } catch {
-              return undefined
-            }
-          },
+          heraldListening,
           {
             ...process.env,
             HERALD_DATABASE_URL: DATABASE_URL,

@@ -57,14 +57,7 @@ export async function startHerald(
   const target = await startProcess(
     'herald',
     [join(root, 'src/cli/main.ts'), 'serve', '--port', '0', '--data', dataDir, ...extraArgs],
-    (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string }
-        return entry.msg === 'herald is listening' ? entry.url : undefined
-      } catch {
-        return undefined
-      }
-    },
+    heraldListening,
     { ...process.env, ...env },
   )
   return { ...target, dataDir }
@@ -149,4 +142,14 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
 
 export function round(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
+
+/** The URL a `herald serve` log line announces it listens on, or undefined for any other line. */
+export function heraldListening(line: string): string | undefined {
+  try {
+    const entry = JSON.parse(line) as { msg?: string; url?: string }
+    return entry.msg === 'herald is listening' ? entry.url : undefined
+  } catch {
+    return undefined
+  }
 }
