@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { HeraldError } from '../core/errors.ts'
+import { logFailure } from '../core/errors.ts'
 import type { MaintenanceStore, Retention, Store } from '../store/store.ts'
 import { Leadership, type LeadershipOptions } from './leadership.ts'
 
@@ -105,11 +105,7 @@ export class MaintenanceService {
 
   /** A database outage is a warning (it is reported elsewhere, and passes); anything else an error. */
   private failed(error: unknown, message: string): void {
-    if (error instanceof HeraldError && error.status === 503) {
-      this.options.logger.warn({ reason: error.message }, message)
-    } else {
-      this.options.logger.error({ err: error }, message)
-    }
+    logFailure(this.options.logger, error, {}, message)
   }
 
   /**

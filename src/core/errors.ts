@@ -87,3 +87,25 @@ export const errors = {
   unavailable: define('unavailable', 503, 'Service unavailable'),
   internal: define('internal', 500, 'Internal server error'),
 } as const
+
+/**
+ * Whether `error` is a 503: the store out of reach (or the server draining). A state that passes,
+ * which /readyz reports, not a fault of the work that met it.
+ */
+export function isUnavailable(error: unknown): error is HeraldError {
+  return error instanceof HeraldError && error.status === 503
+}
+
+/**
+ * Logs a failure of background work (claims, settlements, maintenance): a 503 as a warning with its
+ * reason and no stack (an outage is reported elsewhere, and passes); anything else as an error.
+ */
+export function logFailure(
+  logger: { warn(fields: object, message: string): void; error(fields: object, message: string): void },
+  error: unknown,
+  fields: Record<string, unknown>,
+  message: string,
+): void {
+  if (isUnavailable(error)) logger.warn({ ...fields, reason: error.message }, message)
+  else logger.error({ ...fields, err: error }, message)
+}

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import type { Agent } from 'undici'
-import { HeraldError } from '../core/errors.ts'
+import { logFailure } from '../core/errors.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type {
@@ -393,16 +393,9 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * A store out of reach (a 503: the database is down) is a state /readyz reports and the next claim
-   * retries, logged as a warning without a stack; anything else is an error.
-   */
+  /** A store out of reach is a warning the next claim retries past; anything else an error. */
   private logFailure(error: unknown, fields: Record<string, unknown>, message: string): void {
-    if (error instanceof HeraldError && error.status === 503) {
-      this.options.logger.warn({ ...fields, reason: error.message }, message)
-    } else {
-      this.options.logger.error({ ...fields, err: error }, message)
-    }
+    logFailure(this.options.logger, error, fields, message)
   }
 
   /**

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Bus } from '../bus/bus.ts'
-import { HeraldError } from '../core/errors.ts'
+import { isUnavailable } from '../core/errors.ts'
 import type { StoredEvent } from '../core/event.ts'
 import type { EventStore } from '../store/store.ts'
 
@@ -28,11 +28,6 @@ export interface Sink {
 /** The first wait before reading an unreachable store again, and the longest. */
 const OUTAGE_RETRY_MS = 500
 const OUTAGE_RETRY_MAX_MS = 5_000
-
-/** Whether `error` says the store cannot be reached at the moment (a 503), not that the read was wrong. */
-function isOutage(error: unknown): boolean {
-  return error instanceof HeraldError && error.status === 503
-}
 
 /** Waits before the next try, longer each time up to the maximum; resolves the next delay. */
 async function backOff(delayMs: number): Promise<number> {
@@ -114,7 +109,7 @@ export class Subscription {
         try {
           events = await store.read(this.topic, this.cursor, pageSize, CATCH_UP_BYTES)
         } catch (error) {
-          if (!isOutage(error) || !this.waitsOutages) throw error
+          if (!isUnavailable(error) || !this.waitsOutages) throw error
           retryMs = await backOff(retryMs)
           continue
         }
@@ -222,9 +217,9 @@ class Feed {
       }
     } catch (error) {
       for (const subscription of [...this.live]) {
-        if (!isOutage(error) || !subscription.waitsOutages) subscription.fail(error)
+        if (!isUnavailable(error) || !subscription.waitsOutages) subscription.fail(error)
       }
-      if (isOutage(error) && this.live.size > 0) this.retryPump()
+      if (isUnavailable(error) && this.live.size > 0) this.retryPump()
     } finally {
       this.pumping = false
     }
