@@ -60,6 +60,9 @@ export interface BusTiming {
 /** Topics read per position check query. */
 const HEADS_PER_QUERY = 1_000
 
+/** The longest message parsed: a node id (≤ 128), a topic (≤ 200) and a head, with JSON's escapes. */
+const MAX_MESSAGE_LENGTH = 4096
+
 interface Message {
   n: string
   t: string
@@ -164,6 +167,9 @@ export class ClusterBus extends LocalBus implements Bus {
   }
 
   private receive(raw: string): void {
+    // A head message is a node id, a topic name (at most 200 characters) and a number: anything far
+    // longer is not one of ours, and is not parsed.
+    if (raw.length > MAX_MESSAGE_LENGTH) return
     let message: unknown
     try {
       message = JSON.parse(raw)
