@@ -181,42 +181,53 @@ type Frame =
   | { kind: 'invalid-utf8'; bytes: Buffer }
   | { kind: 'oversized'; text: string }
 
-const frame: fc.Arbitrary<Frame> = fc.oneof(
-  { arbitrary: messageText.map((text) => ({ kind: 'text' as const, text })), weight: 20 },
-  { arbitrary: jsonText.map((text) => ({ kind: 'text' as const, text })), weight: 3 },
-  { arbitrary: hostileString.map((text) => ({ kind: 'text' as const, text })), weight: 2 },
-  {
-    arbitrary: fc
-      .constantFrom('', '{', '[]', 'null', '"op"', '{"op":"publish"}{}')
-      .map((text) => ({ kind: 'text' as const, text })),
-    weight: 1,
-  },
-  {
-    arbitrary: fc
-      .uint8Array({ maxLength: 40 })
-      .map((bytes) => ({ kind: 'binary' as const, bytes: Buffer.from(bytes) })),
-    weight: 1,
-  },
-  {
-    arbitrary: fc
-      .tuple(
-        messageText,
-        fc.constantFrom([0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]),
-      )
-      .map(([text, bad]) => ({
-        kind: 'invalid-utf8' as const,
-        bytes: Buffer.concat([Buffer.from(text.slice(0, -1)), Buffer.from(bad), Buffer.from('}')]),
-      })),
-    weight: 1,
-  },
-  {
-    arbitrary: fc.constant({
-      kind: 'oversized' as const,
-      text: `{"op":"publish","topic":"ws-a","type":"big","data":"${'x'.repeat(1024 * 1024)}"}`,
-    }),
-    weight: 1,
-  },
-)
+/** The server's message limit (the default --body-limit, 1mb): a longer text frame is a violation. */
+const MESSAGE_LIMIT_BYTES = 1024 * 1024
+
+const frame: fc.Arbitrary<Frame> = fc
+  .oneof(
+    { arbitrary: messageText.map((text) => ({ kind: 'text' as const, text })), weight: 20 },
+    { arbitrary: jsonText.map((text) => ({ kind: 'text' as const, text })), weight: 3 },
+    { arbitrary: hostileString.map((text) => ({ kind: 'text' as const, text })), weight: 2 },
+    {
+      arbitrary: fc
+        .constantFrom('', '{', '[]', 'null', '"op"', '{"op":"publish"}{}')
+        .map((text) => ({ kind: 'text' as const, text })),
+      weight: 1,
+    },
+    {
+      arbitrary: fc
+        .uint8Array({ maxLength: 40 })
+        .map((bytes) => ({ kind: 'binary' as const, bytes: Buffer.from(bytes) })),
+      weight: 1,
+    },
+    {
+      arbitrary: fc
+        .tuple(
+          messageText,
+          fc.constantFrom([0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]),
+        )
+        .map(([text, bad]) => ({
+          kind: 'invalid-utf8' as const,
+          bytes: Buffer.concat([Buffer.from(text.slice(0, -1)), Buffer.from(bad), Buffer.from('}')]),
+        })),
+      weight: 1,
+    },
+    {
+      arbitrary: fc.constant({
+        kind: 'oversized' as const,
+        text: `{"op":"publish","topic":"ws-a","type":"big","data":"${'x'.repeat(1024 * 1024)}"}`,
+      }),
+      weight: 1,
+    },
+  )
+  .map(
+    (f): Frame =>
+      // Deeply nested JSON can grow past the limit by itself (100,000 levels inside a few more).
+      f.kind === 'text' && Buffer.byteLength(f.text) > MESSAGE_LIMIT_BYTES
+        ? { kind: 'oversized', text: f.text }
+        : f,
+  )
 
 /** The close code a protocol violation earns (RFC 6455 §7.4.1). */
 const CLOSE_FOR: Record<Exclude<Frame['kind'], 'text'>, number> = {

@@ -554,13 +554,18 @@ withTwoNodes(
       })
       const span = got.at(-1)!.at - first
       assert.ok(span >= ((count - rate - 2) / rate) * 1000, `${count} deliveries in ${span} ms at ${rate}/s`)
-      const sent = await Promise.all(
-        nodes.map(async ({ metrics }) => {
-          const values = (await metrics.deliveryAttempts.get()).values
-          return values.find((value) => value.labels.outcome === 'delivered')?.value ?? 0
-        }),
-      )
+      // A node counts a delivery once the answer is in, a moment after the receiver has the request.
+      const sent = await until('both nodes to count every delivery', async () => {
+        const counted = await Promise.all(
+          nodes.map(async ({ metrics }) => {
+            const values = (await metrics.deliveryAttempts.get()).values
+            return values.find((value) => value.labels.outcome === 'delivered')?.value ?? 0
+          }),
+        )
+        return counted[0]! + counted[1]! >= count ? counted : undefined
+      })
       assert.equal(sent[0]! + sent[1]!, count, 'each delivery sent once')
+      assert.equal(receiver.received.filter((r) => r.url === '/r').length, count, 'none received twice')
       assert.ok(sent[0]! > 0 && sent[1]! > 0, `both nodes sent: ${sent.join(' and ')}`)
     } finally {
       await Promise.all(nodes.map(({ dispatcher }) => dispatcher.stop()))
