@@ -1,4 +1,4 @@
-import type { HookChanges, TopicInfo } from './store.ts'
+import type { HookChanges, KeyRecord, StoredKey, TopicInfo } from './store.ts'
 
 /**
  * What the two backends' tables have in common, written once: the same columns and the same SQL
@@ -57,4 +57,51 @@ export function topicInfo(row: TopicRow, firstSeq: number | null): TopicInfo {
     created_at: new Date(row.created_at).toISOString(),
     retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
   }
+}
+
+/** The columns of `api_keys`, as both backends select them. */
+export const KEY_COLUMNS = 'id, name, secret_hash, scopes, expires_at, rate_limit, created_at, created_by'
+
+/** An `api_keys` row (numbers may come back as strings from PostgreSQL's bigint). */
+export interface KeyRow {
+  id: string
+  name: string
+  secret_hash: Uint8Array
+  scopes: string
+  expires_at: number | string | null
+  rate_limit: string | null
+  created_at: number | string
+  created_by: string
+}
+
+export function keyOfRow(row: KeyRow): StoredKey {
+  return {
+    id: row.id,
+    name: row.name,
+    secret_hash: Buffer.from(row.secret_hash),
+    scopes: JSON.parse(row.scopes) as StoredKey['scopes'],
+    expires_at: row.expires_at === null ? null : Number(row.expires_at),
+    rate_limit: row.rate_limit === null ? null : (JSON.parse(row.rate_limit) as StoredKey['rate_limit']),
+    created_at: Number(row.created_at),
+    created_by: row.created_by,
+  }
+}
+
+/** A key as listed: everything but the digest. */
+export function withoutSecret({ secret_hash: _hash, ...key }: StoredKey): KeyRecord {
+  return key
+}
+
+/** The values of an INSERT INTO api_keys (KEY_COLUMNS order). */
+export function keyValues(key: StoredKey): unknown[] {
+  return [
+    key.id,
+    key.name,
+    key.secret_hash,
+    JSON.stringify(key.scopes),
+    key.expires_at,
+    key.rate_limit === null ? null : JSON.stringify(key.rate_limit),
+    key.created_at,
+    key.created_by,
+  ]
 }

@@ -32,7 +32,7 @@ export const MAX_READ_BYTES = 4 * 1024 * 1024
  * `EventStore`, the dispatcher a `QueueStore`, the hook and WebSub routes a `HookStore`, the node's
  * heartbeat a `NodeStore`, the leader's maintenance a `MaintenanceStore`.
  */
-export interface Store extends EventStore, HookStore, QueueStore, NodeStore, MaintenanceStore {
+export interface Store extends EventStore, HookStore, QueueStore, NodeStore, MaintenanceStore, KeyStore {
   /**
    * Removes events past retention, expired idempotency keys, and settled deliveries (with their
    * attempts) last updated longer ago than the events' default maximum age.
@@ -52,6 +52,41 @@ export interface Store extends EventStore, HookStore, QueueStore, NodeStore, Mai
    */
   now(): number
   close(): Promise<void>
+}
+
+/**
+ * A scoped API key (/v1/keys). The secret is never stored: only its SHA-256, which the presented key's
+ * digest is compared with in constant time. Keys are random (256 bits), so a fast hash is enough: no
+ * one can guess an input to a digest they do not know.
+ */
+export interface KeyRecord {
+  id: string
+  name: string
+  /** As created: actions and topic patterns, in their text form. */
+  scopes: Array<{ actions: string[]; topics: string[] }>
+  /** Epoch ms, or null: the key does not expire. */
+  expires_at: number | null
+  /** `{points, seconds}`, or null: the server's default budget. */
+  rate_limit: { points: number; seconds: number } | null
+  created_at: number
+  /** Who created it (an actor: root, key:<id>, token:<sub>). */
+  created_by: string
+}
+
+export interface StoredKey extends KeyRecord {
+  secret_hash: Buffer
+}
+
+/** Scoped API keys. */
+export interface KeyStore {
+  createKey(key: StoredKey): Promise<void>
+  /** One key with its digest, or undefined. */
+  key(id: string): Promise<StoredKey | undefined>
+  /** The keys among `ids` that still exist (what a node's cache checks its keys against). */
+  keysById(ids: string[]): Promise<StoredKey[]>
+  /** A page of keys by id, never their digests. */
+  keys(options: { after?: string; limit: number }): Promise<KeyRecord[]>
+  deleteKey(id: string): Promise<boolean>
 }
 
 /** Topics and their events. */

@@ -375,5 +375,45 @@ export function storeContract(
       const next = await reopened.append('p', events('p', { type: 't' }), { now: Date.now() })
       assert.equal(next.events[0]!.seq, 2)
     })
+
+    withStore(
+      'API keys: created, read with their digest, listed without it, deleted; kept across a restart',
+      async (harness) => {
+        const { store } = harness
+        const key = (id: string, expires: number | null) => ({
+          id,
+          name: `key ${id}`,
+          secret_hash: Buffer.alloc(32, id),
+          scopes: [{ actions: ['publish'], topics: ['orders/*', 'billing/**'] }],
+          expires_at: expires,
+          rate_limit: id === 'k2' ? { points: 10, seconds: 60 } : null,
+          created_at: 1_800_000_000_000,
+          created_by: 'root',
+        })
+        await store.createKey(key('k2', 1_900_000_000_000))
+        await store.createKey(key('k1', null))
+        await assert.rejects(store.createKey(key('k1', null)), 'an id is unique')
+        assert.deepEqual(await store.key('k2'), key('k2', 1_900_000_000_000))
+        assert.equal(await store.key('nope'), undefined)
+        const listed = await store.keys({ limit: 10 })
+        assert.deepEqual(
+          listed.map((k) => k.id),
+          ['k1', 'k2'],
+        )
+        assert.ok(
+          listed.every((k) => !('secret_hash' in k)),
+          'a listing never carries a digest',
+        )
+        assert.deepEqual(
+          (await store.keys({ after: 'k1', limit: 10 })).map((k) => k.id),
+          ['k2'],
+        )
+        assert.deepEqual((await store.keysById(['k2', 'gone', 'k1'])).map((k) => k.id).sort(), ['k1', 'k2'])
+        assert.equal(await store.deleteKey('k1'), true)
+        assert.equal(await store.deleteKey('k1'), false)
+        const reopened = await harness.reopen()
+        assert.deepEqual(await reopened.keysById(['k1', 'k2']), [key('k2', 1_900_000_000_000)])
+      },
+    )
   })
 }

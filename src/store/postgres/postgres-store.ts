@@ -15,6 +15,7 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  KeyRecord,
   LeadershipClaim,
   NodeRecord,
   PendingVerification,
@@ -25,6 +26,7 @@ import type {
   Settlement,
   SettleResult,
   Store,
+  StoredKey,
   TopicInfo,
   VerificationLease,
   VerificationOutcome,
@@ -35,6 +37,7 @@ import { DatabaseClock } from './clock.ts'
 import { asStoreError, createPool, migrate, type PostgresOptions, unavailableReason } from './database.ts'
 import { PostgresDeliveries } from './deliveries.ts'
 import { claimLeadership, releaseLeadership } from './leader.ts'
+import { PostgresKeys } from './keys.ts'
 import { PostgresNodes } from './nodes.ts'
 import { PostgresWriter } from './writer.ts'
 
@@ -72,6 +75,7 @@ export class PostgresStore implements Store {
   private readonly writer: PostgresWriter
   private readonly deliveries: PostgresDeliveries
   private readonly nodeTable: PostgresNodes
+  private readonly keyTable: PostgresKeys
   private readonly clock = new DatabaseClock()
   private closed = false
   /** Why the database could not be used at the last probe or write, until one succeeds again. */
@@ -85,6 +89,7 @@ export class PostgresStore implements Store {
     this.writer = new PostgresWriter(pool, firstDelayMs, (error) => this.failed(error))
     this.deliveries = new PostgresDeliveries(pool)
     this.nodeTable = new PostgresNodes(pool, options, this.clock)
+    this.keyTable = new PostgresKeys(pool)
   }
 
   /** Connects, migrates (once across nodes starting together) and reads the database's clock. */
@@ -282,6 +287,26 @@ export class PostgresStore implements Store {
   }
 
   // ---- hooks, deliveries and nodes (deliveries.ts, nodes.ts) -----------------------------------
+
+  createKey(key: StoredKey): Promise<void> {
+    return this.run(() => this.keyTable.create(key))
+  }
+
+  key(id: string): Promise<StoredKey | undefined> {
+    return this.run(() => this.keyTable.key(id))
+  }
+
+  keysById(ids: string[]): Promise<StoredKey[]> {
+    return this.run(() => this.keyTable.keysById(ids))
+  }
+
+  keys(options: { after?: string; limit: number }): Promise<KeyRecord[]> {
+    return this.run(() => this.keyTable.keys(options))
+  }
+
+  deleteKey(id: string): Promise<boolean> {
+    return this.run(() => this.keyTable.delete(id))
+  }
 
   createHook(hook: HookRecord): Promise<HookRecord> {
     return this.run(() => this.deliveries.createHook(hook))

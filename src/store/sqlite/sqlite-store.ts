@@ -14,6 +14,7 @@ import type {
   HookChanges,
   HookKind,
   HookRecord,
+  KeyRecord,
   LeadershipClaim,
   NodeRecord,
   PendingVerification,
@@ -24,6 +25,7 @@ import type {
   Settlement,
   SettleResult,
   Store,
+  StoredKey,
   TopicInfo,
   VerificationLease,
   VerificationOutcome,
@@ -43,6 +45,7 @@ import {
   touch,
 } from './database.ts'
 import { DeliveryTables } from './deliveries.ts'
+import { KeyTable } from './keys.ts'
 import { NodeTable } from './nodes.ts'
 import { SqliteWriter } from './writer.ts'
 
@@ -84,6 +87,7 @@ export class SqliteStore implements Store {
   private readonly writer: SqliteWriter
   private readonly deliveries: DeliveryTables
   private readonly nodeTable: NodeTable
+  private readonly keyTable: KeyTable
   private queue: PendingWrite[] = []
   private flushScheduled = false
   private closed = false
@@ -114,6 +118,7 @@ export class SqliteStore implements Store {
     this.deliveries = new DeliveryTables(this.db, options.firstDeliveryDelayMs ?? 0)
     this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
     this.nodeTable = new NodeTable(this.db, this.deliveries)
+    this.keyTable = new KeyTable(this.db)
   }
 
   private openFailure(error: unknown): Error {
@@ -247,6 +252,26 @@ export class SqliteStore implements Store {
   }
 
   // ---- hooks and deliveries (src/store/sqlite/deliveries.ts) ----------------------------------
+
+  createKey(key: StoredKey): Promise<void> {
+    return this.write(() => this.keyTable.create(key))
+  }
+
+  async key(id: string): Promise<StoredKey | undefined> {
+    return this.keyTable.key(id)
+  }
+
+  async keysById(ids: string[]): Promise<StoredKey[]> {
+    return this.keyTable.keysById(ids)
+  }
+
+  async keys(options: { after?: string; limit: number }): Promise<KeyRecord[]> {
+    return this.keyTable.keys(options)
+  }
+
+  deleteKey(id: string): Promise<boolean> {
+    return this.write(() => this.keyTable.delete(id))
+  }
 
   createHook(hook: HookRecord): Promise<HookRecord> {
     return this.write(() => this.deliveries.createHook(hook))
