@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
+import { createAudit } from './access/audit.ts'
+import { KeyRing } from './access/keys.ts'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { MaintenanceService } from './cluster/maintenance.ts'
@@ -109,9 +111,18 @@ export async function startHerald(
     wake: () => dispatcher.wake(),
     onVerification: (mode, outcome) => metrics.websubVerifications.inc({ mode, outcome }),
   })
+  // Scoped keys, checked in memory and against the store every half second: a revoked key's
+  // streams and sockets end here too.
+  const keys = new KeyRing(store)
+  keys.onRevoked((id) => connections.revoke(id))
   const httpContext = {
     config,
-    access: createAccess(config.apiKey, { publicUrl: config.publicUrl, corsOrigins: config.corsOrigins }),
+    access: createAccess({
+      apiKey: config.apiKey,
+      publicUrl: config.publicUrl,
+      corsOrigins: config.corsOrigins,
+      keys,
+    }),
     log,
     metrics,
     connections,
@@ -129,6 +140,8 @@ export async function startHerald(
     },
     websub,
     cluster: { store: store.kind, bus: bus.kind, nodes: () => store.nodes() },
+    keys: { store, ring: keys },
+    audit: createAudit(log, logger),
   }
   const server = buildServer(httpContext, logger)
 
@@ -203,6 +216,7 @@ export async function startHerald(
       // Its leases released: what the dispatcher did not send goes out at the next start, not a lease later.
       await node.stop()
       await agent.close()
+      keys.close()
       await bus.close()
       await store.close()
       lock.release()

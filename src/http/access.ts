@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isKeyToken, type KeyRing } from '../access/keys.ts'
+import { ANONYMOUS, assertMay, mayAtAll, type Principal, ROOT } from '../access/principal.ts'
 import { errors } from '../core/errors.ts'
 import { corsPolicy } from './cors.ts'
 
@@ -23,21 +25,25 @@ declare module 'fastify' {
     /** The right a request to this route needs. Every route declares one. */
     right?: Right
     /**
+     * Whether the right is checked on a topic by the route's handler (which names it): then the
+     * route-level check asks only that the principal holds the right on some topic. Otherwise an
+     * `admin` route needs admin over every topic (`**`).
+     */
+    topical?: boolean
+    /**
      * Whether this request may present its key as `?access_token=`: only streams, because a
      * browser's EventSource cannot set headers. Elsewhere the key stays out of URLs (and so out of
      * access logs and browser history).
      */
     tokenInQuery?: (request: FastifyRequest) => boolean
   }
+  interface FastifyRequest {
+    /** Who sent the request (set before the handler runs, on every route but the public ones). */
+    principal: Principal
+  }
 }
 
-/** Who a request comes from: the holder of the root key, or anyone (open mode, no key configured). */
-export interface Principal {
-  kind: 'root' | 'anonymous'
-}
-
-const ROOT: Principal = { kind: 'root' }
-const ANONYMOUS: Principal = { kind: 'anonymous' }
+export type { Principal }
 
 export interface Access {
   /** Whether a key is required at all (false in open mode, which only loopback may use). */
@@ -49,19 +55,40 @@ export interface Access {
    * present the key, so nothing is checked here.
    */
   checkBrowserReach(headers: IncomingHttpHeaders): void
-  /** The principal behind a request's credentials; a coded 401 when they are missing or wrong. */
-  authenticate(token: string | undefined): Principal
-  /** Throws 403 unless `principal` holds `right`. Today every authenticated principal holds every right. */
-  authorize(principal: Principal, right: Right): void
+  /**
+   * The principal behind a request's credentials: the root key, a scoped key (`hk_…`), a signed
+   * token (JWT); in open mode, no credentials is the anonymous principal. A coded 401 when they are
+   * missing or not valid.
+   */
+  authenticate(token: string | undefined): Promise<Principal>
+  /** Throws 403 unless `principal` holds `right` on `topic` (on every topic when undefined). */
+  authorize(principal: Principal, right: Exclude<Right, 'public'>, topic?: string): void
+}
+
+/** The verifier of signed tokens (src/access/tokens.ts), when HERALD_JWT_SECRET or _PUBLIC_KEY is set. */
+export interface TokenCheck {
+  verify(token: string): Promise<Principal>
 }
 
 export function createAccess(
-  apiKey: string | undefined,
-  options: { publicUrl?: string; corsOrigins?: readonly string[] } = {},
+  options: {
+    apiKey?: string | undefined
+    publicUrl?: string
+    corsOrigins?: readonly string[]
+    keys?: KeyRing
+    tokens?: TokenCheck | undefined
+    now?: () => number
+  } = {},
 ): Access {
+  const { apiKey, keys, tokens } = options
+  const now = options.now ?? Date.now
   const isKey = apiKey === undefined ? undefined : createKeyCheck(apiKey)
   const publicHost = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).host
   const origins = corsPolicy(options.corsOrigins ?? [])
+  const invalid = () =>
+    errors.unauthorized('The API key is not valid.', 'Authorization', {
+      'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
+    })
   return {
     keyRequired: isKey !== undefined,
     checkBrowserReach(headers) {
@@ -90,24 +117,34 @@ export function createAccess(
         'Origin',
       )
     },
-    authenticate(token) {
-      if (isKey === undefined) return ANONYMOUS
+    async authenticate(token) {
       if (token === undefined) {
-        throw errors.unauthorized('Send the API key as "Authorization: Bearer <key>".', 'Authorization', {
-          'WWW-Authenticate': 'Bearer realm="herald"',
-        })
+        if (isKey === undefined) return ANONYMOUS
+        throw errors.unauthorized(
+          'Send an API key or a token as "Authorization: Bearer <key>".',
+          'Authorization',
+          { 'WWW-Authenticate': 'Bearer realm="herald"' },
+        )
       }
-      if (!isKey(token)) {
-        throw errors.unauthorized('The API key is not valid.', 'Authorization', {
-          'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
-        })
-      }
-      return ROOT
+      // Credentials presented are always checked, in open mode too: a wrong one is a mistake to report.
+      if (isKey?.(token)) return ROOT
+      if (keys !== undefined && isKeyToken(token)) return keys.authenticate(token, now())
+      if (tokens !== undefined && looksLikeJwt(token)) return tokens.verify(token)
+      if (isKey === undefined && keys === undefined && tokens === undefined) return ANONYMOUS
+      throw invalid()
     },
-    authorize(_principal, _right) {
-      // One key, every right: scoped keys (a later version) decide here, for HTTP and WebSocket alike.
+    authorize(principal, right, topic) {
+      assertMay(principal, right, topic)
     },
   }
+}
+
+/** A compact JWS: three base64url parts (counted by hand: no regular expression on the client's text). */
+function looksLikeJwt(token: string): boolean {
+  const first = token.indexOf('.')
+  if (first <= 0) return false
+  const second = token.indexOf('.', first + 1)
+  return second > first + 1 && token.indexOf('.', second + 1) === -1
 }
 
 /** Whether a presented token is the API key (constant-time: digests are compared, whatever the lengths). */
@@ -171,27 +208,31 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
     }
     for (const method of [route.method].flat()) routes.push({ method, url: route.url, right })
   })
-  // A callback hook, not an async one: it runs on every request, and needs no promise.
-  app.addHook('onRequest', (request, reply, done) => {
+  // null, not an object: Fastify shares a decorator's initial value; every non-public request sets its own.
+  app.decorateRequest('principal', null as never)
+  app.addHook('onRequest', async (request, reply) => {
     try {
       if (request.is404) throw notFound(request)
-      const { right, tokenInQuery } = request.routeOptions.config
+      const { right, tokenInQuery, topical } = request.routeOptions.config
       if (right === undefined) throw errors.internal('This route declares no right.') // onRoute prevents it
       access.checkBrowserReach(request.headers)
-      if (right !== 'public') {
-        const queryAllowed = tokenInQuery?.(request) ?? false
-        const principal = access.authenticate(
-          requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
-        )
-        access.authorize(principal, right)
-      }
+      if (right === 'public') return
+      const queryAllowed = tokenInQuery?.(request) ?? false
+      const principal = await access.authenticate(
+        requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
+      )
+      request.principal = principal
+      // A route about one topic checks that topic in its handler; here, that the right is held at all.
+      if (topical) {
+        if (!mayAtAll(principal, right)) {
+          throw errors.forbidden(`These credentials do not hold the "${right}" right.`)
+        }
+      } else access.authorize(principal, right)
     } catch (error) {
       // The body, if any, is never read: close the connection rather than drain an upload.
       reply.header('connection', 'close')
-      done(error as Error)
-      return
+      throw error
     }
-    done()
   })
 }
 

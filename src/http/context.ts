@@ -1,10 +1,12 @@
+import type { Audit } from '../access/audit.ts'
+import type { KeyRing } from '../access/keys.ts'
 import type { Bus } from '../bus/bus.ts'
 import type { HeraldConfig } from '../config/config.ts'
 import type { HookPolicy } from '../delivery/hooks.ts'
 import type { WebSubHub } from '../delivery/websub-hub.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
-import type { HookStore, NodeStore, Store } from '../store/store.ts'
+import type { HookStore, KeyStore, NodeStore, Store } from '../store/store.ts'
 import type { Connections } from '../streams/connections.ts'
 import type { Access } from './access.ts'
 
@@ -25,6 +27,10 @@ export interface HttpContext {
   hooks: { policy: HookPolicy; wake(): void; store: HookStore }
   /** The WebSub hub behind POST /websub. */
   websub: WebSubHub
+  /** Scoped API keys: their store, and this node's cache of them (which revocation must reach). */
+  keys: { store: KeyStore; ring: KeyRing }
+  /** Records an administrative action on herald.system. */
+  audit: Audit
   /** GET /v1/cluster: which store and bus this node uses, and the nodes of the store. */
   cluster: { store: Store['kind']; bus: Bus['kind']; nodes: NodeStore['nodes'] }
 }

@@ -8,6 +8,7 @@ import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
+import { registerKeyRoutes } from './routes/keys.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
@@ -70,5 +71,6 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerHookRoutes(app, context)
   registerWebSubRoutes(app, context, context.websub)
   registerClusterRoutes(app, context)
+  registerKeyRoutes(app, context)
   return app
 }

@@ -1,4 +1,6 @@
 import type { Duplex } from 'node:stream'
+import { expiryOf, type Principal } from '../access/principal.ts'
+import { MAX_TIMER_MS } from '../core/duration.ts'
 import { errors } from '../core/errors.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 
@@ -19,6 +21,17 @@ export interface StreamConnection {
   checkStall(now: number, timeoutMs: number): void
   /** The server is draining: close with a hint to reconnect (elsewhere). */
   shutdown(): void
+  /**
+   * Its credentials ran out (a token's `exp`, a key's `expires_at`) or were revoked: end it (a
+   * WebSocket with 4401). Only called for connections given to `bindCredentials`.
+   */
+  expire(reason: 'expired' | 'revoked'): void
+}
+
+/** What a connection's credentials commit the registry to watch: their expiry, their key's revocation. */
+interface Credentials {
+  timer: NodeJS.Timeout | undefined
+  keyId: string | undefined
 }
 
 /** What SendProgress reads of a socket (a net.Socket, the upgraded one of a WebSocket included). */
@@ -103,6 +116,10 @@ export class Connections {
   private readonly metrics: Metrics
   private readonly timer: NodeJS.Timeout
   private readonly stallTimer: NodeJS.Timeout
+  /** Connections whose credentials can run out or be revoked (root and open mode need nothing here). */
+  private readonly credentials = new Map<StreamConnection, Credentials>()
+  /** The connections open under each scoped key, for its revocation. */
+  private readonly byKey = new Map<string, Set<StreamConnection>>()
 
   constructor(options: {
     maxConnections: number
@@ -160,7 +177,54 @@ export class Connections {
     this.unauthenticated.delete(connection)
   }
 
+  /**
+   * Ties a connection's life to its credentials: it is expired at their expiry, or when its key is
+   * revoked. Called again (a WebSocket's fresh `auth`), it replaces what was bound before.
+   */
+  bindCredentials(connection: StreamConnection, principal: Principal, now = Date.now()): void {
+    this.unbind(connection)
+    const expiresAt = expiryOf(principal)
+    const keyId = principal.kind === 'key' ? principal.id : undefined
+    if (expiresAt === undefined && keyId === undefined) return
+    const timer =
+      expiresAt === undefined
+        ? undefined
+        : setTimeout(
+            // A timer runs at most ~24.8 days: one set for a later expiry is set again when it fires.
+            () =>
+              Date.now() >= expiresAt
+                ? connection.expire('expired')
+                : this.bindCredentials(connection, principal),
+            Math.min(MAX_TIMER_MS, Math.max(0, expiresAt - now)),
+          )
+    timer?.unref()
+    this.credentials.set(connection, { timer, keyId })
+    if (keyId !== undefined) {
+      const open = this.byKey.get(keyId) ?? new Set()
+      this.byKey.set(keyId, open)
+      open.add(connection)
+    }
+  }
+
+  /** A key was revoked: every connection opened with it ends. */
+  revoke(keyId: string): void {
+    for (const connection of [...(this.byKey.get(keyId) ?? [])]) connection.expire('revoked')
+  }
+
+  private unbind(connection: StreamConnection): void {
+    const bound = this.credentials.get(connection)
+    if (bound === undefined) return
+    this.credentials.delete(connection)
+    clearTimeout(bound.timer)
+    if (bound.keyId !== undefined) {
+      const open = this.byKey.get(bound.keyId)
+      open?.delete(connection)
+      if (open?.size === 0) this.byKey.delete(bound.keyId)
+    }
+  }
+
   remove(connection: StreamConnection): void {
+    this.unbind(connection)
     this.unauthenticated.delete(connection)
     if (this.open.delete(connection)) this.metrics.connectionsOpen.dec({ protocol: connection.protocol })
   }

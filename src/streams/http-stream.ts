@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
+import type { Principal } from '../access/principal.ts'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import { releaseSocket } from '../http/socket-guards.ts'
@@ -84,6 +85,8 @@ export interface HttpStreamOptions {
   /** Several topics: each frame carries the token of all positions. */
   multiTopic: boolean
   framing: Framing
+  /** Who opened the stream: it ends when their credentials expire or are revoked. */
+  principal: Principal
 }
 
 /**
@@ -164,8 +167,15 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       socket.end(framing.farewell)
       close()
     },
+    expire() {
+      // The stream lives no longer than its credentials: the client reconnects with fresh ones.
+      if (closed) return
+      socket.end()
+      close()
+    },
   }
   connections.add(connection)
+  connections.bindCredentials(connection, options.principal)
   socket.on('close', close)
 
   const push = (events: StoredEvent[]) => {

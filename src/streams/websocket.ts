@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { may } from '../access/principal.ts'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject, type StoredEvent } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
@@ -21,6 +22,8 @@ export const WS_SUBPROTOCOL = 'herald.v1'
  * --stream-stall-timeout (private-use range).
  */
 export const CLOSE_SLOW_CONSUMER = 4008
+/** The socket's credentials expired (with no fresh `auth` before) or were revoked. */
+export const CLOSE_UNAUTHORIZED = 4401
 /** RFC 6455 codes Herald closes with. */
 const CLOSE_UNSUPPORTED_DATA = 1003
 const CLOSE_POLICY_VIOLATION = 1008
@@ -101,23 +104,23 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
     }
     // The key may come in the query (a browser's WebSocket cannot set headers) or, later, in a first
     // `auth` message; a socket that presents none is let in unauthenticated, for that message.
-    let principal: Principal | undefined
     const token = requestToken(request.headers, Object.fromEntries(url.searchParams), true)
-    if (!context.access.keyRequired || token !== undefined) {
-      try {
-        principal = context.access.authenticate(token)
-      } catch (error) {
-        return refuse(socket, error as HeraldError)
-      }
-    }
-    try {
-      context.connections.admit('ws', principal !== undefined)
-    } catch (error) {
-      return refuse(socket, error as HeraldError)
-    }
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      new WsConnection(ws, socket, context, principal, logger)
+    void upgrade(token).catch((error: unknown) => {
+      if (error instanceof HeraldError) return refuse(socket, error)
+      logger.error({ err: error }, 'websocket upgrade failed')
+      socket.destroy()
     })
+    async function upgrade(token: string | undefined): Promise<void> {
+      const principal =
+        !context.access.keyRequired || token !== undefined
+          ? await context.access.authenticate(token)
+          : undefined
+      context.connections.admit('ws', principal !== undefined)
+      // The socket may have gone while its key was looked up: ws then destroys it.
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        new WsConnection(ws, socket, context, principal, logger)
+      })
+    }
   })
 }
 
@@ -195,7 +198,8 @@ class WsConnection implements StreamConnection, Sink {
     this.counters = context.metrics.streams.ws
     this.progress = new SendProgress(socket as Socket)
     context.connections.add(this, principal !== undefined)
-    if (!principal) {
+    if (principal) context.connections.bindCredentials(this, principal)
+    else {
       this.authDeadline = setTimeout(
         () => ws.close(CLOSE_POLICY_VIOLATION, 'authentication required'),
         AUTH_DEADLINE_MS,
@@ -235,6 +239,16 @@ class WsConnection implements StreamConnection, Sink {
 
   shutdown(): void {
     this.ws.close(CLOSE_SERVICE_RESTART, 'server restarting: reconnect and resubscribe with after')
+  }
+
+  expire(reason: 'expired' | 'revoked'): void {
+    // Its credentials ran out with no fresh `auth` before, or its key was revoked (RFC 6455 §7.4.2:
+    // 4000-4999 are for applications; 4401 is "unauthorized", as Centrifugo has it).
+    this.ws.close(
+      CLOSE_UNAUTHORIZED,
+      `credentials ${reason}: reconnect with fresh ones, or send {"op":"auth"} before they expire`,
+    )
+    this.cleanUp()
   }
 
   cleanUp(): void {
@@ -282,7 +296,6 @@ class WsConnection implements StreamConnection, Sink {
     }
     switch (op) {
       case 'subscribe':
-        this.context.access.authorize(principal, 'subscribe')
         return this.subscribe(message, ref)
       case 'unsubscribe': {
         const topic = validateTopic(message['topic'])
@@ -291,7 +304,6 @@ class WsConnection implements StreamConnection, Sink {
         return this.send({ op: 'unsubscribed', topic, ref })
       }
       case 'publish':
-        this.context.access.authorize(principal, 'publish')
         return this.publish(message, ref)
       default:
         throw errors.invalidRequest(
@@ -302,14 +314,21 @@ class WsConnection implements StreamConnection, Sink {
     }
   }
 
-  private authenticate(message: Record<string, unknown>, ref: string | number | undefined): void {
+  private async authenticate(
+    message: Record<string, unknown>,
+    ref: string | number | undefined,
+  ): Promise<void> {
     const token = message['token']
     let principal: Principal
     try {
-      principal = this.context.access.authenticate(typeof token === 'string' ? token : '')
-    } catch {
-      throw errors.unauthorized('The API key is not valid.', 'token')
+      principal = await this.context.access.authenticate(typeof token === 'string' ? token : '')
+    } catch (error) {
+      // The field is the message's token here, not a header; a store out of reach stays a 503.
+      if (error instanceof HeraldError && error.status === 401)
+        throw errors.unauthorized(error.message, 'token')
+      throw error
     }
+    if (this.closed) return
     if (this.principal === undefined) {
       try {
         this.context.connections.authenticated(this)
@@ -322,11 +341,26 @@ class WsConnection implements StreamConnection, Sink {
     }
     this.principal = principal
     clearTimeout(this.authDeadline)
+    // Fresh credentials: the socket now lives as long as they do, and keeps only what they may read.
+    this.context.connections.bindCredentials(this, principal)
+    for (const [topic, subscription] of this.subscriptions) {
+      if (may(principal, 'subscribe', topic)) continue
+      subscription.close()
+      this.subscriptions.delete(topic)
+      this.sendError(
+        undefined,
+        errors.forbidden(
+          `These credentials do not hold the "subscribe" right on the topic "${topic}": unsubscribed.`,
+          'topic',
+        ),
+      )
+    }
     this.send({ op: 'authenticated', ref })
   }
 
   private async subscribe(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
     const topic = validateTopic(message['topic'])
+    this.context.access.authorize(this.principal!, 'subscribe', topic)
     const after = message['after']
     if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
       throw errors.invalidRequest('"after" is a seq: a whole number of at least 0.', 'after')
@@ -405,6 +439,7 @@ class WsConnection implements StreamConnection, Sink {
   private async publish(message: Record<string, unknown>, ref: string | number | undefined): Promise<void> {
     const { op: _op, ref: _ref, topic: rawTopic, ...attributes } = message
     const topic = assertPublishable(validateTopic(rawTopic))
+    this.context.access.authorize(this.principal!, 'publish', topic)
     const input = parseEventObject(attributes, false)
     const result = await this.context.log.publish(topic, [input])
     this.sendRaw(`{"op":"published","ref":${JSON.stringify(ref ?? null)},"event":${result.events[0]!.json}}`)

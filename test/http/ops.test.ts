@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { Agent } from 'undici'
+import { KeyRing } from '../../src/access/keys.ts'
 import { createLogger } from '../../src/app.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { loadConfig } from '../../src/config/config.ts'
@@ -95,7 +96,7 @@ describe('graceful shutdown', () => {
       const app = buildServer(
         {
           config,
-          access: createAccess(undefined),
+          access: createAccess(),
           log,
           metrics,
           connections: new Connections({
@@ -122,6 +123,8 @@ describe('graceful shutdown', () => {
             onVerification: () => {},
           }),
           cluster: { store: store.kind, bus: 'local', nodes: () => store.nodes() },
+          keys: { store, ring: new KeyRing(store) },
+          audit: async () => {},
         },
         createLogger(config),
       )

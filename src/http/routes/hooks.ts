@@ -49,6 +49,18 @@ function deliveryView(delivery: DeliveryRecord) {
   }
 }
 
+/** What the audit trail says of a hook: where it sends what, never its secret. */
+function auditView(hook: HookRecord) {
+  return {
+    hook_id: hook.id,
+    kind: hook.kind,
+    target_url: hook.target_url,
+    topic: hook.topic,
+    event: hook.event,
+    state: hook.state,
+  }
+}
+
 /** Webhooks and REST Hooks: `/v1/hooks` and the delivery log under each hook. */
 export function registerHookRoutes(app: FastifyInstance, context: HttpContext): void {
   const { hooks } = context
@@ -75,6 +87,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
 
   app.post('/v1/hooks', ADMIN, async (request, reply) => {
     const hook = await store.createHook(await createHookRecord(request.body, hooks.policy, Date.now()))
+    await context.audit(request.principal, 'hook.created', hook.id, auditView(hook))
     return reply.code(201).header('location', `/v1/hooks/${hook.id}`).send(hookView(hook, true))
   })
 
@@ -97,12 +110,18 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     const hook = await store.updateHook(current.id, changes, now)
     if (!hook) throw errors.notFound(`There is no hook ${current.id}.`)
     if (hook.state === 'active') hooks.wake() // resumed: what queued up while paused goes out
+    await context.audit(request.principal, 'hook.updated', hook.id, {
+      ...auditView(hook),
+      // Which fields changed, never their values when one is the secret.
+      changed: Object.keys(changes),
+    })
     return hookView(hook, true)
   })
 
   app.delete('/v1/hooks/:id', ADMIN, async (request, reply) => {
     const hook = await findHook(request)
     if (!(await store.deleteHook(hook.id))) throw errors.notFound(`There is no hook ${hook.id}.`)
+    await context.audit(request.principal, 'hook.deleted', hook.id, auditView(hook))
     return reply.code(204).send()
   })
 
@@ -139,6 +158,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     const delivery = await store.retryDelivery(hook.id, id, Date.now())
     if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
     hooks.wake()
+    await context.audit(request.principal, 'delivery.retried', hook.id, { hook_id: hook.id, delivery_id: id })
     return reply.code(202).send(deliveryView(delivery))
   })
 
@@ -176,6 +196,12 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
       now: Date.now(),
     })
     hooks.wake()
+    await context.audit(request.principal, 'hook.replayed', hook.id, {
+      hook_id: hook.id,
+      topic,
+      ...(after !== undefined ? { after } : { since }),
+      queued: result.queued,
+    })
     return reply.code(202).send(result)
   })
 }

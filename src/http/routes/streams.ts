@@ -75,6 +75,8 @@ export async function openStream(
 ): Promise<FastifyReply> {
   if (context.draining.aborted)
     throw errors.unavailable('The server is draining.', undefined, { 'retry-after': '1' })
+  // Every topic of the stream needs the right to read it.
+  for (const topic of topics) context.access.authorize(request.principal, 'subscribe', topic)
   const positions = await startPositions(request, topics, context)
   context.connections.admit(framing.protocol)
   openHttpStream(reply, {
@@ -85,6 +87,7 @@ export async function openStream(
     positions,
     multiTopic: topics.length > 1,
     framing,
+    principal: request.principal,
   })
   return reply
 }
@@ -93,7 +96,7 @@ export async function openStream(
 export function registerStreamRoutes(app: import('fastify').FastifyInstance, context: HttpContext): void {
   app.get(
     '/v1/stream',
-    { config: { right: 'subscribe', tokenInQuery: () => true } },
+    { config: { right: 'subscribe', topical: true, tokenInQuery: () => true } },
     async (request, reply) => {
       const raw = (request.query as Query)['topic']
       const topics = [

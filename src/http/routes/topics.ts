@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { may } from '../../access/principal.ts'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
 import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
@@ -46,20 +47,23 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
-  app.get('/v1/topics', { config: { right: 'subscribe' } }, async (request, reply) => {
+  app.get('/v1/topics', { config: { right: 'subscribe', topical: true } }, async (request, reply) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const after = stringParam(query, 'after')
     const topics = await log.store.topics({ ...(after ? { after } : {}), limit })
     const next = topics.length === limit ? topics.at(-1)!.topic : null
-    return reply.send({ topics: topics.map((info) => describeTopic(info, config.publicUrl)), next })
+    // Only the topics these credentials may read; `next` still pages through all of them.
+    const visible = topics.filter((info) => may(request.principal, 'subscribe', info.topic))
+    return reply.send({ topics: visible.map((info) => describeTopic(info, config.publicUrl)), next })
   })
 
   app.get(
     '/v1/topics/*',
-    { config: { right: 'subscribe', tokenInQuery: streamsEvents } },
+    { config: { right: 'subscribe', topical: true, tokenInQuery: streamsEvents } },
     async (request, reply) => {
       const target = parseTarget(wildcard(request))
+      context.access.authorize(request.principal, 'subscribe', target.topic)
       if (target.kind === 'topic') {
         const info = (await log.store.topic(target.topic)) ?? emptyTopic(target.topic)
         setDiscoveryLinks(reply, config.publicUrl, target.topic)
@@ -80,12 +84,13 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     },
   )
 
-  app.post('/v1/topics/*', { config: { right: 'publish' } }, async (request, reply) => {
+  app.post('/v1/topics/*', { config: { right: 'publish', topical: true } }, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'events') {
       throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
     }
     assertPublishable(target.topic)
+    context.access.authorize(request.principal, 'publish', target.topic)
     const started = performance.now()
     try {
       const { inputs, batch } = parsePublishBody(request)
@@ -108,11 +113,12 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     }
   })
 
-  app.put('/v1/topics/*', { config: { right: 'admin' } }, async (request, reply) => {
+  app.put('/v1/topics/*', { config: { right: 'admin', topical: true } }, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'topic')
       throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
     assertConfigurable(target.topic)
+    context.access.authorize(request.principal, 'admin', target.topic)
     const body = request.body
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw errors.invalidRequest(
@@ -121,6 +127,10 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     }
     const retention = parseRetention((body as Record<string, unknown>)['retention'])
     const info = await log.store.configureTopic(target.topic, retention)
+    await context.audit(request.principal, 'topic.configured', target.topic, {
+      topic: target.topic,
+      retention: info.retention,
+    })
     setDiscoveryLinks(reply, config.publicUrl, target.topic)
     return reply.send(describeTopic(info, config.publicUrl))
   })

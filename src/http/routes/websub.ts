@@ -131,6 +131,11 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   app.delete('/v1/websub/subscriptions/:id', ADMIN, async (request, reply) => {
     const subscription = await findSubscription(request.params as { id: string })
     await context.hooks.store.deleteHook(subscription.id)
+    await context.audit(request.principal, 'websub.subscription.deleted', subscription.id, {
+      subscription_id: subscription.id,
+      topic_url: subscription.topic_url,
+      callback: subscription.target_url,
+    })
     return reply.code(204).send()
   })
 
