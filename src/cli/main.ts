@@ -1,6 +1,7 @@
 import { ConfigError } from '../config/config.ts'
 import { CLUSTER_HELP, CLUSTER_OPTIONS, cluster } from './cluster.ts'
 import { HOOKS_HELP, hooks, hooksOptions } from './hooks.ts'
+import { KEYS_HELP, KEYS_OPTIONS, keys } from './keys.ts'
 import { LISTEN_HELP, LISTEN_OPTIONS, listen } from './listen.ts'
 import { PUBLISH_HELP, PUBLISH_OPTIONS, publish, UsageError } from './publish.ts'
 import { SERVE_HELP, serve, serveOptions } from './serve.ts'
@@ -18,6 +19,7 @@ Commands:
   hooks      Manage webhooks: create, list, update, delete, deliveries, retry, replay
   listen     Receive webhooks locally, verify their signatures and print them
   cluster    Show the nodes serving the store, and which one leads
+  keys       Manage scoped API keys: create, list, show, revoke
 
 Run "herald <command> --help" for a command's options.
 `
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   },
   listen: { run: listen, help: LISTEN_HELP, options: () => LISTEN_OPTIONS, name: () => 'listen' },
   cluster: { run: cluster, help: CLUSTER_HELP, options: () => CLUSTER_OPTIONS, name: () => 'cluster' },
+  keys: { run: keys, help: KEYS_HELP, options: () => KEYS_OPTIONS, name: () => 'keys' },
 }
 
 /**
