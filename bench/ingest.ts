@@ -3,6 +3,7 @@
 // The targets are measured in turn, round after round, and each row reports the median round, so
 // that a slow moment of the machine does not fall on one target only.
 import os from 'node:os'
+import { SignJWT } from 'jose'
 import { type LoadResult, post, round, startBareFastify, startHerald, type Target, table } from './lib.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10)
@@ -20,7 +21,8 @@ const batch = JSON.stringify(
 
 interface Scenario {
   name: string
-  start: () => Promise<Target>
+  /** The server, and the headers its requests carry (credentials). */
+  start: () => Promise<Target & { headers?: Record<string, string> }>
   body: string
   connections: number
   eventsPerRequest: number
@@ -59,6 +61,28 @@ const SCENARIOS: Scenario[] = [
           eventsPerRequest: 1,
         },
       ]),
+  // Access control (issue 13): the same publish with the root key, a scoped key and a signed token.
+  {
+    name: 'Herald, single events, root key',
+    start: () => startWithCredentials('root'),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+  {
+    name: 'Herald, single events, scoped key',
+    start: () => startWithCredentials('key'),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+  {
+    name: 'Herald, single events, JWT (HS256)',
+    start: () => startWithCredentials('jwt'),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
   {
     name: 'Herald, single events, sync=normal',
     start: () => startHerald(['--sqlite-sync', 'normal']),
@@ -82,6 +106,37 @@ const SCENARIOS: Scenario[] = [
   },
 ]
 
+const ROOT_KEY = 'bench-root-key-0123456789abcdef'
+const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789'
+
+/**
+ * Herald with a root key and a JWT secret; requests carry the root key, a scoped key (publish on
+ * `bench`, made through /v1/keys) or an HS256 token (publish on `bench`, an hour long).
+ */
+async function startWithCredentials(
+  kind: 'root' | 'key' | 'jwt',
+): Promise<Target & { headers: Record<string, string> }> {
+  const target = await startHerald([], undefined, { HERALD_API_KEY: ROOT_KEY, HERALD_JWT_SECRET: JWT_SECRET })
+  let token = ROOT_KEY
+  if (kind === 'key') {
+    const response = await fetch(`${target.url}/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ROOT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench', scopes: [{ actions: ['publish'], topics: ['bench'] }] }),
+    })
+    if (response.status !== 201)
+      throw new Error(`creating the bench key: ${response.status} ${await response.text()}`)
+    token = ((await response.json()) as { key: string }).key
+  } else if (kind === 'jwt') {
+    token = await new SignJWT({ herald: { publish: ['bench'] } })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('bench')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(JWT_SECRET))
+  }
+  return { ...target, headers: { authorization: `Bearer ${token}` } }
+}
+
 async function measure(scenario: Scenario): Promise<LoadResult> {
   const target = await scenario.start()
   try {
@@ -90,6 +145,7 @@ async function measure(scenario: Scenario): Promise<LoadResult> {
       seconds: SECONDS,
       warmupSeconds: WARMUP,
       serverPid: target.child.pid,
+      ...(target.headers === undefined ? {} : { headers: target.headers }),
     })
     if (result.non2xx > 0 || result.errors > 0) {
       throw new Error(`${scenario.name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`)
@@ -165,6 +221,7 @@ export async function runIngest(): Promise<string> {
     ),
     '',
     `Herald single-event durable publish (sync=full): ${percent(full, bare)} of the bare route's requests/s (target ≥ 50%).`,
+    `Access control: a scoped key gets ${percent(at('Herald, single events, scoped key'), at('Herald, single events, root key'))} and a JWT ${percent(at('Herald, single events, JWT'), at('Herald, single events, root key'))} of the root key's requests/s (target ≥ 95%).`,
     `With sync=normal: ${percent(normal, bare)}. Batches of 100 (sync=full): ${percent(batch, bareBatch)} of the bare route's requests/s with the same body.`,
     ...(BEFORE === undefined
       ? []

@@ -108,13 +108,15 @@ export async function post(
     serverPid?: number
     /** Called after the warm-up, right before the measured run (e.g. to find and meter more processes). */
     beforeMeasure?: () => Promise<void>
+    /** More request headers (e.g. Authorization). */
+    headers?: Record<string, string>
   },
 ): Promise<LoadResult & { requests: number }> {
   const run = (duration: number) =>
     autocannon({
       url,
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...options.headers },
       body,
       connections: options.connections,
       duration,
