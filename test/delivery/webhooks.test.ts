@@ -396,10 +396,12 @@ describe('webhook delivery', () => {
       })
       assert.match(String(state['disabled_reason']), /failing/)
       const events = await readAll(failing.url, 'herald.system')
-      // One delivery.failing when the streak began (not one per attempt), then hook.disabled.
+      // One delivery.failing when the streak began (not one per attempt), then hook.disabled (the
+      // audit trail's hook.created, from /herald/audit, is not an operational event).
       assert.deepEqual(
         events
           .filter((event) => (event.data as { hook_id?: string }).hook_id === hook.id)
+          .filter((event) => event.source === '/herald')
           .map((event) => event.type),
         ['delivery.failing', 'hook.disabled'],
       )
