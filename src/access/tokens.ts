@@ -36,6 +36,8 @@ export interface TokenVerifierOptions {
   audience?: string | undefined
   /** The clock, epoch ms (tests move it; the default is Date.now). */
   now?: () => number
+  /** Verified tokens remembered (default TOKEN_CACHE_SIZE; tests make it small). */
+  cacheSize?: number
 }
 
 /** Skew allowed between the minting backend's clock and this server's, for exp, nbf and iat. */
@@ -76,6 +78,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const byAlg = new Map(keys.map((entry) => [entry.alg as string, entry.key]))
   const audience = options.audience === '' ? undefined : options.audience
   const now = options.now ?? Date.now
+  const cacheSize = options.cacheSize ?? TOKEN_CACHE_SIZE
+  // Token → principal: a hit costs one Map lookup instead of a signature check. Only tokens that
+  // verified are entered, so a client cannot fill it with garbage; its size bounds the memory.
   const cache = new Map<string, TokenPrincipal>()
 
   return {
@@ -109,7 +114,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const principal = principalOf(payload, now())
       if (now() < principal.expiresAt) {
         // Insertion order is age: the first key is the oldest entry.
-        if (cache.size >= TOKEN_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+        if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!)
         cache.set(token, principal)
       }
       return principal

@@ -408,6 +408,18 @@ describe('TokenVerifier.verify: the cache of verified tokens', () => {
     await assertRefused(verifier, token, /The token expired/)
   })
 
+  test('when full, the oldest entry makes room', async () => {
+    const verifier = verifierOf({ secret: SECRET, cacheSize: 2 })
+    const tokens = await Promise.all(
+      [1, 2, 3].map((n) => sign('HS256', secretBytes(SECRET), { sub: `u${n}` })),
+    )
+    const first = await Promise.all(tokens.map((token) => verifier.verify(token)))
+    assert.equal(await verifier.verify(tokens[2]!), first[2], 'the newest is cached')
+    const again = await verifier.verify(tokens[0]!)
+    assert.notEqual(again, first[0], 'the oldest was evicted, so verified anew')
+    assert.deepEqual(again, first[0])
+  })
+
   test('a refused token is not cached: it stays refused, and a valid one beside it is unaffected', async () => {
     const verifier = verifierOf({ secret: SECRET })
     const wrong = await sign('HS256', secretBytes(OTHER_SECRET))
