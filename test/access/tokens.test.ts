@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict'
 import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { describe, test } from 'node:test'
+import { once } from 'node:events'
+import { writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
 import { SignJWT } from 'jose'
 import {
   CLOCK_TOLERANCE_SECONDS,
@@ -10,8 +15,9 @@ import {
   mintToken,
   type TokenVerifier,
 } from '../../src/access/tokens.ts'
-import { ConfigError } from '../../src/config/config.ts'
+import { ConfigError, loadConfig } from '../../src/config/config.ts'
 import { HeraldError } from '../../src/core/errors.ts'
+import { runCliUntilExit, tempDir } from '../helpers.ts'
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes-0123456789'
 const OTHER_SECRET = 'another-secret-of-at-least-32-bytes-abcdefgh'
@@ -426,5 +432,158 @@ describe('TokenVerifier.verify: the cache of verified tokens', () => {
     await assertRefused(verifier, wrong, /signature/)
     await assertRefused(verifier, wrong, /signature/)
     assert.equal((await verifier.verify(await sign('HS256', secretBytes(SECRET)))).kind, 'token')
+  })
+})
+
+describe('configuration: HERALD_JWT_SECRET, HERALD_JWT_PUBLIC_KEY, HERALD_JWT_AUDIENCE', () => {
+  test('unset: no keys; set: passed on as they are', () => {
+    assert.deepEqual(loadConfig({}, {}).jwt, {
+      secret: undefined,
+      publicKeyPem: undefined,
+      audience: undefined,
+    })
+    const config = loadConfig(
+      {},
+      { HERALD_JWT_SECRET: SECRET, HERALD_JWT_PUBLIC_KEY: ED.publicPem, HERALD_JWT_AUDIENCE: 'a' },
+    )
+    assert.deepEqual(config.jwt, { secret: SECRET, publicKeyPem: ED.publicPem, audience: 'a' })
+    assert.deepEqual(verifierOf(config.jwt).algorithms, ['HS256', 'EdDSA'])
+    assert.equal(loadConfig({ 'jwt-audience': 'flag' }, { HERALD_JWT_AUDIENCE: 'env' }).jwt.audience, 'flag')
+  })
+
+  test('a public key that is not PEM text is the path of a PEM file; an unreadable one is a ConfigError', async () => {
+    const file = join(await tempDir(), 'jwt.pem')
+    await writeFile(file, EC.publicPem)
+    const config = loadConfig({}, { HERALD_JWT_PUBLIC_KEY: file })
+    assert.equal(config.jwt.publicKeyPem, EC.publicPem)
+    assert.deepEqual(verifierOf(config.jwt).algorithms, ['ES256'])
+    assert.throws(() => loadConfig({}, { HERALD_JWT_PUBLIC_KEY: `${file}.missing` }), {
+      name: 'ConfigError',
+      message: /HERALD_JWT_PUBLIC_KEY: it is not PEM text.*cannot be read \(ENOENT\)/,
+    })
+  })
+})
+
+describe('CLI: herald token, and --token on client commands', () => {
+  /** A stand-in server that records the Authorization header of each request and answers 201. */
+  const seen: Array<string | undefined> = []
+  const server = createServer((request, response) => {
+    seen.push(request.headers.authorization)
+    request.resume()
+    response.writeHead(201, { 'content-type': 'application/json' }).end('{"seq":1}')
+  })
+  let url = ''
+  before(async () => {
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  after(() => server.close())
+
+  test('herald token prints one token that verifies, with the claims asked for', async () => {
+    const run = await runCliUntilExit(
+      [
+        'token',
+        '--sub',
+        'alice',
+        '--subscribe',
+        'chat/*',
+        '--subscribe',
+        'news/**',
+        '--publish',
+        'chat/alice',
+        '--ttl',
+        '10m',
+      ],
+      { HERALD_JWT_SECRET: SECRET, HERALD_JWT_AUDIENCE: 'herald-test' },
+    )
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stderr, '')
+    const lines = run.stdout.split('\n')
+    assert.equal(lines.length, 2, 'one line')
+    const principal = await verifierOf({ secret: SECRET, audience: 'herald-test' }).verify(lines[0]!)
+    assert.equal(principal.sub, 'alice')
+    assert.deepEqual(principal.scopes, [
+      { actions: ['publish'], topics: [['chat', 'alice']] },
+      {
+        actions: ['subscribe'],
+        topics: [
+          ['chat', '*'],
+          ['news', '**'],
+        ],
+      },
+    ])
+    const left = principal.expiresAt - Date.now()
+    assert.ok(left > 540_000 && left <= 601_000, `expires in ${left} ms`)
+  })
+
+  test('herald token refuses without HERALD_JWT_SECRET, with a short one, and without any pattern', async () => {
+    const unset = await runCliUntilExit(['token', '--subscribe', 'a'])
+    assert.equal(unset.code, 1)
+    assert.equal(unset.stdout, '')
+    assert.match(unset.stderr, /^herald token: HERALD_JWT_SECRET is not set/)
+    const short = await runCliUntilExit(['token', '--subscribe', 'a'], { HERALD_JWT_SECRET: 'short' })
+    assert.equal(short.code, 1)
+    assert.match(short.stderr, /at least 32 bytes/)
+    const none = await runCliUntilExit(['token', '--sub', 'x'], { HERALD_JWT_SECRET: SECRET })
+    assert.equal(none.code, 1)
+    assert.match(none.stderr, /^herald token: give at least one --subscribe or --publish pattern/)
+    const long = await runCliUntilExit(['token', '--subscribe', 'a', '--ttl', '31d'], {
+      HERALD_JWT_SECRET: SECRET,
+    })
+    assert.equal(long.code, 1)
+    assert.match(long.stderr, /--ttl is from 1s to 30d/)
+    const bad = await runCliUntilExit(['token', '--publish', 'a/**/b'], { HERALD_JWT_SECRET: SECRET })
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /^herald token: --publish: "\*\*" may only end/)
+  })
+
+  test('--token is sent as Authorization: Bearer, from the flag or HERALD_TOKEN', async () => {
+    const token = await mintToken(SECRET, { publish: ['t'], ttlSeconds: 60 })
+    seen.length = 0
+    const fromFlag = await runCliUntilExit(['publish', 't', '--type', 'x', '--url', url, '--token', token])
+    assert.equal(fromFlag.code, 0, fromFlag.stderr)
+    const fromEnv = await runCliUntilExit(['publish', 't', '--type', 'x', '--url', url], {
+      HERALD_TOKEN: token,
+    })
+    assert.equal(fromEnv.code, 0, fromEnv.stderr)
+    // A flag wins over the environment, whichever kind each is.
+    const flagOverEnv = await runCliUntilExit(
+      ['publish', 't', '--type', 'x', '--url', url, '--token', token],
+      {
+        HERALD_API_KEY: 'some-key',
+      },
+    )
+    assert.equal(flagOverEnv.code, 0, flagOverEnv.stderr)
+    assert.deepEqual(seen, [`Bearer ${token}`, `Bearer ${token}`, `Bearer ${token}`])
+  })
+
+  test('--token and --api-key together (or both variables) are a usage error, before any request', async () => {
+    seen.length = 0
+    for (const args of [['publish', 't', '--type', 'x'], ['tail', 't'], ['hooks', 'list'], ['cluster']]) {
+      const both = await runCliUntilExit([...args, '--url', url, '--token', 'a.b.c', '--api-key', 'k'])
+      assert.equal(both.code, 1, both.stderr)
+      assert.match(
+        both.stderr,
+        /^herald \w+: --api-key and --token do not go together: give one\.\n\n(Usage|Run)/,
+      )
+      const env = await runCliUntilExit([...args, '--url', url], {
+        HERALD_TOKEN: 'a.b.c',
+        HERALD_API_KEY: 'k',
+      })
+      assert.equal(env.code, 1, env.stderr)
+      assert.match(env.stderr, /HERALD_API_KEY and HERALD_TOKEN are both set/)
+    }
+    assert.deepEqual(seen, [], 'nothing was sent')
+  })
+
+  test('a token HTTP cannot carry: one line, without the token', async () => {
+    const run = await runCliUntilExit(['publish', 't', '--type', 'x', '--url', url, '--token', 'eyJ hidden'])
+    assert.equal(run.code, 1)
+    assert.match(
+      run.stderr,
+      /^herald publish: the token \(--token\) cannot be sent: it has a space.*\(at position 4\)/,
+    )
+    assert.ok(!run.stderr.includes('hidden'))
   })
 })
