@@ -560,20 +560,23 @@ describe('CLI: herald token, and --token on client commands', () => {
 
   test('--token and --api-key together (or both variables) are a usage error, before any request', async () => {
     seen.length = 0
-    for (const args of [['publish', 't', '--type', 'x'], ['tail', 't'], ['hooks', 'list'], ['cluster']]) {
-      const both = await runCliUntilExit([...args, '--url', url, '--token', 'a.b.c', '--api-key', 'k'])
-      assert.equal(both.code, 1, both.stderr)
-      assert.match(
-        both.stderr,
-        /^herald \w+: --api-key and --token do not go together: give one\.\n\n(Usage|Run)/,
-      )
-      const env = await runCliUntilExit([...args, '--url', url], {
-        HERALD_TOKEN: 'a.b.c',
-        HERALD_API_KEY: 'k',
-      })
-      assert.equal(env.code, 1, env.stderr)
-      assert.match(env.stderr, /HERALD_API_KEY and HERALD_TOKEN are both set/)
-    }
+    const commands = [['publish', 't', '--type', 'x'], ['tail', 't'], ['hooks', 'list'], ['cluster']]
+    await Promise.all(
+      commands.map(async (args) => {
+        const both = await runCliUntilExit([...args, '--url', url, '--token', 'a.b.c', '--api-key', 'k'])
+        assert.equal(both.code, 1, both.stderr)
+        assert.match(
+          both.stderr,
+          /^herald \w+: --api-key and --token do not go together: give one\.\n\n(Usage|Run)/,
+        )
+        const env = await runCliUntilExit([...args, '--url', url], {
+          HERALD_TOKEN: 'a.b.c',
+          HERALD_API_KEY: 'k',
+        })
+        assert.equal(env.code, 1, env.stderr)
+        assert.match(env.stderr, /HERALD_API_KEY and HERALD_TOKEN are both set/)
+      }),
+    )
     assert.deepEqual(seen, [], 'nothing was sent')
   })
 
