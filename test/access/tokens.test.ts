@@ -419,7 +419,9 @@ describe('TokenVerifier.verify: the cache of verified tokens', () => {
     const tokens = await Promise.all(
       [1, 2, 3].map((n) => sign('HS256', secretBytes(SECRET), { sub: `u${n}` })),
     )
-    const first = await Promise.all(tokens.map((token) => verifier.verify(token)))
+    // One after the other: verifications run side by side may finish, and so be cached, in any order.
+    const first = []
+    for (const token of tokens) first.push(await verifier.verify(token))
     assert.equal(await verifier.verify(tokens[2]!), first[2], 'the newest is cached')
     const again = await verifier.verify(tokens[0]!)
     assert.notEqual(again, first[0], 'the oldest was evicted, so verified anew')
@@ -560,23 +562,21 @@ describe('CLI: herald token, and --token on client commands', () => {
 
   test('--token and --api-key together (or both variables) are a usage error, before any request', async () => {
     seen.length = 0
-    const commands = [['publish', 't', '--type', 'x'], ['tail', 't'], ['hooks', 'list'], ['cluster']]
-    await Promise.all(
-      commands.map(async (args) => {
-        const both = await runCliUntilExit([...args, '--url', url, '--token', 'a.b.c', '--api-key', 'k'])
-        assert.equal(both.code, 1, both.stderr)
-        assert.match(
-          both.stderr,
-          /^herald \w+: --api-key and --token do not go together: give one\.\n\n(Usage|Run)/,
-        )
-        const env = await runCliUntilExit([...args, '--url', url], {
-          HERALD_TOKEN: 'a.b.c',
-          HERALD_API_KEY: 'k',
-        })
-        assert.equal(env.code, 1, env.stderr)
-        assert.match(env.stderr, /HERALD_API_KEY and HERALD_TOKEN are both set/)
-      }),
-    )
+    // One after the other: side by side, on a loaded machine, a spawn can outlast its 20 s deadline.
+    for (const args of [['publish', 't', '--type', 'x'], ['tail', 't'], ['hooks', 'list'], ['cluster']]) {
+      const both = await runCliUntilExit([...args, '--url', url, '--token', 'a.b.c', '--api-key', 'k'])
+      assert.equal(both.code, 1, both.stderr)
+      assert.match(
+        both.stderr,
+        /^herald \w+: --api-key and --token do not go together: give one\.\n\n(Usage|Run)/,
+      )
+      const env = await runCliUntilExit([...args, '--url', url], {
+        HERALD_TOKEN: 'a.b.c',
+        HERALD_API_KEY: 'k',
+      })
+      assert.equal(env.code, 1, env.stderr)
+      assert.match(env.stderr, /HERALD_API_KEY and HERALD_TOKEN are both set/)
+    }
     assert.deepEqual(seen, [], 'nothing was sent')
   })
 
