@@ -1,10 +1,12 @@
 import { apiKeyProblem, ConfigError } from '../config/config.ts'
 import { parseDuration } from '../core/duration.ts'
+import { UsageError } from './usage.ts'
 
 /** What the client commands share: where the server is, how to authenticate, how long to wait. */
 export interface ClientOptions {
   url: string
-  apiKey: string | undefined
+  /** The credential sent as `Authorization: Bearer`: an API key or a signed token (JWT). */
+  bearer: string | undefined
   /** How long to wait for the server to answer a request (its headers; a stream then runs on). */
   timeoutMs: number
 }
@@ -12,22 +14,29 @@ export interface ClientOptions {
 export const CLIENT_OPTIONS = {
   url: { type: 'string' },
   'api-key': { type: 'string' },
+  token: { type: 'string' },
   timeout: { type: 'string' },
 } as const
 
 export const CLIENT_HELP = `  --url <url>          Herald's base URL (HERALD_URL, default http://127.0.0.1:8080)
   --api-key <key>      API key (HERALD_API_KEY)
+  --token <jwt>        Signed token instead of an API key (HERALD_TOKEN; herald token mints one)
   --timeout <duration> How long to wait for the server to answer (default 30s)`
 
 const DEFAULT_TIMEOUT = '30s'
 /** A day: longer is a typo, and timers cannot count much further. */
 const MAX_TIMEOUT_MS = 86_400_000
 
-export function clientOptions(values: {
-  url?: string | undefined
-  'api-key'?: string | undefined
-  timeout?: string | undefined
-}): ClientOptions {
+/** `help` is the command's help text, which a usage error prints. */
+export function clientOptions(
+  values: {
+    url?: string | undefined
+    'api-key'?: string | undefined
+    token?: string | undefined
+    timeout?: string | undefined
+  },
+  help: string,
+): ClientOptions {
   const url = (values.url ?? process.env['HERALD_URL'] ?? 'http://127.0.0.1:8080').replace(/\/$/, '')
   const source =
     values.url === undefined ? (process.env['HERALD_URL'] ? 'HERALD_URL' : 'the default') : '--url'
@@ -43,16 +52,67 @@ export function clientOptions(values: {
   if (timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
     throw new ConfigError('Invalid --timeout: from 1ms to 1d.')
   }
-  const fromFlag = values['api-key'] !== undefined
-  const apiKey = fromFlag ? values['api-key'] : process.env['HERALD_API_KEY'] || undefined
-  // Checked here rather than left to fetch, which refuses such a header with a TypeError.
-  const problem = apiKey === undefined ? undefined : apiKeyProblem(apiKey)
-  if (problem !== undefined) {
-    throw new ConfigError(
-      `the API key (${fromFlag ? '--api-key' : 'HERALD_API_KEY'}) cannot be sent: ${problem}`,
+  const credential = credentialOf(values, help)
+  if (credential === undefined) return { url, bearer: undefined, timeoutMs }
+  // Checked here rather than left to fetch, which refuses such a header with a TypeError. The message
+  // says where the credential came from and what is wrong, never the credential.
+  if (credential.kind === 'key') {
+    const problem = apiKeyProblem(credential.value)
+    if (problem !== undefined) {
+      throw new ConfigError(`the API key (${credential.source}) cannot be sent: ${problem}`)
+    }
+  } else {
+    const problem = tokenProblem(credential.value)
+    if (problem !== undefined) {
+      throw new ConfigError(`the token (${credential.source}) cannot be sent: ${problem}`)
+    }
+  }
+  return { url, bearer: credential.value, timeoutMs }
+}
+
+interface Credential {
+  kind: 'key' | 'token'
+  value: string
+  /** Where it came from: a flag or an environment variable. */
+  source: string
+}
+
+/**
+ * The credential to send: a flag wins over the environment; an API key and a token from the same
+ * level are a usage error, as sending either one would silently ignore the other.
+ */
+function credentialOf(values: { 'api-key'?: string | undefined; token?: string | undefined }, help: string) {
+  const key = values['api-key']
+  const token = values.token
+  if (key !== undefined && token !== undefined) {
+    throw new UsageError('--api-key and --token do not go together: give one.', help)
+  }
+  if (key !== undefined) return { kind: 'key', value: key, source: '--api-key' } satisfies Credential
+  if (token !== undefined) return { kind: 'token', value: token, source: '--token' } satisfies Credential
+  const envKey = process.env['HERALD_API_KEY'] || undefined
+  const envToken = process.env['HERALD_TOKEN'] || undefined
+  if (envKey !== undefined && envToken !== undefined) {
+    throw new UsageError(
+      'HERALD_API_KEY and HERALD_TOKEN are both set: choose one with --api-key or --token (a flag wins over both).',
+      help,
     )
   }
-  return { url, apiKey, timeoutMs }
+  if (envKey !== undefined)
+    return { kind: 'key', value: envKey, source: 'HERALD_API_KEY' } satisfies Credential
+  if (envToken !== undefined)
+    return { kind: 'token', value: envToken, source: 'HERALD_TOKEN' } satisfies Credential
+  return undefined
+}
+
+/** Why a token cannot be a header value, or undefined: a JWT is printable ASCII (base64url and dots). */
+function tokenProblem(token: string): string | undefined {
+  for (let index = 0; index < token.length; index++) {
+    const code = token.charCodeAt(index)
+    if (code < 0x21 || code > 0x7e) {
+      return `it has a space, a control or a non-ASCII character (at position ${index + 1}), which a signed token (JWT) never has.`
+    }
+  }
+  return undefined
 }
 
 /** The server could not be reached or did not answer: said in one line, with the URL tried. */
@@ -129,7 +189,7 @@ export function seconds(ms: number): string {
 }
 
 export function headers(options: ClientOptions, extra: Record<string, string> = {}): Record<string, string> {
-  return options.apiKey ? { ...extra, authorization: `Bearer ${options.apiKey}` } : extra
+  return options.bearer ? { ...extra, authorization: `Bearer ${options.bearer}` } : extra
 }
 
 /** Turns a problem+json answer into a one-line error message. */

@@ -36,7 +36,7 @@ export async function cluster(args: string[]): Promise<void> {
   if (positionals.length > 0) {
     throw new UsageError('cluster takes no arguments.', 'Run "herald cluster --help" for its options.\n')
   }
-  const client = clientOptions(values)
+  const client = clientOptions(values, 'Run "herald cluster --help" for its options.\n')
   const response = await request(client, '/v1/cluster', { headers: headers(client) })
   if (!response.ok) throw await failure(response)
   const answer = (await response.json()) as ClusterAnswer

@@ -166,7 +166,7 @@ export async function hooks(args: string[]): Promise<void> {
   if (positionals.length < least || positionals.length > most) {
     throw new UsageError(`hooks ${command} takes ${ARGUMENTS[command]}.`, HINT)
   }
-  const client = clientOptions(values)
+  const client = clientOptions(values, HINT)
   const table = values.table === true
   const v = values as Values
   const [id, delivery] = positionals.map(encodeURIComponent)

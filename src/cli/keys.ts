@@ -53,7 +53,7 @@ export async function keys(args: string[]): Promise<void> {
       usage,
     )
   }
-  const client = clientOptions(values)
+  const client = clientOptions(values, KEYS_HELP)
   const path = `/v1/keys${id === undefined ? '' : `/${encodeURIComponent(id)}`}`
   switch (subcommand) {
     case 'create': {

@@ -7,6 +7,7 @@ import { PUBLISH_HELP, PUBLISH_OPTIONS, publish, UsageError } from './publish.ts
 import { SERVE_HELP, serve, serveOptions } from './serve.ts'
 import { didYouMean } from './suggest.ts'
 import { TAIL_HELP, TAIL_OPTIONS, tail } from './tail.ts'
+import { TOKEN_HELP, TOKEN_OPTIONS, token } from './token.ts'
 
 const HELP = `Herald: one event gateway for webhooks, WebSub, SSE, WebSockets and polling.
 
@@ -20,6 +21,7 @@ Commands:
   listen     Receive webhooks locally, verify their signatures and print them
   cluster    Show the nodes serving the store, and which one leads
   keys       Manage scoped API keys: create, list, show, revoke
+  token      Mint a signed token (JWT) with HERALD_JWT_SECRET, for --token or a browser
 
 Run "herald <command> --help" for a command's options.
 `
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
   listen: { run: listen, help: LISTEN_HELP, options: () => LISTEN_OPTIONS, name: () => 'listen' },
   cluster: { run: cluster, help: CLUSTER_HELP, options: () => CLUSTER_OPTIONS, name: () => 'cluster' },
   keys: { run: keys, help: KEYS_HELP, options: () => KEYS_OPTIONS, name: () => 'keys' },
+  token: { run: token, help: TOKEN_HELP, options: () => TOKEN_OPTIONS, name: () => 'token' },
 }
 
 /**

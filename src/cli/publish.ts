@@ -1,6 +1,10 @@
 import { text } from 'node:stream/consumers'
 import { parseArgs } from 'node:util'
 import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, request, topicPath } from './client.ts'
+import { UsageError } from './usage.ts'
+
+// Where the other commands have always imported it from (it lives in usage.ts, which client.ts needs too).
+export { UsageError }
 
 export const PUBLISH_HELP = `Usage: herald publish <topic> --type <type> [--data <json>] [options]
 
@@ -48,7 +52,7 @@ export async function publish(args: string[]): Promise<void> {
     }
   }
   for (const name of ['id', 'source', 'subject'] as const) if (values[name]) event[name] = values[name]
-  const options = clientOptions(values)
+  const options = clientOptions(values, PUBLISH_HELP)
   const extra: Record<string, string> = { 'content-type': 'application/json' }
   if (values['idempotency-key']) extra['idempotency-key'] = values['idempotency-key']
   const response = await request(options, `${topicPath(topic)}/events`, {
@@ -58,13 +62,4 @@ export async function publish(args: string[]): Promise<void> {
   })
   if (!response.ok) throw await failure(response)
   process.stdout.write(`${await response.text()}\n`)
-}
-
-export class UsageError extends Error {
-  readonly help: string
-  constructor(message: string, help: string) {
-    super(message)
-    this.name = 'UsageError'
-    this.help = help
-  }
 }

@@ -63,7 +63,7 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
   if (values.after !== undefined && (!/^\d+$/.test(values.after) || topics.length > 1)) {
     throw new UsageError('--after is a seq (a whole number), for one topic.', TAIL_HELP)
   }
-  const options = clientOptions(values)
+  const options = clientOptions(values, TAIL_HELP)
   // Where each topic resumes: the last event printed (or the start asked for).
   const positions = new Map<string, number>()
   for (const topic of topics) {

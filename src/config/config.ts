@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
 import { MAX_TIMER_MS, parseDuration, parseDurationList } from '../core/duration.ts'
@@ -10,6 +11,8 @@ export interface HeraldConfig {
   port: number
   dataDir: string
   apiKey: string | undefined
+  /** Signed tokens (JWT): what src/access/tokens.ts createTokenVerifier takes; all unset = not accepted. */
+  jwt: JwtConfig
   publicUrl: string
   retryScheduleMs: number[]
   deliveryTimeoutMs: number
@@ -41,6 +44,15 @@ export interface HeraldConfig {
   nodeId: string
 }
 
+export interface JwtConfig {
+  /** HERALD_JWT_SECRET: the HS256 secret. */
+  secret: string | undefined
+  /** HERALD_JWT_PUBLIC_KEY: the PEM text (read from the file when the variable named one). */
+  publicKeyPem: string | undefined
+  /** HERALD_JWT_AUDIENCE: the `aud` tokens must name. */
+  audience: string | undefined
+}
+
 /**
  * One table for every option: the CLI's flags, the environment variables, the defaults and the
  * `--help` text all come from here, so they cannot drift apart. `env` only: never a flag, because
@@ -60,6 +72,26 @@ export const OPTIONS = [
     env: 'HERALD_API_KEY',
     default: undefined,
     help: 'Admin API key (Bearer). Unset: open access, allowed only on a loopback address.',
+  },
+  {
+    // Environment only: a secret.
+    flag: undefined,
+    env: 'HERALD_JWT_SECRET',
+    default: undefined,
+    help: 'Secret (at least 32 bytes) that verifies HS256 signed tokens (JWT) as credentials; herald token mints them.',
+  },
+  {
+    // Environment only: PEM text is several lines, awkward as a flag.
+    flag: undefined,
+    env: 'HERALD_JWT_PUBLIC_KEY',
+    default: undefined,
+    help: 'Public key that verifies signed tokens (JWT): PEM text, or the path of a PEM file. Its type decides the one algorithm: RSA → RS256, EC P-256 → ES256, Ed25519 → EdDSA.',
+  },
+  {
+    flag: 'jwt-audience',
+    env: 'HERALD_JWT_AUDIENCE',
+    default: undefined,
+    help: 'When set, signed tokens must name it in their "aud" claim.',
   },
   {
     flag: 'public-url',
@@ -283,6 +315,11 @@ export function loadConfig(
   const apiKey = nonEmpty(env['HERALD_API_KEY'])
   const keyProblem = apiKey === undefined ? undefined : apiKeyProblem(apiKey)
   if (keyProblem !== undefined) throw new ConfigError(`Invalid HERALD_API_KEY: ${keyProblem}`)
+  const jwt: JwtConfig = {
+    secret: nonEmpty(env['HERALD_JWT_SECRET']),
+    publicKeyPem: readPem(nonEmpty(env['HERALD_JWT_PUBLIC_KEY'])),
+    audience: raw('jwt-audience'),
+  }
   const idempotencyTtlMs = wrap('--idempotency-ttl', () => parseDuration(raw('idempotency-ttl')!))
   if (idempotencyTtlMs < DAY_MS) {
     throw new ConfigError('Invalid --idempotency-ttl: keys are kept at least 24h (the API promises it).')
@@ -311,6 +348,7 @@ export function loadConfig(
     port,
     dataDir: resolve(raw('data')!),
     apiKey,
+    jwt,
     publicUrl,
     retryScheduleMs: wrap('--retry-schedule', () => parseDurationList(raw('retry-schedule')!)),
     deliveryTimeoutMs: wrap('--delivery-timeout', () =>
@@ -373,6 +411,24 @@ export function loadConfig(
     }),
     shutdownTimeoutMs: wrap('--shutdown-timeout', () => timer(parseDuration(raw('shutdown-timeout')!))),
     nodeId: wrap('--node-id', () => parseNodeId(raw('node-id'))),
+  }
+}
+
+/**
+ * HERALD_JWT_PUBLIC_KEY's PEM: the value itself when it is PEM text, else the contents of the file it
+ * names (a multi-line PEM is awkward in many environments; a mounted file is not). The key itself is
+ * checked by createTokenVerifier.
+ */
+function readPem(value: string | undefined): string | undefined {
+  if (value === undefined || value.trimStart().startsWith('-----BEGIN')) return value
+  try {
+    return readFileSync(value, 'utf8')
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    throw new ConfigError(
+      `Invalid HERALD_JWT_PUBLIC_KEY: it is not PEM text (which starts with "-----BEGIN"), so it names a file, ` +
+        `and "${value.slice(0, 200)}" cannot be read (${code ?? (error as Error).message}).`,
+    )
   }
 }
 
