@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { createAudit } from './access/audit.ts'
 import { KeyRing } from './access/keys.ts'
+import { createTokenVerifier } from './access/tokens.ts'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { MaintenanceService } from './cluster/maintenance.ts'
@@ -38,6 +39,8 @@ export async function startHerald(
   logger: Logger = createLogger(config),
 ): Promise<Herald> {
   assertSafeBinding(config)
+  // Before anything is opened: a bad public key or a short secret stops the start with its reason.
+  const tokens = createTokenVerifier(config.jwt)
   // Before the store is opened: a second server must not touch a SQLite store another one serves.
   // PostgreSQL is shared by design (several nodes), and the data directory is then unused.
   const lock: Pick<DataDirLock, 'describe' | 'release'> =
@@ -122,6 +125,7 @@ export async function startHerald(
       publicUrl: config.publicUrl,
       corsOrigins: config.corsOrigins,
       keys,
+      tokens,
     }),
     log,
     metrics,
