@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { createAudit } from './access/audit.ts'
 import { KeyRing } from './access/keys.ts'
+import { RateLimits, rateBackendOf } from './access/rate-limit.ts'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
 import { MaintenanceService } from './cluster/maintenance.ts'
@@ -115,6 +116,12 @@ export async function startHerald(
   // streams and sockets end here too.
   const keys = new KeyRing(store)
   keys.onRevoked((id) => connections.revoke(id))
+  // Request budgets, shared by the nodes through Redis or PostgreSQL when there are several.
+  const rateLimits = new RateLimits({
+    defaultRate: config.rateLimit,
+    backend: rateBackendOf(config),
+    logger,
+  })
   const httpContext = {
     config,
     access: createAccess({
@@ -123,6 +130,7 @@ export async function startHerald(
       corsOrigins: config.corsOrigins,
       keys,
     }),
+    rateLimits,
     log,
     metrics,
     connections,
@@ -150,6 +158,7 @@ export async function startHerald(
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    connectionRatePerIp: config.connectionRatePerIp,
     stallTimeoutMs: config.streamStallTimeoutMs,
     onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
   })
@@ -174,6 +183,7 @@ export async function startHerald(
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
     await node.stop()
+    await rateLimits.close()
     await store.close()
     lock.release()
     throw error
@@ -217,6 +227,7 @@ export async function startHerald(
       await node.stop()
       await agent.close()
       keys.close()
+      await rateLimits.close()
       await bus.close()
       await store.close()
       lock.release()
