@@ -144,8 +144,8 @@ export class RateLimits {
         result = error
         allowed = false
       } else {
-        // The store and the insurance both failed (the library passes the first failure to the
-        // second): count here, as the insurance would have.
+        // Not a verdict: a failure past the insurance (it is in memory; this should not happen).
+        // Counted there all the same rather than answered 500 or let through.
         this.logger?.warn({ err: error }, 'rate limit store failed: counting in this process')
         ;[allowed, result] = await limiters.insurance.consume(subject).then(
           (res) => [true, res] as const,
@@ -200,7 +200,6 @@ export class RateLimits {
             storeClient: this.redis,
             // Down or reconnecting: counted in this process at once, not queued.
             rejectIfRedisNotReady: true,
-            insuranceLimiter: insurance,
           })
         : new RateLimiterPostgres({
             ...base,
@@ -212,9 +211,10 @@ export class RateLimits {
             tableCreated: true,
             // One sweep for every budget (they share the table), below, instead of one timer each.
             clearExpiredByTimeout: false,
-            insuranceLimiter: insurance,
           })
-    // A store that hangs (a partition, a full pool) is no better than one that is down.
+    // A store that fails, or hangs (a partition, a full pool), which is no better, passes the request
+    // to the insurance. Only the wrapper has it: a store that fails after the timeout must not have
+    // the same request counted there a second time.
     const limiter = new RLWrapperTimeouts({
       limiter: store,
       timeoutMs: STORE_TIMEOUT_MS,
