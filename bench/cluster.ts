@@ -35,7 +35,17 @@ import { join } from 'node:path'
 import pg from 'pg'
 import WebSocket from 'ws'
 import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from './fanout-client.ts'
-import { cpuSeconds, heraldListening, post, ROOT, round, startProcess, type Target, table } from './lib.ts'
+import {
+  BENCH_HERALD_ENV,
+  cpuSeconds,
+  heraldListening,
+  post,
+  ROOT,
+  round,
+  startProcess,
+  type Target,
+  table,
+} from './lib.ts'
 
 type Bus = 'redis' | 'nats'
 interface Config {
@@ -144,6 +154,7 @@ async function startCluster(config: Config): Promise<Cluster> {
           heraldListening,
           {
             ...process.env,
+            ...BENCH_HERALD_ENV,
             HERALD_DATABASE_URL: DATABASE_URL,
             HERALD_DATABASE_SCHEMA: schema,
             HERALD_BUS_URL: BUS_URLS[config.bus],

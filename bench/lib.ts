@@ -45,6 +45,13 @@ export function startProcess(
 }
 
 /**
+ * What every benchmarked Herald runs with: load generators open thousands of connections from one
+ * loopback address within a second, which --connection-rate-per-ip exists to cut. (An environment
+ * variable, not a flag: an older checkout, compared with `root`, ignores it rather than refusing it.)
+ */
+export const BENCH_HERALD_ENV = { HERALD_CONNECTION_RATE_PER_IP: 'off' }
+
+/**
  * Herald from this checkout, or from `root` (another checkout, to compare commits in one run); `env`
  * adds to the environment (e.g. HERALD_DATABASE_URL and HERALD_DATABASE_SCHEMA for PostgreSQL).
  */
@@ -58,7 +65,7 @@ export async function startHerald(
     'herald',
     [join(root, 'src/cli/main.ts'), 'serve', '--port', '0', '--data', dataDir, ...extraArgs],
     heraldListening,
-    { ...process.env, ...env },
+    { ...process.env, ...BENCH_HERALD_ENV, ...env },
   )
   return { ...target, dataDir }
 }

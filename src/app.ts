@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { createAudit } from './access/audit.ts'
 import { KeyRing } from './access/keys.ts'
+import { RateLimits, rateBackendOf } from './access/rate-limit.ts'
 import { createTokenVerifier } from './access/tokens.ts'
 import type { Bus } from './bus/bus.ts'
 import { openBus } from './bus/open.ts'
@@ -118,6 +119,12 @@ export async function startHerald(
   // streams and sockets end here too.
   const keys = new KeyRing(store)
   keys.onRevoked((id) => connections.revoke(id))
+  // Request budgets, shared by the nodes through Redis or PostgreSQL when there are several.
+  const rateLimits = new RateLimits({
+    defaultRate: config.rateLimit,
+    backend: rateBackendOf(config),
+    logger,
+  })
   const httpContext = {
     config,
     access: createAccess({
@@ -127,6 +134,7 @@ export async function startHerald(
       keys,
       tokens,
     }),
+    rateLimits,
     log,
     metrics,
     connections,
@@ -154,6 +162,7 @@ export async function startHerald(
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    connectionRatePerIp: config.connectionRatePerIp,
     stallTimeoutMs: config.streamStallTimeoutMs,
     onClose: (reason) => metrics.httpConnectionsClosed.inc({ reason }),
   })
@@ -178,6 +187,7 @@ export async function startHerald(
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
     await node.stop()
+    await rateLimits.close()
     await store.close()
     lock.release()
     throw error
@@ -221,6 +231,7 @@ export async function startHerald(
       await node.stop()
       await agent.close()
       keys.close()
+      await rateLimits.close()
       await bus.close()
       await store.close()
       lock.release()

@@ -37,6 +37,8 @@ export async function startTestServer(
   // An empty environment: the developer's own HERALD_* variables must not change the tests.
   const config = {
     ...loadConfig({ port: '0', data: dataDir, 'log-level': 'silent', 'shutdown-timeout': '1s' }, {}),
+    // Tests open many connections from loopback at once; test/http/rate-limit.test.ts turns it on.
+    connectionRatePerIp: null,
     ...overrides,
   }
   const herald = await startHerald(config, logger)
@@ -126,7 +128,9 @@ export function spawnServer(
 ): Promise<ServerProcess> {
   const { node = process.execPath, entry = MAIN, detached = false } = how
   const child = spawn(node, [entry, 'serve', '--port', '0', ...args], {
-    env: { PATH: process.env['PATH'] ?? '', ...env },
+    // Without the connection rate per address (as startTestServer): tests, and nginx in front of a
+    // cluster, open many connections from loopback at once. `env` may set it.
+    env: { PATH: process.env['PATH'] ?? '', HERALD_CONNECTION_RATE_PER_IP: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
   })

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { resolve } from 'node:path'
+import type { RateLimit } from '../access/principal.ts'
+import { parseRate } from '../access/rate.ts'
 import { MAX_TIMER_MS, parseDuration, parseDurationList } from '../core/duration.ts'
 import { ulid } from '../core/event.ts'
 import type { Retention } from '../store/store.ts'
@@ -35,6 +37,12 @@ export interface HeraldConfig {
   logLevel: string
   maxConnections: number
   maxConnectionsPerIp: number | null
+  /** New TCP connections one client address may open, per window (--connection-rate-per-ip); null: no limit. */
+  connectionRatePerIp: RateLimit | null
+  /** The default request budget per key, token `sub` or anonymous address (--rate-limit); null: none. */
+  rateLimit: RateLimit | null
+  maxSubscriptionsPerSocket: number
+  maxTopicsPerStream: number
   headersTimeoutMs: number
   requestTimeoutMs: number
   streamBufferBytes: number
@@ -241,6 +249,30 @@ export const OPTIONS = [
     help: 'Most connections of any kind one client address (IPv6: /64) holds; more get 503 ("none": no limit).',
   },
   {
+    flag: 'connection-rate-per-ip',
+    env: 'HERALD_CONNECTION_RATE_PER_IP',
+    default: '100/s',
+    help: 'New connections one client address (IPv6: /64) may open, e.g. 100/s or 3000/m; past it they are closed at once ("off": no limit).',
+  },
+  {
+    flag: 'rate-limit',
+    env: 'HERALD_RATE_LIMIT',
+    default: 'off',
+    help: 'Requests per key, token sub, or client address when anonymous, e.g. 100/s, 600/m or 10000/h; past it 429. A key\'s own rate_limit replaces it; the root key is never limited ("off": no default budget).',
+  },
+  {
+    flag: 'max-subscriptions-per-socket',
+    env: 'HERALD_MAX_SUBSCRIPTIONS_PER_SOCKET',
+    default: '1000',
+    help: 'Topics one WebSocket may follow at once; a subscribe past it is an error message.',
+  },
+  {
+    flag: 'max-topics-per-stream',
+    env: 'HERALD_MAX_TOPICS_PER_STREAM',
+    default: '100',
+    help: 'Topics one GET /v1/stream may follow; more is a 400.',
+  },
+  {
     flag: 'headers-timeout',
     env: 'HERALD_HEADERS_TIMEOUT',
     default: '10s',
@@ -397,6 +429,14 @@ export function loadConfig(
     maxConnectionsPerIp: wrap('--max-connections-per-ip', () =>
       optional(raw('max-connections-per-ip')!, parseCount),
     ),
+    connectionRatePerIp: wrap('--connection-rate-per-ip', () =>
+      optional(raw('connection-rate-per-ip')!, rateOption),
+    ),
+    rateLimit: wrap('--rate-limit', () => optional(raw('rate-limit')!, rateOption)),
+    maxSubscriptionsPerSocket: wrap('--max-subscriptions-per-socket', () =>
+      parseCount(raw('max-subscriptions-per-socket')!),
+    ),
+    maxTopicsPerStream: wrap('--max-topics-per-stream', () => parseCount(raw('max-topics-per-stream')!)),
     headersTimeoutMs,
     requestTimeoutMs,
     streamBufferBytes: wrap('--stream-buffer', () => parseSize(raw('stream-buffer')!)),
@@ -519,6 +559,12 @@ function parseBoolean(text: string): boolean {
 function parseCount(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`"${text}" is not a positive whole number`)
   return Number(text)
+}
+
+function rateOption(text: string): RateLimit {
+  const rate = parseRate(text.trim())
+  if (rate === undefined) throw new Error(`"${text}" is not a rate (e.g. 100/s, 600/m, 10000/h; "off": none)`)
+  return rate
 }
 
 function positive(ms: number): number {

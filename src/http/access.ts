@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isKeyToken, type KeyRing } from '../access/keys.ts'
 import { ANONYMOUS, assertMay, mayAtAll, type Principal, ROOT } from '../access/principal.ts'
+import { type RateLimits, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
 import { errors } from '../core/errors.ts'
 import { corsPolicy } from './cors.ts'
 
@@ -198,7 +199,7 @@ export function declaredRoutes(app: FastifyInstance): readonly DeclaredRoute[] {
  * Makes every route declare its right, and enforces it. Call before any route is registered.
  * A 404 is answered here too, before the body is read: a request for no route costs no upload.
  */
-export function enforceAccess(app: FastifyInstance, access: Access): void {
+export function enforceAccess(app: FastifyInstance, access: Access, rateLimits?: RateLimits): void {
   const routes: DeclaredRoute[] = []
   declared.set(app, routes)
   app.addHook('onRoute', (route) => {
@@ -222,6 +223,15 @@ export function enforceAccess(app: FastifyInstance, access: Access): void {
         requestToken(request.headers, request.query as Record<string, unknown>, queryAllowed),
       )
       request.principal = principal
+      // Request budgets (src/access/rate-limit.ts): every request past authentication counts, public
+      // routes never; the answer says what is left, and past the budget it is a 429.
+      if (rateLimits !== undefined) {
+        const verdict = await rateLimits.consume(principal, request.ip)
+        if (verdict !== undefined) {
+          if (!verdict.allowed) throw rateLimitedError(verdict)
+          reply.headers(rateLimitHeaders(verdict))
+        }
+      }
       // A route about one topic checks that topic in its handler; here, that the right is held at all.
       if (topical) {
         if (!mayAtAll(principal, right)) {

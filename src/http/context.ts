@@ -1,5 +1,6 @@
 import type { Audit } from '../access/audit.ts'
 import type { KeyRing } from '../access/keys.ts'
+import type { RateLimits } from '../access/rate-limit.ts'
 import type { Bus } from '../bus/bus.ts'
 import type { HeraldConfig } from '../config/config.ts'
 import type { HookPolicy } from '../delivery/hooks.ts'
@@ -15,6 +16,8 @@ export interface HttpContext {
   config: HeraldConfig
   /** Who may call what: HTTP routes and WebSocket messages ask the same object. */
   access: Access
+  /** Request budgets (HERALD_RATE_LIMIT, keys' own): absent, nothing is counted. */
+  rateLimits?: RateLimits
   log: TopicLog
   metrics: Metrics
   /** Every open streaming connection (limits, heartbeats, shutdown). */

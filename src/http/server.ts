@@ -45,7 +45,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   const origins = context.config.corsOrigins
   if (origins.length > 0) registerCorsHeaders(app, corsPolicy(origins))
   // Before any route: every route must declare its right, and one hook enforces them all.
-  enforceAccess(app, context.access)
+  enforceAccess(app, context.access, context.rateLimits)
   registerPreflight(app, origins)
 
   // A response sent while draining closes its connection, so that keep-alive clients reconnect

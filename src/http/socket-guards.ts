@@ -1,5 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { isIPv6, type Socket } from 'node:net'
+import { RateLimiterMemory } from 'rate-limiter-flexible'
+import type { RateLimit } from '../access/principal.ts'
 import { errors } from '../core/errors.ts'
 import { ipv6Groups } from '../core/ipv6.ts'
 import { SendProgress, stallCheckInterval } from '../streams/connections.ts'
@@ -26,7 +28,7 @@ const MAX_REFUSALS_UNDER_WAY_PER_IP = 8
 const REFUSAL_LINGER_MS = 1000
 
 /** Why a guard closed a connection (the `reason` label of herald_http_connections_closed_total). */
-export type GuardReason = 'pipelining' | 'stalled' | 'timeout' | 'per-ip'
+export type GuardReason = 'pipelining' | 'stalled' | 'timeout' | 'per-ip' | 'connection-rate'
 
 export interface SocketGuardOptions {
   /** Longest a client may take to send a request's headers (--headers-timeout). */
@@ -35,6 +37,8 @@ export interface SocketGuardOptions {
   requestTimeoutMs: number
   /** Connections one client address may hold open (--max-connections-per-ip); null: no limit. */
   maxConnectionsPerIp: number | null
+  /** New connections one client address may open per window (--connection-rate-per-ip); null: no limit. */
+  connectionRatePerIp: RateLimit | null
   /**
    * A connection with an answer under way that has unsent bytes and sends none of them this long is
    * closed (--stream-stall-timeout, the same rule as for streams).
@@ -56,6 +60,8 @@ export function applySocketGuards(server: Server, options: SocketGuardOptions): 
   guardRequestTime(server, options)
   if (options.maxConnectionsPerIp !== null)
     guardConnectionsPerIp(server, options.maxConnectionsPerIp, options)
+  // After the per-address count, so that it wraps it: a connection past the rate is not counted there.
+  if (options.connectionRatePerIp !== null) guardConnectionRate(server, options.connectionRatePerIp, options)
   /** This server's connections with a request unanswered: the ones the stall check looks at. */
   const answering = new Set<Socket>()
   guardPipelining(server, answering, options)
@@ -227,6 +233,40 @@ function guardConnectionsPerIp(server: Server, max: number, options: SocketGuard
     socket.on('end', () => socket.destroy())
     socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy())
     socket.end(refused)
+  })
+}
+
+/**
+ * Closes a connection at once, without a word, when its client address (IPv6: its /64) has opened
+ * more than `rate.points` in `rate.seconds`: a flood of connections costs an accept and a close each,
+ * never a parse or an answer. An open connection is never affected, whatever it sends. Counted by
+ * rate-limiter-flexible in this process (a connection is a node's own cost).
+ */
+function guardConnectionRate(server: Server, rate: RateLimit, options: SocketGuardOptions): void {
+  const limiter = new RateLimiterMemory({ points: rate.points, duration: rate.seconds })
+  const listeners = server.listeners('connection') as Array<(socket: Socket) => void>
+  server.removeAllListeners('connection')
+  const admit = (socket: Socket) => {
+    for (const listener of listeners) listener.call(server, socket)
+  }
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress
+    if (address === undefined) {
+      socket.destroy() // already gone
+      return
+    }
+    // The memory limiter settles at once; its answer comes a microtask later, before any I/O, so
+    // nothing the client sends can arrive before the server's own listeners are attached.
+    limiter.consume(clientKey(address)).then(
+      () => {
+        if (socket.destroyed) return
+        admit(socket)
+      },
+      () => {
+        options.onClose('connection-rate')
+        socket.destroy()
+      },
+    )
   })
 }
 

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { may } from '../access/principal.ts'
+import { type RateVerdict, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject, type StoredEvent } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
@@ -29,8 +30,6 @@ const CLOSE_UNSUPPORTED_DATA = 1003
 const CLOSE_POLICY_VIOLATION = 1008
 const CLOSE_SERVICE_RESTART = 1012
 const CLOSE_TRY_AGAIN_LATER = 1013
-/** Topics one socket may follow at once: each costs a subscription and, for a new topic, a feed. */
-export const MAX_SUBSCRIPTIONS_PER_SOCKET = 1000
 /**
  * Messages one socket may have in progress (publishes waiting for their commit, subscribes reading
  * the head). Past it the socket is not read until they finish: a client that floods messages is slowed
@@ -82,6 +81,13 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
   // Sec-WebSocket-Protocol) and would answer its refusals in text/html: they are answered as every
   // other Herald error is, in problem+json.
   wss.on('wsClientError', (error: Error, socket: Duplex) => refuse(socket, handshakeError(error.message)))
+  // The upgrade counted against a budget: the 101 says what is left of it, as other answers do.
+  const verdicts = new WeakMap<IncomingMessage, RateVerdict>()
+  wss.on('headers', (headers: string[], request: IncomingMessage) => {
+    const verdict = verdicts.get(request)
+    if (verdict === undefined) return
+    for (const [name, value] of Object.entries(rateLimitHeaders(verdict))) headers.push(`${name}: ${value}`)
+  })
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(request.url ?? '/', 'http://herald')
     if (url.pathname !== WS_PATH)
@@ -115,6 +121,12 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
         !context.access.keyRequired || token !== undefined
           ? await context.access.authenticate(token)
           : undefined
+      // The upgrade is one request of its budget (a socket that authenticates later: of its address).
+      const verdict = await context.rateLimits?.consume(principal, request.socket.remoteAddress ?? '')
+      if (verdict !== undefined) {
+        if (!verdict.allowed) throw rateLimitedError(verdict)
+        verdicts.set(request, verdict)
+      }
       context.connections.admit('ws', principal !== undefined)
       // The socket may have gone while its key was looked up: ws then destroys it.
       wss.handleUpgrade(request, socket, head, (ws) => {
@@ -172,6 +184,8 @@ class WsConnection implements StreamConnection, Sink {
   private readonly socket: Duplex
   private readonly context: HttpContext
   private readonly logger: FastifyBaseLogger
+  /** The client's address, which the budget of a socket without a key or `sub` counts by. */
+  private readonly address: string
   private readonly subscriptions = new Map<string, Subscription>()
   private readonly counters: StreamCounters
   /** Who is on the other end; undefined until the socket has authenticated. */
@@ -195,6 +209,7 @@ class WsConnection implements StreamConnection, Sink {
     this.context = context
     this.principal = principal
     this.logger = logger
+    this.address = (socket as Socket).remoteAddress ?? ''
     this.counters = context.metrics.streams.ws
     this.progress = new SendProgress(socket as Socket)
     context.connections.add(this, principal !== undefined)
@@ -367,9 +382,11 @@ class WsConnection implements StreamConnection, Sink {
     }
     const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
     if (this.closed) return
-    if (!this.subscriptions.has(topic) && this.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+    // Each topic costs a subscription and, for a new topic, a feed (--max-subscriptions-per-socket).
+    const max = this.context.config.maxSubscriptionsPerSocket
+    if (!this.subscriptions.has(topic) && this.subscriptions.size >= max) {
       throw errors.invalidRequest(
-        `One WebSocket follows at most ${MAX_SUBSCRIPTIONS_PER_SOCKET} topics; unsubscribe from one first.`,
+        `One WebSocket follows at most ${max} topics; unsubscribe from one first.`,
         'topic',
       )
     }
@@ -440,6 +457,10 @@ class WsConnection implements StreamConnection, Sink {
     const { op: _op, ref: _ref, topic: rawTopic, ...attributes } = message
     const topic = assertPublishable(validateTopic(rawTopic))
     this.context.access.authorize(this.principal!, 'publish', topic)
+    // Each publish is one request of the socket's budget: past it an error with status 429 and
+    // `retry_after`; the socket stays open.
+    const verdict = await this.context.rateLimits?.consume(this.principal, this.address)
+    if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
     const input = parseEventObject(attributes, false)
     const result = await this.context.log.publish(topic, [input])
     this.sendRaw(`{"op":"published","ref":${JSON.stringify(ref ?? null)},"event":${result.events[0]!.json}}`)
@@ -461,6 +482,8 @@ class WsConnection implements StreamConnection, Sink {
         : errors.internal('Something went wrong on the server; it has been logged.')
     if (!(error instanceof HeraldError)) this.logger.error({ err: error }, 'websocket message failed')
     const { status, title, detail, code, type, field } = problem.toProblem()
+    // A refusal that says when to try again (429, 503) says it here too, in seconds.
+    const retryAfter = Number(problem.headers['Retry-After'] ?? problem.headers['retry-after'])
     this.send({
       op: 'error',
       ref,
@@ -470,6 +493,7 @@ class WsConnection implements StreamConnection, Sink {
       code,
       type,
       ...(field === undefined ? {} : { field }),
+      ...(Number.isInteger(retryAfter) ? { retry_after: retryAfter } : {}),
     })
   }
 }

@@ -7,7 +7,6 @@ import { WebSocket } from 'ws'
 import { loadConfig } from '../../src/config/config.ts'
 import { MAX_HUB_WORK } from '../../src/delivery/websub-hub.ts'
 import { MAX_UNAUTHENTICATED } from '../../src/streams/connections.ts'
-import { MAX_SUBSCRIPTIONS_PER_SOCKET } from '../../src/streams/websocket.ts'
 import { problemOf, publish, raw, readAll, startTestServer, type TestServer, until } from '../helpers.ts'
 import { StreamReader, WsClient } from '../streams/clients.ts'
 
@@ -248,6 +247,9 @@ describe('a refused request does not wait for its body (defect 5, first part)', 
     }
   })
 })
+
+/** The default of --max-subscriptions-per-socket, which this server runs with. */
+const MAX_SUBSCRIPTIONS_PER_SOCKET = loadConfig({}, {}).maxSubscriptionsPerSocket
 
 describe('a WebSocket client cannot make the server hold without bound', () => {
   let server: TestServer

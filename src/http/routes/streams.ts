@@ -6,8 +6,6 @@ import { type Framing, ndjsonFraming, openHttpStream, sseFramings } from '../../
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam, wholeNumber } from '../params.ts'
 
-const MAX_TOPICS_PER_STREAM = 100
-
 /** The streaming framing the client asked for in `Accept`, or undefined for a JSON page. */
 export function negotiateStream(request: FastifyRequest): Framing | undefined {
   // A HEAD is answered with headers only: it never opens a stream (nor takes a stream's slot).
@@ -104,8 +102,9 @@ export function registerStreamRoutes(app: import('fastify').FastifyInstance, con
       ]
       if (topics.length === 0)
         throw errors.invalidRequest('Name at least one topic: ?topic=a&topic=b.', 'topic')
-      if (topics.length > MAX_TOPICS_PER_STREAM) {
-        throw errors.invalidRequest(`One stream follows at most ${MAX_TOPICS_PER_STREAM} topics.`, 'topic')
+      const max = context.config.maxTopicsPerStream // --max-topics-per-stream: work per connection
+      if (topics.length > max) {
+        throw errors.invalidRequest(`One stream follows at most ${max} topics.`, 'topic')
       }
       const framing = negotiateStream(request)
       if (!framing) {
