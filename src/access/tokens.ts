@@ -12,7 +12,10 @@ import type { Principal, Scope } from './principal.ts'
  *   (RSA → RS256, EC P-256 → ES256, Ed25519 → EdDSA). `alg: none` and an HS256 token "signed" with
  *   the public key's PEM as its HMAC secret (algorithm confusion) fail: HS256 is allowed only with
  *   a configured secret, and an HS256 token is only ever checked against that secret;
- * - `exp` is required, and `exp`, `nbf`, `iat` are checked with CLOCK_TOLERANCE_SECONDS of skew;
+ * - `exp` is required and holds by this server's clock, without tolerance: a stream opened with the
+ *   token ends at `exp`, so a token past it could open nothing that lasts (an EventSource would
+ *   reconnect and be cut again and again); `nbf` and `iat` are checked with
+ *   CLOCK_TOLERANCE_SECONDS of skew (a backend whose clock runs ahead mints them);
  * - `aud` is checked when HERALD_JWT_AUDIENCE is set (a token without `aud` then fails too).
  * Tokens grant `publish` and `subscribe` on the patterns of their `herald` claim, never `admin`.
  */
@@ -94,7 +97,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const cached = cache.get(token)
       if (cached !== undefined) {
         if (now() < cached.expiresAt) return cached
-        cache.delete(token) // expired: verified again below, which refuses it past the tolerance
+        cache.delete(token) // expired: verified again below, which refuses it
       }
       let payload: JWTPayload
       try {
@@ -112,11 +115,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         throw refusal(error, algorithms, audience, token)
       }
       const principal = principalOf(payload, now())
-      if (now() < principal.expiresAt) {
-        // Insertion order is age: the first key is the oldest entry.
-        if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!)
-        cache.set(token, principal)
+      if (now() >= principal.expiresAt) {
+        throw invalid(`The token expired at ${isoTime(principal.expiresAt / 1000)} (its "exp" claim).`)
       }
+      // Insertion order is age: the first key is the oldest entry.
+      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!)
+      cache.set(token, principal)
       return principal
     },
   }
@@ -298,9 +302,7 @@ function refusal(
   if (error instanceof jose.JWTExpired) {
     const exp = (error.payload as JWTPayload).exp
     const when = typeof exp === 'number' && Number.isFinite(exp) ? ` at ${isoTime(exp)}` : ''
-    return invalid(
-      `The token expired${when} (its "exp" claim, with ${CLOCK_TOLERANCE_SECONDS} s of clock tolerance).`,
-    )
+    return invalid(`The token expired${when} (its "exp" claim).`)
   }
   if (error instanceof jose.JWTClaimValidationFailed) {
     const { claim, reason } = error
