@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { type Browser, chromium } from 'playwright-core'
+import { mintToken } from '../../src/access/tokens.ts'
 import { publish, startTestServer, type TestServer } from '../helpers.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -90,6 +91,72 @@ describe('in headless Chromium', { skip: missing }, () => {
       seq: number
     }
     assert.deepEqual([event.type, event.seq], ['from.browser', 1])
+    await page.close()
+  })
+})
+
+describe('in headless Chromium, with a signed token', { skip: missing }, () => {
+  const ROOT_KEY = 'root-key-0123456789abcdef'
+  const SECRET = 'jwt-secret-for-tests-0123456789abcdef'
+  let server: TestServer
+  let browser: Browser
+  before(async () => {
+    server = await startTestServer({
+      apiKey: ROOT_KEY,
+      jwt: { secret: SECRET, publicKeyPem: undefined, audience: undefined },
+    })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+      ],
+    })
+  })
+  after(async () => {
+    await browser?.close()
+    await server?.close()
+  })
+
+  test('an EventSource with ?access_token=<jwt> streams, and its stream ends at exp (then 401: it gives up)', async () => {
+    const root = { authorization: `Bearer ${ROOT_KEY}` }
+    await publish(server.url, 'chat/room', [{ type: 'a' }, { type: 'b' }], root)
+    const token = await mintToken(SECRET, { sub: 'browser', subscribe: ['chat/*'], ttlSeconds: 3 })
+    const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number
+    const page = await browser.newPage()
+    await page.goto(`${server.url}/healthz`)
+    await page.evaluate((token) => {
+      const w = globalThis as unknown as { seen: number[]; errors: number[]; source: EventSource }
+      w.seen = []
+      w.errors = []
+      w.source = new EventSource(`/v1/topics/chat/room/events?after=0&access_token=${token}`)
+      w.source.onmessage = (message) => w.seen.push(JSON.parse(message.data).seq)
+      w.source.onerror = () => w.errors.push(Date.now())
+    }, token)
+    await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 2)
+    await publish(server.url, 'chat/room', { type: 'c' }, root)
+    await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 3)
+    // At exp the server ends the stream; EventSource reconnects with the same token, is refused (401),
+    // and closes for good (readyState 2).
+    await page.waitForFunction(
+      () => (globalThis as unknown as { source: EventSource }).source.readyState === 2,
+      undefined,
+      {
+        timeout: 15_000,
+      },
+    )
+    const { seen, errors } = await page.evaluate(() => {
+      const w = globalThis as unknown as { seen: number[]; errors: number[] }
+      return { seen: w.seen, errors: w.errors }
+    })
+    assert.deepEqual(seen, [1, 2, 3])
+    assert.ok(
+      errors.length > 0 && errors[0]! >= exp * 1000 - 100,
+      `the first error came $exp * 1000 - errors[0]!ms before exp`,
+    )
     await page.close()
   })
 })
