@@ -35,7 +35,7 @@ interface Scenario {
  */
 const BEFORE = process.env['BENCH_BEFORE']
 
-const SCENARIOS: Scenario[] = [
+const ALL_SCENARIOS: Scenario[] = [
   {
     name: 'bare Fastify route (baseline)',
     start: startBareFastify,
@@ -137,6 +137,14 @@ async function startWithCredentials(
   return { ...target, headers: { authorization: `Bearer ${token}` } }
 }
 
+/**
+ * BENCH_ONLY=<comma list>: only the scenarios whose name contains one of them (e.g.
+ * `BENCH_ONLY=root key,scoped key,JWT` compares the credentials alone, in more rounds for less noise).
+ */
+const ONLY = process.env['BENCH_ONLY']?.split(',').filter((part) => part !== '')
+const SCENARIOS =
+  ONLY === undefined ? ALL_SCENARIOS : ALL_SCENARIOS.filter((s) => ONLY.some((part) => s.name.includes(part)))
+
 async function measure(scenario: Scenario): Promise<LoadResult> {
   const target = await scenario.start()
   try {
@@ -193,7 +201,12 @@ export async function runIngest(): Promise<string> {
       all.join(' / '),
     ]
   })
-  const percent = (a: number, b: number) => `${round((100 * rps(a)) / rps(b), 1)}%`
+  const percent = (a: number, b: number) =>
+    a < 0 || b < 0 ? 'not measured' : `${round((100 * rps(a)) / rps(b), 1)}%`
+  const cpu = (index: number) =>
+    index < 0
+      ? 'not measured'
+      : round(medianOf(runs.get(SCENARIOS[index]!)!.map((run) => run.serverCpuUsPerRequest)), 1)
   const at = (prefix: string) => SCENARIOS.findIndex((scenario) => scenario.name.startsWith(prefix))
   const [bare, full, normal, bareBatch, batch] = [
     at('bare Fastify route (baseline)'),
@@ -221,7 +234,7 @@ export async function runIngest(): Promise<string> {
     ),
     '',
     `Herald single-event durable publish (sync=full): ${percent(full, bare)} of the bare route's requests/s (target ≥ 50%).`,
-    `Access control: a scoped key gets ${percent(at('Herald, single events, scoped key'), at('Herald, single events, root key'))} and a JWT ${percent(at('Herald, single events, JWT'), at('Herald, single events, root key'))} of the root key's requests/s (target ≥ 95%).`,
+    `Access control: a scoped key gets ${percent(at('Herald, single events, scoped key'), at('Herald, single events, root key'))} and a JWT ${percent(at('Herald, single events, JWT'), at('Herald, single events, root key'))} of the root key's requests/s (target ≥ 95%); server CPU µs/request: root key ${cpu(at('Herald, single events, root key'))}, scoped key ${cpu(at('Herald, single events, scoped key'))}, JWT ${cpu(at('Herald, single events, JWT'))}.`,
     `With sync=normal: ${percent(normal, bare)}. Batches of 100 (sync=full): ${percent(batch, bareBatch)} of the bare route's requests/s with the same body.`,
     ...(BEFORE === undefined
       ? []

@@ -182,8 +182,12 @@ export class KeyRing {
     this.timer.unref()
   }
 
-  /** The principal of a presented `hk_` key; a 401 naming why when it is not one. */
-  async authenticate(token: string, now: number): Promise<Extract<Principal, { kind: 'key' }>> {
+  /** The principal of a presented `hk_` key (`digest`: its SHA-256); a 401 naming why when it is not one. */
+  async authenticate(
+    token: string,
+    digest: Buffer,
+    now: number,
+  ): Promise<Extract<Principal, { kind: 'key' }>> {
     const invalid = () =>
       errors.unauthorized('The API key is not valid (revoked, or never issued).', 'Authorization', {
         'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
@@ -196,7 +200,7 @@ export class KeyRing {
       if (stored === undefined) throw invalid()
       cached = this.remember(stored)
     }
-    if (!timingSafeEqual(digestOf(token), cached.digest)) throw invalid()
+    if (!timingSafeEqual(digest, cached.digest)) throw invalid()
     const expiresAt = cached.principal.expiresAt
     if (expiresAt !== null && expiresAt <= now) {
       throw errors.unauthorized('The API key has expired.', 'Authorization', {

@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { isKeyToken, type KeyRing } from '../access/keys.ts'
+import { digestOf, isKeyToken, type KeyRing } from '../access/keys.ts'
 import { ANONYMOUS, assertMay, mayAtAll, type Principal, ROOT } from '../access/principal.ts'
 import { type RateLimits, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
 import { errors } from '../core/errors.ts'
@@ -83,7 +83,8 @@ export function createAccess(
 ): Access {
   const { apiKey, keys, tokens } = options
   const now = options.now ?? Date.now
-  const isKey = apiKey === undefined ? undefined : createKeyCheck(apiKey)
+  const rootDigest = apiKey === undefined ? undefined : digestOf(apiKey)
+  const isKey = rootDigest === undefined ? undefined : (digest: Buffer) => timingSafeEqual(digest, rootDigest)
   const publicHost = options.publicUrl === undefined ? undefined : new URL(options.publicUrl).host
   const origins = corsPolicy(options.corsOrigins ?? [])
   const invalid = () =>
@@ -128,8 +129,10 @@ export function createAccess(
         )
       }
       // Credentials presented are always checked, in open mode too: a wrong one is a mistake to report.
-      if (isKey?.(token)) return ROOT
-      if (keys !== undefined && isKeyToken(token)) return keys.authenticate(token, now())
+      // One digest of what was presented, compared in constant time with the root key's and a key's.
+      const digest = digestOf(token)
+      if (isKey?.(digest)) return ROOT
+      if (keys !== undefined && isKeyToken(token)) return keys.authenticate(token, digest, now())
       if (tokens !== undefined && looksLikeJwt(token)) return tokens.verify(token)
       if (isKey === undefined && keys === undefined && tokens === undefined) return ANONYMOUS
       throw invalid()
@@ -149,14 +152,6 @@ function looksLikeJwt(token: string): boolean {
 }
 
 /** Whether a presented token is the API key (constant-time: digests are compared, whatever the lengths). */
-export function createKeyCheck(apiKey: string): (token: string) => boolean {
-  const expected = digest(apiKey)
-  return (token) => timingSafeEqual(digest(token), expected)
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest()
-}
 
 /**
  * The token a request presents: the Bearer header ('' if it is malformed, which fails the check),

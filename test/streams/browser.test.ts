@@ -14,21 +14,25 @@ const missing = existsSync(CHROMIUM)
   : `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
 if (missing) process.stderr.write(`\n*** browser tests ${missing} ***\n\n`)
 
+function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--disable-background-networking',
+    ],
+  })
+}
+
 describe('in headless Chromium', { skip: missing }, () => {
   let server: TestServer
   let browser: Browser
   before(async () => {
     server = await startTestServer()
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--disable-background-networking',
-      ],
-    })
+    browser = await launchChromium()
   })
   after(async () => {
     await browser?.close()
@@ -105,16 +109,7 @@ describe('in headless Chromium, with a signed token', { skip: missing }, () => {
       apiKey: ROOT_KEY,
       jwt: { secret: SECRET, publicKeyPem: undefined, audience: undefined },
     })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--disable-background-networking',
-      ],
-    })
+    browser = await launchChromium()
   })
   after(async () => {
     await browser?.close()
