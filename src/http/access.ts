@@ -289,6 +289,15 @@ export function notFound(request: FastifyRequest) {
   return errors.notFound(`No route for ${request.method} ${pathOf(request.url)}.`)
 }
 
+/** A request target fit for a log line: an `access_token` in its query is replaced (RFC 6750 §5.3). */
+export function loggableUrl(url: string): string {
+  const query = url.indexOf('?')
+  if (query === -1 || !url.includes('access_token', query)) return url
+  const params = new URLSearchParams(url.slice(query + 1))
+  params.set('access_token', '[redacted]')
+  return `${url.slice(0, query)}?${params}`
+}
+
 /** The path of a request target, without its query (for messages). */
 export function pathOf(url: string): string {
   const query = url.indexOf('?')

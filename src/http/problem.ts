@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errors, HeraldError } from '../core/errors.ts'
+import { loggableUrl } from './access.ts'
 
 export const PROBLEM_JSON = 'application/problem+json'
 
@@ -43,8 +44,8 @@ export function errorHandler(error: unknown, request: FastifyRequest, reply: Fas
   // A 503 is a known state of the server (draining, its store out of reach), which /readyz reports:
   // a warning per request, not an error with a stack trace.
   if (problem.status === 503)
-    request.log.warn({ url: request.url, detail: problem.message }, 'request refused: unavailable')
-  else if (problem.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed')
+    request.log.warn({ url: loggableUrl(request.url), detail: problem.message }, 'request refused: unavailable')
+  else if (problem.status >= 500) request.log.error({ err: error, url: loggableUrl(request.url) }, 'request failed')
   return sendProblem(reply, problem)
 }
 
