@@ -44,8 +44,12 @@ export function errorHandler(error: unknown, request: FastifyRequest, reply: Fas
   // A 503 is a known state of the server (draining, its store out of reach), which /readyz reports:
   // a warning per request, not an error with a stack trace.
   if (problem.status === 503)
-    request.log.warn({ url: loggableUrl(request.url), detail: problem.message }, 'request refused: unavailable')
-  else if (problem.status >= 500) request.log.error({ err: error, url: loggableUrl(request.url) }, 'request failed')
+    request.log.warn(
+      { url: loggableUrl(request.url), detail: problem.message },
+      'request refused: unavailable',
+    )
+  else if (problem.status >= 500)
+    request.log.error({ err: error, url: loggableUrl(request.url) }, 'request failed')
   return sendProblem(reply, problem)
 }
 

@@ -5,6 +5,8 @@ import type { HttpContext } from './context.ts'
 import { corsPolicy, registerCorsHeaders, registerPreflight } from './cors.ts'
 import { answerClientError, errorHandler } from './problem.ts'
 import { registerClusterRoutes } from './routes/cluster.ts'
+import { registerConnectionRoutes } from './routes/connections.ts'
+import { registerDeliveryRoutes } from './routes/deliveries.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
@@ -72,5 +74,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerWebSubRoutes(app, context, context.websub)
   registerClusterRoutes(app, context)
   registerKeyRoutes(app, context)
+  registerDeliveryRoutes(app, context)
+  registerConnectionRoutes(app, context)
   return app
 }

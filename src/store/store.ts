@@ -209,6 +209,18 @@ export type HookChanges = Partial<
 
 export type DeliveryState = 'pending' | 'delivered' | 'failed'
 
+/** What GET /v1/deliveries narrows by; `since`/`until` bound `updated_at` (ms; until excluded). */
+export interface DeliveryFilter {
+  state?: DeliveryState
+  hookId?: string
+  topic?: string
+  since?: number
+  until?: number
+  /** Only deliveries with a smaller id (the page before). */
+  beforeId?: number
+  limit: number
+}
+
 export interface DeliveryRecord {
   id: number
   hook_id: string
@@ -467,6 +479,8 @@ export interface HookStore {
    */
   replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }>
   deliveryCounts(): Promise<Record<DeliveryState, number>>
+  /** Deliveries across hooks, newest first (by id), narrowed by each filter given. */
+  listDeliveries(filter: DeliveryFilter): Promise<DeliveryRecord[]>
 }
 
 /** The durable delivery queue, as the dispatcher uses it. */

@@ -26,6 +26,18 @@ export interface StreamConnection {
    * WebSocket with 4401). Only called for connections given to `bindCredentials`.
    */
   expire(reason: 'expired' | 'revoked'): void
+  /** Its id in GET /v1/connections (a ULID: they sort by when they opened). */
+  readonly id: string
+  /** When it opened (epoch ms). */
+  readonly since: number
+  /** The client's address. */
+  readonly remote: string | undefined
+  /** The topics it follows now. */
+  topics(): string[]
+  /** Who opened it; undefined for a WebSocket that has not authenticated yet. */
+  who(): Principal | undefined
+  /** An administrator closes it (DELETE /v1/connections/{id}). */
+  close(): void
 }
 
 /** What a connection's credentials commit the registry to watch: their expiry, their key's revocation. */
@@ -109,7 +121,7 @@ export class SendProgress {
  * to drain) as live (where new events only add to what it does not take).
  */
 export class Connections {
-  private readonly open = new Set<StreamConnection>()
+  private readonly open = new Map<string, StreamConnection>()
   /** Connections in `open` that have not authenticated yet (see admit). */
   private readonly unauthenticated = new Set<StreamConnection>()
   private readonly maxConnections: number
@@ -130,13 +142,13 @@ export class Connections {
     this.maxConnections = options.maxConnections
     this.metrics = options.metrics
     this.timer = setInterval(() => {
-      for (const connection of this.open) connection.heartbeat()
+      for (const connection of this.open.values()) connection.heartbeat()
     }, options.heartbeatMs)
     this.timer.unref()
     const stallTimeoutMs = options.stallTimeoutMs
     this.stallTimer = setInterval(() => {
       const now = Date.now()
-      for (const connection of [...this.open]) connection.checkStall(now, stallTimeoutMs)
+      for (const connection of [...this.open.values()]) connection.checkStall(now, stallTimeoutMs)
     }, stallCheckInterval(stallTimeoutMs))
     this.stallTimer.unref()
   }
@@ -165,7 +177,7 @@ export class Connections {
   }
 
   add(connection: StreamConnection, authenticated = true): void {
-    this.open.add(connection)
+    this.open.set(connection.id, connection)
     if (!authenticated) this.unauthenticated.add(connection)
     this.metrics.connectionsOpen.inc({ protocol: connection.protocol })
   }
@@ -226,17 +238,29 @@ export class Connections {
   remove(connection: StreamConnection): void {
     this.unbind(connection)
     this.unauthenticated.delete(connection)
-    if (this.open.delete(connection)) this.metrics.connectionsOpen.dec({ protocol: connection.protocol })
+    if (this.open.get(connection.id) === connection && this.open.delete(connection.id)) {
+      this.metrics.connectionsOpen.dec({ protocol: connection.protocol })
+    }
   }
 
   get size(): number {
     return this.open.size
   }
 
+  /** The open connections, oldest first (ids are ULIDs). */
+  list(): StreamConnection[] {
+    return [...this.open.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  /** The open connection with this id (on this node), if any. */
+  get(id: string): StreamConnection | undefined {
+    return this.open.get(id)
+  }
+
   /** Closes every connection with its reconnect hint and stops the heartbeat. */
   shutdown(): void {
     clearInterval(this.timer)
     clearInterval(this.stallTimer)
-    for (const connection of [...this.open]) connection.shutdown()
+    for (const connection of [...this.open.values()]) connection.shutdown()
   }
 }

@@ -3,6 +3,7 @@ import type { FastifyReply } from 'fastify'
 import type { Principal } from '../access/principal.ts'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
+import { ulid } from '../core/event.ts'
 import { releaseSocket } from '../http/socket-guards.ts'
 import type { Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
@@ -169,6 +170,16 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     },
     expire() {
       // The stream lives no longer than its credentials: the client reconnects with fresh ones.
+      if (closed) return
+      socket.end()
+      close()
+    },
+    id: ulid(),
+    since: Date.now(),
+    remote: socket.remoteAddress,
+    topics: () => [...options.positions.keys()],
+    who: () => options.principal,
+    close() {
       if (closed) return
       socket.end()
       close()

@@ -6,7 +6,7 @@ import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { may } from '../access/principal.ts'
 import { type RateVerdict, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
 import { errors, HeraldError } from '../core/errors.ts'
-import { parseEventObject, type StoredEvent } from '../core/event.ts'
+import { parseEventObject, type StoredEvent, ulid } from '../core/event.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { type Principal, requestToken } from '../http/access.ts'
 import type { HttpContext } from '../http/context.ts'
@@ -23,6 +23,8 @@ export const WS_SUBPROTOCOL = 'herald.v1'
  * --stream-stall-timeout (private-use range).
  */
 export const CLOSE_SLOW_CONSUMER = 4008
+/** An administrator closed the socket (DELETE /v1/connections/{id}). */
+export const CLOSE_BY_ADMINISTRATOR = 4000
 /** The socket's credentials expired (with no fresh `auth` before) or were revoked. */
 export const CLOSE_UNAUTHORIZED = 4401
 /** RFC 6455 codes Herald closes with. */
@@ -176,6 +178,9 @@ function onClose(this: WebSocket): void {
 /** One WebSocket client: several topic subscriptions, publishing, and the keep-alive. */
 class WsConnection implements StreamConnection, Sink {
   readonly protocol = 'ws' as const
+  readonly id = ulid()
+  readonly since = Date.now()
+  readonly remote: string | undefined
   private readonly ws: WebSocket
   /**
    * The upgraded socket under `ws`: event frames are written to it directly. Safe because `ws` sends
@@ -206,6 +211,7 @@ class WsConnection implements StreamConnection, Sink {
   ) {
     this.ws = ws
     this.socket = socket
+    this.remote = (socket as Socket).remoteAddress
     this.context = context
     this.principal = principal
     this.logger = logger
@@ -254,6 +260,19 @@ class WsConnection implements StreamConnection, Sink {
 
   shutdown(): void {
     this.ws.close(CLOSE_SERVICE_RESTART, 'server restarting: reconnect and resubscribe with after')
+  }
+
+  topics(): string[] {
+    return [...this.subscriptions.keys()]
+  }
+
+  who(): Principal | undefined {
+    return this.principal
+  }
+
+  close(): void {
+    this.ws.close(CLOSE_BY_ADMINISTRATOR, 'closed by an administrator')
+    this.cleanUp()
   }
 
   expire(reason: 'expired' | 'revoked'): void {

@@ -385,6 +385,55 @@ export function deliveryContract(
     })
 
     withStore(
+      'deliveries across hooks: newest first, narrowed by state, hook, topic, time; paged',
+      async ({ store }) => {
+        await store.createHook(hook('h1', { ordered: false }))
+        await store.createHook(hook('h2', { ordered: false, topic: null, event: '*' }))
+        await append(store, 'orders', T0, { type: 'a' }, { type: 'b' })
+        await append(store, 'invoices', T0, { type: 'c' })
+        // h1: orders 1, 2; h2: orders 1, 2 and invoices 1. Fail h2's first orders delivery at T0 + 5.
+        const runs = await claim(store, T0)
+        const h2First = runs.find(
+          (r) => r.hook.id === 'h2' && r.deliveries.some((d) => d.seq === 1 && d.topic === 'orders'),
+        )!
+        await settle(store, T0 + 5, {
+          lease: h2First.lease,
+          outcomes: [
+            {
+              id: h2First.deliveries.find((d) => d.seq === 1 && d.topic === 'orders')!.id,
+              hookId: 'h2',
+              attempt: FAIL,
+              result: 'failed' as const,
+            },
+          ],
+        })
+        const all = await store.listDeliveries({ limit: 100 })
+        assert.equal(all.length, 5)
+        assert.deepEqual(
+          all.map((d) => d.id),
+          [...all.map((d) => d.id)].sort((a, b) => b - a),
+          'newest first',
+        )
+        const failed = await store.listDeliveries({ state: 'failed', limit: 100 })
+        assert.deepEqual(
+          failed.map((d) => [d.hook_id, d.topic, d.seq, d.state]),
+          [['h2', 'orders', 1, 'failed']],
+        )
+        assert.equal((await store.listDeliveries({ hookId: 'h1', limit: 100 })).length, 2)
+        assert.equal((await store.listDeliveries({ topic: 'invoices', limit: 100 })).length, 1)
+        assert.equal((await store.listDeliveries({ since: T0 + 5, limit: 100 })).length, 1, 'changed since')
+        assert.equal((await store.listDeliveries({ until: T0 + 5, limit: 100 })).length, 4, 'changed before')
+        const page = await store.listDeliveries({ limit: 2 })
+        const rest = await store.listDeliveries({ beforeId: page.at(-1)!.id, limit: 100 })
+        assert.deepEqual(
+          [...page, ...rest].map((d) => d.id),
+          all.map((d) => d.id),
+        )
+        assert.deepEqual(await store.listDeliveries({ hookId: 'nope', limit: 10 }), [])
+      },
+    )
+
+    withStore(
       'ordered: a retry or a replay never runs beside the queue; replay counts what it queued',
       async ({ store }) => {
         await store.createHook(hook('h'))

@@ -32,7 +32,7 @@ export function attemptView(attempt: AttemptRecord) {
   }
 }
 
-function deliveryView(delivery: DeliveryRecord) {
+export function deliveryView(delivery: DeliveryRecord) {
   return {
     id: delivery.id,
     hook_id: delivery.hook_id,

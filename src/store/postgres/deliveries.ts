@@ -9,6 +9,7 @@ import type {
   ClaimedDelivery,
   ClaimedRun,
   ClaimRequest,
+  DeliveryFilter,
   DeliveryRecord,
   DeliveryState,
   ExtendRequest,
@@ -646,6 +647,19 @@ export class PostgresDeliveries {
 
   // ---- operations -----------------------------------------------------------------------------
 
+  async list(filter: DeliveryFilter): Promise<DeliveryRecord[]> {
+    const result = await this.pool.query<DeliveryRecord>(SQL.listDeliveries, [
+      filter.state ?? null,
+      filter.hookId ?? null,
+      filter.topic ?? null,
+      filter.since ?? null,
+      filter.until ?? null,
+      filter.beforeId ?? Number.MAX_SAFE_INTEGER,
+      filter.limit,
+    ])
+    return result.rows
+  }
+
   async delivery(hookId: string, id: number): Promise<DeliveryRecord | undefined> {
     return (await this.pool.query<DeliveryRecord>(SQL.deliveryById, [hookId, id])).rows[0]
   }
@@ -1153,6 +1167,11 @@ const SQL = {
       AND d.due_at IS NOT NULL AND d.lease_until IS NULL)) AS due
     FROM hooks h WHERE h.state = 'active'`,
   deliveryById: `${DELIVERY_SELECT} WHERE d.hook_id = $1 AND d.id = $2`,
+  listDeliveries: `${DELIVERY_SELECT}
+    WHERE ($1::text IS NULL OR d.state = $1) AND ($2::text IS NULL OR d.hook_id = $2)
+      AND ($3::text IS NULL OR t.name = $3) AND ($4::bigint IS NULL OR d.updated_at >= $4)
+      AND ($5::bigint IS NULL OR d.updated_at < $5) AND d.id < $6
+    ORDER BY d.id DESC LIMIT $7`,
   attempts: `SELECT a.id, a.delivery_id, a.hook_id, d.event_id, t.name AS topic, d.seq, a.attempt, a.at,
       a.duration_ms, a.status, a.error, a.response
     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN topics t ON t.id = d.topic_id

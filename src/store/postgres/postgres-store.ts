@@ -9,6 +9,7 @@ import type {
   AttemptRecord,
   ClaimedRun,
   ClaimRequest,
+  DeliveryFilter,
   DeliveryRecord,
   DeliveryState,
   ExtendRequest,
@@ -395,6 +396,10 @@ export class PostgresStore implements Store {
 
   replay(hookId: string, request: ReplayRequest): Promise<{ queued: number }> {
     return this.run(() => this.deliveries.replay(hookId, request))
+  }
+
+  listDeliveries(filter: DeliveryFilter): Promise<DeliveryRecord[]> {
+    return this.run(() => this.deliveries.list(filter))
   }
 
   deliveryCounts(): Promise<Record<DeliveryState, number>> {

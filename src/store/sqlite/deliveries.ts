@@ -17,6 +17,7 @@ import type {
   ClaimedDelivery,
   ClaimedRun,
   ClaimRequest,
+  DeliveryFilter,
   DeliveryRecord,
   DeliveryState,
   ExtendRequest,
@@ -482,6 +483,18 @@ export class DeliveryTables {
 
   // ---- operations -----------------------------------------------------------------------------
 
+  list(filter: DeliveryFilter): DeliveryRecord[] {
+    return this.s.listDeliveries.all({
+      state: filter.state ?? null,
+      hook: filter.hookId ?? null,
+      topic: filter.topic ?? null,
+      since: filter.since ?? null,
+      until: filter.until ?? null,
+      before: filter.beforeId ?? Number.MAX_SAFE_INTEGER,
+      limit: filter.limit,
+    }) as unknown as DeliveryRecord[]
+  }
+
   delivery(hookId: string, id: number): DeliveryRecord | undefined {
     return this.s.deliveryById.get(hookId, id) as DeliveryRecord | undefined
   }
@@ -735,6 +748,11 @@ function prepare(db: DatabaseSync) {
         AND d.due_at IS NOT NULL AND d.lease_until IS NULL)) AS due
       FROM hooks h WHERE h.state = 'active'`),
     deliveryById: q(`${DELIVERY_SELECT} WHERE d.hook_id = ? AND d.id = ?`),
+    listDeliveries: q(`${DELIVERY_SELECT}
+      WHERE (:state IS NULL OR d.state = :state) AND (:hook IS NULL OR d.hook_id = :hook)
+        AND (:topic IS NULL OR t.name = :topic) AND (:since IS NULL OR d.updated_at >= :since)
+        AND (:until IS NULL OR d.updated_at < :until) AND d.id < :before
+      ORDER BY d.id DESC LIMIT :limit`),
     attempts: q(`SELECT a.id, a.delivery_id, a.hook_id, d.event_id, t.name AS topic, d.seq, a.attempt, a.at,
         a.duration_ms, a.status, a.error, a.response
       FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN topics t ON t.id = d.topic_id

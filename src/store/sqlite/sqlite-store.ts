@@ -8,6 +8,7 @@ import type {
   AttemptRecord,
   ClaimedRun,
   ClaimRequest,
+  DeliveryFilter,
   DeliveryRecord,
   DeliveryState,
   ExtendRequest,
@@ -366,6 +367,10 @@ export class SqliteStore implements Store {
       const hook = this.deliveries.hook(hookId)
       return hook ? this.deliveries.replay(hook, request) : { queued: 0 }
     })
+  }
+
+  async listDeliveries(filter: DeliveryFilter): Promise<DeliveryRecord[]> {
+    return this.deliveries.list(filter)
   }
 
   async deliveryCounts(): Promise<Record<DeliveryState, number>> {
