@@ -187,7 +187,7 @@ export class RunSender {
 }
 
 /** A webhook delivery: the event's JSON, signed per Standard Webhooks (both secrets while rotating). */
-function webhookDelivery(hook: HookRecord, eventId: string, body: string, now: number) {
+export function webhookDelivery(hook: HookRecord, eventId: string, body: string, now: number) {
   const secrets = [hook.secret!]
   if (hook.previous_secret !== null && (hook.previous_secret_until ?? 0) > now)
     secrets.push(hook.previous_secret)

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
+import { Webhook } from 'standardwebhooks'
 import { startReceiver } from '../delivery/receiver.ts'
 import { problemOf, publish, readAll, startTestServer, type TestServer, until } from '../helpers.ts'
 import { StreamReader, WsClient } from '../streams/clients.ts'
@@ -211,5 +212,55 @@ describe('GET /v1/deliveries and POST /v1/deliveries/retry', () => {
     await problemOf(await post(server, '/v1/deliveries/retry', { state: 'delivered' }), 400)
     await problemOf(await post(server, '/v1/deliveries/retry', { state: 'failed', limit: 0 }), 400)
     await problemOf(await post(server, '/v1/deliveries/retry', { state: 'failed', everything: true }), 400)
+  })
+})
+
+describe('POST /v1/hooks/{id}/test', () => {
+  test('sends one signed herald.test event now and answers with what the receiver said; nothing is stored', async () => {
+    const receiver = await startReceiver((request) =>
+      request.url === '/broken' ? { status: 503, body: 'try later' } : { status: 200, body: 'thanks' },
+    )
+    const server = await startTestServer({ apiKey: ROOT_KEY, allowPrivateTargets: true })
+    try {
+      const created = await post(server, '/v1/hooks', { target_url: `${receiver.url}/ok`, topic: 'orders' })
+      const hook = (await created.json()) as { id: string; secret: string }
+      const sent = await post(server, `/v1/hooks/${hook.id}/test`, {})
+      assert.equal(sent.status, 200)
+      const answer = (await sent.json()) as { event_id: string; status: number; response: string }
+      assert.equal(answer.status, 200)
+      assert.equal(answer.response, 'thanks')
+      const [request] = await receiver.waitFor(1, (r) => r.url === '/ok')
+      // Signed as every delivery is: the Standard Webhooks reference verifier accepts it.
+      const payload = new Webhook(hook.secret).verify(
+        request!.body,
+        request!.headers as Record<string, string>,
+      ) as {
+        type: string
+        id: string
+      }
+      assert.equal(payload.type, 'herald.test')
+      assert.equal(payload.id, answer.event_id)
+      // Not an event of any topic, not a delivery.
+      assert.equal((await readAll(server.url, 'orders', root)).length, 0)
+      const deliveries = (await (await get(server, `/v1/deliveries?hook=${hook.id}`)).json()) as {
+        deliveries: unknown[]
+      }
+      assert.equal(deliveries.deliveries.length, 0)
+
+      const broken = await post(server, '/v1/hooks', {
+        target_url: `${receiver.url}/broken`,
+        topic: 'orders',
+      })
+      const brokenId = ((await broken.json()) as { id: string }).id
+      const failed = (await (await post(server, `/v1/hooks/${brokenId}/test`, {})).json()) as {
+        status: number
+        response: string
+      }
+      assert.deepEqual([failed.status, failed.response], [503, 'try later'])
+      await problemOf(await post(server, '/v1/hooks/nope/test', {}), 404)
+    } finally {
+      await server.close()
+      await receiver.close()
+    }
   })
 })

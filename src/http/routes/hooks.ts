@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { errors } from '../../core/errors.ts'
 import { validateTopic } from '../../core/topic.ts'
 import { createHookRecord, hookChanges, hookView } from '../../delivery/hooks.ts'
+import { sendTestEvent } from '../../delivery/test-event.ts'
 import type { AttemptRecord, DeliveryRecord, HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
@@ -116,6 +117,14 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
       changed: Object.keys(changes),
     })
     return hookView(hook, true)
+  })
+
+  // Sends one signed test event to the target now and answers with what it said (nothing stored).
+  app.post('/v1/hooks/:id/test', ADMIN, async (request) => {
+    const hook = await findHook(request)
+    const sent = await sendTestEvent(hook, hooks.policy, context.config.deliveryTimeoutMs)
+    await context.audit(request.principal, 'hook.tested', hook.id, { hook_id: hook.id, status: sent.status })
+    return sent
   })
 
   app.delete('/v1/hooks/:id', ADMIN, async (request, reply) => {
