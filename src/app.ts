@@ -112,7 +112,6 @@ export async function startHerald(
     lease: config.websubLease,
     fetchLimitBytes: config.bodyLimitBytes,
     timeoutMs: config.deliveryTimeoutMs,
-    wake: () => dispatcher.wake(),
     onVerification: (mode, outcome) => metrics.websubVerifications.inc({ mode, outcome }),
   })
   // Scoped keys, checked in memory and against the store every half second: a revoked key's

@@ -31,6 +31,13 @@ export function validateTopic(name: unknown): string {
 /** Topics Herald writes itself: herald.system (operator events) and herald.websub/… (WebSub content). */
 const RESERVED_PREFIX = 'herald.'
 
+/**
+ * Herald topics that carry the content of external WebSub topic URLs, one per URL:
+ * `herald.websub/<sha256>`. They are delivered to their subscriptions only, never to hooks on every
+ * topic (src/delivery/websub.ts; both stores' fan-out).
+ */
+export const EXTERNAL_CONTENT_PREFIX = 'herald.websub/'
+
 /** Whether Herald writes this topic itself: its events and its settings are not for clients. */
 export function isHeraldTopic(topic: string): boolean {
   return topic.startsWith(RESERVED_PREFIX)

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Agent } from 'undici'
 import { request } from 'undici'
 import { ulid } from '../core/event.ts'
-import { isHeraldTopic, validateTopic } from '../core/topic.ts'
+import { EXTERNAL_CONTENT_PREFIX, isHeraldTopic, validateTopic } from '../core/topic.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type {
   HookRecord,
@@ -14,7 +14,6 @@ import type {
   VerificationOutcome,
 } from '../store/store.ts'
 import { checkTargetUrl, MAX_URL_LENGTH } from './targets.ts'
-import { EXTERNAL_CONTENT_PREFIX } from './websub.ts'
 
 /**
  * The WebSub hub (W3C Recommendation, 23 January 2018): subscription requests and their verification
@@ -69,8 +68,6 @@ export interface HubOptions {
   /** Largest external topic body fetched on a publish ping. */
   fetchLimitBytes: number
   timeoutMs: number
-  /** New deliveries were queued (a subscription became active). */
-  wake(): void
   onVerification(mode: string, outcome: 'verified' | 'failed' | 'denied'): void
 }
 

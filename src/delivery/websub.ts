@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto'
+import { EXTERNAL_CONTENT_PREFIX } from '../core/topic.ts'
 import type { HookRecord } from '../store/store.ts'
 
 /**
@@ -6,9 +7,6 @@ import type { HookRecord } from '../store/store.ts'
  * hub side (subscription requests, verification of intent, publish pings) is src/http/routes/websub.ts
  * and src/delivery/websub-hub.ts.
  */
-
-/** Herald topics that carry the content of external topic URLs, one per URL: `herald.websub/<sha256>`. */
-export const EXTERNAL_CONTENT_PREFIX = 'herald.websub/'
 
 interface ContentEvent {
   datacontenttype?: string

@@ -119,7 +119,6 @@ describe('graceful shutdown', () => {
             lease: config.websubLease,
             fetchLimitBytes: 1024,
             timeoutMs: 1000,
-            wake: () => {},
             onVerification: () => {},
           }),
           cluster: { store: store.kind, bus: 'local', nodes: () => store.nodes() },

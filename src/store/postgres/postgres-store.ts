@@ -443,7 +443,7 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return
     // Appends already accepted finish their commit before the connections close.
-    while (!this.writer.idle) await new Promise((resolve) => setTimeout(resolve, 5))
+    await this.writer.drained()
     this.closed = true
     await this.nodeTable.close()
     await this.pool.end()

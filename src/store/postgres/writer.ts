@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { NewEvent } from '../../core/event.ts'
 import { eventRoot } from '../../core/event-pattern.ts'
+import { EXTERNAL_CONTENT_PREFIX } from '../../core/topic.ts'
 import { fanOut } from '../../delivery/fan-out.ts'
 import { type AppendPlan, planAppend } from '../append-plan.ts'
 import type { AppendOptions, AppendResult } from '../store.ts'
@@ -25,9 +26,6 @@ import type { AppendOptions, AppendResult } from '../store.ts'
 
 /** Groups committing at once (on different topics); more only queue on connections and the WAL. */
 const MAX_GROUPS = 3
-
-/** Topics carrying external WebSub content, delivered to their subscriptions only (src/delivery/websub.ts). */
-const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
 interface PendingAppend {
   topic: string
@@ -77,7 +75,7 @@ const SQL = {
       h.ordered AND EXISTS (SELECT 1 FROM deliveries d
         WHERE d.hook_id = h.id AND d.topic_id = t.id AND d.state = 'pending') AS busy
     FROM topics t JOIN hooks h ON h.state <> 'disabled' AND (h.expires_at IS NULL OR h.expires_at > $3)
-      AND (h.topic = t.name OR (h.topic IS NULL AND NOT starts_with(t.name, '${WEBSUB_CONTENT_PREFIX}')
+      AND (h.topic = t.name OR (h.topic IS NULL AND NOT starts_with(t.name, '${EXTERNAL_CONTENT_PREFIX}')
         AND (h.event_root = '*' OR h.event_root = ANY($2::text[]))))
     WHERE t.name = ANY($1::text[])
     FOR KEY SHARE OF h`,
@@ -118,6 +116,8 @@ export class PostgresWriter {
   private readonly onFailure: (error: unknown) => unknown
   private queue: PendingAppend[] = []
   private inFlight = 0
+  /** Who waits for the writer to be idle (drained). */
+  private readonly onIdle: Array<() => void> = []
   private scheduled = false
   /** The topics of the groups in flight: a topic is in one group at a time (see kick). */
   private readonly busyTopics = new Set<string>()
@@ -136,9 +136,15 @@ export class PostgresWriter {
     })
   }
 
-  /** Whether appends are waiting or committing (close waits for them). */
+  /** Whether appends are waiting or committing. */
   get idle(): boolean {
     return this.queue.length === 0 && this.inFlight === 0
+  }
+
+  /** Resolves once no append is waiting or committing (what close waits for). */
+  drained(): Promise<void> {
+    if (this.idle) return Promise.resolve()
+    return new Promise((resolve) => this.onIdle.push(resolve))
   }
 
   private kick(): void {
@@ -164,6 +170,7 @@ export class PostgresWriter {
         for (const topic of topics) this.busyTopics.delete(topic)
         this.inFlight--
         this.kick()
+        if (this.idle) for (const resolve of this.onIdle.splice(0)) resolve()
       })
     })
   }

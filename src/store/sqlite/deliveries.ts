@@ -1,15 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { EXTERNAL_CONTENT_PREFIX } from '../../core/topic.ts'
 import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 import { afterTaking, type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
-
-/** Deliveries read per step while pruning. */
-const PRUNE_CHUNK = 5_000
-
-/** Topics carrying external WebSub content (see src/delivery/websub.ts). */
-const WEBSUB_CONTENT_PREFIX = 'herald.websub/'
 
 import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
 import type {
@@ -32,6 +27,9 @@ import type {
   VerificationOutcome,
   VerificationRecord,
 } from '../store.ts'
+
+/** Deliveries read per step while pruning. */
+const PRUNE_CHUNK = 5_000
 
 /**
  * Hooks, deliveries and attempts in SQLite. Every method is synchronous and runs inside a write
@@ -232,7 +230,7 @@ export class DeliveryTables {
     if (events.length === 0 || !this.anyHooks) return 0
     const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
     // An external WebSub topic's content goes to its subscriptions only, not to catch-all webhooks.
-    const query = topic.startsWith(WEBSUB_CONTENT_PREFIX) ? this.s.hooksOfTopic : this.s.hooksFor
+    const query = topic.startsWith(EXTERNAL_CONTENT_PREFIX) ? this.s.hooksOfTopic : this.s.hooksFor
     for (const root of new Set(events.map((event) => eventRoot(event.type)))) {
       for (const hook of query.all(topic, root, now) as Array<{
         id: string
