@@ -146,7 +146,10 @@ describe('signed tokens (JWT)', () => {
 
 describe('a server with a public key only', () => {
   test('refuses HS256 tokens whatever their key (no secret is configured)', async () => {
-    const server = await startTestServer({ apiKey: ROOT_KEY, jwt: { secret: undefined, publicKeyPem: PUBLIC_PEM, audience: undefined } })
+    const server = await startTestServer({
+      apiKey: ROOT_KEY,
+      jwt: { secret: undefined, publicKeyPem: PUBLIC_PEM, audience: undefined },
+    })
     try {
       const token = await hs256(claims({ aud: undefined }), PUBLIC_PEM)
       const problem = await problemOf(await publish(server.url, 'chat/x', { type: 'm' }, bearer(token)), 401)
