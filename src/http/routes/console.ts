@@ -77,8 +77,10 @@ export function loadConsole(dir: string = CONSOLE_DIST): ConsoleFiles | undefine
 export function registerConsoleRoutes(
   app: FastifyInstance,
   { config }: HttpContext,
-  files: ConsoleFiles | undefined = loadConsole(),
+  /** Where the build is (a test names another directory). */
+  dir: string = CONSOLE_DIST,
 ): void {
+  const files = loadConsole(dir)
   const PUBLIC = { config: { right: 'public' } } as const
   if (files === undefined) {
     const page = homePage(config.publicUrl, config.apiKey !== undefined)
