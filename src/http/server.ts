@@ -6,9 +6,9 @@ import { corsPolicy, registerCorsHeaders, registerPreflight } from './cors.ts'
 import { answerClientError, errorHandler } from './problem.ts'
 import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerConnectionRoutes } from './routes/connections.ts'
+import { registerConsoleRoutes } from './routes/console.ts'
 import { registerDeliveryRoutes } from './routes/deliveries.ts'
 import { registerHealthRoutes } from './routes/health.ts'
-import { registerHomeRoute } from './routes/home.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerKeyRoutes } from './routes/keys.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
@@ -66,7 +66,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     done()
   })
 
-  registerHomeRoute(app, context)
+  registerConsoleRoutes(app, context)
   registerHealthRoutes(app, context)
   registerTopicRoutes(app, context)
   registerStreamRoutes(app, context)

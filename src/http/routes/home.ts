@@ -1,31 +1,18 @@
-import type { FastifyInstance } from 'fastify'
-import type { HttpContext } from '../context.ts'
-
 /**
- * `GET /`: a small page that says what this server is and where its API and docs are, until the
- * console takes this place. Public, because it shows nothing stored: no topic, hook or key.
+ * What `GET /` says when the console is not built (web/dist missing): what this server is, where its
+ * API and docs are, and how to build the console. Plain HTML, nothing inline but text.
  */
-export function registerHomeRoute(app: FastifyInstance, { config }: HttpContext): void {
-  const page = homePage(config.publicUrl, config.apiKey !== undefined)
-  app.get('/', { config: { right: 'public' } }, async (_request, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
-      .header('x-content-type-options', 'nosniff')
-      .send(page),
-  )
-}
-
-function homePage(publicUrl: string, keyRequired: boolean): string {
+export function homePage(publicUrl: string, keyRequired: boolean): string {
   const html = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
   const base = html(publicUrl)
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Herald</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem}code{background:#f2f2f2;padding:0 .2em}</style>
 </head><body>
 <h1>Herald</h1>
 <p>An event gateway: publish an event once, and consumers get it over webhooks, WebSub, Server-Sent
-Events, NDJSON, WebSockets or polling. The console in the browser comes in a later version.</p>
+Events, NDJSON, WebSockets or polling.</p>
+<p><strong>The console is not built.</strong> It is made by <code>npm ci</code> (or <code>npm run build:web</code>)
+in Herald's directory, into <code>web/dist</code>; restart Herald and it is served here.</p>
 <p>${keyRequired ? 'Every <code>/v1</code> request needs <code>Authorization: Bearer &lt;HERALD_API_KEY&gt;</code>.' : 'No API key is set: the API is open to this machine only.'}</p>
 <h2>Try it</h2>
 <pre>curl -s ${base}/v1/topics/orders/events -H 'content-type: application/json' \\
