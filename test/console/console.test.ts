@@ -228,6 +228,13 @@ describe('the console in headless Chromium', { skip: missing }, () => {
       assert.equal(hooks.find((h) => h.description === 'made in the console')?.state, 'paused')
       await page.getByRole('button', { name: 'Resume' }).click()
       await page.getByRole('button', { name: 'Pause' }).waitFor()
+      // "Send a test event": the receiver gets one signed herald.test event, the page says its answer.
+      receiver.answer = () => ({ status: 202, body: 'test received' })
+      await page.getByRole('button', { name: 'Send a test event' }).click()
+      const [test] = await receiver.waitFor(1, (r) => r.url === '/made-in-console')
+      assert.equal(JSON.parse(test!.body).type, 'herald.test')
+      await page.getByText('HTTP 202').waitFor()
+      await page.getByText('test received').waitFor()
     } finally {
       await receiver.close()
     }

@@ -105,6 +105,15 @@ export interface HeraldEvent {
   [key: string]: unknown
 }
 
+/** POST /v1/hooks/{id}/test: what the receiver said to one signed test event. */
+export interface TestSend {
+  event_id: string
+  status: number | null
+  duration_ms: number
+  response: string | null
+  error: string | null
+}
+
 export interface Hook {
   id: string
   target_url: string

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks'
-import { type Delivery, del, get, type Hook, patch, post } from '../api.ts'
+import { type Delivery, del, get, type Hook, patch, post, type TestSend } from '../api.ts'
 import { navigate } from '../router.ts'
 import { Badge, isoOf, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
 import { DeliveryTable } from './deliveries.tsx'
@@ -194,6 +194,7 @@ export function HookPage({ id }: { id: string }) {
     3000,
   )
   const [secret, setSecret] = useState<string | undefined>(undefined)
+  const [tested, setTested] = useState<TestSend | undefined>(undefined)
   const action = useAction()
   if (hook === undefined) return error ? <Problem error={error} /> : <Loading what="the hook" />
   const setState = (state: 'active' | 'paused') =>
@@ -250,6 +251,18 @@ export function HookPage({ id }: { id: string }) {
         </button>
         <button
           type="button"
+          disabled={action.busy}
+          onClick={() =>
+            action.run(async () => {
+              setTested(undefined)
+              setTested(await post<TestSend>(`/v1/hooks/${id}/test`, {}))
+            })
+          }
+        >
+          Send a test event
+        </button>
+        <button
+          type="button"
           class="danger"
           disabled={action.busy}
           onClick={() =>
@@ -264,6 +277,21 @@ export function HookPage({ id }: { id: string }) {
         </button>
       </div>
       <Problem error={action.error} />
+      {tested && (
+        <p role="status" class="notice">
+          Test event <code>{tested.event_id}</code>:{' '}
+          {tested.status === null
+            ? `no answer (${tested.error ?? 'unknown error'})`
+            : `HTTP ${tested.status}`}{' '}
+          in {tested.duration_ms} ms
+          {tested.response ? (
+            <>
+              {' '}
+              — <code class="wrap">{tested.response}</code>
+            </>
+          ) : null}
+        </p>
+      )}
       {secret && (
         <p role="status" class="notice">
           New signing secret (the previous one stays valid for a while): <code>{secret}</code>
