@@ -118,6 +118,7 @@ export async function startHerald(
   // streams and sockets end here too.
   const keys = new KeyRing(store)
   keys.onRevoked((id) => connections.revoke(id))
+  keys.watch(() => connections.keyIds())
   // Request budgets, shared by the nodes through Redis or PostgreSQL when there are several.
   const rateLimits = new RateLimits({
     defaultRate: config.rateLimit,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { backends } from './backends.ts'
-import { publish, readAll, type StoredEventJson, sleep, spawnServer } from './helpers.ts'
+import { publish, readAll, type StoredEventJson, sleep, spawnServer, until } from './helpers.ts'
 
 for (const backend of await backends()) {
   test(`kill -9 while publishers run: every event that got a 201 survives, seq stays gapless (${backend.name})`, {
@@ -28,7 +28,14 @@ for (const backend of await backends()) {
       }
     }
     const publishers = Array.from({ length: 8 }, (_, worker) => publisher(worker))
-    await sleep(1500)
+    // Killed once publishes are well under way (a count, not a fixed time: a loaded machine is slower),
+    // and while they go on.
+    await until(
+      'publishers to get 100 events acknowledged',
+      () => (acknowledged.size > 100 ? true : undefined),
+      60_000,
+    )
+    await sleep(200)
     server.child.kill('SIGKILL')
     stop = true
     await server.exited

@@ -24,6 +24,16 @@ const MAX_SCOPES = 20
 export const KEY_REFRESH_MS = 500
 /** The most keys a node keeps in memory (those in use; the least recently loaded go first). */
 const MAX_CACHED_KEYS = 10_000
+/** How long a key id found missing is answered 401 without asking the store again. */
+const MISSING_KEY_MS = 1_000
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+
+/** Whether `id` is a key id: a ULID (26 characters of Crockford's base32). */
+export function isKeyId(id: string): boolean {
+  if (id.length !== ID_LENGTH) return false
+  for (const c of id) if (!CROCKFORD.includes(c)) return false
+  return true
+}
 
 export function isKeyToken(token: string): boolean {
   return token.startsWith(PREFIX)
@@ -172,6 +182,10 @@ interface CachedKey {
 export class KeyRing {
   private readonly store: KeyStore
   private readonly cache = new Map<string, CachedKey>()
+  /** Key ids looked up in vain, and when (see MISSING_KEY_MS). */
+  private readonly missing = new Map<string, number>()
+  /** The keys of open connections, checked too (they may have left the cache). */
+  private watched: () => Iterable<string> = () => []
   private readonly listeners: Array<(id: string) => void> = []
   private readonly timer: NodeJS.Timeout
   private refreshing = false
@@ -194,10 +208,19 @@ export class KeyRing {
       })
     if (token.length !== KEY_LENGTH) throw invalid()
     const id = token.slice(PREFIX.length, PREFIX.length + ID_LENGTH)
+    if (!isKeyId(id)) throw invalid()
     let cached = this.cache.get(id)
     if (cached === undefined) {
+      // An id looked up in vain is not looked up again for a while: made-up keys cost no queries.
+      const missedAt = this.missing.get(id)
+      if (missedAt !== undefined && now - missedAt < MISSING_KEY_MS) throw invalid()
       const stored = await this.store.key(id)
-      if (stored === undefined) throw invalid()
+      if (stored === undefined) {
+        if (this.missing.size >= MAX_CACHED_KEYS) this.missing.clear()
+        this.missing.set(id, now)
+        throw invalid()
+      }
+      this.missing.delete(id)
       cached = this.remember(stored)
     }
     if (!timingSafeEqual(digest, cached.digest)) throw invalid()
@@ -218,7 +241,13 @@ export class KeyRing {
   /** A key deleted through this node: refused from now on, here, without waiting for the refresh. */
   revoked(id: string): void {
     this.cache.delete(id)
+    this.missing.set(id, Date.now())
     for (const listener of this.listeners) listener(id)
+  }
+
+  /** Also checks these key ids at every refresh (those open connections were opened with). */
+  watch(ids: () => Iterable<string>): void {
+    this.watched = ids
   }
 
   close(): void {
@@ -233,10 +262,10 @@ export class KeyRing {
   }
 
   private async refresh(): Promise<void> {
-    if (this.refreshing || this.cache.size === 0) return
+    const ids = [...new Set([...this.cache.keys(), ...this.watched()])]
+    if (this.refreshing || ids.length === 0) return
     this.refreshing = true
     try {
-      const ids = [...this.cache.keys()]
       const found = new Set((await this.store.keysById(ids)).map((key) => key.id))
       for (const id of ids) if (!found.has(id)) this.revoked(id)
     } catch {

@@ -51,12 +51,17 @@ export const ANONYMOUS: Principal = { kind: 'anonymous' }
 /** Whether `principal` may take `action` on `topic`, or on every topic when `topic` is undefined. */
 export function may(principal: Principal, action: Action, topic?: string): boolean {
   if (principal.kind === 'root' || principal.kind === 'anonymous') return true
-  // Herald's own topics (herald.system, the audit trail; herald.websub/…) are read by administrators.
-  const needed: Action = topic !== undefined && isHeraldTopic(topic) ? 'admin' : action
+  // Herald's own topics (herald.system, the audit trail, which names hooks' targets; herald.websub/…)
+  // are read by administrators of everything: admin on `**`, not a pattern that happens to reach them
+  // (`*` is one segment, and `herald.system` is one).
+  const own = topic !== undefined && isHeraldTopic(topic)
+  const needed: Action = own ? 'admin' : action
   return principal.scopes.some(
     (scope) =>
       scope.actions.includes(needed) &&
-      scope.topics.some((pattern) => (topic === undefined ? reachesAll(pattern) : matches(pattern, topic))),
+      scope.topics.some((pattern) =>
+        topic === undefined || own ? reachesAll(pattern) : matches(pattern, topic),
+      ),
   )
 }
 

@@ -236,6 +236,11 @@ export function enforceAccess(app: FastifyInstance, access: Access, rateLimits?:
     } catch (error) {
       // The body, if any, is never read: close the connection rather than drain an upload.
       reply.header('connection', 'close')
+      // Refused credentials count against the client address's budget: guessing keys is a request too.
+      if (rateLimits !== undefined && (error as { status?: unknown }).status === 401) {
+        const verdict = await rateLimits.consume(undefined, request.ip)
+        if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+      }
       throw error
     }
   })
@@ -292,8 +297,10 @@ export function notFound(request: FastifyRequest) {
 /** A request target fit for a log line: an `access_token` in its query is replaced (RFC 6750 §5.3). */
 export function loggableUrl(url: string): string {
   const query = url.indexOf('?')
-  if (query === -1 || !url.includes('access_token', query)) return url
+  if (query === -1) return url
+  // By the decoded name: `access%5Ftoken` is read as access_token too.
   const params = new URLSearchParams(url.slice(query + 1))
+  if (!params.has('access_token')) return url
   params.set('access_token', '[redacted]')
   return `${url.slice(0, query)}?${params}`
 }

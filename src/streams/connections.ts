@@ -218,6 +218,11 @@ export class Connections {
     }
   }
 
+  /** The scoped keys open connections were opened with (the key ring checks them for revocation). */
+  keyIds(): Iterable<string> {
+    return this.byKey.keys()
+  }
+
   /** A key was revoked: every connection opened with it ends. */
   revoke(keyId: string): void {
     for (const connection of [...(this.byKey.get(keyId) ?? [])]) connection.expire('revoked')

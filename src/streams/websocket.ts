@@ -116,13 +116,21 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
     void upgrade(token).catch((error: unknown) => {
       if (error instanceof HeraldError) return refuse(socket, error)
       logger.error({ err: error }, 'websocket upgrade failed')
-      socket.destroy()
+      refuse(socket, errors.internal('Something went wrong on the server; it has been logged.'))
     })
     async function upgrade(token: string | undefined): Promise<void> {
-      const principal =
-        !context.access.keyRequired || token !== undefined
-          ? await context.access.authenticate(token)
-          : undefined
+      let principal: Principal | undefined
+      try {
+        principal =
+          !context.access.keyRequired || token !== undefined
+            ? await context.access.authenticate(token)
+            : undefined
+      } catch (error) {
+        // Refused credentials count against the address's budget, as on every other route.
+        const verdict = await context.rateLimits?.consume(undefined, request.socket.remoteAddress ?? '')
+        if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+        throw error
+      }
       // The upgrade is one request of its budget (a socket that authenticates later: of its address).
       const verdict = await context.rateLimits?.consume(principal, request.socket.remoteAddress ?? '')
       if (verdict !== undefined) {
@@ -352,6 +360,7 @@ class WsConnection implements StreamConnection, Sink {
     message: Record<string, unknown>,
     ref: string | number | undefined,
   ): Promise<void> {
+    await this.countOp()
     const token = message['token']
     let principal: Principal
     try {
@@ -399,8 +408,12 @@ class WsConnection implements StreamConnection, Sink {
     if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
       throw errors.invalidRequest('"after" is a seq: a whole number of at least 0.', 'after')
     }
+    await this.countOp()
     const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
     if (this.closed) return
+    // Checked again after the awaits: an `auth` op handled meanwhile may have narrowed the rights,
+    // and a subscription made now would outlive them.
+    this.context.access.authorize(this.principal!, 'subscribe', topic)
     // Each topic costs a subscription and, for a new topic, a feed (--max-subscriptions-per-socket).
     const max = this.context.config.maxSubscriptionsPerSocket
     if (!this.subscriptions.has(topic) && this.subscriptions.size >= max) {
@@ -476,13 +489,20 @@ class WsConnection implements StreamConnection, Sink {
     const { op: _op, ref: _ref, topic: rawTopic, ...attributes } = message
     const topic = assertPublishable(validateTopic(rawTopic))
     this.context.access.authorize(this.principal!, 'publish', topic)
-    // Each publish is one request of the socket's budget: past it an error with status 429 and
-    // `retry_after`; the socket stays open.
-    const verdict = await this.context.rateLimits?.consume(this.principal, this.address)
-    if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+    await this.countOp()
     const input = parseEventObject(attributes, false)
     const result = await this.context.log.publish(topic, [input])
     this.sendRaw(`{"op":"published","ref":${JSON.stringify(ref ?? null)},"event":${result.events[0]!.json}}`)
+  }
+
+  /**
+   * Each publish, subscribe and auth op is one request of the socket's budget (its principal's, or
+   * its address's before it authenticates): past it an error with status 429 and `retry_after`; the
+   * socket stays open.
+   */
+  private async countOp(): Promise<void> {
+    const verdict = await this.context.rateLimits?.consume(this.principal, this.address)
+    if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
   }
 
   private send(message: Record<string, unknown>): void {

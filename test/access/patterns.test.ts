@@ -62,4 +62,6 @@ test('an access_token never reaches a log line whole', () => {
   )
   assert.equal(loggableUrl('/v1/topics/a/events?after=1'), '/v1/topics/a/events?after=1')
   assert.ok(!loggableUrl('/v1/ws?access_token=eyJ.a.b&access_token=again').includes('eyJ'))
+  // The name as the query parser decodes it: access%5Ftoken is access_token too.
+  assert.ok(!loggableUrl('/v1/stream?topic=a&access%5Ftoken=hk_secret').includes('hk_secret'))
 })

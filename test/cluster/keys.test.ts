@@ -52,3 +52,56 @@ test('a key revoked on one node is refused on the other within a second, and its
     await dropSchema(schema)
   }
 })
+
+test('on PostgreSQL too, an auth op that narrows the rights does not let a subscribe sent with it keep the topic', {
+  skip,
+}, async () => {
+  const schema = testSchema('keyrace')
+  const server = await startTestServer({
+    apiKey: ROOT_KEY,
+    databaseUrl: TEST_DATABASE_URL,
+    databaseSchema: schema,
+  })
+  try {
+    const make = async (topics: string[]) => {
+      const response = await fetch(`${server.url}/v1/keys`, {
+        method: 'POST',
+        headers: { ...root, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'race', scopes: [{ actions: ['subscribe'], topics }] }),
+      })
+      return (await response.json()) as { id: string; key: string }
+    }
+    const wide = await make(['**'])
+    const narrow = await make(['public/*'])
+    const ws = await WsClient.open(`${server.url.replace('http', 'ws')}/v1/ws?access_token=${wide.key}`)
+    try {
+      ws.send({ op: 'auth', token: narrow.key, ref: 'auth' })
+      ws.send({ op: 'subscribe', topic: 'secret/x', ref: 'sub' })
+      await ws.reply('auth')
+      await ws.reply('sub')
+      await until('the socket to hold no topic', async () => {
+        const { connections } = (await (
+          await fetch(`${server.url}/v1/connections?protocol=ws`, { headers: root })
+        ).json()) as { connections: Array<{ topics: string[] }> }
+        return connections[0]?.topics.length === 0 ? true : undefined
+      })
+      // And it stays so: nothing published there reaches it.
+      await publish(server.url, 'secret/x', { type: 'leak' }, root)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.equal(ws.events('secret/x').length, 0)
+      // A key id with a NUL in it is a 401 here too, not a database error.
+      await problemOf(
+        await fetch(`${server.url}/v1/stream?topic=a&access_token=hk_${'0'.repeat(25)}%00${'a'.repeat(43)}`, {
+          headers: { accept: 'text/event-stream' },
+        }),
+        401,
+      )
+      await problemOf(await fetch(`${server.url}/v1/deliveries?hook=a%00b`, { headers: root }), 400)
+    } finally {
+      await ws.close()
+    }
+  } finally {
+    await server.close()
+    await dropSchema(schema)
+  }
+})

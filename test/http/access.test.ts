@@ -41,11 +41,14 @@ describe('every route declares its right, and one check enforces it', () => {
       .sort()
     assert.deepEqual(publicOnes, [
       'GET /',
+      // The console's scripts and styles: the same for everyone, nothing stored in them.
+      'GET /console/assets/*',
       'GET /healthz',
       'GET /metrics',
       'GET /readyz',
       'GET /websub',
       'HEAD /',
+      'HEAD /console/assets/*',
       'HEAD /healthz',
       'HEAD /metrics',
       'HEAD /readyz',

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { describeKey, newKey, parseKeyInput } from '../../access/keys.ts'
+import { describeKey, isKeyId, newKey, parseKeyInput } from '../../access/keys.ts'
 import { actorOf } from '../../access/principal.ts'
 import { errors } from '../../core/errors.ts'
 import type { HttpContext } from '../context.ts'
@@ -15,7 +15,7 @@ export function registerKeyRoutes(app: FastifyInstance, context: HttpContext): v
 
   async function findKey(request: FastifyRequest) {
     const { id } = request.params as { id: string }
-    const key = id.length <= 64 ? await store.key(id) : undefined
+    const key = isKeyId(id) ? await store.key(id) : undefined
     if (key === undefined) throw errors.notFound(`There is no key ${id.slice(0, 64)}.`)
     return key
   }

@@ -13,6 +13,8 @@ const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 const MAX_WAIT_SECONDS = 60
 const MAX_IDEMPOTENCY_KEY_LENGTH = 255
+/** The most topics one GET /v1/topics looks at for a key that may read few of them. */
+const MAX_TOPICS_SCANNED = 100_000
 
 /** What a `/v1/topics/*` path names: the topic, its event collection, or one event. */
 type Target =
@@ -51,10 +53,28 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const after = stringParam(query, 'after')
-    const topics = await log.store.topics({ ...(after ? { after } : {}), limit })
-    const next = topics.length === limit ? topics.at(-1)!.topic : null
-    // Only the topics these credentials may read; `next` still pages through all of them.
-    const visible = topics.filter((info) => may(request.principal, 'subscribe', info.topic))
+    // Only the topics these credentials may read, and `next` is always one of them: a cursor taken
+    // from what was skipped would name a topic the caller may not see. Store pages are read until the
+    // page is full or MAX_TOPICS_SCANNED topics were looked at.
+    const visible: TopicInfo[] = []
+    let cursor = after
+    let scanned = 0
+    let exhausted = false
+    while (visible.length < limit && scanned < MAX_TOPICS_SCANNED) {
+      const page = await log.store.topics({ ...(cursor ? { after: cursor } : {}), limit: MAX_LIMIT })
+      scanned += page.length
+      for (const info of page) {
+        if (!may(request.principal, 'subscribe', info.topic)) continue
+        visible.push(info)
+        if (visible.length === limit) break
+      }
+      if (page.length < MAX_LIMIT) {
+        exhausted = visible.length < limit || page.at(-1)?.topic === visible.at(-1)?.topic
+        break
+      }
+      cursor = page.at(-1)!.topic
+    }
+    const next = !exhausted && visible.length > 0 ? visible.at(-1)!.topic : null
     return reply.send({ topics: visible.map((info) => describeTopic(info, config.publicUrl)), next })
   })
 

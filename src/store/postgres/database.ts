@@ -136,6 +136,10 @@ export function unavailableReason(error: unknown): string | undefined {
  * returns the stored events if it did (docs/api.md, "Retrying a publish").
  */
 export function asStoreError(error: unknown): unknown {
+  // 22021: a character PostgreSQL text cannot hold (NUL), in a value the client sent (an id, a filter).
+  if ((error as { code?: unknown }).code === '22021') {
+    return errors.invalidRequest('A value holds a character that cannot be stored or looked up (NUL).')
+  }
   const reason = unavailableReason(error)
   if (reason === undefined) return error
   return errors.unavailable(`The database cannot be reached at the moment (${reason}).`, undefined, {
