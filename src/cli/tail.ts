@@ -22,7 +22,8 @@ export const TAIL_HELP = `Usage: herald tail <topic…> [--via sse|ndjson|ws|pol
 
 Follows topics and prints each event as one line of JSON. Without --after it starts at each
 topic's current head (new events only). After a disconnect it reconnects and resumes from
-the last event it printed: nothing is missed and nothing printed twice.
+the last event it printed: nothing is missed and nothing printed twice. When retention removed
+events after that point, or the seq is past the topic's head, it says so on stderr and goes on.
 
 Options:
   --via <protocol>     sse (default), ndjson, ws, or poll (long polling; one topic)

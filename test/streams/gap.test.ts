@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { EventSource } from 'eventsource'
-import { publish, type StoredEventJson, sleep, startTestServer, type TestServer } from '../helpers.ts'
+import { BIN, publish, type StoredEventJson, sleep, startTestServer, type TestServer } from '../helpers.ts'
 import { range, StreamReader, seqs, WsClient } from './clients.ts'
 
 // Issue 15, part 2: a cursor below what retention kept, or past the head, is signalled on every
@@ -347,4 +349,48 @@ describe('gap signal', () => {
       await client.close()
     }
   })
+
+  for (const via of ['sse', 'ndjson', 'ws', 'poll']) {
+    test(`herald tail --via ${via}: says so on stderr, prints only events, and follows on`, async () => {
+      const topic = `gt-${via}`
+      await prunedTopic(topic)
+      const below = tail([topic, '--via', via, '--after', '2'])
+      try {
+        await below.until(() => below.lines.length === 3 && below.errors.length === 1)
+        assert.deepEqual(seqs(below.lines), [8, 9, 10])
+        assert.match(below.errors[0]!, /events 3 to 7 are gone \(retention\); following from 8/)
+      } finally {
+        below.stop()
+      }
+      const ahead = tail([topic, '--via', via, '--after', '500'])
+      try {
+        await ahead.until(() => ahead.errors.length === 1)
+        assert.match(ahead.errors[0]!, /seq 500 is past the topic's head \(10\)/)
+        await sleep(200)
+        await publishMany(topic, 1, 11)
+        await ahead.until(() => ahead.lines.length === 1)
+        assert.deepEqual(seqs(ahead.lines), [11])
+        assert.equal(ahead.errors.length, 1, 'told once')
+      } finally {
+        ahead.stop()
+      }
+    })
+  }
+
+  function tail(args: string[]) {
+    const child = spawn(process.execPath, [BIN, 'tail', ...args, '--url', server.url])
+    const lines: StoredEventJson[] = []
+    const errors: string[] = []
+    createInterface({ input: child.stdout }).on('line', (line) => lines.push(JSON.parse(line)))
+    createInterface({ input: child.stderr }).on('line', (line) => errors.push(line))
+    return {
+      lines,
+      errors,
+      stop: () => child.kill('SIGTERM'),
+      async until(check: () => boolean) {
+        for (let i = 0; i < 750 && !check(); i++) await sleep(20)
+        assert.ok(check(), `stdout: ${JSON.stringify(lines)} stderr: ${errors.join('\n')}`)
+      },
+    }
+  }
 })
