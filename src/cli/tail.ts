@@ -22,7 +22,8 @@ export const TAIL_HELP = `Usage: herald tail <topic…> [--via sse|ndjson|ws|pol
 
 Follows topics and prints each event as one line of JSON. Without --after it starts at each
 topic's current head (new events only). After a disconnect it reconnects and resumes from
-the last event it printed: nothing is missed and nothing printed twice.
+the last event it printed: nothing is missed and nothing printed twice. When retention removed
+events after that point, or the seq is past the topic's head, it says so on stderr and goes on.
 
 Options:
   --via <protocol>     sse (default), ndjson, ws, or poll (long polling; one topic)
@@ -40,6 +41,13 @@ interface Printed {
   topic: string
   seq: number
 }
+
+/** A gap signal (docs/api.md): the topic is absent from a poll's, which names it in its URL. */
+type Gap = { topic?: string; after: number } & (
+  | { reason: 'pruned'; first_seq: number }
+  | { reason: 'ahead'; head_seq: number }
+)
+type Skip = (json: string, topic?: string) => void
 
 export const TAIL_OPTIONS = {
   ...CLIENT_OPTIONS,
@@ -78,6 +86,22 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
     positions.set(event.topic, event.seq)
     process.stdout.write(`${json}\n`)
   }
+  // The server says a topic does not continue from where this left it: said on stderr, and followed.
+  const skip = (json: string, topic?: string) => {
+    const gap = JSON.parse(json) as Gap
+    const name = gap.topic ?? topic!
+    if (gap.reason === 'ahead') {
+      positions.set(name, gap.head_seq)
+      process.stderr.write(
+        `herald tail: ${name}: seq ${gap.after} is past the topic's head (${gap.head_seq}); following from the head\n`,
+      )
+    } else {
+      positions.set(name, gap.first_seq - 1)
+      process.stderr.write(
+        `herald tail: ${name}: events ${gap.after + 1} to ${gap.first_seq - 1} are gone (retention); following from ${gap.first_seq}\n`,
+      )
+    }
+  }
   let failures = 0
   let connectedOnce = false
   const connected = () => {
@@ -87,9 +111,18 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
   while (!signal?.aborted) {
     try {
       if (via === 'poll')
-        await followByPolling(options, topics[0]!, positions, Number(values.limit), print, signal, connected)
-      else if (via === 'ws') await followByWebSocket(options, positions, print, signal, connected)
-      else await followByStream(options, via, positions, print, signal, connected)
+        await followByPolling(
+          options,
+          topics[0]!,
+          positions,
+          Number(values.limit),
+          print,
+          skip,
+          signal,
+          connected,
+        )
+      else if (via === 'ws') await followByWebSocket(options, positions, print, skip, signal, connected)
+      else await followByStream(options, via, positions, print, skip, signal, connected)
     } catch (error) {
       if (signal?.aborted) return
       if ((error as { fatal?: boolean }).fatal) throw error
@@ -122,6 +155,7 @@ async function followByPolling(
   positions: Map<string, number>,
   limit: number,
   print: (json: string) => void,
+  skip: Skip,
   signal: AbortSignal | undefined,
   connected: () => void,
 ): Promise<void> {
@@ -132,7 +166,8 @@ async function followByPolling(
     const response = await request(options, path, { headers: headers(options), signal }, WAIT_SECONDS * 1000)
     if (!response.ok) throw await refused(response)
     connected()
-    const page = (await response.json()) as { events: unknown[] }
+    const page = (await response.json()) as { events: unknown[]; gap?: unknown }
+    if (page.gap !== undefined) skip(JSON.stringify(page.gap), topic)
     for (const event of page.events) print(JSON.stringify(event))
   }
 }
@@ -142,6 +177,7 @@ async function followByStream(
   via: 'sse' | 'ndjson',
   positions: Map<string, number>,
   print: (json: string) => void,
+  skip: Skip,
   signal: AbortSignal | undefined,
   connected: () => void,
 ): Promise<void> {
@@ -158,14 +194,21 @@ async function followByStream(
   connected()
   const decoder = new TextDecoder()
   let buffer = ''
+  let gapNext = false // an SSE `event: gap` line: its data is a gap, not an event
   for await (const chunk of response.body!) {
     buffer += decoder.decode(chunk as Uint8Array, { stream: true })
     let newline = buffer.indexOf('\n')
     while (newline >= 0) {
       const line = buffer.slice(0, newline)
       buffer = buffer.slice(newline + 1)
-      if (via === 'ndjson' && line !== '') print(line)
-      if (via === 'sse' && line.startsWith('data: ')) print(line.slice(6))
+      if (via === 'ndjson' && line.startsWith('{"gap":')) skip(JSON.stringify(JSON.parse(line).gap))
+      else if (via === 'ndjson' && line !== '') print(line)
+      if (via === 'sse' && line === 'event: gap') gapNext = true
+      else if (via === 'sse' && line.startsWith('data: ')) {
+        if (gapNext) skip(line.slice(6))
+        else print(line.slice(6))
+        gapNext = false
+      } else if (via === 'sse' && line === '') gapNext = false
       newline = buffer.indexOf('\n')
     }
   }
@@ -176,6 +219,7 @@ async function followByWebSocket(
   options: ClientOptions,
   positions: Map<string, number>,
   print: (json: string) => void,
+  skip: Skip,
   signal: AbortSignal | undefined,
   connected: () => void,
 ): Promise<void> {
@@ -207,6 +251,7 @@ async function followByWebSocket(
     ws.on('message', (data) => {
       const message = JSON.parse(data.toString()) as { op: string; event?: unknown; detail?: string }
       if (message.op === 'event') print(JSON.stringify(message.event))
+      else if (message.op === 'gap') skip(data.toString())
       else if (message.op === 'error') process.stderr.write(`herald tail: ${message.detail}\n`)
     })
     for (const [topic, after] of positions) ws.send(JSON.stringify({ op: 'subscribe', topic, after }))

@@ -23,6 +23,44 @@ export interface Sink {
    * heartbeats) rather than failing at once (a long poll, which answers 503 and is retried).
    */
   waitsOutages?: boolean
+  /**
+   * Told, before the next events (if any), that the subscription does not continue from its cursor:
+   * retention removed events after it (`pruned`), or the cursor is past the topic's head (`ahead`).
+   */
+  gap?(gap: Gap): void
+}
+
+/**
+ * What a consumer missed, or why its cursor could not be kept. `pruned`: the events `after+1 …
+ * first_seq-1` are gone (retention), and delivery continues with `first_seq`. `ahead`: `after` is past
+ * the topic's head (`head_seq`; a store restored from an older backup), and delivery continues with
+ * the events after `head_seq`.
+ */
+export type Gap =
+  | { topic: string; after: number; first_seq: number; reason: 'pruned' }
+  | { topic: string; after: number; head_seq: number; reason: 'ahead' }
+
+/** Where delivery continues after a gap: the new cursor. */
+export function gapCursor(gap: Gap): number {
+  return gap.reason === 'pruned' ? gap.first_seq - 1 : gap.head_seq
+}
+
+/**
+ * Whether a cursor whose first read came back empty is past the head (`ahead`), or below a floor that
+ * retention raised past everything after it (`pruned`, with nothing retained after the cursor). Undefined
+ * when the cursor is the head, or when events came after it since the read (then read again).
+ */
+export async function emptyReadGap(
+  store: EventStore,
+  topic: string,
+  after: number,
+): Promise<Gap | undefined> {
+  const head = (await store.heads([topic])).get(topic) ?? 0
+  if (head === after) return undefined
+  if (head < after) return { topic, after, head_seq: head, reason: 'ahead' }
+  const info = await store.topic(topic)
+  if (info === undefined || info.first_seq <= after + 1) return undefined
+  return { topic, after, first_seq: info.first_seq, reason: 'pruned' }
 }
 
 /** The first wait before reading an unreachable store again, and the longest. */
@@ -103,11 +141,24 @@ export class Subscription {
       // The Feed's bus subscription is acknowledged before any read, so that the last read comes
       // after it: an event another node commits in between wakes the Feed.
       await busReady
+      // The first read checks the cursor against the topic (see emptyReadGap); later ones start where
+      // the one before ended, and a page that starts past the cursor is a gap too (see deliver).
+      let first = true
       for (;;) {
         if (this.closed) return
         let events: StoredEvent[]
         try {
           events = await store.read(this.topic, this.cursor, pageSize, CATCH_UP_BYTES)
+          if (first && events.length === 0) {
+            const gap = await emptyReadGap(store, this.topic, this.cursor)
+            if (this.closed) return
+            first = false
+            if (gap !== undefined) this.skip(gap)
+            // A gap moved the cursor: read from there. (Events committed since the empty read are
+            // dispatched by the Feed, as for any last read.)
+            if (gap !== undefined) continue
+          }
+          first = false
         } catch (error) {
           if (!isUnavailable(error) || !this.waitsOutages) throw error
           retryMs = await backOff(retryMs)
@@ -132,8 +183,20 @@ export class Subscription {
     while (start < events.length && events[start]!.seq <= this.cursor) start++
     if (start === events.length) return
     const fresh = start === 0 ? events : events.slice(start)
+    // Seqs are gapless and retention removes the oldest events only: a jump is what retention took.
+    const next = fresh[0]!.seq
+    if (next > this.cursor + 1) {
+      this.skip({ topic: this.topic, after: this.cursor, first_seq: next, reason: 'pruned' })
+      if (this.closed) return
+    }
     this.cursor = fresh.at(-1)!.seq
     this.sink.push(fresh)
+  }
+
+  /** Tells the sink about a gap, and moves the cursor past it. */
+  private skip(gap: Gap): void {
+    this.cursor = gapCursor(gap)
+    this.sink.gap?.(gap)
   }
 
   close(): void {

@@ -3,7 +3,7 @@ import type { Bus } from '../bus/bus.ts'
 import { type EventInput, prepareEvent, type StoredEvent } from '../core/event.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, EventStore } from '../store/store.ts'
-import { Feeds, type Sink, type Subscription } from './feeds.ts'
+import { emptyReadGap, Feeds, type Gap, gapCursor, type Sink, type Subscription } from './feeds.ts'
 
 /**
  * The one path every event takes, whatever protocol brought it: store it durably, then announce the
@@ -55,6 +55,22 @@ export class TopicLog {
     return this.store.read(topic, afterSeq, limit)
   }
 
+  /**
+   * A page of events after `afterSeq`, with the gap when the page does not start right after it (see
+   * Gap): retention removed what followed the cursor, or the cursor is past the head. `next` is where
+   * the reader goes on from: the last seq returned, else the cursor the gap moved to, else `afterSeq`.
+   */
+  async readPage(topic: string, afterSeq: number, limit: number): Promise<Page> {
+    const events = await this.store.read(topic, afterSeq, limit)
+    const gap =
+      events.length > 0
+        ? events[0]!.seq > afterSeq + 1
+          ? { topic, after: afterSeq, first_seq: events[0]!.seq, reason: 'pruned' as const }
+          : undefined
+        : await emptyReadGap(this.store, topic, afterSeq)
+    return pageOf(events, afterSeq, gap)
+  }
+
   /** Delivers the events of `topic` after `after` to `sink`: the backlog first, then live. */
   subscribe(topic: string, after: number, sink: Sink, pageSize?: number): Subscription {
     return this.feeds.subscribe(topic, after, sink, pageSize)
@@ -71,20 +87,34 @@ export class TopicLog {
     limit: number,
     timeoutMs: number,
     signal: AbortSignal,
-  ): Promise<StoredEvent[]> {
+  ): Promise<Page> {
     return new Promise((resolve, reject) => {
+      let done = false
+      let gap: Gap | undefined
       const finish = (events: StoredEvent[], error?: unknown) => {
+        if (done) return
+        done = true
         clearTimeout(timer)
         signal.removeEventListener('abort', onEnd)
         subscription.close()
-        if (error === undefined) resolve(events.length > limit ? events.slice(0, limit) : events)
+        if (error === undefined)
+          resolve(pageOf(events.length > limit ? events.slice(0, limit) : events, afterSeq, gap))
         else reject(error)
       }
       const onEnd = () => finish([])
       const subscription = this.subscribe(
         topic,
         afterSeq,
-        { push: (events) => finish(events), fail: (error) => finish([], error) },
+        {
+          push: (events) => finish(events),
+          fail: (error) => finish([], error),
+          // A gap is answered at once: with the events that follow it when they come with it (push
+          // is called right after), else alone, so the reader learns of it without waiting.
+          gap: (found) => {
+            gap ??= found
+            queueMicrotask(() => finish([]))
+          },
+        },
         limit,
       )
       const timer = setTimeout(onEnd, timeoutMs)
@@ -92,4 +122,16 @@ export class TopicLog {
       if (signal.aborted) onEnd()
     })
   }
+}
+
+/** A poll's answer: the events, where to go on from, and the gap before them if there is one. */
+export interface Page {
+  events: StoredEvent[]
+  next: number
+  gap: Gap | undefined
+}
+
+function pageOf(events: StoredEvent[], afterSeq: number, gap: Gap | undefined): Page {
+  const next = events.length > 0 ? events.at(-1)!.seq : gap === undefined ? afterSeq : gapCursor(gap)
+  return { events, next, gap }
 }

@@ -5,7 +5,7 @@ import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import { ulid } from '../core/event.ts'
 import { releaseSocket } from '../http/socket-guards.ts'
-import type { Subscription } from '../log/feeds.ts'
+import { type Gap, gapCursor, type Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import {
@@ -30,6 +30,8 @@ export interface Framing {
   heartbeat: string
   /** The frame of one event; `cursor` is the multi-topic token (null on a one-topic stream). */
   frame(event: StoredEvent, cursor: string | null): Buffer
+  /** The frame that tells the consumer it does not continue from its cursor (see Gap). */
+  gapFrame(gap: Gap): string
   farewell: string
 }
 
@@ -59,6 +61,8 @@ function sseFraming(named: boolean): Framing {
       }
       return named ? sseNamedFrames.get(event) : sseFrames.get(event)
     },
+    // No `id:` line: Last-Event-ID stays on the last event received.
+    gapFrame: (gap) => `event: gap\ndata: ${JSON.stringify(gap)}\n\n`,
     farewell: `retry: ${SSE_SHUTDOWN_RETRY_MS}\n\n`,
   }
 }
@@ -73,6 +77,8 @@ export const ndjsonFraming: Framing = {
   preamble: '',
   heartbeat: '\n',
   frame: (event) => ndjsonFrames.get(event),
+  // Told apart from events, which always have `specversion`.
+  gapFrame: (gap) => `{"gap":${JSON.stringify(gap)}}\n`,
   farewell: '',
 }
 
@@ -216,8 +222,16 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     counters.events.inc(events.length)
     counters.bytes.inc(bytes)
   }
+  const gap = (found: Gap) => {
+    if (closed) return
+    // A multi-topic stream's next cursor carries the topic's position past the gap: told once.
+    if (options.multiTopic) positions!.set(found.topic, gapCursor(found))
+    socket.write(framing.gapFrame(found))
+    wroteSinceHeartbeat = true
+  }
   const sink = {
     push,
+    gap,
     drained: () =>
       socket.writableLength < socket.writableHighWaterMark || closed
         ? Promise.resolve()

@@ -11,7 +11,7 @@ import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { type Principal, requestToken } from '../http/access.ts'
 import type { HttpContext } from '../http/context.ts'
 import { rawProblem } from '../http/problem.ts'
-import type { Sink, Subscription } from '../log/feeds.ts'
+import type { Gap, Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
 import { drainOrClose, SendProgress, type StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
@@ -451,6 +451,12 @@ class WsConnection implements StreamConnection, Sink {
     if (corked) process.nextTick(() => this.socket.uncork())
     this.counters.events.inc(events.length)
     this.counters.bytes.inc(bytes)
+  }
+
+  /** The subscription does not continue from its `after`: said before the events that follow. */
+  gap(gap: Gap): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return
+    this.send({ op: 'gap', ...gap })
   }
 
   /**

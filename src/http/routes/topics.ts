@@ -2,8 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { may } from '../../access/principal.ts'
 import { parseDuration } from '../../core/duration.ts'
 import { errors } from '../../core/errors.ts'
-import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } from '../../core/event.ts'
+import { isJsonMediaType, parseBinaryEvent, parseEventBody } from '../../core/event.ts'
 import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
+import type { Page } from '../../log/topic-log.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
@@ -167,9 +168,9 @@ async function readEvents(
   const after = integerParam(query, 'after', 0, 0, MAX_SEQ)
   const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
   const waitSeconds = waitParam(request, query)
-  let events: StoredEvent[]
+  let page: Page
   if (waitSeconds === 0) {
-    events = await log.read(topic, after, limit)
+    page = await log.readPage(topic, after, limit)
   } else {
     // Held until an event comes, the wait ends, the client leaves or the server drains.
     const gone = new AbortController()
@@ -177,7 +178,7 @@ async function readEvents(
     reply.raw.once('close', onClose)
     metrics.longPollsOpen.inc()
     try {
-      events = await log.waitForEvents(
+      page = await log.waitForEvents(
         topic,
         after,
         limit,
@@ -189,11 +190,13 @@ async function readEvents(
       reply.raw.off('close', onClose)
     }
   }
-  const next = events.length > 0 ? events.at(-1)!.seq : after
+  const { events, next, gap } = page
+  // The gap names no topic: the URL does.
+  const gapField = gap === undefined ? '' : `,"gap":${JSON.stringify({ ...gap, topic: undefined })}`
   return reply
     .type('application/json; charset=utf-8')
     .header('cache-control', 'no-store')
-    .send(`{"events":[${events.map((event) => event.json).join(',')}],"next":${next}}`)
+    .send(`{"events":[${events.map((event) => event.json).join(',')}],"next":${next}${gapField}}`)
 }
 
 function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEventBody> {
