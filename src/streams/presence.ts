@@ -327,9 +327,9 @@ export class Presence {
         const records = await this.store.presence(batch, this.store.now())
         const byTopic = new Map<string, PresenceRecord[]>()
         for (const record of records) {
-          let list = byTopic.get(record.topic)
-          if (list === undefined) byTopic.set(record.topic, (list = []))
-          list.push(record)
+          const list = byTopic.get(record.topic)
+          if (list === undefined) byTopic.set(record.topic, [record])
+          else list.push(record)
         }
         for (const topic of batch) {
           const watched = this.watched.get(topic)
