@@ -22,6 +22,7 @@ import { type DataDirLock, lockDataDir } from './store/data-lock.ts'
 import { openStore } from './store/open.ts'
 import type { Store } from './store/store.ts'
 import { Connections } from './streams/connections.ts'
+import { Presence } from './streams/presence.ts'
 import { attachWebSocket } from './streams/websocket.ts'
 
 export interface Herald {
@@ -80,6 +81,13 @@ export async function startHerald(
     metrics,
   })
   // Every outbound webhook request goes through this agent: the SSRF guard checks each connection.
+  const presence = new Presence({
+    store,
+    nodeId: config.nodeId,
+    logger,
+    maxMembers: config.maxPresenceMembers,
+    ...(config.presenceTiming === undefined ? {} : { timing: config.presenceTiming }),
+  })
   const agent = createGuardedAgent({
     allowPrivate: config.allowPrivateTargets,
     connectTimeoutMs: Math.min(10_000, config.deliveryTimeoutMs),
@@ -138,6 +146,7 @@ export async function startHerald(
     log,
     metrics,
     connections,
+    presence,
     draining: draining.signal,
     notReady: async () => {
       if (draining.signal.aborted) return 'The server is draining.'
@@ -184,8 +193,10 @@ export async function startHerald(
   const node = new NodeService({ store, nodeId: config.nodeId, logger })
   try {
     await node.start()
+    await presence.start()
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
+    await presence.stop()
     await node.stop()
     await rateLimits.close()
     await store.close()

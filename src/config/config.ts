@@ -42,6 +42,14 @@ export interface HeraldConfig {
   /** The default request budget per key, token `sub` or anonymous address (--rate-limit); null: none. */
   rateLimit: RateLimit | null
   maxSubscriptionsPerSocket: number
+  /** Live presence members per topic, cluster-wide (--max-presence-members). */
+  maxPresenceMembers: number
+  /**
+   * Presence timing (src/streams/presence.ts): not a flag; tests shorten it. Absent: a member lives
+   * 30 s unless its node refreshes it (every 10 s), and each node reads the members of the topics its
+   * sockets watch every second.
+   */
+  presenceTiming?: { ttlMs: number; refreshMs: number; pollMs: number }
   maxTopicsPerStream: number
   headersTimeoutMs: number
   requestTimeoutMs: number
@@ -267,6 +275,12 @@ export const OPTIONS = [
     help: 'Topics one WebSocket may follow at once; a subscribe past it is an error message.',
   },
   {
+    flag: 'max-presence-members',
+    env: 'HERALD_MAX_PRESENCE_MEMBERS',
+    default: '1000',
+    help: 'Presence members one topic may have across the cluster; a join past it is an error message (nothing is subscribed).',
+  },
+  {
     flag: 'max-topics-per-stream',
     env: 'HERALD_MAX_TOPICS_PER_STREAM',
     default: '100',
@@ -436,6 +450,7 @@ export function loadConfig(
     maxSubscriptionsPerSocket: wrap('--max-subscriptions-per-socket', () =>
       parseCount(raw('max-subscriptions-per-socket')!),
     ),
+    maxPresenceMembers: wrap('--max-presence-members', () => parseCount(raw('max-presence-members')!)),
     maxTopicsPerStream: wrap('--max-topics-per-stream', () => parseCount(raw('max-topics-per-stream')!)),
     headersTimeoutMs,
     requestTimeoutMs,

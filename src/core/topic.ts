@@ -25,6 +25,12 @@ export function validateTopic(name: unknown): string {
       'topic',
     )
   }
+  if (name.split('/').includes('presence')) {
+    throw errors.invalidTopic(
+      '"presence" is reserved as a topic segment: /v1/topics/{topic}/presence lists the topic\'s presence members.',
+      'topic',
+    )
+  }
   return name
 }
 

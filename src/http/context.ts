@@ -9,6 +9,7 @@ import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { HookStore, KeyStore, NodeStore, Store } from '../store/store.ts'
 import type { Connections } from '../streams/connections.ts'
+import type { Presence } from '../streams/presence.ts'
 import type { Access } from './access.ts'
 
 /** What the HTTP routes share: built once by the app, handed to every route module. */
@@ -22,6 +23,8 @@ export interface HttpContext {
   metrics: Metrics
   /** Every open streaming connection (limits, heartbeats, shutdown). */
   connections: Connections
+  /** Who is on which topic, cluster-wide (WebSocket presence, GET /v1/topics/{topic}/presence). */
+  presence: Presence
   /** Aborted when the server starts draining: held requests answer at once. */
   draining: AbortSignal
   /** Why the server is not ready for traffic (starting, draining, a store that cannot write), or undefined. */

@@ -32,7 +32,14 @@ export const MAX_READ_BYTES = 4 * 1024 * 1024
  * `EventStore`, the dispatcher a `QueueStore`, the hook and WebSub routes a `HookStore`, the node's
  * heartbeat a `NodeStore`, the leader's maintenance a `MaintenanceStore`.
  */
-export interface Store extends EventStore, HookStore, QueueStore, NodeStore, MaintenanceStore, KeyStore {
+export interface Store
+  extends EventStore,
+    HookStore,
+    QueueStore,
+    NodeStore,
+    MaintenanceStore,
+    KeyStore,
+    PresenceStore {
   /**
    * Removes events past retention, expired idempotency keys, and settled deliveries (with their
    * attempts) last updated longer ago than the events' default maximum age.
@@ -586,4 +593,46 @@ export interface RecoveryResult {
   released: number
   /** Stalled queues whose oldest pending delivery was made due. */
   stalled: number
+}
+
+/** One member of a topic's presence: a WebSocket that subscribed with `presence` (PresenceStore). */
+export interface PresenceRecord {
+  topic: string
+  /** The socket's id, made by the server. */
+  client: string
+  /** The node holding the socket, which keeps the row alive. */
+  node_id: string
+  /** The token's `sub`, `key:<id>` for a key, or null (root, anonymous). */
+  sub: string | null
+  /** The member's info as JSON text, or null. */
+  info: string | null
+  /** When it joined (ms, by the store's clock). */
+  since: number
+  /** When it is taken for gone unless refreshed (ms, by the store's clock). */
+  expires_at: number
+}
+
+/**
+ * Who is present on which topic, shared by every node of the store (src/streams/presence.ts).
+ * Contract (test/store/presence-contract.ts): a row past its `expires_at` is not a member (not listed,
+ * not counted) whether or not it was deleted yet; `(topic, client)` is unique.
+ */
+export interface PresenceStore {
+  /**
+   * Enters (or, when the client is already a member, updates `info`, `sub`, `node_id` and `expires_at`
+   * of) a member, unless the topic already has `maxMembers` other live members at `now`: then nothing
+   * changes and false is returned. The count and the insert are one statement; members joining the
+   * same topic on several nodes at the same instant may pass the bound by a few.
+   */
+  joinPresence(member: PresenceRecord, maxMembers: number, now: number): Promise<boolean>
+  /** Removes a member; whether there was one. */
+  leavePresence(topic: string, client: string): Promise<boolean>
+  /** Moves the expiry of every member held by `nodeId` to `expiresAt`; how many there are. */
+  refreshPresence(nodeId: string, expiresAt: number): Promise<number>
+  /** The live members (at `now`) of these topics, by topic, then `since`, then client. */
+  presence(topics: string[], now: number): Promise<PresenceRecord[]>
+  /** Deletes the members expired at `now`; how many. */
+  prunePresence(now: number): Promise<number>
+  /** Deletes every member held by `nodeId` (a node starting again, or stopping); how many. */
+  clearPresence(nodeId: string): Promise<number>
 }

@@ -15,6 +15,7 @@ import type { Gap, Sink, Subscription } from '../log/feeds.ts'
 import type { StreamCounters } from '../metrics/metrics.ts'
 import { drainOrClose, SendProgress, type StreamConnection } from './connections.ts'
 import { FrameCache } from './frame-cache.ts'
+import { type PresenceChange, type PresenceMember, parsePresence, subOf } from './presence.ts'
 
 export const WS_PATH = '/v1/ws'
 export const WS_SUBPROTOCOL = 'herald.v1'
@@ -200,6 +201,10 @@ class WsConnection implements StreamConnection, Sink {
   /** The client's address, which the budget of a socket without a key or `sub` counts by. */
   private readonly address: string
   private readonly subscriptions = new Map<string, Subscription>()
+  /** Topics whose presence this socket is a member of (as `client` = its id). */
+  private readonly present = new Set<string>()
+  /** Topics whose joins and leaves this socket is sent (`presence_events`), and how to stop each. */
+  private readonly watching = new Map<string, () => void>()
   private readonly counters: StreamCounters
   /** Who is on the other end; undefined until the socket has authenticated. */
   private principal: Principal | undefined
@@ -299,7 +304,19 @@ class WsConnection implements StreamConnection, Sink {
     clearTimeout(this.authDeadline)
     for (const subscription of this.subscriptions.values()) subscription.close()
     this.subscriptions.clear()
+    for (const topic of [...this.present, ...this.watching.keys()]) this.dropPresence(topic)
     this.context.connections.remove(this)
+  }
+
+  /** Leaves the topic's presence and stops watching it (unsubscribed, closed, or no longer allowed). */
+  private dropPresence(topic: string): void {
+    this.watching.get(topic)?.()
+    this.watching.delete(topic)
+    if (!this.present.delete(topic)) return
+    this.context.presence.leave(topic, this.id).catch((error: unknown) => {
+      // It expires with the TTL instead (the node no longer refreshes it... unless it re-enters it).
+      this.logger.warn({ reason: (error as Error).message, topic }, 'leaving presence failed')
+    })
   }
 
   onMessage(data: RawData, isBinary: boolean): void {
@@ -343,14 +360,22 @@ class WsConnection implements StreamConnection, Sink {
         const topic = validateTopic(message['topic'])
         this.subscriptions.get(topic)?.close()
         this.subscriptions.delete(topic)
+        this.dropPresence(topic)
         return this.send({ op: 'unsubscribed', topic, ref })
+      }
+      case 'presence': {
+        // Presence is a read: the subscribe right on the topic, as its events.
+        const topic = validateTopic(message['topic'])
+        this.context.access.authorize(principal, 'subscribe', topic)
+        const members = await this.context.presence.members(topic)
+        return this.send({ op: 'presence', topic, members, ref })
       }
       case 'publish':
         return this.publish(message, ref)
       default:
         throw errors.invalidRequest(
           // Named only when it is a short string: a nested value would not even serialize.
-          `Unknown op${typeof op === 'string' && op.length <= 64 ? ` ${JSON.stringify(op)}` : ''}: use subscribe, unsubscribe, publish or auth.`,
+          `Unknown op${typeof op === 'string' && op.length <= 64 ? ` ${JSON.stringify(op)}` : ''}: use subscribe, unsubscribe, presence, publish or auth.`,
           'op',
         )
     }
@@ -390,6 +415,7 @@ class WsConnection implements StreamConnection, Sink {
       if (may(principal, 'subscribe', topic)) continue
       subscription.close()
       this.subscriptions.delete(topic)
+      this.dropPresence(topic)
       this.sendError(
         undefined,
         errors.forbidden(
@@ -408,6 +434,11 @@ class WsConnection implements StreamConnection, Sink {
     if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
       throw errors.invalidRequest('"after" is a seq: a whole number of at least 0.', 'after')
     }
+    const presence = parsePresence(message['presence'])
+    const presenceEvents = message['presence_events']
+    if (presenceEvents !== undefined && typeof presenceEvents !== 'boolean') {
+      throw errors.invalidRequest('"presence_events" is true or false.', 'presence_events')
+    }
     await this.countOp()
     const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
     if (this.closed) return
@@ -422,9 +453,52 @@ class WsConnection implements StreamConnection, Sink {
         'topic',
       )
     }
+    await this.updatePresence(topic, presence, presenceEvents === true)
+    if (this.closed) return
+    // And once more after joining: the rights may have changed during that await too.
+    try {
+      this.context.access.authorize(this.principal!, 'subscribe', topic)
+    } catch (error) {
+      await this.updatePresence(topic, undefined, false)
+      throw error
+    }
     this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
     this.send({ op: 'subscribed', topic, ref })
     this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
+  }
+
+  /**
+   * Makes the socket's presence on the topic what a subscribe asks: a member (with this info) or not,
+   * watching or not. A subscribe states the whole subscription, so one without `presence` leaves.
+   * A join refused (the topic is full) throws before anything else changes: nothing is subscribed.
+   */
+  private async updatePresence(
+    topic: string,
+    presence: { info: string | undefined } | undefined,
+    watch: boolean,
+  ): Promise<void> {
+    const service = this.context.presence
+    if (presence !== undefined) {
+      await service.join(topic, this.id, subOf(this.principal!), presence.info)
+      if (this.closed) {
+        await service.leave(topic, this.id) // closed while it joined: cleanUp did not know of it
+        return
+      }
+      this.present.add(topic)
+    } else if (this.present.has(topic)) {
+      this.present.delete(topic)
+      await service.leave(topic, this.id)
+    }
+    if (watch && !this.watching.has(topic)) {
+      const stop = await service.watch(topic, (change: PresenceChange, member: PresenceMember) =>
+        this.send({ op: change, topic, member }),
+      )
+      if (this.closed || this.watching.has(topic)) stop()
+      else this.watching.set(topic, stop)
+    } else if (!watch) {
+      this.watching.get(topic)?.()
+      this.watching.delete(topic)
+    }
   }
 
   /** A database outage: the socket stays open (pings go on) and its subscriptions resume after. */

@@ -12,6 +12,7 @@ import { TopicLog } from '../../src/log/topic-log.ts'
 import { createMetrics } from '../../src/metrics/metrics.ts'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts'
 import { Connections } from '../../src/streams/connections.ts'
+import { Presence } from '../../src/streams/presence.ts'
 import { publish, sleep, spawnServer, startTestServer, type TestServer, tempDir } from '../helpers.ts'
 
 describe('operations', () => {
@@ -105,6 +106,7 @@ describe('graceful shutdown', () => {
             stallTimeoutMs: 60_000,
             metrics,
           }),
+          presence: new Presence({ store, nodeId: 'node-ops', logger: createLogger(config), maxMembers: 10 }),
           draining: controller.signal,
           notReady: async () => (draining ? 'The server is draining.' : 'The server is starting.'),
           hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {}, store },

@@ -18,6 +18,7 @@ import { dropSchema, skipWithoutPostgres, TEST_DATABASE_URL, testSchema } from '
 import { type StoreHarness, storeContract } from './contract.ts'
 import { deliveryContract } from './delivery-contract.ts'
 import { leaderContract } from './leader-contract.ts'
+import { presenceContract } from './presence-contract.ts'
 
 const skip = await skipWithoutPostgres()
 
@@ -44,6 +45,7 @@ async function openPostgres(): Promise<StoreHarness> {
 storeContract('PostgreSQL', openPostgres, { skip })
 deliveryContract('PostgreSQL', openPostgres, { skip })
 leaderContract('PostgreSQL', openPostgres, { skip })
+presenceContract('PostgreSQL', openPostgres, { skip })
 
 // ---- PostgreSQL only: several nodes on one database ------------------------------------------------
 

@@ -12,6 +12,7 @@ import { ROOT, tempDir } from '../helpers.ts'
 import { type StoreHarness, storeContract } from './contract.ts'
 import { deliveryContract } from './delivery-contract.ts'
 import { leaderContract } from './leader-contract.ts'
+import { presenceContract } from './presence-contract.ts'
 
 async function openSqlite(): Promise<StoreHarness> {
   const dataDir = await tempDir()
@@ -35,6 +36,7 @@ async function openSqlite(): Promise<StoreHarness> {
 storeContract('SQLite', openSqlite)
 deliveryContract('SQLite', openSqlite)
 leaderContract('SQLite', openSqlite)
+presenceContract('SQLite', openSqlite)
 
 test('SQLite: whoever claims the leadership leads, always in term 1 (one server per file)', async () => {
   const harness = await openSqlite()

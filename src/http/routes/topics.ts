@@ -21,15 +21,19 @@ const MAX_TOPICS_SCANNED = 100_000
 type Target =
   | { topic: string; kind: 'topic' }
   | { topic: string; kind: 'events' }
+  | { topic: string; kind: 'presence' }
   | { topic: string; kind: 'event'; seq: number }
 
 /**
  * Topic names contain `/`, so one wildcard route per method receives the rest of the path and this
- * splits it. The segment `events` is reserved in topic names, which keeps the split unambiguous.
+ * splits it. The segments `events` and `presence` are reserved in topic names, which keeps the split
+ * unambiguous.
  */
 function parseTarget(rest: string): Target {
   const one = /^(.+)\/events\/(\d+)$/.exec(rest)
   if (one) return { topic: validateTopic(one[1]), kind: 'event', seq: Number(one[2]) }
+  if (rest.endsWith('/presence'))
+    return { topic: validateTopic(rest.slice(0, -'/presence'.length)), kind: 'presence' }
   if (rest.endsWith('/events'))
     return { topic: validateTopic(rest.slice(0, -'/events'.length)), kind: 'events' }
   return { topic: validateTopic(rest), kind: 'topic' }
@@ -89,6 +93,10 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
         const info = (await log.store.topic(target.topic)) ?? emptyTopic(target.topic)
         setDiscoveryLinks(reply, config.publicUrl, target.topic)
         return reply.send(describeTopic(info, config.publicUrl))
+      }
+      if (target.kind === 'presence') {
+        // Presence is a read: the subscribe right on the topic, checked above.
+        return reply.send({ members: await context.presence.members(target.topic) })
       }
       if (target.kind === 'event') {
         const [event] = await log.read(target.topic, target.seq - 1, 1)

@@ -20,6 +20,7 @@ import type {
   LeadershipClaim,
   NodeRecord,
   PendingVerification,
+  PresenceRecord,
   PruneResult,
   RecoveryResult,
   ReplayRequest,
@@ -40,6 +41,7 @@ import { PostgresDeliveries } from './deliveries.ts'
 import { PostgresKeys } from './keys.ts'
 import { claimLeadership, releaseLeadership } from './leader.ts'
 import { PostgresNodes } from './nodes.ts'
+import { PostgresPresence } from './presence.ts'
 import { PostgresWriter } from './writer.ts'
 
 export interface PostgresStoreOptions extends PostgresOptions {
@@ -77,6 +79,7 @@ export class PostgresStore implements Store {
   private readonly deliveries: PostgresDeliveries
   private readonly nodeTable: PostgresNodes
   private readonly keyTable: PostgresKeys
+  private readonly presenceTable: PostgresPresence
   private readonly clock = new DatabaseClock()
   private closed = false
   /** Why the database could not be used at the last probe or write, until one succeeds again. */
@@ -91,6 +94,7 @@ export class PostgresStore implements Store {
     this.deliveries = new PostgresDeliveries(pool)
     this.nodeTable = new PostgresNodes(pool, options, this.clock)
     this.keyTable = new PostgresKeys(pool)
+    this.presenceTable = new PostgresPresence(pool)
   }
 
   /** Connects, migrates (once across nodes starting together) and reads the database's clock. */
@@ -288,6 +292,32 @@ export class PostgresStore implements Store {
   }
 
   // ---- hooks, deliveries and nodes (deliveries.ts, nodes.ts) -----------------------------------
+
+  // ---- presence (presence.ts) ------------------------------------------------------------------
+
+  joinPresence(member: PresenceRecord, maxMembers: number, now: number): Promise<boolean> {
+    return this.run(() => this.presenceTable.join(member, maxMembers, now))
+  }
+
+  leavePresence(topic: string, client: string): Promise<boolean> {
+    return this.run(() => this.presenceTable.leave(topic, client))
+  }
+
+  refreshPresence(nodeId: string, expiresAt: number): Promise<number> {
+    return this.run(() => this.presenceTable.refresh(nodeId, expiresAt))
+  }
+
+  presence(topics: string[], now: number): Promise<PresenceRecord[]> {
+    return this.run(() => this.presenceTable.list(topics, now))
+  }
+
+  prunePresence(now: number): Promise<number> {
+    return this.run(() => this.presenceTable.prune(now))
+  }
+
+  clearPresence(nodeId: string): Promise<number> {
+    return this.run(() => this.presenceTable.clear(nodeId))
+  }
 
   createKey(key: StoredKey): Promise<void> {
     return this.run(() => this.keyTable.create(key))

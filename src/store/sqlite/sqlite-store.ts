@@ -19,6 +19,7 @@ import type {
   LeadershipClaim,
   NodeRecord,
   PendingVerification,
+  PresenceRecord,
   PruneResult,
   RecoveryResult,
   ReplayRequest,
@@ -48,6 +49,7 @@ import {
 import { DeliveryTables } from './deliveries.ts'
 import { KeyTable } from './keys.ts'
 import { NodeTable } from './nodes.ts'
+import { PresenceTable } from './presence.ts'
 import { SqliteWriter } from './writer.ts'
 
 export interface SqliteStoreOptions {
@@ -89,6 +91,7 @@ export class SqliteStore implements Store {
   private readonly deliveries: DeliveryTables
   private readonly nodeTable: NodeTable
   private readonly keyTable: KeyTable
+  private readonly presenceTable: PresenceTable
   private queue: PendingWrite[] = []
   private flushScheduled = false
   private closed = false
@@ -120,6 +123,7 @@ export class SqliteStore implements Store {
     this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
     this.nodeTable = new NodeTable(this.db, this.deliveries)
     this.keyTable = new KeyTable(this.db)
+    this.presenceTable = new PresenceTable(this.db)
   }
 
   private openFailure(error: unknown): Error {
@@ -253,6 +257,32 @@ export class SqliteStore implements Store {
   }
 
   // ---- hooks and deliveries (src/store/sqlite/deliveries.ts) ----------------------------------
+
+  // ---- presence (presence.ts) ------------------------------------------------------------------
+
+  joinPresence(member: PresenceRecord, maxMembers: number, now: number): Promise<boolean> {
+    return this.write(() => this.presenceTable.join(member, maxMembers, now))
+  }
+
+  leavePresence(topic: string, client: string): Promise<boolean> {
+    return this.write(() => this.presenceTable.leave(topic, client))
+  }
+
+  refreshPresence(nodeId: string, expiresAt: number): Promise<number> {
+    return this.write(() => this.presenceTable.refresh(nodeId, expiresAt))
+  }
+
+  async presence(topics: string[], now: number): Promise<PresenceRecord[]> {
+    return this.presenceTable.list(topics, now)
+  }
+
+  prunePresence(now: number): Promise<number> {
+    return this.write(() => this.presenceTable.prune(now))
+  }
+
+  clearPresence(nodeId: string): Promise<number> {
+    return this.write(() => this.presenceTable.clear(nodeId))
+  }
 
   createKey(key: StoredKey): Promise<void> {
     return this.write(() => this.keyTable.create(key))
