@@ -201,6 +201,8 @@ class WsConnection implements StreamConnection, Sink {
   /** The client's address, which the budget of a socket without a key or `sub` counts by. */
   private readonly address: string
   private readonly subscriptions = new Map<string, Subscription>()
+  /** Topics whose subscribe is under way (it holds a slot of --max-subscriptions-per-socket). */
+  private readonly subscribing = new Set<string>()
   /** Topics whose presence this socket is a member of (as `client` = its id). */
   private readonly present = new Set<string>()
   /** Topics whose joins and leaves this socket is sent (`presence_events`), and how to stop each. */
@@ -439,32 +441,43 @@ class WsConnection implements StreamConnection, Sink {
     if (presenceEvents !== undefined && typeof presenceEvents !== 'boolean') {
       throw errors.invalidRequest('"presence_events" is true or false.', 'presence_events')
     }
-    await this.countOp()
-    const start = (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
-    if (this.closed) return
-    // Checked again after the awaits: an `auth` op handled meanwhile may have narrowed the rights,
-    // and a subscription made now would outlive them.
-    this.context.access.authorize(this.principal!, 'subscribe', topic)
     // Each topic costs a subscription and, for a new topic, a feed (--max-subscriptions-per-socket).
+    // Subscribes still under way hold their slot: several sent at once cannot all pass the check.
     const max = this.context.config.maxSubscriptionsPerSocket
-    if (!this.subscriptions.has(topic) && this.subscriptions.size >= max) {
+    if (
+      !this.subscriptions.has(topic) &&
+      !this.subscribing.has(topic) &&
+      this.subscriptions.size + this.subscribing.size >= max
+    ) {
       throw errors.invalidRequest(
         `One WebSocket follows at most ${max} topics; unsubscribe from one first.`,
         'topic',
       )
     }
-    await this.updatePresence(topic, presence, presenceEvents === true)
-    if (this.closed) return
-    // And once more after joining: the rights may have changed during that await too.
+    this.subscribing.add(topic)
     try {
+      await this.countOp()
+      const start =
+        (after as number | undefined) ?? (await this.context.log.store.topic(topic))?.head_seq ?? 0
+      if (this.closed) return
+      // Checked again after the awaits: an `auth` op handled meanwhile may have narrowed the rights,
+      // and a subscription made now would outlive them.
       this.context.access.authorize(this.principal!, 'subscribe', topic)
-    } catch (error) {
-      await this.updatePresence(topic, undefined, false)
-      throw error
+      await this.updatePresence(topic, presence, presenceEvents === true)
+      if (this.closed) return
+      // And once more after joining: the rights may have changed during that await too.
+      try {
+        this.context.access.authorize(this.principal!, 'subscribe', topic)
+      } catch (error) {
+        await this.updatePresence(topic, undefined, false)
+        throw error
+      }
+      this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
+      this.send({ op: 'subscribed', topic, ref })
+      this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
+    } finally {
+      this.subscribing.delete(topic)
     }
-    this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
-    this.send({ op: 'subscribed', topic, ref })
-    this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
   }
 
   /**

@@ -27,6 +27,7 @@ import {
  */
 
 const FILE = 'test/fuzz/websocket.test.ts'
+const STREAM_OPS = new Set(['event', 'gap', 'join', 'leave'])
 const CONTROL = 'ws-control'
 
 type Message = Record<string, unknown>
@@ -43,7 +44,8 @@ class Client {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       assert.equal(isBinary, false, 'the server sent a binary message')
       const message = JSON.parse(data.toString('utf8')) as Message
-      if (message['op'] !== 'event') this.answers.push(message)
+      // Events, gap signals and presence changes come as they happen, not as answers to a message.
+      if (!STREAM_OPS.has(message['op'] as string)) this.answers.push(message)
       this.waiting?.()
     })
     ws.on('close', (code: number, reason: Buffer) => {
@@ -351,7 +353,14 @@ describe('fuzz: WebSocket client messages', () => {
           } else {
             outcomes.add(String(reply['op']))
             const op = (sent as Message)['op']
-            assert.equal(reply['op'], `${op}${op === 'auth' ? 'enticated' : op === 'publish' ? 'ed' : 'd'}`)
+            // The answer to each op: authenticated, published, subscribed, unsubscribed; presence is
+            // answered with the members, as op presence.
+            const answerOf: Record<string, string> = {
+              auth: 'authenticated',
+              publish: 'published',
+              presence: 'presence',
+            }
+            assert.equal(reply['op'], answerOf[op as string] ?? `${op}d`)
             if (reply['op'] === 'published') {
               const event = reply['event'] as { topic: string; seq: number }
               const stored = await fetch(`${server.url}/v1/topics/${event.topic}/events/${event.seq}`)

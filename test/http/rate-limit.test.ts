@@ -274,9 +274,11 @@ describe('WebSocket', () => {
       assert.equal(refused['status'], 429)
       assert.equal(refused['code'], 'rate-limited')
       assert.ok(Number.isInteger(refused['retry_after']) && (refused['retry_after'] as number) >= 1)
-      // Still open: what is not a publish is not counted, and is answered.
-      client.send({ op: 'subscribe', topic: 'rl/ws', ref: 'still' })
-      assert.equal((await client.reply('still'))['op'], 'subscribed')
+      // Subscribes are counted too (each may replay a backlog); unsubscribes are not, and are answered.
+      client.send({ op: 'subscribe', topic: 'rl/ws', ref: 'sub' })
+      assert.equal((await client.reply('sub'))['status'], 429)
+      client.send({ op: 'unsubscribe', topic: 'rl/ws', ref: 'still' })
+      assert.equal((await client.reply('still'))['op'], 'unsubscribed')
       assert.equal(client.ws.readyState, WebSocket.OPEN)
       // A new socket is over budget too: its upgrade is a 429 with the headers.
       const again = await handshake(url)
