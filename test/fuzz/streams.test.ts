@@ -47,16 +47,34 @@ function framesOf(answer: Answer | Buffer, sse: boolean): Frame[] {
       const lines = block.split('\n')
       const data = lines.find((line) => line.startsWith('data: '))
       if (data === undefined) continue
+      // A gap signal (a cursor past the head, or below what retention kept) is not an event.
+      if (lines.includes('event: gap') && isGap(JSON.parse(data.slice(6)))) continue
       const id = lines.find((line) => line.startsWith('id: '))?.slice(4)
       frames.push({ id, event: JSON.parse(data.slice(6)) as Frame['event'] })
     }
   } else {
     // NDJSON: complete lines only (the last one may still be arriving); empty lines are keep-alives.
     const lines = text.split('\n').slice(0, -1)
-    for (const line of lines)
-      if (line !== '') frames.push({ id: undefined, event: JSON.parse(line) as Frame['event'] })
+    for (const line of lines) {
+      if (line === '') continue
+      const parsed = JSON.parse(line) as Record<string, unknown>
+      if ('gap' in parsed && isGap(parsed['gap'])) continue
+      frames.push({ id: undefined, event: parsed as Frame['event'] })
+    }
   }
   return frames
+}
+
+/** Whether a value is a gap signal as docs/api.md ("Gaps") spells it. */
+function isGap(value: unknown): boolean {
+  const gap = value as Record<string, unknown>
+  return (
+    typeof gap === 'object' &&
+    gap !== null &&
+    typeof gap['after'] === 'number' &&
+    (gap['reason'] === 'pruned' || gap['reason'] === 'ahead') &&
+    typeof gap[gap['reason'] === 'pruned' ? 'first_seq' : 'head_seq'] === 'number'
+  )
 }
 
 /** A cursor that is a seq, as the contract spells it: ASCII digits, at most MAX_SEQ. */
