@@ -119,10 +119,11 @@ describe('in headless Chromium, with a signed token', { skip: missing }, () => {
   test('an EventSource with ?access_token=<jwt> streams, and its stream ends at exp (then 401: it gives up)', async () => {
     const root = { authorization: `Bearer ${ROOT_KEY}` }
     await publish(server.url, 'chat/room', [{ type: 'a' }, { type: 'b' }], root)
-    const token = await mintToken(SECRET, { sub: 'browser', subscribe: ['chat/*'], ttlSeconds: 3 })
-    const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number
     const page = await browser.newPage()
     await page.goto(`${server.url}/healthz`)
+    // Minted once the page is up, and for long enough that a loaded machine still streams before exp.
+    const token = await mintToken(SECRET, { sub: 'browser', subscribe: ['chat/*'], ttlSeconds: 8 })
+    const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number
     await page.evaluate((token) => {
       const w = globalThis as unknown as { seen: number[]; errors: number[]; source: EventSource }
       w.seen = []
@@ -140,7 +141,7 @@ describe('in headless Chromium, with a signed token', { skip: missing }, () => {
       () => (globalThis as unknown as { source: EventSource }).source.readyState === 2,
       undefined,
       {
-        timeout: 15_000,
+        timeout: 30_000,
       },
     )
     const { seen, errors } = await page.evaluate(() => {
