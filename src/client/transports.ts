@@ -146,8 +146,10 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
         return
       case 'event':
         return link.event(topic, body['event'] as HeraldEvent)
-      case 'gap':
-        return link.gap(body as unknown as Gap)
+      case 'gap': {
+        const { op: _op, ...gap } = body
+        return link.gap(gap as unknown as Gap)
+      }
       case 'presence': {
         const call = waiting.get(body.ref ?? '')
         waiting.delete(body.ref ?? '')
