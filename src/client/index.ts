@@ -12,12 +12,13 @@ import {
   type Link,
   longPoll,
   type Member,
+  type PresenceChange,
   serverSentEvents,
   type TransportKind,
   webSocket,
 } from './transports.ts'
 
-export type { Gap, HeraldEvent, Member, TransportKind }
+export type { Gap, HeraldEvent, Member, PresenceChange, TransportKind }
 export type State = 'connecting' | 'connected' | 'disconnected'
 
 export interface HeraldOptions {
@@ -44,6 +45,10 @@ export interface SubscribeOptions {
   after?: number
   /** Retention removed events this subscription had not received (or its cursor was past the head). */
   onGap?: (gap: Gap) => void
+  /** Over the WebSocket: enter the topic's presence as a member, with this `info` (JSON, ≤ 1 KiB). */
+  presence?: { info?: unknown }
+  /** Over the WebSocket: members joining and leaving the topic. */
+  onPresence?: (change: PresenceChange) => void
 }
 
 export interface Subscription {
@@ -73,6 +78,8 @@ interface Topic {
   /** The last seq delivered; undefined while the start (the head) is being looked up. */
   last: number | undefined
   listeners: Set<Listener<never>>
+  presence?: { info?: unknown } | undefined
+  watchers: Set<(change: PresenceChange) => void>
 }
 
 const KINDS: TransportKind[] = ['ws', 'sse', 'poll']
@@ -120,6 +127,14 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
       },
       event: (name, event) => this.deliver(name, event),
       gap: (gap) => this.gap(gap),
+      extra(name) {
+        const topic = self.topics.get(name)
+        if (!topic?.presence && !topic?.watchers.size) return undefined
+        return { presence: topic.presence, presence_events: topic.watchers.size > 0 }
+      },
+      member(change) {
+        for (const watcher of self.topics.get(change.topic)?.watchers ?? []) watcher(change)
+      },
       error: (error) => this.emit('error', error),
       heartbeat: options.heartbeat ?? 15_000,
       fetch: (path, init) => this.request(path, init),
@@ -155,15 +170,19 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
     const listener = { onEvent, onGap: options.onGap } as Listener<never>
     let entry = this.topics.get(topic)
     if (entry === undefined) {
-      entry = { last: options.after, listeners: new Set() }
+      entry = { last: options.after, listeners: new Set(), watchers: new Set() }
       this.topics.set(topic, entry)
       if (entry.last === undefined) void this.findHead(topic, entry)
     }
     entry.listeners.add(listener)
+    const { presence, onPresence } = options
+    if (presence) entry.presence = presence
+    if (onPresence) entry.watchers.add(onPresence)
     this.ensure()
     return {
       unsubscribe: () => {
         entry.listeners.delete(listener)
+        if (onPresence) entry.watchers.delete(onPresence)
         if (entry.listeners.size === 0 && this.topics.get(topic) === entry) {
           this.topics.delete(topic)
           this.connection?.sync()

@@ -33,6 +33,13 @@ export interface Member {
   since: string
 }
 
+/** A member joining or leaving a topic (WebSocket only, for subscriptions with `onPresence`). */
+export interface PresenceChange {
+  op: 'join' | 'leave'
+  topic: string
+  member: Member
+}
+
 export type TransportKind = 'ws' | 'sse' | 'poll'
 
 /** Why a connection ended: `upgrade` it could not be made (try the next transport), `auth` refused credentials, `again` reopen at once. */
@@ -46,6 +53,9 @@ export interface Link {
   cursors(): Map<string, number>
   event(topic: string, event: HeraldEvent): void
   gap(gap: Gap): void
+  /** What a WebSocket subscribe adds for a topic (`presence`, `presence_events`). */
+  extra(topic: string): object | undefined
+  member(change: PresenceChange): void
   error(error: Error): void
   /** The server's keep-alive interval (ms): silence for twice as long is a dead connection. */
   heartbeat: number
@@ -84,7 +94,11 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
   let ready = false
   let ended = false
   let refs = 0
-  const send = (message: object) => socket.readyState === 1 && socket.send(JSON.stringify(message))
+  const send = (message: object): boolean => {
+    if (socket.readyState !== 1) return false
+    socket.send(JSON.stringify(message))
+    return true
+  }
   const finish = (why: EndReason) => {
     if (ended) return
     ended = true
@@ -111,7 +125,7 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
     for (const [topic, after] of cursors)
       if (!sent.has(topic)) {
         sent.set(topic, after)
-        send({ op: 'subscribe', topic, after })
+        send({ op: 'subscribe', topic, after, ...link.extra(topic) })
       }
     for (const topic of sent.keys())
       if (!cursors.has(topic)) {
@@ -150,6 +164,9 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
         const { op: _op, ...gap } = body
         return link.gap(gap as unknown as Gap)
       }
+      case 'join':
+      case 'leave':
+        return link.member(body as unknown as PresenceChange)
       case 'presence': {
         const call = waiting.get(body.ref ?? '')
         waiting.delete(body.ref ?? '')
