@@ -125,7 +125,7 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
     for (const [topic, after] of cursors)
       if (!sent.has(topic)) {
         sent.set(topic, after)
-        send({ op: 'subscribe', topic, after, ...link.extra(topic) })
+        send({ op: 'subscribe', topic, after, ...link.extra(topic), ref: `s:${topic}` })
       }
     for (const topic of sent.keys())
       if (!cursors.has(topic)) {
@@ -179,8 +179,13 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
         if (call) return call[1](error)
         if (body['status'] === 401) return finish('auth')
         if (body.ref === 'keepalive') return
-        // A refused subscribe: forgotten here so that the next sync (or reconnect) asks again.
-        for (const [name] of sent) if (String(body['detail']).includes(name)) sent.delete(name)
+        if (body.ref?.startsWith('s:')) {
+          // A refused subscribe is forgotten, so that a later sync asks again; one refused for now
+          // (429 over the socket's budget, 503 a store out of reach) is asked again when it says.
+          sent.delete(body.ref.slice(2))
+          const retry = Number(body['retry_after'])
+          if (retry > 0 || body['status'] === 503) setTimeout(sync, (retry || 1) * 1000)
+        }
         return link.error(error)
       }
     }
