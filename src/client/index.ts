@@ -106,8 +106,17 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
   private refreshing: Promise<void> | undefined
   private readonly fetcher: typeof fetch
   private readonly link: Link
-  private readonly online = () => this.reconnect(0)
-  private readonly offline = () => this.connection?.close()
+  /** The browser said `offline`: no reconnect until `online` (or, as a safety net, `maxBackoff`). */
+  private offlineNow = false
+  private readonly online = () => {
+    this.offlineNow = false
+    this.attempt = 0
+    if (!this.connection) this.reconnect(0)
+  }
+  private readonly offline = () => {
+    this.offlineNow = true
+    this.connection?.close()
+  }
   state: State = 'disconnected'
 
   constructor(options: HeraldOptions) {
@@ -368,6 +377,7 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
     if (this.closed) return
     this.setState('disconnected')
     if (why === 'again') return this.reconnect(0)
+    if (this.offlineNow) return this.reconnect(this.options.maxBackoff ?? 30_000)
     if (why === 'auth') await this.refresh()
     const auto = (this.options.transport ?? 'auto') === 'auto'
     if (

@@ -75,4 +75,34 @@ describe('client: dead-connection detection', () => {
       await tunnel.close()
     }
   })
+
+  test("the browser's offline and online events: the connection closes, waits, and resumes at once when back", async () => {
+    // Node has no window events: a stand-in EventTarget as globalThis's, as a browser has.
+    const target = new EventTarget()
+    const global = globalThis as { addEventListener?: unknown; removeEventListener?: unknown }
+    global.addEventListener = target.addEventListener.bind(target)
+    global.removeEventListener = target.removeEventListener.bind(target)
+    const client = new Herald({ url: server.url, heartbeat: 30_000 })
+    const states: State[] = []
+    client.on('state', (state) => states.push(state))
+    const got: number[] = []
+    try {
+      client.subscribe('offline', (event) => got.push(event.seq), { after: 0 })
+      await until('connected', () => (client.state === 'connected' ? true : undefined), 30_000)
+      target.dispatchEvent(new Event('offline'))
+      assert.equal(client.state, 'disconnected')
+      for (let i = 0; i < 3; i++) await publish(server.url, 'offline', { type: 'x' })
+      await sleep(1000)
+      assert.equal(client.state, 'disconnected', 'no reconnect while offline')
+      assert.deepEqual(got, [])
+      target.dispatchEvent(new Event('online'))
+      await until('every event', () => (got.length === 3 ? true : undefined), 30_000)
+      assert.deepEqual(got, [1, 2, 3])
+      assert.deepEqual(states, ['connecting', 'connected', 'disconnected', 'connecting', 'connected'])
+    } finally {
+      client.close()
+      delete global.addEventListener
+      delete global.removeEventListener
+    }
+  })
 })
