@@ -4,6 +4,7 @@ import { registerBodyParsers } from './body-parsers.ts'
 import type { HttpContext } from './context.ts'
 import { corsPolicy, registerCorsHeaders, registerPreflight } from './cors.ts'
 import { answerClientError, errorHandler } from './problem.ts'
+import { registerClientRoutes } from './routes/client.ts'
 import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerConnectionRoutes } from './routes/connections.ts'
 import { registerConsoleRoutes } from './routes/console.ts'
@@ -67,6 +68,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   })
 
   registerConsoleRoutes(app, context)
+  registerClientRoutes(app)
   registerHealthRoutes(app, context)
   registerTopicRoutes(app, context)
   registerStreamRoutes(app, context)

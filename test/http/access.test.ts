@@ -32,7 +32,7 @@ describe('every route declares its right, and one check enforces it', () => {
   })
   after(() => server.close())
 
-  test('every registered route declares a right; only the probes, the preflight and the hub page are public', () => {
+  test('every registered route declares a right; only the probes, the preflight, the hub page, the console and the client bundle are public', () => {
     const routes = declaredRoutes(server.herald.server)
     assert.ok(routes.length >= 20, `only ${routes.length} routes recorded`)
     const publicOnes = routes
@@ -46,12 +46,15 @@ describe('every route declares its right, and one check enforces it', () => {
       'GET /healthz',
       'GET /metrics',
       'GET /readyz',
+      // The client bundle (src/client): the same for everyone, nothing stored in it.
+      'GET /v1/client.js',
       'GET /websub',
       'HEAD /',
       'HEAD /console/assets/*',
       'HEAD /healthz',
       'HEAD /metrics',
       'HEAD /readyz',
+      'HEAD /v1/client.js',
       'HEAD /websub',
       'OPTIONS /*',
     ])
