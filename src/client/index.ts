@@ -45,6 +45,12 @@ export interface SubscribeOptions {
   after?: number
   /** Retention removed events this subscription had not received (or its cursor was past the head). */
   onGap?: (gap: Gap) => void
+  /**
+   * Only the events this returns true for reach `onEvent`; the others still move the subscription's
+   * position (a resume does not ask for them again). Evaluated here: until the server filters
+   * (event types and CloudEvents filters, a later version), every event of the topic is sent.
+   */
+  filter?: (event: HeraldEvent) => boolean
   /** Over the WebSocket: enter the topic's presence as a member, with this `info` (JSON, ≤ 1 KiB). */
   presence?: { info?: unknown }
   /** Over the WebSocket: members joining and leaving the topic. */
@@ -72,6 +78,7 @@ export interface ClientEvents {
 interface Listener<T> {
   onEvent: (event: HeraldEvent<T>) => void
   onGap?: ((gap: Gap) => void) | undefined
+  filter?: ((event: HeraldEvent) => boolean) | undefined
 }
 
 interface Topic {
@@ -176,7 +183,7 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
     options: SubscribeOptions = {},
   ): Subscription {
     if (this.closed) throw new Error('This client is closed.')
-    const listener = { onEvent, onGap: options.onGap } as Listener<never>
+    const listener = { onEvent, onGap: options.onGap, filter: options.filter } as Listener<never>
     let entry = this.topics.get(topic)
     if (entry === undefined) {
       entry = { last: options.after, listeners: new Set(), watchers: new Set() }
@@ -267,6 +274,7 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
     topic.last = event.seq
     for (const listener of topic.listeners) {
       try {
+        if (listener.filter !== undefined && !listener.filter(event)) continue
         listener.onEvent(event as never)
       } catch (error) {
         this.emit('error', error as Error)
