@@ -216,13 +216,30 @@ export class Herald<Data extends Record<string, unknown> = Record<string, unknow
     event: PublishInput<K extends keyof Data ? Data[K] : unknown>,
   ): Promise<HeraldEvent<K extends keyof Data ? Data[K] : unknown>> {
     const key = crypto.randomUUID()
+    // An id of its own: a retry (over the socket or HTTP) is the same (source, id), which the topic
+    // stores once, whichever way the first try went.
+    const withId = { ...event, id: event.id ?? key }
     for (let attempt = 0; ; attempt++) {
+      // Over the socket when on it (one connection for everything); else, or if that fails, HTTP.
+      const socket = this.state === 'connected' ? this.connection?.publish : undefined
+      if (socket !== undefined) {
+        try {
+          return (await socket(topic, withId)) as never
+        } catch (error) {
+          const status = (error as { status?: unknown }).status
+          if (typeof status === 'number' && status < 500 && status !== 429) throw error
+          if (attempt >= 5 || this.closed) throw error
+          const retry = Number((error as { retry_after?: unknown }).retry_after)
+          await sleep(retry > 0 ? retry * 1000 : backoff(attempt, 250, 5000))
+          continue
+        }
+      }
       let response: Response | undefined
       try {
         response = await this.request(`/v1/topics/${topic}/events`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'idempotency-key': key },
-          body: JSON.stringify(event),
+          body: JSON.stringify(withId),
         })
       } catch (error) {
         if (attempt >= 5 || this.closed) throw error

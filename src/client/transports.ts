@@ -69,6 +69,8 @@ export interface Connection {
   /** A fresh token. */
   auth(token: string): void
   presence?(topic: string): Promise<Member[]>
+  /** Publishes over the socket (`publish` op): the stored event, or the error op as an Error. */
+  publish?(topic: string, event: object): Promise<HeraldEvent>
   close(): void
 }
 
@@ -89,7 +91,7 @@ function watchdog(limit: number, idle: () => void, dead: () => void) {
 export function webSocket(link: Link, open: Open, end: End): Connection {
   const socket = new link.WebSocket(`${link.url.replace(/^http/, 'ws')}/v1/ws`, 'herald.v1')
   const sent = new Map<string, number>()
-  const waiting = new Map<string, [(members: Member[]) => void, (error: Error) => void]>()
+  const waiting = new Map<string, [(value: never) => void, (error: Error) => void]>()
   let opened = false
   let ready = false
   let ended = false
@@ -170,7 +172,12 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
       case 'presence': {
         const call = waiting.get(body.ref ?? '')
         waiting.delete(body.ref ?? '')
-        return call?.[0](body['members'] as Member[])
+        return call?.[0](body['members'] as never)
+      }
+      case 'published': {
+        const call = waiting.get(body.ref ?? '')
+        waiting.delete(body.ref ?? '')
+        return call?.[0](body['event'] as never)
       }
       case 'error': {
         const error = Object.assign(new Error(String(body['detail'] ?? body['title'])), body)
@@ -195,10 +202,20 @@ export function webSocket(link: Link, open: Open, end: End): Connection {
   return {
     sync,
     auth: (token) => send({ op: 'auth', token }),
+    publish(topic, event) {
+      const ref = `u${++refs}`
+      return new Promise((resolve, reject) => {
+        waiting.set(ref, [resolve as (value: never) => void, reject])
+        if (!send({ ...event, op: 'publish', topic, ref })) {
+          waiting.delete(ref)
+          reject(new Error('Not connected.'))
+        }
+      })
+    },
     presence(topic) {
       const ref = `p${++refs}`
       return new Promise((resolve, reject) => {
-        waiting.set(ref, [resolve, reject])
+        waiting.set(ref, [resolve as (value: never) => void, reject])
         if (!send({ op: 'presence', topic, ref })) {
           waiting.delete(ref)
           reject(new Error('Not connected.'))
