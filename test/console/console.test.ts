@@ -3,13 +3,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { WebSocket } from 'ws'
 import { CONSOLE_DIST } from '../../src/http/routes/console.ts'
+import { chromiumMissing, launchChromium } from '../chromium.ts'
 import { startReceiver } from '../delivery/receiver.ts'
 import { publish, ROOT, startTestServer, type TestServer, until } from '../helpers.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const KEY = 'console-test-root-key-0123456789'
 const AUTH = { authorization: `Bearer ${KEY}` }
 const SHOTS = join(ROOT, 'docs', 'console')
@@ -17,11 +17,11 @@ const SHOTS = join(ROOT, 'docs', 'console')
 // The console in a real Chromium against a real Herald and real webhook receivers. .ci/run installs
 // Debian's chromium; without it (or without a console build: npm ci makes one) this suite is skipped,
 // loudly.
-const missing = !existsSync(CHROMIUM)
-  ? `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
-  : !existsSync(join(CONSOLE_DIST, 'index.html'))
-    ? 'SKIPPED: web/dist is missing (npm run build:web)'
-    : undefined
+const missing =
+  chromiumMissing ??
+  (existsSync(join(CONSOLE_DIST, 'index.html'))
+    ? undefined
+    : 'SKIPPED: web/dist is missing (npm run build:web)')
 if (missing) process.stderr.write(`\n*** console tests ${missing} ***\n\n`)
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
@@ -68,16 +68,7 @@ describe('the console in headless Chromium', { skip: missing }, () => {
       allowPrivateTargets: true,
       retryScheduleMs: [0, 50, 50],
     })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--disable-background-networking',
-      ],
-    })
+    browser = await launchChromium()
     page = await browser.newPage({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' })
     page.on('pageerror', (error) => failures.push(error.message))
     page.on('console', (message) => {

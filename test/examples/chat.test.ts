@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { type Chat, startChat } from '../../examples/chat/server.ts'
-
-const CHROMIUM = '/usr/bin/chromium'
+import { chromiumMissing, launchChromium } from '../chromium.ts'
 
 // examples/chat in a real browser: two people in a room, one of them offline for a while.
-const missing = existsSync(CHROMIUM)
-  ? undefined
-  : `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
+const missing = chromiumMissing
 if (missing) process.stderr.write(`\n*** chat example tests ${missing} ***\n\n`)
 
 async function join(context: BrowserContext, url: string, name: string, room: string): Promise<Page> {
@@ -39,16 +35,7 @@ describe('examples/chat in headless Chromium', { skip: missing }, () => {
   let browser: Browser
   before(async () => {
     chat = await startChat({ port: 0, heraldPort: 0, logLevel: 'silent' })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--disable-background-networking',
-      ],
-    })
+    browser = await launchChromium()
   })
   after(async () => {
     await browser?.close()

@@ -1,31 +1,14 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { type Browser, chromium } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { mintToken } from '../../src/access/tokens.ts'
+import { chromiumMissing, launchChromium } from '../chromium.ts'
 import { publish, startTestServer, type TestServer } from '../helpers.ts'
-
-const CHROMIUM = '/usr/bin/chromium'
 
 // A real browser's EventSource and WebSocket against Herald. .ci/run installs Debian's chromium;
 // without it this suite is skipped, loudly.
-const missing = existsSync(CHROMIUM)
-  ? undefined
-  : `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
+const missing = chromiumMissing
 if (missing) process.stderr.write(`\n*** browser tests ${missing} ***\n\n`)
-
-function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--disable-background-networking',
-    ],
-  })
-}
 
 describe('in headless Chromium', { skip: missing }, () => {
   let server: TestServer
