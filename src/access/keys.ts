@@ -1,10 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { errors } from '../core/errors.ts'
-import { ulid } from '../core/event.ts'
+import { isUlid, ulid } from '../core/event.ts'
 import type { KeyRecord, KeyStore, StoredKey } from '../store/store.ts'
 import { MAX_PATTERNS, parsePattern } from './patterns.ts'
 import { ACTIONS, type Action, type Principal, type Scope } from './principal.ts'
 import { parseRate, rateText } from './rate.ts'
+import { INVALID_TOKEN_CHALLENGE } from './tokens.ts'
 
 /**
  * Scoped API keys: `hk_` + the key's id (a 26-character ULID) + 43 characters of randomness (256
@@ -26,14 +27,9 @@ export const KEY_REFRESH_MS = 500
 const MAX_CACHED_KEYS = 10_000
 /** How long a key id found missing is answered 401 without asking the store again. */
 const MISSING_KEY_MS = 1_000
-const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 
-/** Whether `id` is a key id: a ULID (26 characters of Crockford's base32). */
-export function isKeyId(id: string): boolean {
-  if (id.length !== ID_LENGTH) return false
-  for (const c of id) if (!CROCKFORD.includes(c)) return false
-  return true
-}
+/** Whether `id` is a key id: a ULID. */
+export const isKeyId = isUlid
 
 export function isKeyToken(token: string): boolean {
   return token.startsWith(PREFIX)
@@ -204,7 +200,7 @@ export class KeyRing {
   ): Promise<Extract<Principal, { kind: 'key' }>> {
     const invalid = () =>
       errors.unauthorized('The API key is not valid (revoked, or never issued).', 'Authorization', {
-        'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
+        'WWW-Authenticate': INVALID_TOKEN_CHALLENGE,
       })
     if (token.length !== KEY_LENGTH) throw invalid()
     const id = token.slice(PREFIX.length, PREFIX.length + ID_LENGTH)
@@ -227,7 +223,7 @@ export class KeyRing {
     const expiresAt = cached.principal.expiresAt
     if (expiresAt !== null && expiresAt <= now) {
       throw errors.unauthorized('The API key has expired.', 'Authorization', {
-        'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
+        'WWW-Authenticate': INVALID_TOKEN_CHALLENGE,
       })
     }
     return cached.principal

@@ -127,6 +127,15 @@ export class RateLimits {
    * Counts one request of `principal` (undefined: a client that has not authenticated) from the
    * client address `ip`. Undefined when no budget applies (the root key, or no budget set).
    */
+  /**
+   * Refused credentials (a 401) count against the client address's budget, on every route and at a
+   * WebSocket upgrade: guessing keys is a request too. Throws the 429 once past it.
+   */
+  async countRefusal(ip: string): Promise<void> {
+    const verdict = await this.consume(undefined, ip)
+    if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+  }
+
   async consume(principal: Principal | undefined, ip: string): Promise<RateVerdict | undefined> {
     const budget = this.budgetOf(principal)
     if (budget === null || this.closed) return undefined

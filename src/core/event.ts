@@ -428,6 +428,14 @@ export function withPosition(body: string, topic: string, seq: number): string {
 }
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+
+/** Whether `text` has the shape of a ULID: 26 characters of Crockford's base32, as `ulid()` makes. */
+export function isUlid(text: string): boolean {
+  if (text.length !== 26) return false
+  for (const c of text) if (!CROCKFORD.includes(c)) return false
+  return true
+}
+
 const randomPool = Buffer.alloc(4096)
 let randomOffset = randomPool.length
 

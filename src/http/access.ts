@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { digestOf, isKeyToken, type KeyRing } from '../access/keys.ts'
 import { ANONYMOUS, assertMay, mayAtAll, type Principal, ROOT } from '../access/principal.ts'
 import { type RateLimits, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
+import { INVALID_TOKEN_CHALLENGE } from '../access/tokens.ts'
 import { errors } from '../core/errors.ts'
 import { corsPolicy } from './cors.ts'
 
@@ -89,7 +90,7 @@ export function createAccess(
   const origins = corsPolicy(options.corsOrigins ?? [])
   const invalid = () =>
     errors.unauthorized('The API key is not valid.', 'Authorization', {
-      'WWW-Authenticate': 'Bearer realm="herald", error="invalid_token"',
+      'WWW-Authenticate': INVALID_TOKEN_CHALLENGE,
     })
   return {
     keyRequired: isKey !== undefined,
@@ -236,10 +237,8 @@ export function enforceAccess(app: FastifyInstance, access: Access, rateLimits?:
     } catch (error) {
       // The body, if any, is never read: close the connection rather than drain an upload.
       reply.header('connection', 'close')
-      // Refused credentials count against the client address's budget: guessing keys is a request too.
       if (rateLimits !== undefined && (error as { status?: unknown }).status === 401) {
-        const verdict = await rateLimits.consume(undefined, request.ip)
-        if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+        await rateLimits.countRefusal(request.ip)
       }
       throw error
     }

@@ -127,9 +127,7 @@ export function attachWebSocket(server: Server, context: HttpContext, logger: Fa
             ? await context.access.authenticate(token)
             : undefined
       } catch (error) {
-        // Refused credentials count against the address's budget, as on every other route.
-        const verdict = await context.rateLimits?.consume(undefined, request.socket.remoteAddress ?? '')
-        if (verdict !== undefined && !verdict.allowed) throw rateLimitedError(verdict)
+        await context.rateLimits?.countRefusal(request.socket.remoteAddress ?? '')
         throw error
       }
       // The upgrade is one request of its budget (a socket that authenticates later: of its address).
