@@ -341,6 +341,15 @@ describe('the console in headless Chromium', { skip: missing }, () => {
       })
       assert.equal(accepted.status, 202, await accepted.text())
       await subscriber.waitFor(1)
+      // The receiver answered the challenge; the hub records the outcome just after: wait for it
+      // so that the page, which loads once, shows the finished verification.
+      await until('the verification is recorded', async () => {
+        const { verifications } = await api<{ verifications: Array<{ state: string }> }>(
+          server,
+          '/v1/websub/verifications',
+        )
+        return verifications.some((v) => v.state === 'verified') ? true : undefined
+      })
       await open('#/websub')
       await page.getByText(`${subscriber.url}/news`).first().waitFor()
       await page.getByText('verified').first().waitFor()
