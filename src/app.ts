@@ -13,6 +13,7 @@ import { assertSafeBinding, type HeraldConfig } from './config/config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { createGuardedAgent } from './delivery/targets.ts'
 import { WebSubHub } from './delivery/websub-hub.ts'
+import { EventTypes } from './event-types/catalog.ts'
 import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
 import { applySocketGuards } from './http/socket-guards.ts'
@@ -72,6 +73,9 @@ export async function startHerald(
     throw error
   }
   const log = new TopicLog(store, bus, metrics)
+  // The event-type catalog: every publish passes its check (schemas, topics taking registered types).
+  const eventTypes = new EventTypes(store, config.publicUrl)
+  log.check = (topic, inputs) => eventTypes.check(topic, inputs)
   const draining = new AbortController()
   let ready = false
   const connections = new Connections({
@@ -162,6 +166,7 @@ export async function startHerald(
     websub,
     cluster: { store: store.kind, bus: bus.kind, nodes: () => store.nodes() },
     keys: { store, ring: keys },
+    eventTypes,
     audit: createAudit(log, logger),
   }
   const server = buildServer(httpContext, logger)
@@ -194,6 +199,7 @@ export async function startHerald(
   try {
     await node.start()
     await presence.start()
+    await eventTypes.start()
     await server.listen({ host: config.host, port: config.port })
   } catch (error) {
     await presence.stop()
@@ -242,6 +248,7 @@ export async function startHerald(
       await node.stop()
       await agent.close()
       keys.close()
+      eventTypes.close()
       await rateLimits.close()
       await bus.close()
       await store.close()

@@ -100,6 +100,10 @@ export async function problemOf(response: Response, status: number) {
     status: number
     detail: string
     field?: string
+    code?: string
+    /** Members some problems add (a schema mismatch's `errors`, …). */
+    // biome-ignore lint/suspicious/noExplicitAny: test assertions read them freely
+    [member: string]: any
   }
   for (const key of ['type', 'title', 'detail'] as const) {
     if (typeof body[key] !== 'string' || body[key] === '') throw new Error(`problem without ${key}: ${text}`)

@@ -8,6 +8,7 @@ import { SERVE_HELP, serve, serveOptions } from './serve.ts'
 import { didYouMean } from './suggest.ts'
 import { TAIL_HELP, TAIL_OPTIONS, tail } from './tail.ts'
 import { TOKEN_HELP, TOKEN_OPTIONS, token } from './token.ts'
+import { TYPES_HELP, TYPES_OPTIONS, types } from './types.ts'
 
 const HELP = `Herald: one event gateway for webhooks, WebSub, SSE, WebSockets and polling.
 
@@ -21,6 +22,7 @@ Commands:
   listen     Receive webhooks locally, verify their signatures and print them
   cluster    Show the nodes serving the store, and which one leads
   keys       Manage scoped API keys: create, list, show, revoke
+  types      Manage the event-type catalog: put, list, show
   token      Mint a signed token (JWT) with HERALD_JWT_SECRET, for --token or a browser
 
 Run "herald <command> --help" for a command's options.
@@ -50,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   listen: { run: listen, help: LISTEN_HELP, options: () => LISTEN_OPTIONS, name: () => 'listen' },
   cluster: { run: cluster, help: CLUSTER_HELP, options: () => CLUSTER_OPTIONS, name: () => 'cluster' },
   keys: { run: keys, help: KEYS_HELP, options: () => KEYS_OPTIONS, name: () => 'keys' },
+  types: { run: types, help: TYPES_HELP, options: () => TYPES_OPTIONS, name: () => 'types' },
   token: { run: token, help: TOKEN_HELP, options: () => TOKEN_OPTIONS, name: () => 'token' },
 }
 

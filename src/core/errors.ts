@@ -21,6 +21,8 @@ export class HeraldError extends Error {
   readonly field: string | undefined
   /** Extra response headers, e.g. Retry-After or WWW-Authenticate. */
   readonly headers: Record<string, string>
+  /** More members of the problem (RFC 9457 extensions), such as a schema mismatch's `errors`. */
+  members: Record<string, unknown> | undefined
 
   constructor(
     code: string,
@@ -39,8 +41,15 @@ export class HeraldError extends Error {
     this.headers = headers
   }
 
+  /** Adds members to the problem this error renders as (never the standard ones). */
+  with(members: Record<string, unknown>): this {
+    this.members = { ...this.members, ...members }
+    return this
+  }
+
   toProblem(): ProblemBody {
     const body: ProblemBody = {
+      ...this.members,
       type: `urn:herald:problem:${this.code}`,
       title: this.title,
       status: this.status,
@@ -70,6 +79,8 @@ export const errors = {
   invalidRequest: define('invalid-request', 400, 'Invalid request'),
   invalidTopic: define('invalid-topic', 400, 'Invalid topic name'),
   invalidEvent: define('invalid-event', 422, 'Invalid event'),
+  schemaMismatch: define('schema-mismatch', 422, "Event data does not match its type's schema"),
+  unregisteredType: define('unregistered-type', 422, 'Event type not registered'),
   unauthorized: define('unauthorized', 401, 'Authentication required'),
   forbidden: define('forbidden', 403, 'Forbidden'),
   notFound: define('not-found', 404, 'Not found'),

@@ -5,6 +5,7 @@ import type { Bus } from '../bus/bus.ts'
 import type { HeraldConfig } from '../config/config.ts'
 import type { HookPolicy } from '../delivery/hooks.ts'
 import type { WebSubHub } from '../delivery/websub-hub.ts'
+import type { EventTypes } from '../event-types/catalog.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { HookStore, KeyStore, NodeStore, Store } from '../store/store.ts'
@@ -35,6 +36,8 @@ export interface HttpContext {
   websub: WebSubHub
   /** Scoped API keys: their store, and this node's cache of them (which revocation must reach). */
   keys: { store: KeyStore; ring: KeyRing }
+  /** The event-type catalog (/v1/event-types), which every publish is checked against. */
+  eventTypes: EventTypes
   /** Records an administrative action on herald.system. */
   audit: Audit
   /** GET /v1/cluster: which store and bus this node uses, and the nodes of the store. */

@@ -9,6 +9,7 @@ import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerConnectionRoutes } from './routes/connections.ts'
 import { registerConsoleRoutes } from './routes/console.ts'
 import { registerDeliveryRoutes } from './routes/deliveries.ts'
+import { registerEventTypeRoutes } from './routes/event-types.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerKeyRoutes } from './routes/keys.ts'
@@ -76,6 +77,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   registerWebSubRoutes(app, context, context.websub)
   registerClusterRoutes(app, context)
   registerKeyRoutes(app, context)
+  registerEventTypeRoutes(app, context)
   registerDeliveryRoutes(app, context)
   registerConnectionRoutes(app, context)
   return app

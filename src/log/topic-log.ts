@@ -17,6 +17,11 @@ export class TopicLog {
   private readonly metrics: Metrics
   /** Told when stored events created webhook deliveries (the dispatcher then looks at once). */
   onDeliveries: () => void = () => {}
+  /**
+   * Checks events before they are stored (the event-type catalog: schemas, topics that take
+   * registered types only); returns what to store, or throws the client's error.
+   */
+  check: (topic: string, inputs: EventInput[]) => Promise<EventInput[]> | EventInput[] = (_, inputs) => inputs
 
   constructor(store: EventStore, bus: Bus, metrics: Metrics) {
     this.store = store
@@ -36,7 +41,8 @@ export class TopicLog {
       options.idempotencyKey === undefined
         ? undefined
         : createHash('sha256').update(JSON.stringify(inputs)).digest('base64url')
-    const events = inputs.map((input) => prepareEvent(topic, input, now))
+    const checked = await this.check(topic, inputs)
+    const events = checked.map((input) => prepareEvent(topic, input, now))
     const result = await this.store.append(topic, events, {
       ...(options.idempotencyKey === undefined
         ? {}

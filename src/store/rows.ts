@@ -1,4 +1,4 @@
-import type { HookChanges, KeyRecord, StoredKey, TopicInfo } from './store.ts'
+import type { HookChanges, KeyRecord, StoredEventType, StoredKey, TopicInfo } from './store.ts'
 
 /**
  * What the two backends' tables have in common, written once: the same columns and the same SQL
@@ -44,6 +44,7 @@ export interface TopicRow {
   created_at: number
   retention_max_age_ms: number | null
   retention_max_events: number | null
+  types: string
 }
 
 /** The API's view of a topic, from its row and the seq of its oldest retained event (null: none). */
@@ -56,6 +57,32 @@ export function topicInfo(row: TopicRow, firstSeq: number | null): TopicInfo {
     events: row.head_seq - first + 1,
     created_at: new Date(row.created_at).toISOString(),
     retention: { max_age_ms: row.retention_max_age_ms, max_events: row.retention_max_events },
+    types: row.types === 'registered' ? 'registered' : 'any',
+  }
+}
+
+/** A version of an event type joined with its type's row, as both backends select it. */
+export interface EventTypeRow {
+  type: string
+  version: number
+  schema: string
+  description: string | null
+  deprecated: number | boolean
+  created_at: number | string
+}
+
+/** Selects EventTypeRows: `v` the version, `t` its type (the caller adds WHERE and ORDER BY). */
+export const EVENT_TYPE_SELECT = `SELECT v.type, v.version, v.schema, t.description, t.deprecated, v.created_at
+  FROM event_type_versions v JOIN event_types t ON t.type = v.type`
+
+export function eventTypeOfRow(row: EventTypeRow): StoredEventType {
+  return {
+    type: row.type,
+    version: Number(row.version),
+    schema: row.schema,
+    description: row.description,
+    deprecated: row.deprecated === true || row.deprecated === 1,
+    created_at: Number(row.created_at),
   }
 }
 

@@ -39,7 +39,8 @@ export interface Store
     NodeStore,
     MaintenanceStore,
     KeyStore,
-    PresenceStore {
+    PresenceStore,
+    EventTypeStore {
   /**
    * Removes events past retention, expired idempotency keys, and settled deliveries (with their
    * attempts) last updated longer ago than the events' default maximum age.
@@ -96,6 +97,40 @@ export interface KeyStore {
   deleteKey(id: string): Promise<boolean>
 }
 
+/** One version of an event type, with what the type's row holds (description, deprecation). */
+export interface StoredEventType {
+  type: string
+  version: number
+  /** The JSON Schema's text, as registered (canonical: keys sorted). */
+  schema: string
+  description: string | null
+  deprecated: boolean
+  /** When this version was registered (epoch ms). */
+  created_at: number
+}
+
+/** The event-type catalog (src/event-types/). */
+export interface EventTypeStore {
+  /**
+   * Registers `schema` as the next version of `type` unless it is the latest version's schema (text
+   * equality: the catalog makes it canonical), and sets the type's description and deprecation;
+   * atomic, so that two nodes registering at once make one version each, never two of one number.
+   * Returns the latest version after the call, and the one before it (undefined for a new type).
+   */
+  putEventType(
+    input: { type: string; schema: string; description: string | null; deprecated: boolean },
+    now: number,
+  ): Promise<{ current: StoredEventType; previous: StoredEventType | undefined }>
+  /** The latest version of each type, by type name, paged. */
+  eventTypes(options: { after?: string; limit: number }): Promise<StoredEventType[]>
+  /** One version of a type (the latest when `version` is undefined), or undefined. */
+  eventType(type: string, version?: number): Promise<StoredEventType | undefined>
+  /** Every version of a type, oldest first (empty for an unknown type). */
+  eventTypeVersions(type: string): Promise<StoredEventType[]>
+  /** The latest version of the types changed at or after `since` (epoch ms): what a node's cache reloads. */
+  eventTypesChangedSince(since: number): Promise<StoredEventType[]>
+}
+
 /** Topics and their events. */
 export interface EventStore {
   /**
@@ -108,9 +143,17 @@ export interface EventStore {
   /** The heads of these topics (those that exist), in one read: the cluster bus's position checks. */
   heads(names: string[]): Promise<Map<string, number>>
   topics(options: { after?: string; limit: number }): Promise<TopicInfo[]>
-  /** Creates the topic if needed and sets its own retention (null: the server default). */
-  configureTopic(name: string, retention: Retention): Promise<TopicInfo>
+  /**
+   * Creates the topic if needed and sets its own retention (null: the server default) and whether it
+   * takes only event types registered in the catalog.
+   */
+  configureTopic(name: string, retention: Retention, types: TopicTypes): Promise<TopicInfo>
+  /** The topics that take registered event types only (few: a node keeps them in memory). */
+  topicsRequiringTypes(): Promise<string[]>
 }
+
+/** Which event types a topic takes: any, or only those registered in the catalog. */
+export type TopicTypes = 'any' | 'registered'
 
 export interface AppendOptions {
   idempotencyKey?: string
@@ -146,6 +189,7 @@ export interface TopicInfo {
   created_at: string
   /** The topic's own retention; null fields fall back to the server default. */
   retention: { max_age_ms: number | null; max_events: number | null }
+  types: TopicTypes
 }
 
 export interface PruneResult {

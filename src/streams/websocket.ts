@@ -615,6 +615,7 @@ class WsConnection implements StreamConnection, Sink {
     // A refusal that says when to try again (429, 503) says it here too, in seconds.
     const retryAfter = Number(problem.headers['Retry-After'] ?? problem.headers['retry-after'])
     this.send({
+      ...problem.members, // a schema mismatch's `errors`
       op: 'error',
       ref,
       status,

@@ -6,6 +6,7 @@ import { createLogger } from '../../src/app.ts'
 import { LocalBus } from '../../src/bus/local.ts'
 import { loadConfig } from '../../src/config/config.ts'
 import { WebSubHub } from '../../src/delivery/websub-hub.ts'
+import { EventTypes } from '../../src/event-types/catalog.ts'
 import { createAccess } from '../../src/http/access.ts'
 import { buildServer } from '../../src/http/server.ts'
 import { TopicLog } from '../../src/log/topic-log.ts'
@@ -108,6 +109,7 @@ describe('graceful shutdown', () => {
           }),
           presence: new Presence({ store, nodeId: 'node-ops', logger: createLogger(config), maxMembers: 10 }),
           draining: controller.signal,
+          eventTypes: new EventTypes(store, config.publicUrl),
           notReady: async () => (draining ? 'The server is draining.' : 'The server is starting.'),
           hooks: { policy: { allowPrivateTargets: false, secretGraceMs: 0, agent }, wake: () => {}, store },
           websub: new WebSubHub({

@@ -41,6 +41,7 @@ class MemoryStore {
       events: this.events.length,
       created_at: '',
       retention: { max_age_ms: null, max_events: null },
+      types: 'any',
     }
   }
 }

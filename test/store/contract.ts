@@ -321,7 +321,7 @@ export function storeContract(
     withStore('retention by count keeps the newest events, contiguous, head unchanged', async ({ store }) => {
       const inputs = Array.from({ length: 30 }, (_, i) => ({ type: `t${i}` }))
       await store.append('ret', events('ret', ...inputs), { now: Date.now() })
-      await store.configureTopic('ret', { maxAgeMs: null, maxEvents: 10 })
+      await store.configureTopic('ret', { maxAgeMs: null, maxEvents: 10 }, 'any')
       const result = await store.prune(Date.now(), NO_RETENTION, DAY)
       assert.equal(result.events, 20)
       const info = (await store.topic('ret'))!
@@ -339,7 +339,7 @@ export function storeContract(
       await store.append('age', events('age', { type: 'old' }, { type: 'old' }), { now: t0 - 10_000 })
       await store.append('age', events('age', { type: 'new' }), { now: t0 })
       await store.append('kept', events('kept', { type: 'old' }), { now: t0 - 10_000 })
-      await store.configureTopic('kept', { maxAgeMs: 60_000, maxEvents: null })
+      await store.configureTopic('kept', { maxAgeMs: 60_000, maxEvents: null }, 'any')
       const result = await store.prune(t0, { maxAgeMs: 5_000, maxEvents: null }, DAY)
       assert.equal(result.events, 2)
       assert.deepEqual(

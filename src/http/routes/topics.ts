@@ -5,7 +5,7 @@ import { errors } from '../../core/errors.ts'
 import { isJsonMediaType, parseBinaryEvent, parseEventBody } from '../../core/event.ts'
 import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { Page } from '../../log/topic-log.ts'
-import type { TopicInfo } from '../../store/store.ts'
+import type { TopicInfo, TopicTypes } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
 import { asksForStream, negotiateStream, openStream } from './streams.ts'
@@ -154,11 +154,21 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
         'Send a JSON object such as {"retention":{"max_age":"7d","max_events":null}}.',
       )
     }
+    const unknown = Object.keys(body).find((key) => key !== 'retention' && key !== 'types')
+    if (unknown !== undefined) {
+      throw errors.invalidRequest(
+        `Unknown field "${unknown.slice(0, 50)}": retention and types are.`,
+        unknown,
+      )
+    }
     const retention = parseRetention((body as Record<string, unknown>)['retention'])
-    const info = await log.store.configureTopic(target.topic, retention)
+    const types = parseTypes((body as Record<string, unknown>)['types'])
+    const info = await log.store.configureTopic(target.topic, retention, types)
+    context.eventTypes.topicConfigured(target.topic, info.types)
     await context.audit(request.principal, 'topic.configured', target.topic, {
       topic: target.topic,
       retention: info.retention,
+      types: info.types,
     })
     setDiscoveryLinks(reply, config.publicUrl, target.topic)
     return reply.send(describeTopic(info, config.publicUrl))
@@ -275,6 +285,7 @@ function waitParam(request: FastifyRequest, query: Query): number {
 }
 
 function parseRetention(value: unknown): { maxAgeMs: number | null; maxEvents: number | null } {
+  if (value === undefined) return { maxAgeMs: null, maxEvents: null } // the server's defaults
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw errors.invalidRequest(
       '"retention" must be an object with "max_age" and/or "max_events".',
@@ -318,7 +329,15 @@ function emptyTopic(topic: string): TopicInfo {
     events: 0,
     created_at: '',
     retention: { max_age_ms: null, max_events: null },
+    types: 'any',
   }
+}
+
+/** A topic's `types`: "any" (the default) or "registered" (only types in the event-type catalog). */
+function parseTypes(value: unknown): TopicTypes {
+  if (value === undefined || value === null || value === 'any') return 'any'
+  if (value === 'registered') return 'registered'
+  throw errors.invalidRequest('"types" is "any" (the default) or "registered".', 'types')
 }
 
 export function topicUrl(publicUrl: string, topic: string): string {

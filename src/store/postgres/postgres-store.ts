@@ -28,8 +28,10 @@ import type {
   Settlement,
   SettleResult,
   Store,
+  StoredEventType,
   StoredKey,
   TopicInfo,
+  TopicTypes,
   VerificationLease,
   VerificationOutcome,
   VerificationRecord,
@@ -38,6 +40,7 @@ import { MAX_READ_BYTES } from '../store.ts'
 import { DatabaseClock } from './clock.ts'
 import { asStoreError, createPool, migrate, type PostgresOptions, unavailableReason } from './database.ts'
 import { PostgresDeliveries } from './deliveries.ts'
+import { PostgresEventTypes } from './event-types.ts'
 import { PostgresKeys } from './keys.ts'
 import { claimLeadership, releaseLeadership } from './leader.ts'
 import { PostgresNodes } from './nodes.ts'
@@ -79,6 +82,7 @@ export class PostgresStore implements Store {
   private readonly deliveries: PostgresDeliveries
   private readonly nodeTable: PostgresNodes
   private readonly keyTable: PostgresKeys
+  private readonly eventTypeTable: PostgresEventTypes
   private readonly presenceTable: PostgresPresence
   private readonly clock = new DatabaseClock()
   private closed = false
@@ -94,6 +98,7 @@ export class PostgresStore implements Store {
     this.deliveries = new PostgresDeliveries(pool)
     this.nodeTable = new PostgresNodes(pool, options, this.clock)
     this.keyTable = new PostgresKeys(pool)
+    this.eventTypeTable = new PostgresEventTypes(pool)
     this.presenceTable = new PostgresPresence(pool)
   }
 
@@ -222,15 +227,16 @@ export class PostgresStore implements Store {
     })
   }
 
-  configureTopic(name: string, retention: Retention): Promise<TopicInfo> {
+  configureTopic(name: string, retention: Retention, types: TopicTypes): Promise<TopicInfo> {
     return this.run(async () => {
       const result = await this.pool.query<TopicRow>(
         `WITH t AS (
-           INSERT INTO topics (name, created_at, retention_max_age_ms, retention_max_events) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (name) DO UPDATE SET retention_max_age_ms = $3, retention_max_events = $4
+           INSERT INTO topics (name, created_at, retention_max_age_ms, retention_max_events, types)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (name) DO UPDATE SET retention_max_age_ms = $3, retention_max_events = $4, types = $5
            RETURNING *)
          SELECT t.*, (SELECT min(seq) FROM events e WHERE e.topic_id = t.id) AS first_seq FROM t`,
-        [name, Date.now(), retention.maxAgeMs, retention.maxEvents],
+        [name, Date.now(), retention.maxAgeMs, retention.maxEvents, types],
       )
       return describeTopic(result.rows[0]!)
     })
@@ -317,6 +323,35 @@ export class PostgresStore implements Store {
 
   clearPresence(nodeId: string): Promise<number> {
     return this.run(() => this.presenceTable.clear(nodeId))
+  }
+
+  // ---- the event-type catalog (event-types.ts) -------------------------------------------------
+
+  putEventType(
+    input: { type: string; schema: string; description: string | null; deprecated: boolean },
+    now: number,
+  ): Promise<{ current: StoredEventType; previous: StoredEventType | undefined }> {
+    return this.run(() => this.eventTypeTable.put(input, now))
+  }
+
+  eventTypes(options: { after?: string; limit: number }): Promise<StoredEventType[]> {
+    return this.run(() => this.eventTypeTable.page(options))
+  }
+
+  eventType(type: string, version?: number): Promise<StoredEventType | undefined> {
+    return this.run(() => this.eventTypeTable.get(type, version))
+  }
+
+  eventTypeVersions(type: string): Promise<StoredEventType[]> {
+    return this.run(() => this.eventTypeTable.versions(type))
+  }
+
+  eventTypesChangedSince(since: number): Promise<StoredEventType[]> {
+    return this.run(() => this.eventTypeTable.changedSince(since))
+  }
+
+  topicsRequiringTypes(): Promise<string[]> {
+    return this.run(() => this.eventTypeTable.topicsRequiringTypes())
   }
 
   createKey(key: StoredKey): Promise<void> {

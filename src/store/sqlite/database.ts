@@ -96,8 +96,8 @@ export function prepareStatements(db: DatabaseSync) {
     topicByName: prepare('SELECT * FROM topics WHERE name = ?'),
     allTopics: prepare('SELECT * FROM topics'),
     listTopics: prepare('SELECT * FROM topics WHERE name > ? ORDER BY name LIMIT ?'),
-    setRetention: prepare(
-      'UPDATE topics SET retention_max_age_ms = ?, retention_max_events = ? WHERE name = ?',
+    configureTopic: prepare(
+      'UPDATE topics SET retention_max_age_ms = ?, retention_max_events = ?, types = ? WHERE name = ?',
     ),
     advanceHead: prepare('UPDATE topics SET head_seq = ? WHERE id = ?'),
     insertEvent: prepare(

@@ -27,8 +27,10 @@ import type {
   Settlement,
   SettleResult,
   Store,
+  StoredEventType,
   StoredKey,
   TopicInfo,
+  TopicTypes,
   VerificationLease,
   VerificationOutcome,
   VerificationRecord,
@@ -47,6 +49,7 @@ import {
   touch,
 } from './database.ts'
 import { DeliveryTables } from './deliveries.ts'
+import { EventTypeTable } from './event-types.ts'
 import { KeyTable } from './keys.ts'
 import { NodeTable } from './nodes.ts'
 import { PresenceTable } from './presence.ts'
@@ -91,6 +94,7 @@ export class SqliteStore implements Store {
   private readonly deliveries: DeliveryTables
   private readonly nodeTable: NodeTable
   private readonly keyTable: KeyTable
+  private readonly eventTypeTable: EventTypeTable
   private readonly presenceTable: PresenceTable
   private queue: PendingWrite[] = []
   private flushScheduled = false
@@ -123,6 +127,7 @@ export class SqliteStore implements Store {
     this.writer = new SqliteWriter(this.db, this.statements, this.deliveries)
     this.nodeTable = new NodeTable(this.db, this.deliveries)
     this.keyTable = new KeyTable(this.db)
+    this.eventTypeTable = new EventTypeTable(this.db)
     this.presenceTable = new PresenceTable(this.db)
   }
 
@@ -240,9 +245,9 @@ export class SqliteStore implements Store {
     return rows.map((row) => describeTopic(this.statements, row))
   }
 
-  async configureTopic(name: string, retention: Retention): Promise<TopicInfo> {
+  async configureTopic(name: string, retention: Retention, types: TopicTypes): Promise<TopicInfo> {
     try {
-      return this.writer.configureTopic(name, retention, Date.now())
+      return this.writer.configureTopic(name, retention, types, Date.now())
     } catch (error) {
       throw this.writeError(error)
     }
@@ -282,6 +287,35 @@ export class SqliteStore implements Store {
 
   clearPresence(nodeId: string): Promise<number> {
     return this.write(() => this.presenceTable.clear(nodeId))
+  }
+
+  // ---- the event-type catalog (event-types.ts) -------------------------------------------------
+
+  putEventType(
+    input: { type: string; schema: string; description: string | null; deprecated: boolean },
+    now: number,
+  ): Promise<{ current: StoredEventType; previous: StoredEventType | undefined }> {
+    return this.write(() => this.eventTypeTable.put(input, now))
+  }
+
+  async eventTypes(options: { after?: string; limit: number }): Promise<StoredEventType[]> {
+    return this.eventTypeTable.page(options)
+  }
+
+  async eventType(type: string, version?: number): Promise<StoredEventType | undefined> {
+    return this.eventTypeTable.get(type, version)
+  }
+
+  async eventTypeVersions(type: string): Promise<StoredEventType[]> {
+    return this.eventTypeTable.versions(type)
+  }
+
+  async eventTypesChangedSince(since: number): Promise<StoredEventType[]> {
+    return this.eventTypeTable.changedSince(since)
+  }
+
+  async topicsRequiringTypes(): Promise<string[]> {
+    return this.eventTypeTable.topicsRequiringTypes()
   }
 
   createKey(key: StoredKey): Promise<void> {

@@ -2,7 +2,7 @@ import type { DatabaseSync } from 'node:sqlite'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { NewEvent } from '../../core/event.ts'
 import { planAppend } from '../append-plan.ts'
-import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo } from '../store.ts'
+import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo, TopicTypes } from '../store.ts'
 import { describeTopic, type Statements, type TopicRow } from './database.ts'
 import type { DeliveryTables } from './deliveries.ts'
 
@@ -87,9 +87,9 @@ export class SqliteWriter {
     return { events: plan.events, stored: plan.head - row.head_seq, head: plan.head, deliveries }
   }
 
-  configureTopic(name: string, retention: Retention, now: number): TopicInfo {
+  configureTopic(name: string, retention: Retention, types: TopicTypes, now: number): TopicInfo {
     this.s.createTopic.run(name, now)
-    this.s.setRetention.run(retention.maxAgeMs, retention.maxEvents, name)
+    this.s.configureTopic.run(retention.maxAgeMs, retention.maxEvents, types, name)
     return describeTopic(this.s, this.s.topicByName.get(name) as unknown as TopicRow)
   }
 
