@@ -178,7 +178,10 @@ export class EventTypes {
       throw errors.invalidRequest('"schema" is required: a JSON Schema 2020-12.', 'schema')
     const schema = canonicalSchema(fields['schema'])
     const validate = compileSchema(schema) // refuses a schema Ajv cannot compile, before anything is stored
-    const description = fields['description'] ?? null
+    // Left out, the description and deprecation stay as they are (a new schema keeps its words).
+    const current =
+      'description' in fields && 'deprecated' in fields ? undefined : await this.store.eventType(name)
+    const description = 'description' in fields ? fields['description'] : (current?.description ?? null)
     if (
       description !== null &&
       (typeof description !== 'string' || description.length > MAX_DESCRIPTION_LENGTH)
@@ -188,7 +191,7 @@ export class EventTypes {
         'description',
       )
     }
-    const deprecated = fields['deprecated'] ?? false
+    const deprecated = 'deprecated' in fields ? fields['deprecated'] : (current?.deprecated ?? false)
     if (typeof deprecated !== 'boolean')
       throw errors.invalidRequest('"deprecated" is true or false.', 'deprecated')
     const result = await this.store.putEventType(

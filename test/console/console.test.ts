@@ -378,6 +378,36 @@ describe('the console in headless Chromium', { skip: missing }, () => {
     await page.getByText('No scoped key').waitFor()
   })
 
+  test('the event-type catalog: register a type, a breaking new version is reported, versions listed', async () => {
+    await open('#/types')
+    await page.getByText('No event type registered').waitFor()
+    await page.getByText('Register a type').click()
+    await page.getByLabel('Event type').fill('parcel.sent')
+    await page
+      .getByLabel('JSON Schema (2020-12)')
+      .fill('{"type":"object","properties":{"weight":{"type":"number"}}}')
+    await page.getByLabel('Description (optional)').fill('A parcel left the warehouse.')
+    await page.getByRole('button', { name: 'Register' }).click()
+    await page.locator('[data-testid="registered"]', { hasText: 'version 1' }).waitFor()
+    const bad = await publish(server.url, 'parcels', { type: 'parcel.sent', data: { weight: 'heavy' } }, AUTH)
+    assert.equal(bad.status, 422, 'the type registered in the console is checked at publish')
+    await page.getByRole('link', { name: 'parcel.sent' }).click()
+    await page.getByText('A parcel left the warehouse.').waitFor()
+    await page.getByText('Register a new version').click()
+    await page
+      .getByLabel('JSON Schema (2020-12)')
+      .fill('{"type":"object","properties":{"weight":{"type":"number"}},"required":["weight"]}')
+    await page.getByRole('button', { name: 'Register' }).click()
+    const report = page.locator('[data-testid="registered"]', { hasText: 'version 2' })
+    await report.waitFor()
+    await report.getByText('breaking', { exact: true }).waitFor()
+    await report.getByText('"weight" is now required.', { exact: false }).waitFor()
+    await page.getByRole('button', { name: 'Version 1' }).waitFor()
+    await page.getByRole('button', { name: 'Version 2' }).waitFor()
+    await assertAccessible(page, 'types')
+    await shot(page, 'types')
+  })
+
   test('on a phone-sized screen in the dark, the nav collapses behind a menu button', async () => {
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' })
     try {

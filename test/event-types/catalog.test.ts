@@ -119,6 +119,8 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
         200,
       )
       assert.equal(v2.version, 2)
+      assert.equal(v2.description, 'Paid.', 'left out, the description stays')
+      assert.equal(v2.deprecated, true, 'left out, the deprecation stays')
       assert.equal(v2.compatibility.backward, 'breaking')
       assert.ok(
         v2.compatibility.findings.some(

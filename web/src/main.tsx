@@ -7,6 +7,7 @@ import { HookPage, Hooks } from './pages/hooks.tsx'
 import { Keys } from './pages/keys.tsx'
 import { Overview } from './pages/overview.tsx'
 import { TopicPage, Topics } from './pages/topics.tsx'
+import { TypePage, Types } from './pages/types.tsx'
 import { WebSub } from './pages/websub.tsx'
 import { useRoute } from './router.ts'
 import { messageOf } from './ui.tsx'
@@ -19,6 +20,7 @@ const PAGES = [
   ['deliveries', 'Deliveries'],
   ['connections', 'Connections'],
   ['websub', 'WebSub'],
+  ['types', 'Event types'],
   ['keys', 'Keys'],
 ] as const
 
@@ -105,6 +107,8 @@ function Page() {
       return <Connections />
     case 'websub':
       return <WebSub />
+    case 'types':
+      return second === undefined ? <Types /> : <TypePage key={second} type={second} />
     case 'keys':
       return <Keys />
     default:
