@@ -6,6 +6,7 @@ import os from 'node:os'
 import { SignJWT } from 'jose'
 import { runAccessCheck } from './access-check.ts'
 import { type LoadResult, post, round, startBareFastify, startHerald, type Target, table } from './lib.ts'
+import { ORDER_SCHEMA, runSchemaCheck } from './schema-check.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10)
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3)
@@ -92,6 +93,15 @@ const ALL_SCENARIOS: Scenario[] = [
     connections: 64,
     eventsPerRequest: 1,
   },
+  // Event types (issue 16): the same publishes with order.created registered, so that every event is
+  // checked against its schema and stamped with its dataschema.
+  {
+    name: 'Herald, single events, schema-validated, sync=normal',
+    start: () => startWithSchema(['--sqlite-sync', 'normal']),
+    body: single,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
   {
     name: 'bare Fastify route, 100-event body',
     start: startBareFastify,
@@ -106,7 +116,26 @@ const ALL_SCENARIOS: Scenario[] = [
     connections: 16,
     eventsPerRequest: 100,
   },
+  {
+    name: 'Herald, batches of 100, schema-validated, sync=full',
+    start: () => startWithSchema([]),
+    body: batch,
+    connections: 16,
+    eventsPerRequest: 100,
+  },
 ]
+
+async function startWithSchema(args: string[]): Promise<Target> {
+  const target = await startHerald(args)
+  const response = await fetch(`${target.url}/v1/event-types/order.created`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ schema: ORDER_SCHEMA }),
+  })
+  if (response.status !== 201)
+    throw new Error(`registering the schema: ${response.status} ${await response.text()}`)
+  return target
+}
 
 const ROOT_KEY = 'bench-root-key-0123456789abcdef'
 const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789'
@@ -227,7 +256,7 @@ export async function runIngest(): Promise<string> {
     at('Herald, single events, sync=full'),
     at('Herald, single events, sync=normal'),
     at('bare Fastify route, 100-event body'),
-    at('Herald, batches of 100'),
+    at('Herald, batches of 100, sync=full'),
   ]
   return [
     `Ingest: median of ${ROUNDS} rounds, ${SECONDS} s each after ${WARMUP} s of warm-up; ${os.cpus().length} CPUs, Node ${process.version}`,
@@ -250,6 +279,7 @@ export async function runIngest(): Promise<string> {
     `Herald single-event durable publish (sync=full): ${percent(full, bare)} of the bare route's requests/s (target ≥ 50%).`,
     `Access control: a scoped key gets ${percent(at('Herald, single events, scoped key'), at('Herald, single events, root key'))} and a JWT ${percent(at('Herald, single events, JWT'), at('Herald, single events, root key'))} of the root key's requests/s (medians; target ≥ 95%); paired round by round (median of each round's ratio): ${paired(at('Herald, single events, scoped key'), at('Herald, single events, root key'))} and ${paired(at('Herald, single events, JWT'), at('Herald, single events, root key'))}; server CPU µs/request: root key ${cpu(at('Herald, single events, root key'))}, scoped key ${cpu(at('Herald, single events, scoped key'))}, JWT ${cpu(at('Herald, single events, JWT'))}.`,
     `With sync=normal: ${percent(normal, bare)}. Batches of 100 (sync=full): ${percent(batch, bareBatch)} of the bare route's requests/s with the same body.`,
+    `Schema validation (event types): single events ${percent(at('Herald, single events, schema-validated'), normal)} of the same publish without a registered type (sync=normal; paired round by round: ${paired(at('Herald, single events, schema-validated'), normal)}); batches of 100 ${percent(at('Herald, batches of 100, schema-validated'), batch)} (paired: ${paired(at('Herald, batches of 100, schema-validated'), batch)}). Target ≥ 90%.`,
     ...(BEFORE === undefined
       ? []
       : [
@@ -263,5 +293,9 @@ if (import.meta.main) {
   // With the credentials' end-to-end rows, what checking them costs in process (far less noisy).
   if (SCENARIOS.some((scenario) => scenario.name.includes('key,'))) {
     process.stdout.write(`\n${await runAccessCheck()}\n`)
+  }
+  // With the validated rows, what the check costs in process, per event.
+  if (SCENARIOS.some((scenario) => scenario.name.includes('schema-validated'))) {
+    process.stdout.write(`\n${await runSchemaCheck()}\n`)
   }
 }

@@ -22,6 +22,7 @@ import type { ValidateFunction } from 'ajv/dist/2020.js'
 import { errors } from '../core/errors.ts'
 import type { EventInput } from '../core/event.ts'
 import { validateEventPattern } from '../core/event-pattern.ts'
+import { isHeraldTopic } from '../core/topic.ts'
 import type { EventTypeStore, StoredEventType, TopicTypes } from '../store/store.ts'
 import { type Compatibility, compareSchemas } from './compatibility.ts'
 import { canonicalSchema, compileSchema, failuresOf } from './schemas.ts'
@@ -215,6 +216,9 @@ export class EventTypes {
    * Returns the inputs to store (the same array when nothing was stamped).
    */
   async check(topic: string, inputs: EventInput[]): Promise<EventInput[]> {
+    // Herald's own topics (herald.system, WebSub content) hold what Herald writes: a schema registered
+    // for one of its types (`hook.created`…) must never stop Herald recording what happened.
+    if (isHeraldTopic(topic)) return inputs
     if (this.latest.size === 0 && !this.requiring.has(topic)) return inputs
     const checked: EventInput[] = []
     for (let index = 0; index < inputs.length; index++) {

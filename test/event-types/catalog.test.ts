@@ -261,6 +261,30 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
       )
     })
 
+    test("a schema for one of Herald's own event types never stops Herald recording it", async () => {
+      await json(await put(server, 'topic.configured', { schema: false }), 201)
+      const configured = await fetch(`${server.url}/v1/topics/audited`, {
+        method: 'PUT',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({}),
+      })
+      assert.equal(configured.status, 200, await configured.text())
+      await until('the audit event is on herald.system', async () => {
+        const page = await json(
+          await fetch(`${server.url}/v1/topics/herald.system/events?after=0&limit=1000`, { headers: AUTH }),
+          200,
+        )
+        return page.events.some(
+          (e: { type: string; data?: { topic?: string } }) =>
+            e.type === 'topic.configured' && e.data?.topic === 'audited',
+        )
+          ? true
+          : undefined
+      })
+      // Everywhere else, the schema applies (false: nothing is accepted).
+      await problemOf(await publish(server.url, 'orders', { type: 'topic.configured' }, AUTH), 422)
+    })
+
     test('reading the catalog needs credentials; registering needs admin', async () => {
       await problemOf(await fetch(`${server.url}/v1/event-types`), 401)
       const key = await json(
