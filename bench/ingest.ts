@@ -174,10 +174,12 @@ async function startWithCredentials(
 }
 
 /**
- * BENCH_ONLY=<comma list>: only the scenarios whose name contains one of them (e.g.
+ * BENCH_ONLY=<comma or | list>: only the scenarios whose name contains one of them (e.g.
  * `BENCH_ONLY=root key,scoped key,JWT` compares the credentials alone, in more rounds for less noise).
  */
-const ONLY = process.env['BENCH_ONLY']?.split(',').filter((part) => part !== '')
+const ONLY_TEXT = process.env['BENCH_ONLY']
+// `|` separates the parts when one of them holds a comma (`sync=normal|schema-validated`).
+const ONLY = ONLY_TEXT?.split(ONLY_TEXT.includes('|') ? '|' : ',').filter((part) => part !== '')
 const SCENARIOS =
   ONLY === undefined ? ALL_SCENARIOS : ALL_SCENARIOS.filter((s) => ONLY.some((part) => s.name.includes(part)))
 
