@@ -47,6 +47,46 @@ export function Loading({ what }: { what: string }) {
   return <p class="muted">Loading {what}…</p>
 }
 
+/**
+ * A list shown as a table, in its three states: loading (no items yet and no error, which the page
+ * shows itself), `empty` when there are none, else a scrollable table with these column headers and
+ * `row` for each item (a `<tr>` with its key).
+ */
+export function Table<T>({
+  items,
+  error,
+  what,
+  empty,
+  columns,
+  row,
+}: {
+  items: T[] | undefined
+  error: unknown
+  what: string
+  empty: ComponentChildren
+  columns: ComponentChildren[]
+  row: (item: T) => ComponentChildren
+}) {
+  if (items === undefined) return error ? null : <Loading what={what} />
+  if (items.length === 0) return <p>{empty}</p>
+  return (
+    <div class="scroll">
+      <table>
+        <thead>
+          <tr>
+            {columns.map((column, index) => (
+              <th scope="col" key={index}>
+                {column}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{items.map((item) => row(item))}</tbody>
+      </table>
+    </div>
+  )
+}
+
 export function Time({ at }: { at: string | null | undefined }) {
   if (!at) return <span class="muted">—</span>
   const date = new Date(at)

@@ -1,5 +1,5 @@
 import { type Connection, del, get } from '../api.ts'
-import { Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 export function Connections() {
   const { data, error, reload } = useLoad(
@@ -15,62 +15,45 @@ export function Connections() {
         This node's open streams and sockets{data ? ` (node ${data.node})` : ''}, refreshed every 3 seconds.
       </p>
       <Problem error={error ?? action.error} />
-      {data === undefined ? (
-        !error && <Loading what="connections" />
-      ) : data.connections.length === 0 ? (
-        <p>No open connection.</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Protocol</th>
-                <th scope="col">Topics</th>
-                <th scope="col">Who</th>
-                <th scope="col">Remote</th>
-                <th scope="col">Since</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.connections.map((connection) => (
-                <tr key={connection.id} data-connection={connection.id}>
-                  <td>{connection.protocol}</td>
-                  <td class="wrap">
-                    {connection.topics.join(', ')}
-                    {connection.topic_count > connection.topics.length
-                      ? ` and ${connection.topic_count - connection.topics.length} more`
-                      : ''}
-                  </td>
-                  <td>{connection.sub ?? connection.actor ?? 'anonymous'}</td>
-                  <td>{connection.remote ?? '—'}</td>
-                  <td>
-                    <Time at={connection.since} />
-                  </td>
-                  <td>
-                    <button
-                      type="button"
-                      class="danger"
-                      disabled={action.busy}
-                      aria-label={`Close ${connection.protocol} connection ${connection.id}`}
-                      onClick={() =>
-                        action.run(async () => {
-                          await del(`/v1/connections/${encodeURIComponent(connection.id)}`)
-                          reload()
-                        })
-                      }
-                    >
-                      Close
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Table
+        items={data?.connections}
+        error={error}
+        what="connections"
+        empty={'No open connection.'}
+        columns={['Protocol', 'Topics', 'Who', 'Remote', 'Since', <span class="sr-only">Actions</span>]}
+        row={(connection) => (
+          <tr key={connection.id} data-connection={connection.id}>
+            <td>{connection.protocol}</td>
+            <td class="wrap">
+              {connection.topics.join(', ')}
+              {connection.topic_count > connection.topics.length
+                ? ` and ${connection.topic_count - connection.topics.length} more`
+                : ''}
+            </td>
+            <td>{connection.sub ?? connection.actor ?? 'anonymous'}</td>
+            <td>{connection.remote ?? '—'}</td>
+            <td>
+              <Time at={connection.since} />
+            </td>
+            <td>
+              <button
+                type="button"
+                class="danger"
+                disabled={action.busy}
+                aria-label={`Close ${connection.protocol} connection ${connection.id}`}
+                onClick={() =>
+                  action.run(async () => {
+                    await del(`/v1/connections/${encodeURIComponent(connection.id)}`)
+                    reload()
+                  })
+                }
+              >
+                Close
+              </button>
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }

@@ -1,55 +1,52 @@
 import { useState } from 'preact/hooks'
 import { type Attempt, type Delivery, get, post, query } from '../api.ts'
 import { navigate } from '../router.ts'
-import { Badge, isoOf, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { Badge, isoOf, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 export function DeliveryState({ state }: { state: Delivery['state'] }) {
   return <Badge kind={state === 'delivered' ? 'ok' : state === 'pending' ? 'warn' : 'bad'}>{state}</Badge>
 }
 
 export function DeliveryTable({ deliveries }: { deliveries: Delivery[] }) {
-  if (deliveries.length === 0) return <p>No delivery matches.</p>
   return (
-    <div class="scroll">
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Delivery</th>
-            <th scope="col">State</th>
-            <th scope="col">Hook</th>
-            <th scope="col">Topic</th>
-            <th scope="col">Seq</th>
-            <th scope="col">Attempts</th>
-            <th scope="col">Last status</th>
-            <th scope="col">Last error</th>
-            <th scope="col">Updated</th>
-          </tr>
-        </thead>
-        <tbody>
-          {deliveries.map((delivery) => (
-            <tr key={delivery.id}>
-              <td>
-                <a href={`#/hooks/${delivery.hook_id}/deliveries/${delivery.id}`}>#{delivery.id}</a>
-              </td>
-              <td>
-                <DeliveryState state={delivery.state} />
-              </td>
-              <td>
-                <a href={`#/hooks/${delivery.hook_id}`}>{delivery.hook_id}</a>
-              </td>
-              <td>{delivery.topic}</td>
-              <td class="num">{delivery.seq}</td>
-              <td class="num">{delivery.attempts}</td>
-              <td class="num">{delivery.last_status ?? '—'}</td>
-              <td class="wrap">{delivery.last_error ?? ''}</td>
-              <td>
-                <Time at={delivery.updated_at} />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      items={deliveries}
+      error={undefined}
+      what="deliveries"
+      empty="No delivery matches."
+      columns={[
+        'Delivery',
+        'State',
+        'Hook',
+        'Topic',
+        'Seq',
+        'Attempts',
+        'Last status',
+        'Last error',
+        'Updated',
+      ]}
+      row={(delivery) => (
+        <tr key={delivery.id}>
+          <td>
+            <a href={`#/hooks/${delivery.hook_id}/deliveries/${delivery.id}`}>#{delivery.id}</a>
+          </td>
+          <td>
+            <DeliveryState state={delivery.state} />
+          </td>
+          <td>
+            <a href={`#/hooks/${delivery.hook_id}`}>{delivery.hook_id}</a>
+          </td>
+          <td>{delivery.topic}</td>
+          <td class="num">{delivery.seq}</td>
+          <td class="num">{delivery.attempts}</td>
+          <td class="num">{delivery.last_status ?? '—'}</td>
+          <td class="wrap">{delivery.last_error ?? ''}</td>
+          <td>
+            <Time at={delivery.updated_at} />
+          </td>
+        </tr>
+      )}
+    />
   )
 }
 

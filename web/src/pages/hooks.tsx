@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks'
 import { type Delivery, del, get, type Hook, patch, post, type TestSend } from '../api.ts'
 import { navigate } from '../router.ts'
-import { Badge, isoOf, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { Badge, isoOf, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 import { DeliveryTable } from './deliveries.tsx'
 
 export function HookState({ hook }: { hook: Hook }) {
@@ -89,44 +89,29 @@ export function Hooks() {
         </p>
       )}
       <Problem error={error} />
-      {data === undefined ? (
-        !error && <Loading what="hooks" />
-      ) : data.hooks.length === 0 ? (
-        <p>No hook yet.</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Hook</th>
-                <th scope="col">State</th>
-                <th scope="col">Target</th>
-                <th scope="col">Topic</th>
-                <th scope="col">Events</th>
-                <th scope="col">Failing since</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.hooks.map((hook) => (
-                <tr key={hook.id}>
-                  <td>
-                    <a href={`#/hooks/${hook.id}`}>{hook.description || hook.id}</a>
-                  </td>
-                  <td>
-                    <HookState hook={hook} />
-                  </td>
-                  <td class="wrap">{hook.target_url}</td>
-                  <td>{hook.topic ?? <span class="muted">every topic</span>}</td>
-                  <td>{hook.event ?? <span class="muted">every type</span>}</td>
-                  <td>
-                    <Time at={hook.failing_since} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Table
+        items={data?.hooks}
+        error={error}
+        what="hooks"
+        empty={'No hook yet.'}
+        columns={['Hook', 'State', 'Target', 'Topic', 'Events', 'Failing since']}
+        row={(hook) => (
+          <tr key={hook.id}>
+            <td>
+              <a href={`#/hooks/${hook.id}`}>{hook.description || hook.id}</a>
+            </td>
+            <td>
+              <HookState hook={hook} />
+            </td>
+            <td class="wrap">{hook.target_url}</td>
+            <td>{hook.topic ?? <span class="muted">every topic</span>}</td>
+            <td>{hook.event ?? <span class="muted">every type</span>}</td>
+            <td>
+              <Time at={hook.failing_since} />
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }

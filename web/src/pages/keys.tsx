@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks'
 import { del, get, post } from '../api.ts'
-import { isoOf, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { isoOf, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 interface Key {
   id: string
@@ -90,64 +90,48 @@ export function Keys() {
       <h1>Keys</h1>
       <CreateKey onCreated={reload} />
       <Problem error={error ?? action.error} />
-      {data === undefined ? (
-        !error && <Loading what="keys" />
-      ) : data.keys.length === 0 ? (
-        <p>No scoped key (the root key is HERALD_API_KEY).</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Scopes</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.keys.map((key) => (
-                <tr key={key.id}>
-                  <td>
-                    {key.name} <code class="muted">{key.id}</code>
-                  </td>
-                  <td>
-                    {key.scopes
-                      .map((scope) => `${scope.actions.join('+')} on ${scope.topics.join(', ')}`)
-                      .join('; ')}
-                  </td>
-                  <td>
-                    <Time at={key.expires_at} />
-                  </td>
-                  <td>
-                    <Time at={key.created_at} /> {key.created_by ? `by ${key.created_by}` : ''}
-                  </td>
-                  <td>
-                    <button
-                      type="button"
-                      class="danger"
-                      disabled={action.busy}
-                      aria-label={`Revoke key ${key.name}`}
-                      onClick={() =>
-                        confirm(`Revoke key ${key.name}?`) &&
-                        action.run(async () => {
-                          await del(`/v1/keys/${key.id}`)
-                          reload()
-                        })
-                      }
-                    >
-                      Revoke
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Table
+        items={data?.keys}
+        error={error}
+        what="keys"
+        empty={'No scoped key (the root key is HERALD_API_KEY).'}
+        columns={['Name', 'Scopes', 'Expires', 'Created', <span class="sr-only">Actions</span>]}
+        row={(key) => (
+          <tr key={key.id}>
+            <td>
+              {key.name} <code class="muted">{key.id}</code>
+            </td>
+            <td>
+              {key.scopes
+                .map((scope) => `${scope.actions.join('+')} on ${scope.topics.join(', ')}`)
+                .join('; ')}
+            </td>
+            <td>
+              <Time at={key.expires_at} />
+            </td>
+            <td>
+              <Time at={key.created_at} /> {key.created_by ? `by ${key.created_by}` : ''}
+            </td>
+            <td>
+              <button
+                type="button"
+                class="danger"
+                disabled={action.busy}
+                aria-label={`Revoke key ${key.name}`}
+                onClick={() =>
+                  confirm(`Revoke key ${key.name}?`) &&
+                  action.run(async () => {
+                    await del(`/v1/keys/${key.id}`)
+                    reload()
+                  })
+                }
+              >
+                Revoke
+              </button>
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }

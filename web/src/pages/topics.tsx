@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks'
 import { get, type HeraldEvent, post, streamUrl, type Topic, topicPath } from '../api.ts'
-import { Json, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { Json, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 const PAGE = 50
 const TAIL_MAX = 200
@@ -18,40 +18,26 @@ export function Topics() {
     <>
       <h1>Topics</h1>
       <Problem error={error} />
-      {data === undefined ? (
-        !error && <Loading what="topics" />
-      ) : data.topics.length === 0 ? (
-        <p>No topic yet: publish an event to create one.</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Topic</th>
-                <th scope="col">Head</th>
-                <th scope="col">Events kept</th>
-                <th scope="col">Retention</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.topics.map((topic) => (
-                <tr key={topic.topic}>
-                  <td>
-                    <a href={`#/topics/${topicPath(topic.topic)}`}>{topic.topic}</a>
-                  </td>
-                  <td class="num">{topic.head_seq}</td>
-                  <td class="num">{topic.events}</td>
-                  <td>{retentionText(topic.retention)}</td>
-                  <td>
-                    <Time at={topic.created_at} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Table
+        items={data?.topics}
+        error={error}
+        what="topics"
+        empty={'No topic yet: publish an event to create one.'}
+        columns={['Topic', 'Head', 'Events kept', 'Retention', 'Created']}
+        row={(topic) => (
+          <tr key={topic.topic}>
+            <td>
+              <a href={`#/topics/${topicPath(topic.topic)}`}>{topic.topic}</a>
+            </td>
+            <td class="num">{topic.head_seq}</td>
+            <td class="num">{topic.events}</td>
+            <td>{retentionText(topic.retention)}</td>
+            <td>
+              <Time at={topic.created_at} />
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks'
 import { get, request } from '../api.ts'
-import { Badge, Json, Loading, Problem, Time, useAction, useLoad } from '../ui.tsx'
+import { Badge, Json, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 interface EventType {
   type: string
@@ -137,39 +137,26 @@ export function Types() {
       <h1>Event types</h1>
       <RegisterType onRegistered={reload} />
       <Problem error={error} />
-      {data === undefined ? (
-        !error && <Loading what="event types" />
-      ) : data.event_types.length === 0 ? (
-        <p>No event type registered: events of any type are stored as they come.</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Type</th>
-                <th scope="col">Version</th>
-                <th scope="col">Description</th>
-                <th scope="col">Registered</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.event_types.map((t) => (
-                <tr key={t.type}>
-                  <td>
-                    <a href={`#/types/${encodeURIComponent(t.type)}`}>{t.type}</a>{' '}
-                    {t.deprecated && <Badge kind="warn">deprecated</Badge>}
-                  </td>
-                  <td>{t.version}</td>
-                  <td class="wrap">{t.description ?? ''}</td>
-                  <td>
-                    <Time at={t.created_at} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Table
+        items={data?.event_types}
+        error={error}
+        what="event types"
+        empty={'No event type registered: events of any type are stored as they come.'}
+        columns={['Type', 'Version', 'Description', 'Registered']}
+        row={(t) => (
+          <tr key={t.type}>
+            <td>
+              <a href={`#/types/${encodeURIComponent(t.type)}`}>{t.type}</a>{' '}
+              {t.deprecated && <Badge kind="warn">deprecated</Badge>}
+            </td>
+            <td>{t.version}</td>
+            <td class="wrap">{t.description ?? ''}</td>
+            <td>
+              <Time at={t.created_at} />
+            </td>
+          </tr>
+        )}
+      />
     </>
   )
 }
