@@ -9,12 +9,14 @@ import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerConnectionRoutes } from './routes/connections.ts'
 import { registerConsoleRoutes } from './routes/console.ts'
 import { registerDeliveryRoutes } from './routes/deliveries.ts'
+import { registerDocumentRoutes } from './routes/documents.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
 import { registerKeyRoutes } from './routes/keys.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
+import { documentOnlySchemas } from './schemas/common.ts'
 
 export function buildServer(context: HttpContext, logger: FastifyBaseLogger): FastifyInstance {
   const app = Fastify({
@@ -37,6 +39,8 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   })
 
   registerBodyParsers(app)
+  // The routes' schemas are documentation (GET /openapi.json): the handlers validate their input.
+  documentOnlySchemas(app)
 
   app.setErrorHandler(errorHandler)
   // The access hook answers a request for no route first (before its body); this is the fallback.
@@ -67,6 +71,9 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     done()
   })
 
+  // First of the routes: it collects the others' schemas and rights for GET /openapi.json.
+  // The event-type catalog change wires the catalog here.
+  registerDocumentRoutes(app, context, () => Promise.resolve([]))
   registerConsoleRoutes(app, context)
   registerClientRoutes(app)
   registerHealthRoutes(app, context)

@@ -6,6 +6,7 @@ import { sendTestEvent } from '../../delivery/test-event.ts'
 import type { AttemptRecord, DeliveryRecord, HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
+import { schemas } from '../schemas/routes.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -86,13 +87,13 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return id
   }
 
-  app.post('/v1/hooks', ADMIN, async (request, reply) => {
+  app.post('/v1/hooks', { ...ADMIN, schema: schemas.createHook }, async (request, reply) => {
     const hook = await store.createHook(await createHookRecord(request.body, hooks.policy, Date.now()))
     await context.audit(request.principal, 'hook.created', hook.id, auditView(hook))
     return reply.code(201).header('location', `/v1/hooks/${hook.id}`).send(hookView(hook, true))
   })
 
-  app.get('/v1/hooks', ADMIN, async (request) => {
+  app.get('/v1/hooks', { ...ADMIN, schema: schemas.listHooks }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const list = await store.hooks({ kind: 'webhook', after: stringParam(query, 'after') ?? '', limit })
@@ -102,9 +103,11 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id', ADMIN, async (request) => hookView(await findHook(request), true))
+  app.get('/v1/hooks/:id', { ...ADMIN, schema: schemas.getHook }, async (request) =>
+    hookView(await findHook(request), true),
+  )
 
-  app.patch('/v1/hooks/:id', ADMIN, async (request) => {
+  app.patch('/v1/hooks/:id', { ...ADMIN, schema: schemas.updateHook }, async (request) => {
     const current = await findHook(request)
     const now = Date.now()
     const changes = await hookChanges(request.body, current, hooks.policy, now)
@@ -120,14 +123,14 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // Sends one signed test event to the target now and answers with what it said (nothing stored).
-  app.post('/v1/hooks/:id/test', ADMIN, async (request) => {
+  app.post('/v1/hooks/:id/test', { ...ADMIN, schema: schemas.testHook }, async (request) => {
     const hook = await findHook(request)
     const sent = await sendTestEvent(hook, hooks.policy, context.config.deliveryTimeoutMs)
     await context.audit(request.principal, 'hook.tested', hook.id, { hook_id: hook.id, status: sent.status })
     return sent
   })
 
-  app.delete('/v1/hooks/:id', ADMIN, async (request, reply) => {
+  app.delete('/v1/hooks/:id', { ...ADMIN, schema: schemas.deleteHook }, async (request, reply) => {
     const hook = await findHook(request)
     if (!(await store.deleteHook(hook.id))) throw errors.notFound(`There is no hook ${hook.id}.`)
     await context.audit(request.principal, 'hook.deleted', hook.id, auditView(hook))
@@ -135,7 +138,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // The attempts log, newest first; ?delivery= or ?event= narrows it to one delivery or one event.
-  app.get('/v1/hooks/:id/deliveries', ADMIN, async (request) => {
+  app.get('/v1/hooks/:id/deliveries', { ...ADMIN, schema: schemas.listAttempts }, async (request) => {
     const hook = await findHook(request, true)
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -152,27 +155,38 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id/deliveries/:delivery', ADMIN, async (request) => {
-    const hook = await findHook(request, true)
-    const id = deliveryId(request)
-    const delivery = await store.delivery(hook.id, id)
-    if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
-    const attempts = await store.attempts(hook.id, { deliveryId: id, limit: MAX_LIMIT })
-    return { ...deliveryView(delivery), attempt_log: attempts.map(attemptView) }
-  })
+  app.get(
+    '/v1/hooks/:id/deliveries/:delivery',
+    { ...ADMIN, schema: schemas.getDelivery },
+    async (request) => {
+      const hook = await findHook(request, true)
+      const id = deliveryId(request)
+      const delivery = await store.delivery(hook.id, id)
+      if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
+      const attempts = await store.attempts(hook.id, { deliveryId: id, limit: MAX_LIMIT })
+      return { ...deliveryView(delivery), attempt_log: attempts.map(attemptView) }
+    },
+  )
 
-  app.post('/v1/hooks/:id/deliveries/:delivery/retry', ADMIN, async (request, reply) => {
-    const hook = await findHook(request, true)
-    const id = deliveryId(request)
-    const delivery = await store.retryDelivery(hook.id, id, Date.now())
-    if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
-    hooks.wake()
-    await context.audit(request.principal, 'delivery.retried', hook.id, { hook_id: hook.id, delivery_id: id })
-    return reply.code(202).send(deliveryView(delivery))
-  })
+  app.post(
+    '/v1/hooks/:id/deliveries/:delivery/retry',
+    { ...ADMIN, schema: schemas.retryDelivery },
+    async (request, reply) => {
+      const hook = await findHook(request, true)
+      const id = deliveryId(request)
+      const delivery = await store.retryDelivery(hook.id, id, Date.now())
+      if (!delivery) throw errors.notFound(`Hook ${hook.id} has no delivery ${id}.`)
+      hooks.wake()
+      await context.audit(request.principal, 'delivery.retried', hook.id, {
+        hook_id: hook.id,
+        delivery_id: id,
+      })
+      return reply.code(202).send(deliveryView(delivery))
+    },
+  )
 
   // Redelivers a range: {"after": seq} or {"since": time}, of the hook's topic (or of "topic").
-  app.post('/v1/hooks/:id/replay', ADMIN, async (request, reply) => {
+  app.post('/v1/hooks/:id/replay', { ...ADMIN, schema: schemas.replayHook }, async (request, reply) => {
     const hook = await findHook(request, true)
     const body = (request.body ?? {}) as Record<string, unknown>
     if (typeof body !== 'object' || Array.isArray(body))

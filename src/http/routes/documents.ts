@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify'
+import { errors } from '../../core/errors.ts'
+import type { EventTypeVersion } from '../../event-types/catalog.ts'
+import type { HttpContext } from '../context.ts'
+import { buildAsyncApi } from '../documents/asyncapi.ts'
+import { buildOpenApi, type DocumentedRoute } from '../documents/openapi.ts'
+import type { RouteSchema } from '../schemas/common.ts'
+import { schemas } from '../schemas/routes.ts'
+
+const PUBLIC = { config: { right: 'public' } } as const
+/** Short: the documents change when event types are registered. */
+const CACHE_CONTROL = 'public, max-age=60'
+
+const documented = new WeakMap<FastifyInstance, DocumentedRoute[]>()
+
+/** Every route registered on `app` after registerDocumentRoutes, as the document sees it. */
+export function documentedRoutes(app: FastifyInstance): readonly DocumentedRoute[] {
+  return documented.get(app) ?? []
+}
+
+/**
+ * `GET /openapi.json` and `GET /asyncapi.json`, public. Call before the other routes: an onRoute hook
+ * collects each route's schema and right, from which the OpenAPI document is made. `catalog` gives the
+ * registered event types (the latest version of each), read at each request.
+ */
+export function registerDocumentRoutes(
+  app: FastifyInstance,
+  { config }: HttpContext,
+  catalog: () => Promise<EventTypeVersion[]>,
+): void {
+  const routes: DocumentedRoute[] = []
+  documented.set(app, routes)
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      routes.push({
+        method,
+        url: route.url,
+        right: route.config?.right ?? 'admin',
+        tokenInQuery: route.config?.tokenInQuery !== undefined,
+        schema: route.schema as RouteSchema | undefined,
+      })
+    }
+  })
+
+  const readCatalog = async () => {
+    try {
+      return await catalog()
+    } catch (error) {
+      throw errors.unavailable(`The event-type catalog could not be read: ${(error as Error).message}`)
+    }
+  }
+
+  app.get('/openapi.json', { ...PUBLIC, schema: schemas.openapi }, async (_request, reply) => {
+    const document = buildOpenApi({ routes, catalog: await readCatalog(), publicUrl: config.publicUrl })
+    return reply
+      .type('application/json; charset=utf-8')
+      .header('cache-control', CACHE_CONTROL)
+      .header('access-control-allow-origin', '*')
+      .send(JSON.stringify(document))
+  })
+
+  app.get('/asyncapi.json', { ...PUBLIC, schema: schemas.asyncapi }, async (_request, reply) => {
+    const document = buildAsyncApi({ catalog: await readCatalog(), publicUrl: config.publicUrl })
+    return reply
+      .type('application/json; charset=utf-8')
+      .header('cache-control', CACHE_CONTROL)
+      .header('access-control-allow-origin', '*')
+      .send(JSON.stringify(document))
+  })
+}
