@@ -32,7 +32,7 @@ describe('every route declares its right, and one check enforces it', () => {
   })
   after(() => server.close())
 
-  test('every registered route declares a right; only the probes, the preflight, the hub page, the console and the client bundle are public', () => {
+  test('every registered route declares a right; only the probes, the preflight, the hub page, the console, the client bundle and the API documents are public', () => {
     const routes = declaredRoutes(server.herald.server)
     assert.ok(routes.length >= 20, `only ${routes.length} routes recorded`)
     const publicOnes = routes
@@ -41,18 +41,23 @@ describe('every route declares its right, and one check enforces it', () => {
       .sort()
     assert.deepEqual(publicOnes, [
       'GET /',
+      // The API documents (OpenAPI, AsyncAPI): the same for everyone, nothing stored in them.
+      'GET /asyncapi.json',
       // The console's scripts and styles: the same for everyone, nothing stored in them.
       'GET /console/assets/*',
       'GET /healthz',
       'GET /metrics',
+      'GET /openapi.json',
       'GET /readyz',
       // The client bundle (src/client): the same for everyone, nothing stored in it.
       'GET /v1/client.js',
       'GET /websub',
       'HEAD /',
+      'HEAD /asyncapi.json',
       'HEAD /console/assets/*',
       'HEAD /healthz',
       'HEAD /metrics',
+      'HEAD /openapi.json',
       'HEAD /readyz',
       'HEAD /v1/client.js',
       'HEAD /websub',
