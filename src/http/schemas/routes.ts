@@ -95,7 +95,7 @@ export const schemas = {
         operationId: 'consoleAsset',
         params: object({ file: { type: 'string' } }, ['file']),
         response: {
-          200: media('The file (script, style, image).', 'application/octet-stream'),
+          200: media('The file (script, style, image), of its own type.', '*/*'),
           404: errors[404],
         },
       },
