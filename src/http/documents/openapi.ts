@@ -266,6 +266,7 @@ export function buildOpenApi({ routes, catalog, publicUrl }: OpenApiOptions): Re
       { name: 'Topics', description: 'Publish, read, stream.' },
       { name: 'Webhooks', description: 'Webhooks and REST Hooks, their deliveries.' },
       { name: 'WebSub', description: 'The W3C WebSub hub and its subscriptions.' },
+      { name: 'Event types', description: 'The catalog of event types and their JSON Schemas.' },
       { name: 'Administration', description: 'Keys, connections, cluster.' },
       { name: 'Operations', description: 'Probes, metrics, the console, the client, these documents.' },
     ],

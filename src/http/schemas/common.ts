@@ -154,6 +154,28 @@ export const components: Record<string, JsonSchema> = {
         },
       },
       url: { type: 'string', format: 'uri', description: 'The WebSub topic URL.' },
+      types: {
+        enum: ['any', 'registered'],
+        description: '"registered": events of types not in the event-type catalog are refused (422).',
+      },
+    },
+  },
+  EventType: {
+    type: 'object',
+    description: 'One version of a registered event type.',
+    required: ['type', 'version', 'schema', 'description', 'deprecated', 'created_at', 'url'],
+    properties: {
+      type: { type: 'string' },
+      version: { type: 'integer', minimum: 1 },
+      schema: { type: 'object', description: 'The JSON Schema 2020-12 that `data` must satisfy.' },
+      description: { type: ['string', 'null'] },
+      deprecated: { type: 'boolean' },
+      created_at: time(),
+      url: {
+        type: 'string',
+        format: 'uri',
+        description: "This version's URL: the `dataschema` of its events.",
+      },
     },
   },
   PresenceMember: {

@@ -614,6 +614,96 @@ export const schemas = {
     response: { 204: noContent, 404: errors[404] },
   },
 
+  // --- Event types (the catalog's routes; its change gives each route its `schema:` line) ----------
+  registerEventType: {
+    summary: 'Register an event type (a new version when the schema changes)',
+    tags: ['Event types'],
+    operationId: 'registerEventType',
+    params: object({ type: { type: 'string' } }, ['type']),
+    body: object(
+      {
+        schema: { type: 'object', description: 'A JSON Schema 2020-12 for `data`.' },
+        description: { type: ['string', 'null'] },
+        deprecated: { type: 'boolean' },
+      },
+      ['schema'],
+    ),
+    response: {
+      200: json('Updated (a new version when the schema changed, with a compatibility report).', {
+        allOf: [ref('EventType')],
+        properties: {
+          compatibility: object(
+            {
+              backward: { enum: ['compatible', 'breaking', 'unknown'] },
+              findings: { type: 'array', items: { type: 'object' } },
+            },
+            ['backward', 'findings'],
+          ),
+        },
+      }),
+      201: json('Registered.', ref('EventType')),
+      400: errors[400],
+      422: errors[422],
+    },
+  },
+  listEventTypes: {
+    summary: 'List event types',
+    tags: ['Event types'],
+    operationId: 'listEventTypes',
+    querystring: object({ after: { type: 'string' }, limit: limitParam }),
+    response: {
+      200: json('The latest version of each.', page('event_types', ref('EventType'))),
+      400: errors[400],
+    },
+  },
+  getEventType: {
+    summary: 'One event type, and its versions',
+    tags: ['Event types'],
+    operationId: 'getEventType',
+    params: object({ type: { type: 'string' } }, ['type']),
+    response: {
+      200: json('Its latest version, and the list of all.', {
+        allOf: [ref('EventType')],
+        properties: {
+          versions: {
+            type: 'array',
+            items: object(
+              {
+                version: { type: 'integer' },
+                url: { type: 'string', format: 'uri' },
+                created_at: { type: 'string', format: 'date-time' },
+              },
+              ['version', 'url', 'created_at'],
+            ),
+          },
+        },
+        required: ['versions'],
+      }),
+      400: errors[400],
+      404: errors[404],
+    },
+  },
+  getEventTypeVersion: {
+    summary: 'One version of an event type (its URL is the dataschema of its events)',
+    tags: ['Event types'],
+    operationId: 'getEventTypeVersion',
+    params: object({ type: { type: 'string' }, version: { type: 'integer', minimum: 1 } }, [
+      'type',
+      'version',
+    ]),
+    response: {
+      200: {
+        description: 'The version; with `Accept: application/schema+json`, the schema itself.',
+        content: {
+          'application/json': { schema: ref('EventType') },
+          'application/schema+json': { schema: { type: 'object' } },
+        },
+      },
+      400: errors[400],
+      404: errors[404],
+    },
+  },
+
   // --- Administration -------------------------------------------------------------------------------
   cluster: {
     summary: 'The cluster',
