@@ -185,6 +185,23 @@ describe('the documents read the catalog they are given, at each request', () =>
     assert.ok(asyncapi['channels']['topicEvents'].messages['Event.invoice.paid'])
   })
 
+  test('a change of the catalog shows at the next request (a new type, a new description)', async () => {
+    const before = (await (await fetch(`${url}/openapi.json`)).json()) as Doc
+    assert.deepEqual(Object.keys(before['webhooks']).sort(), ['*', 'invoice.paid'])
+    CATALOG.push({ ...CATALOG[0]!, type: 'invoice.voided', version: 1 })
+    CATALOG[0]!.description = 'Paid in full.'
+    try {
+      const openapi = (await (await fetch(`${url}/openapi.json`)).json()) as Doc
+      assert.deepEqual(Object.keys(openapi['webhooks']).sort(), ['*', 'invoice.paid', 'invoice.voided'])
+      assert.match(openapi['webhooks']['invoice.paid'].post.description, /Paid in full/)
+      const asyncapi = (await (await fetch(`${url}/asyncapi.json`)).json()) as Doc
+      assert.ok(asyncapi['components']['messages']['Event.invoice.voided'])
+    } finally {
+      CATALOG.pop()
+      CATALOG[0]!.description = 'Paid.'
+    }
+  })
+
   test('a catalog that cannot be read is a 503 problem+json, not a document without the types', async () => {
     failing = true
     try {

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../../core/errors.ts'
 import type { EventTypeVersion } from '../../event-types/catalog.ts'
 import type { HttpContext } from '../context.ts'
@@ -50,21 +50,38 @@ export function registerDocumentRoutes(
     }
   }
 
-  app.get('/openapi.json', { ...PUBLIC, schema: schemas.openapi }, async (_request, reply) => {
-    const document = buildOpenApi({ routes, catalog: await readCatalog(), publicUrl: config.publicUrl })
-    return reply
-      .type('application/json; charset=utf-8')
-      .header('cache-control', CACHE_CONTROL)
-      .header('access-control-allow-origin', '*')
-      .send(JSON.stringify(document))
-  })
+  // Each document is made again only when the catalog changed: a public route should cost little.
+  const serve = (build: (catalog: EventTypeVersion[]) => Record<string, unknown>) => {
+    let cached: { key: string; body: string } | undefined
+    return async (_request: FastifyRequest, reply: FastifyReply) => {
+      const types = await readCatalog()
+      const key = catalogKey(types)
+      if (cached?.key !== key) cached = { key, body: JSON.stringify(build(types)) }
+      return reply
+        .type('application/json; charset=utf-8')
+        .header('cache-control', CACHE_CONTROL)
+        .header('access-control-allow-origin', '*')
+        .send(cached.body)
+    }
+  }
+  app.get(
+    '/openapi.json',
+    { ...PUBLIC, schema: schemas.openapi },
+    serve((types) => buildOpenApi({ routes, catalog: types, publicUrl: config.publicUrl })),
+  )
+  app.get(
+    '/asyncapi.json',
+    { ...PUBLIC, schema: schemas.asyncapi },
+    serve((types) => buildAsyncApi({ catalog: types, publicUrl: config.publicUrl })),
+  )
+}
 
-  app.get('/asyncapi.json', { ...PUBLIC, schema: schemas.asyncapi }, async (_request, reply) => {
-    const document = buildAsyncApi({ catalog: await readCatalog(), publicUrl: config.publicUrl })
-    return reply
-      .type('application/json; charset=utf-8')
-      .header('cache-control', CACHE_CONTROL)
-      .header('access-control-allow-origin', '*')
-      .send(JSON.stringify(document))
-  })
+/**
+ * What the documents depend on in a catalog: each entry's type and version (a schema that changes is
+ * a new version), and what may change without one (description, deprecation).
+ */
+function catalogKey(catalog: readonly EventTypeVersion[]): string {
+  return JSON.stringify(
+    catalog.map((entry) => [entry.type, entry.version, entry.description, entry.deprecated]),
+  )
 }
