@@ -265,6 +265,12 @@ describe('every answer is what /openapi.json says it is (the document cannot dri
       call('POST', '/websub', '/websub', { headers: { ...AUTH, 'content-type': 'text/plain' }, body: 'x' }),
     )
     await expect(400, call('POST', '/websub', '/websub', { headers: form, body: 'hub.mode=nothing' }))
+    // The access check's refusal, in the hub's plain text.
+    const anonymous = {
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'hub.mode=subscribe',
+    }
+    await expect(401, call('POST', '/websub', '/websub', anonymous))
     await expect(200, call('GET', '/v1/websub/subscriptions', '/v1/websub/subscriptions', { headers: AUTH }))
     await expect(200, call('GET', '/v1/websub/verifications', '/v1/websub/verifications', { headers: AUTH }))
     const missing = '/v1/websub/subscriptions/none'

@@ -26,13 +26,25 @@ const PROBLEM = { 'application/problem+json': { schema: ref('Problem') } }
 /** The answers every route may give beyond its own, by the right it needs. */
 function commonResponses(right: Right): Record<string, ResponseSchema> {
   const always = { 500: { description: 'Unexpected failure (logged).', content: PROBLEM } }
-  if (right === 'public') return always
+  if (right === 'public') {
+    return {
+      403: {
+        description:
+          'Without HERALD_API_KEY only: a Host that is not a loopback name (DNS rebinding), or a page of another origin.',
+        content: PROBLEM,
+      },
+      ...always,
+    }
+  }
   return {
     401: {
       description: 'No credentials, or not valid ones (`WWW-Authenticate: Bearer`).',
       content: PROBLEM,
     },
-    403: { description: `The credentials do not hold the "${right}" right here.`, content: PROBLEM },
+    403: {
+      description: `The credentials do not hold the "${right}" right here (or, without HERALD_API_KEY, a request from a foreign Host or origin).`,
+      content: PROBLEM,
+    },
     429: {
       description: 'Over the request budget (`Retry-After`, `RateLimit-Policy`, `RateLimit`).',
       content: PROBLEM,

@@ -551,6 +551,11 @@ export const schemas = {
     response: {
       202: textPlain('Accepted: verification of intent follows (or the publish is taken).'),
       400: textPlain('The request is not valid.'),
+      // The hub's refusals are plain text, the access check's included.
+      401: textPlain('No key, or not a valid one (unless --websub-public).'),
+      403: textPlain('The credentials do not hold the "admin" right.'),
+      429: textPlain('Over the request budget (Retry-After).'),
+      500: textPlain('The hub failed; the error has been logged.'),
       413: textPlain('The body is over the limit.'),
       415: textPlain('Not form-encoded.'),
       503: textPlain('Unavailable (Retry-After).'),
