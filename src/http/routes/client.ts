@@ -26,19 +26,16 @@ function loadClient(path: string): Buffer | undefined {
  */
 export function registerClientRoutes(app: FastifyInstance, path: string = CLIENT_DIST): void {
   const body = loadClient(path)
-  app.get(
-    '/v1/client.js',
-    { config: { right: 'public' }, schema: schemas.clientBundle },
-    async (_request, reply) => {
-      if (body === undefined)
-        throw errors.notFound('The client is not built: run `npm run build:client` (part of `npm ci`).')
-      return reply
-        .type('text/javascript; charset=utf-8')
-        .header('cache-control', 'public, max-age=300')
-        .header('access-control-allow-origin', '*')
-        .header('cross-origin-resource-policy', 'cross-origin')
-        .header('x-content-type-options', 'nosniff')
-        .send(body)
-    },
-  )
+  const options = { config: { right: 'public' }, schema: schemas.clientBundle } as const
+  app.get('/v1/client.js', options, async (_request, reply) => {
+    if (body === undefined)
+      throw errors.notFound('The client is not built: run `npm run build:client` (part of `npm ci`).')
+    return reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'public, max-age=300')
+      .header('access-control-allow-origin', '*')
+      .header('cross-origin-resource-policy', 'cross-origin')
+      .header('x-content-type-options', 'nosniff')
+      .send(body)
+  })
 }

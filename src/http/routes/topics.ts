@@ -55,38 +55,35 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
-  app.get(
-    '/v1/topics',
-    { config: { right: 'subscribe', topical: true }, schema: schemas.listTopics },
-    async (request, reply) => {
-      const query = request.query as Query
-      const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
-      const after = stringParam(query, 'after')
-      // Only the topics these credentials may read, and `next` is always one of them: a cursor taken
-      // from what was skipped would name a topic the caller may not see. Store pages are read until the
-      // page is full or MAX_TOPICS_SCANNED topics were looked at.
-      const visible: TopicInfo[] = []
-      let cursor = after
-      let scanned = 0
-      let exhausted = false
-      while (visible.length < limit && scanned < MAX_TOPICS_SCANNED) {
-        const page = await log.store.topics({ ...(cursor ? { after: cursor } : {}), limit: MAX_LIMIT })
-        scanned += page.length
-        for (const info of page) {
-          if (!may(request.principal, 'subscribe', info.topic)) continue
-          visible.push(info)
-          if (visible.length === limit) break
-        }
-        if (page.length < MAX_LIMIT) {
-          exhausted = visible.length < limit || page.at(-1)?.topic === visible.at(-1)?.topic
-          break
-        }
-        cursor = page.at(-1)!.topic
+  const listing = { config: { right: 'subscribe', topical: true }, schema: schemas.listTopics } as const
+  app.get('/v1/topics', listing, async (request, reply) => {
+    const query = request.query as Query
+    const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
+    const after = stringParam(query, 'after')
+    // Only the topics these credentials may read, and `next` is always one of them: a cursor taken
+    // from what was skipped would name a topic the caller may not see. Store pages are read until the
+    // page is full or MAX_TOPICS_SCANNED topics were looked at.
+    const visible: TopicInfo[] = []
+    let cursor = after
+    let scanned = 0
+    let exhausted = false
+    while (visible.length < limit && scanned < MAX_TOPICS_SCANNED) {
+      const page = await log.store.topics({ ...(cursor ? { after: cursor } : {}), limit: MAX_LIMIT })
+      scanned += page.length
+      for (const info of page) {
+        if (!may(request.principal, 'subscribe', info.topic)) continue
+        visible.push(info)
+        if (visible.length === limit) break
       }
-      const next = !exhausted && visible.length > 0 ? visible.at(-1)!.topic : null
-      return reply.send({ topics: visible.map((info) => describeTopic(info, config.publicUrl)), next })
-    },
-  )
+      if (page.length < MAX_LIMIT) {
+        exhausted = visible.length < limit || page.at(-1)?.topic === visible.at(-1)?.topic
+        break
+      }
+      cursor = page.at(-1)!.topic
+    }
+    const next = !exhausted && visible.length > 0 ? visible.at(-1)!.topic : null
+    return reply.send({ topics: visible.map((info) => describeTopic(info, config.publicUrl)), next })
+  })
 
   app.get(
     '/v1/topics/*',
@@ -118,64 +115,58 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     },
   )
 
-  app.post(
-    '/v1/topics/*',
-    { config: { right: 'publish', topical: true }, schema: schemas.writeTopic },
-    async (request, reply) => {
-      const target = parseTarget(wildcard(request))
-      if (target.kind !== 'events') {
-        throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
-      }
-      assertPublishable(target.topic)
-      context.access.authorize(request.principal, 'publish', target.topic)
-      const started = performance.now()
-      try {
-        const { inputs, batch } = parsePublishBody(request)
-        const idempotencyKey = idempotencyKeyOf(request)
-        const result = await log.publish(
-          target.topic,
-          inputs,
-          idempotencyKey === undefined ? {} : { idempotencyKey },
-        )
-        metrics.publishDuration.observe((performance.now() - started) / 1000)
-        metrics.publishRequests.inc({ outcome: result.stored > 0 ? 'created' : 'repeat' })
-        reply.code(result.stored > 0 ? 201 : 200).type('application/json; charset=utf-8')
-        if (batch) return reply.send(`[${result.events.map((event) => event.json).join(',')}]`)
-        const event = result.events[0]!
-        reply.header('location', `/v1/topics/${target.topic}/events/${event.seq}`)
-        return reply.send(event.json)
-      } catch (error) {
-        metrics.publishRequests.inc({ outcome: 'error' })
-        throw error
-      }
-    },
-  )
+  const publishing = { config: { right: 'publish', topical: true }, schema: schemas.writeTopic } as const
+  app.post('/v1/topics/*', publishing, async (request, reply) => {
+    const target = parseTarget(wildcard(request))
+    if (target.kind !== 'events') {
+      throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
+    }
+    assertPublishable(target.topic)
+    context.access.authorize(request.principal, 'publish', target.topic)
+    const started = performance.now()
+    try {
+      const { inputs, batch } = parsePublishBody(request)
+      const idempotencyKey = idempotencyKeyOf(request)
+      const result = await log.publish(
+        target.topic,
+        inputs,
+        idempotencyKey === undefined ? {} : { idempotencyKey },
+      )
+      metrics.publishDuration.observe((performance.now() - started) / 1000)
+      metrics.publishRequests.inc({ outcome: result.stored > 0 ? 'created' : 'repeat' })
+      reply.code(result.stored > 0 ? 201 : 200).type('application/json; charset=utf-8')
+      if (batch) return reply.send(`[${result.events.map((event) => event.json).join(',')}]`)
+      const event = result.events[0]!
+      reply.header('location', `/v1/topics/${target.topic}/events/${event.seq}`)
+      return reply.send(event.json)
+    } catch (error) {
+      metrics.publishRequests.inc({ outcome: 'error' })
+      throw error
+    }
+  })
 
-  app.put(
-    '/v1/topics/*',
-    { config: { right: 'admin', topical: true }, schema: schemas.configureTopic },
-    async (request, reply) => {
-      const target = parseTarget(wildcard(request))
-      if (target.kind !== 'topic')
-        throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
-      assertConfigurable(target.topic)
-      context.access.authorize(request.principal, 'admin', target.topic)
-      const body = request.body
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-        throw errors.invalidRequest(
-          'Send a JSON object such as {"retention":{"max_age":"7d","max_events":null}}.',
-        )
-      }
-      const retention = parseRetention((body as Record<string, unknown>)['retention'])
-      const info = await log.store.configureTopic(target.topic, retention)
-      await context.audit(request.principal, 'topic.configured', target.topic, {
-        topic: target.topic,
-        retention: info.retention,
-      })
-      setDiscoveryLinks(reply, config.publicUrl, target.topic)
-      return reply.send(describeTopic(info, config.publicUrl))
-    },
-  )
+  const configuring = { config: { right: 'admin', topical: true }, schema: schemas.configureTopic } as const
+  app.put('/v1/topics/*', configuring, async (request, reply) => {
+    const target = parseTarget(wildcard(request))
+    if (target.kind !== 'topic')
+      throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')
+    assertConfigurable(target.topic)
+    context.access.authorize(request.principal, 'admin', target.topic)
+    const body = request.body
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw errors.invalidRequest(
+        'Send a JSON object such as {"retention":{"max_age":"7d","max_events":null}}.',
+      )
+    }
+    const retention = parseRetention((body as Record<string, unknown>)['retention'])
+    const info = await log.store.configureTopic(target.topic, retention)
+    await context.audit(request.principal, 'topic.configured', target.topic, {
+      topic: target.topic,
+      retention: info.retention,
+    })
+    setDiscoveryLinks(reply, config.publicUrl, target.topic)
+    return reply.send(describeTopic(info, config.publicUrl))
+  })
 }
 
 /** Short poll, or long poll with `wait=` / `Prefer: wait=`. */

@@ -5,6 +5,7 @@ import type { HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, type Query, stringParam } from '../params.ts'
 import { toHeraldError } from '../problem.ts'
+import type { RouteSchema } from '../schemas/common.ts'
 import { schemas } from '../schemas/routes.ts'
 import { attemptView, iso } from './hooks.ts'
 
@@ -40,6 +41,7 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
 export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
   const { config } = context
   const ADMIN = { config: { right: 'admin' } } as const
+  const admin = (schema: RouteSchema) => ({ ...ADMIN, schema })
 
   // Its errors, the access check's 401 and the body limit's 413 included, are plain text like the
   // rest of the hub's answers.
@@ -59,39 +61,36 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   }
   // A public hub (--websub-public) takes requests without the key; otherwise it is administration.
   const hubRight = config.websubPublic ? 'public' : 'admin'
-  app.post(
-    '/websub',
-    { errorHandler: plainErrors, config: { right: hubRight }, schema: schemas.hub },
-    async (request, reply) => {
-      const type = request.headers['content-type'] ?? ''
-      if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
-        return text(reply, 415, 'Send the hub request as application/x-www-form-urlencoded.')
+  const hubOptions = { errorHandler: plainErrors, config: { right: hubRight }, schema: schemas.hub } as const
+  app.post('/websub', hubOptions, async (request, reply) => {
+    const type = request.headers['content-type'] ?? ''
+    if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
+      return text(reply, 415, 'Send the hub request as application/x-www-form-urlencoded.')
+    }
+    const body = request.body
+    const form = new URLSearchParams(Buffer.isBuffer(body) ? body.toString('utf8') : '')
+    try {
+      await hub.accept(form)
+    } catch (error) {
+      if (error instanceof HubRequestError) {
+        if (error.status === 503) reply.header('retry-after', '5')
+        return text(reply, error.status, error.message)
       }
-      const body = request.body
-      const form = new URLSearchParams(Buffer.isBuffer(body) ? body.toString('utf8') : '')
-      try {
-        await hub.accept(form)
-      } catch (error) {
-        if (error instanceof HubRequestError) {
-          if (error.status === 503) reply.header('retry-after', '5')
-          return text(reply, error.status, error.message)
-        }
-        throw error
-      }
-      return text(
-        reply,
-        202,
-        form.get('hub.mode') === 'publish' ? 'Accepted.' : 'Accepted: verification of intent follows.',
-      )
-    },
-  )
+      throw error
+    }
+    return text(
+      reply,
+      202,
+      form.get('hub.mode') === 'publish' ? 'Accepted.' : 'Accepted: verification of intent follows.',
+    )
+  })
 
   app.get('/websub', { config: { right: 'public' }, schema: schemas.hubPage }, async (_request, reply) =>
     text(reply.header('allow', 'POST'), 405, 'This is a WebSub hub: POST form-encoded hub.* requests to it.'),
   )
 
   // Subscriptions, optionally of one topic URL, and the verifications of intent as they went.
-  app.get('/v1/websub/subscriptions', { ...ADMIN, schema: schemas.listSubscriptions }, async (request) => {
+  app.get('/v1/websub/subscriptions', admin(schemas.listSubscriptions), async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -107,7 +106,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/verifications', { ...ADMIN, schema: schemas.listVerifications }, async (request) => {
+  app.get('/v1/websub/verifications', admin(schemas.listVerifications), async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -124,7 +123,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/subscriptions/:id', { ...ADMIN, schema: schemas.getSubscription }, async (request) => {
+  app.get('/v1/websub/subscriptions/:id', admin(schemas.getSubscription), async (request) => {
     const subscription = await findSubscription(request.params as { id: string })
     const attempts = await context.hooks.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
@@ -133,20 +132,16 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.delete(
-    '/v1/websub/subscriptions/:id',
-    { ...ADMIN, schema: schemas.deleteSubscription },
-    async (request, reply) => {
-      const subscription = await findSubscription(request.params as { id: string })
-      await context.hooks.store.deleteHook(subscription.id)
-      await context.audit(request.principal, 'websub.subscription.deleted', subscription.id, {
-        subscription_id: subscription.id,
-        topic_url: subscription.topic_url,
-        callback: subscription.target_url,
-      })
-      return reply.code(204).send()
-    },
-  )
+  app.delete('/v1/websub/subscriptions/:id', admin(schemas.deleteSubscription), async (request, reply) => {
+    const subscription = await findSubscription(request.params as { id: string })
+    await context.hooks.store.deleteHook(subscription.id)
+    await context.audit(request.principal, 'websub.subscription.deleted', subscription.id, {
+      subscription_id: subscription.id,
+      topic_url: subscription.topic_url,
+      callback: subscription.target_url,
+    })
+    return reply.code(204).send()
+  })
 
   async function findSubscription({ id }: { id: string }): Promise<HookRecord> {
     const subscription = await context.hooks.store.hook(id)
