@@ -244,10 +244,19 @@ describe('GET /openapi.json and GET /asyncapi.json', () => {
     const names = (op: Doc) => op['parameters'].map((parameter: Doc) => parameter['name'])
     assert.ok(names(paths['/v1/topics/{topic}/events']['get']).includes('filter'))
     assert.ok(names(paths['/v1/stream']['get']).includes('filter'))
-    assert.equal(
-      openapi['components']['schemas']['HookInput'].properties.filter.$ref,
-      '#/components/schemas/Filter',
-    )
+    const validator = documentValidator(openapi)
+    const hookFilter = validator.compile(openapi['components']['schemas']['HookInput'].properties.filter)
+    for (const filter of [
+      null,
+      { exact: { type: 'order.created' } },
+      { all: [{ prefix: { 'data.region': 'eu' } }, { not: { suffix: { subject: '.tmp' } } }] },
+      [{ exact: { type: 'a' } }, { any: [] }],
+    ]) {
+      assert.equal(hookFilter(filter), true, JSON.stringify(filter))
+    }
+    for (const filter of [{ exact: { type: 1 } }, { exact: {}, prefix: {} }, {}, 'type=a']) {
+      assert.equal(hookFilter(filter), false, JSON.stringify(filter))
+    }
   })
 })
 

@@ -189,19 +189,24 @@ export const components: Record<string, JsonSchema> = {
     },
   },
   Filter: {
-    type: 'object',
     description:
-      'A CloudEvents Subscriptions API filter: one of exact, prefix, suffix (attribute → value), all, any (arrays of filters), not (a filter). An attribute may be data.<dotted path>.',
-    minProperties: 1,
-    maxProperties: 1,
-    properties: {
-      exact: { type: 'object', additionalProperties: { type: 'string' } },
-      prefix: { type: 'object', additionalProperties: { type: 'string' } },
-      suffix: { type: 'object', additionalProperties: { type: 'string' } },
-      all: { type: 'array', items: { $ref: '#/components/schemas/Filter' } },
-      any: { type: 'array', items: { $ref: '#/components/schemas/Filter' } },
-      not: { $ref: '#/components/schemas/Filter' },
-    },
+      'A CloudEvents Subscriptions API filter: one of exact, prefix, suffix (attribute → value), all, any (arrays of filters), not (a filter); a top-level array is `all`. An attribute may be data.<dotted path>.',
+    anyOf: [
+      {
+        type: 'object',
+        minProperties: 1,
+        maxProperties: 1,
+        properties: {
+          exact: { type: 'object', additionalProperties: { type: 'string' } },
+          prefix: { type: 'object', additionalProperties: { type: 'string' } },
+          suffix: { type: 'object', additionalProperties: { type: 'string' } },
+          all: { type: 'array', items: { $ref: '#/components/schemas/Filter' } },
+          any: { type: 'array', items: { $ref: '#/components/schemas/Filter' } },
+          not: { $ref: '#/components/schemas/Filter' },
+        },
+      },
+      { type: 'array', items: { $ref: '#/components/schemas/Filter' } },
+    ],
   },
   Hook: {
     type: 'object',
@@ -211,7 +216,10 @@ export const components: Record<string, JsonSchema> = {
       target_url: { type: 'string', format: 'uri' },
       topic: nullable('string'),
       event: nullable('string', { description: 'Event type pattern: `*` matches one segment run.' }),
-      filter: { $ref: '#/components/schemas/Filter' },
+      filter: {
+        anyOf: [{ $ref: '#/components/schemas/Filter' }, { type: 'null' }],
+        description: 'Null: every event.',
+      },
       secret: { type: 'string', description: 'whsec_…; only in the answers that concern one hook.' },
       previous_secret_until: time('While a rotated secret still signs deliveries.'),
       ordered: { type: 'boolean' },
@@ -232,7 +240,10 @@ export const components: Record<string, JsonSchema> = {
       target_url: { type: 'string', format: 'uri' },
       topic: nullable('string', { pattern: TOPIC_PATTERN }),
       event: nullable('string'),
-      filter: { $ref: '#/components/schemas/Filter' },
+      filter: {
+        anyOf: [{ $ref: '#/components/schemas/Filter' }, { type: 'null' }],
+        description: 'Null: every event.',
+      },
       secret: { type: 'string', description: 'whsec_…; generated when not given.' },
       rotate_secret: {
         type: 'boolean',
