@@ -2,11 +2,13 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import { Parser } from '@asyncapi/parser'
+import Fastify from 'fastify'
 import type { EventTypeVersion } from '../../src/event-types/catalog.ts'
 import { declaredRoutes } from '../../src/http/access.ts'
 import { buildAsyncApi } from '../../src/http/documents/asyncapi.ts'
 import { buildOpenApi, openApiPath } from '../../src/http/documents/openapi.ts'
 import { documentedRoutes } from '../../src/http/routes/documents.ts'
+import { documentOnlySchemas } from '../../src/http/schemas/common.ts'
 import { startTestServer, type TestServer } from '../helpers.ts'
 import { documentValidator } from './documents-contract.ts'
 
@@ -315,5 +317,38 @@ describe('the documents with registered event types (built directly from a catal
     const bad = structuredClone(ORDER)
     ;(bad.data.customer.address as Record<string, unknown>)['city'] = 7
     assert.equal(check(bad), false)
+  })
+})
+
+describe('the schemas are documentation: Fastify neither validates nor serializes with them', () => {
+  const app = Fastify()
+  let url: string
+  before(async () => {
+    documentOnlySchemas(app)
+    app.post(
+      '/thing',
+      {
+        schema: {
+          body: { type: 'object', required: ['x'], properties: { x: { type: 'integer' } } },
+          querystring: { type: 'object', properties: { n: { type: 'integer' } } },
+          response: {
+            200: { content: { 'application/json': { schema: { type: 'object', properties: { a: {} } } } } },
+          },
+        },
+      },
+      async (request) => ({ a: 1, b: 'kept', body: request.body, query: request.query }),
+    )
+    url = await app.listen({ port: 0, host: '127.0.0.1' })
+  })
+  after(() => app.close())
+
+  test('a body and a query the schema refuses reach the handler as sent, and undeclared properties are answered', async () => {
+    const answer = await fetch(`${url}/thing?n=abc`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"y":"no x"}',
+    })
+    assert.equal(answer.status, 200)
+    assert.deepEqual(await answer.json(), { a: 1, b: 'kept', body: { y: 'no x' }, query: { n: 'abc' } })
   })
 })
