@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { schemas } from './schemas/routes.ts'
 
 const ALLOWED_METHODS = 'GET, POST, PUT, PATCH, DELETE'
 const EXPOSED_HEADERS = 'Link, Location, Retry-After, WWW-Authenticate'
@@ -40,7 +41,7 @@ export function registerCorsHeaders(app: FastifyInstance, policy: CorsPolicy): v
 /** Preflights: answered without authentication (a preflight carries no credentials). */
 export function registerPreflight(app: FastifyInstance, origins: readonly string[]): void {
   if (origins.length === 0) return
-  app.options('/*', { config: { right: 'public' } }, (request, reply) => {
+  app.options('/*', { config: { right: 'public' }, schema: schemas.preflight }, (request, reply) => {
     const requested = request.headers['access-control-request-headers']
     reply
       .header('access-control-allow-methods', ALLOWED_METHODS)

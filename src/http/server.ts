@@ -9,6 +9,7 @@ import { registerClusterRoutes } from './routes/cluster.ts'
 import { registerConnectionRoutes } from './routes/connections.ts'
 import { registerConsoleRoutes } from './routes/console.ts'
 import { registerDeliveryRoutes } from './routes/deliveries.ts'
+import { registerDocumentRoutes } from './routes/documents.ts'
 import { registerEventTypeRoutes } from './routes/event-types.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { registerHookRoutes } from './routes/hooks.ts'
@@ -16,6 +17,7 @@ import { registerKeyRoutes } from './routes/keys.ts'
 import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
+import { documentOnlySchemas } from './schemas/common.ts'
 
 export function buildServer(context: HttpContext, logger: FastifyBaseLogger): FastifyInstance {
   const app = Fastify({
@@ -38,6 +40,8 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   })
 
   registerBodyParsers(app)
+  // The routes' schemas are documentation (GET /openapi.json): the handlers validate their input.
+  documentOnlySchemas(app)
 
   app.setErrorHandler(errorHandler)
   // The access hook answers a request for no route first (before its body); this is the fallback.
@@ -68,6 +72,8 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     done()
   })
 
+  // First of the routes: it collects the others' schemas and rights for GET /openapi.json.
+  registerDocumentRoutes(app, context, () => context.eventTypes.describeAll())
   registerConsoleRoutes(app, context)
   registerClientRoutes(app)
   registerHealthRoutes(app, context)

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { errors } from '../../core/errors.ts'
+import { schemas } from '../schemas/routes.ts'
 
 /** Where `npm run build:client` (part of `prepare`) writes the client bundle. */
 export const CLIENT_DIST = join(import.meta.dirname, '..', '..', '..', 'web', 'dist-client', 'client.js')
@@ -25,7 +26,8 @@ function loadClient(path: string): Buffer | undefined {
  */
 export function registerClientRoutes(app: FastifyInstance, path: string = CLIENT_DIST): void {
   const body = loadClient(path)
-  app.get('/v1/client.js', { config: { right: 'public' } }, async (_request, reply) => {
+  const options = { config: { right: 'public' }, schema: schemas.clientBundle } as const
+  app.get('/v1/client.js', options, async (_request, reply) => {
     if (body === undefined)
       throw errors.notFound('The client is not built: run `npm run build:client` (part of `npm ci`).')
     return reply

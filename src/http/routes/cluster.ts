@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { HttpContext } from '../context.ts'
+import { schemas } from '../schemas/routes.ts'
 
 const ADMIN = { config: { right: 'admin' } } as const
 
@@ -9,7 +10,7 @@ const ADMIN = { config: { right: 'admin' } } as const
  * gives the same list.
  */
 export function registerClusterRoutes(app: FastifyInstance, { cluster }: HttpContext): void {
-  app.get('/v1/cluster', ADMIN, async () => {
+  app.get('/v1/cluster', { ...ADMIN, schema: schemas.cluster }, async () => {
     const nodes = await cluster.nodes()
     return {
       store: cluster.store,

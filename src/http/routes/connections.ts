@@ -4,6 +4,7 @@ import { errors } from '../../core/errors.ts'
 import type { StreamConnection } from '../../streams/connections.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, type Query, stringParam } from '../params.ts'
+import { schemas } from '../schemas/routes.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -20,7 +21,7 @@ const MAX_TOPICS_SHOWN = 100
 export function registerConnectionRoutes(app: FastifyInstance, context: HttpContext): void {
   const { connections, config } = context
 
-  app.get('/v1/connections', ADMIN, async (request) => {
+  app.get('/v1/connections', { ...ADMIN, schema: schemas.listConnections }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const after = stringParam(query, 'after') ?? ''
@@ -41,7 +42,7 @@ export function registerConnectionRoutes(app: FastifyInstance, context: HttpCont
     }
   })
 
-  app.delete('/v1/connections/:id', ADMIN, async (request, reply) => {
+  app.delete('/v1/connections/:id', { ...ADMIN, schema: schemas.closeConnection }, async (request, reply) => {
     const { id } = request.params as { id: string }
     const connection = connections.get(id)
     if (connection === undefined) {

@@ -3,6 +3,7 @@ import { extname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { errors } from '../../core/errors.ts'
 import type { HttpContext } from '../context.ts'
+import { schemas } from '../schemas/routes.ts'
 import { homePage } from './home.ts'
 
 /** Where `npm ci` (the `prepare` script, `vite build`) writes the console. */
@@ -84,7 +85,7 @@ export function registerConsoleRoutes(
   const PUBLIC = { config: { right: 'public' } } as const
   if (files === undefined) {
     const page = homePage(config.publicUrl, config.apiKey !== undefined)
-    app.get('/', PUBLIC, async (_request, reply) =>
+    app.get('/', { ...PUBLIC, schema: schemas.console }, async (_request, reply) =>
       reply
         .type('text/html; charset=utf-8')
         .header('cache-control', 'no-cache')
@@ -95,7 +96,7 @@ export function registerConsoleRoutes(
     return
   }
   const { index, assets } = files
-  app.get('/', PUBLIC, async (_request, reply) =>
+  app.get('/', { ...PUBLIC, schema: schemas.console }, async (_request, reply) =>
     reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-cache')
@@ -104,7 +105,7 @@ export function registerConsoleRoutes(
       .header('referrer-policy', 'no-referrer')
       .send(index),
   )
-  app.get('/console/assets/*', PUBLIC, async (request, reply) => {
+  app.get('/console/assets/*', { ...PUBLIC, schema: schemas.consoleAsset }, async (request, reply) => {
     const name = (request.params as { '*': string })['*']
     const asset = assets.get(name)
     if (asset === undefined) throw errors.notFound(`The console has no file ${name.slice(0, 100)}.`)

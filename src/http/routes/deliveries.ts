@@ -4,6 +4,7 @@ import { validateTopic } from '../../core/topic.ts'
 import type { DeliveryFilter, DeliveryState } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
+import { schemas } from '../schemas/routes.ts'
 import { deliveryView } from './hooks.ts'
 
 const DEFAULT_LIMIT = 100
@@ -22,7 +23,7 @@ const ADMIN = { config: { right: 'admin' } } as const
 export function registerDeliveryRoutes(app: FastifyInstance, context: HttpContext): void {
   const { store } = context.hooks
 
-  app.get('/v1/deliveries', ADMIN, async (request) => {
+  app.get('/v1/deliveries', { ...ADMIN, schema: schemas.listDeliveries }, async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const filter = parseFilter(
@@ -43,7 +44,7 @@ export function registerDeliveryRoutes(app: FastifyInstance, context: HttpContex
     }
   })
 
-  app.post('/v1/deliveries/retry', ADMIN, async (request, reply) => {
+  app.post('/v1/deliveries/retry', { ...ADMIN, schema: schemas.retryDeliveries }, async (request, reply) => {
     const body = request.body ?? {}
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw errors.invalidRequest(

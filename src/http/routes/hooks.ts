@@ -6,12 +6,16 @@ import { sendTestEvent } from '../../delivery/test-event.ts'
 import type { AttemptRecord, DeliveryRecord, HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
+import type { RouteSchema } from '../schemas/common.ts'
+import { schemas } from '../schemas/routes.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 const MAX_REPLAY = 10_000
 
 const ADMIN = { config: { right: 'admin' } } as const
+/** ADMIN with the route's schema (GET /openapi.json). */
+const admin = (schema: RouteSchema) => ({ ...ADMIN, schema })
 
 /** A time in ms as the API writes it (ISO 8601), null as null. */
 export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
@@ -86,13 +90,13 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return id
   }
 
-  app.post('/v1/hooks', ADMIN, async (request, reply) => {
+  app.post('/v1/hooks', admin(schemas.createHook), async (request, reply) => {
     const hook = await store.createHook(await createHookRecord(request.body, hooks.policy, Date.now()))
     await context.audit(request.principal, 'hook.created', hook.id, auditView(hook))
     return reply.code(201).header('location', `/v1/hooks/${hook.id}`).send(hookView(hook, true))
   })
 
-  app.get('/v1/hooks', ADMIN, async (request) => {
+  app.get('/v1/hooks', admin(schemas.listHooks), async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const list = await store.hooks({ kind: 'webhook', after: stringParam(query, 'after') ?? '', limit })
@@ -102,9 +106,9 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id', ADMIN, async (request) => hookView(await findHook(request), true))
+  app.get('/v1/hooks/:id', admin(schemas.getHook), async (request) => hookView(await findHook(request), true))
 
-  app.patch('/v1/hooks/:id', ADMIN, async (request) => {
+  app.patch('/v1/hooks/:id', admin(schemas.updateHook), async (request) => {
     const current = await findHook(request)
     const now = Date.now()
     const changes = await hookChanges(request.body, current, hooks.policy, now)
@@ -120,14 +124,14 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // Sends one signed test event to the target now and answers with what it said (nothing stored).
-  app.post('/v1/hooks/:id/test', ADMIN, async (request) => {
+  app.post('/v1/hooks/:id/test', admin(schemas.testHook), async (request) => {
     const hook = await findHook(request)
     const sent = await sendTestEvent(hook, hooks.policy, context.config.deliveryTimeoutMs)
     await context.audit(request.principal, 'hook.tested', hook.id, { hook_id: hook.id, status: sent.status })
     return sent
   })
 
-  app.delete('/v1/hooks/:id', ADMIN, async (request, reply) => {
+  app.delete('/v1/hooks/:id', admin(schemas.deleteHook), async (request, reply) => {
     const hook = await findHook(request)
     if (!(await store.deleteHook(hook.id))) throw errors.notFound(`There is no hook ${hook.id}.`)
     await context.audit(request.principal, 'hook.deleted', hook.id, auditView(hook))
@@ -135,7 +139,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // The attempts log, newest first; ?delivery= or ?event= narrows it to one delivery or one event.
-  app.get('/v1/hooks/:id/deliveries', ADMIN, async (request) => {
+  app.get('/v1/hooks/:id/deliveries', admin(schemas.listAttempts), async (request) => {
     const hook = await findHook(request, true)
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
@@ -152,7 +156,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     }
   })
 
-  app.get('/v1/hooks/:id/deliveries/:delivery', ADMIN, async (request) => {
+  app.get('/v1/hooks/:id/deliveries/:delivery', admin(schemas.getDelivery), async (request) => {
     const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.delivery(hook.id, id)
@@ -161,7 +165,8 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
     return { ...deliveryView(delivery), attempt_log: attempts.map(attemptView) }
   })
 
-  app.post('/v1/hooks/:id/deliveries/:delivery/retry', ADMIN, async (request, reply) => {
+  const retrying = admin(schemas.retryDelivery)
+  app.post('/v1/hooks/:id/deliveries/:delivery/retry', retrying, async (request, reply) => {
     const hook = await findHook(request, true)
     const id = deliveryId(request)
     const delivery = await store.retryDelivery(hook.id, id, Date.now())
@@ -172,7 +177,7 @@ export function registerHookRoutes(app: FastifyInstance, context: HttpContext): 
   })
 
   // Redelivers a range: {"after": seq} or {"since": time}, of the hook's topic (or of "topic").
-  app.post('/v1/hooks/:id/replay', ADMIN, async (request, reply) => {
+  app.post('/v1/hooks/:id/replay', admin(schemas.replayHook), async (request, reply) => {
     const hook = await findHook(request, true)
     const body = (request.body ?? {}) as Record<string, unknown>
     if (typeof body !== 'object' || Array.isArray(body))

@@ -5,6 +5,7 @@ import { validateTopic } from '../../core/topic.ts'
 import { type Framing, ndjsonFraming, openHttpStream, sseFramings } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam, wholeNumber } from '../params.ts'
+import { schemas } from '../schemas/routes.ts'
 
 /** The streaming framing the client asked for in `Accept`, or undefined for a JSON page. */
 export function negotiateStream(request: FastifyRequest): Framing | undefined {
@@ -94,7 +95,7 @@ export async function openStream(
 export function registerStreamRoutes(app: import('fastify').FastifyInstance, context: HttpContext): void {
   app.get(
     '/v1/stream',
-    { config: { right: 'subscribe', topical: true, tokenInQuery: () => true } },
+    { config: { right: 'subscribe', topical: true, tokenInQuery: () => true }, schema: schemas.stream },
     async (request, reply) => {
       const raw = (request.query as Query)['topic']
       const topics = [

@@ -8,6 +8,7 @@ import type { Page } from '../../log/topic-log.ts'
 import type { TopicInfo, TopicTypes } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
+import { schemas } from '../schemas/routes.ts'
 import { asksForStream, negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
@@ -54,7 +55,8 @@ function wildcard(request: FastifyRequest): string {
 
 export function registerTopicRoutes(app: FastifyInstance, context: HttpContext): void {
   const { log, config, metrics } = context
-  app.get('/v1/topics', { config: { right: 'subscribe', topical: true } }, async (request, reply) => {
+  const listing = { config: { right: 'subscribe', topical: true }, schema: schemas.listTopics } as const
+  app.get('/v1/topics', listing, async (request, reply) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const after = stringParam(query, 'after')
@@ -85,7 +87,7 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
 
   app.get(
     '/v1/topics/*',
-    { config: { right: 'subscribe', topical: true, tokenInQuery: streamsEvents } },
+    { config: { right: 'subscribe', topical: true, tokenInQuery: streamsEvents }, schema: schemas.readTopic },
     async (request, reply) => {
       const target = parseTarget(wildcard(request))
       context.access.authorize(request.principal, 'subscribe', target.topic)
@@ -113,7 +115,8 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     },
   )
 
-  app.post('/v1/topics/*', { config: { right: 'publish', topical: true } }, async (request, reply) => {
+  const publishing = { config: { right: 'publish', topical: true }, schema: schemas.writeTopic } as const
+  app.post('/v1/topics/*', publishing, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'events') {
       throw errors.methodNotAllowed(`Publish with POST /v1/topics/${target.topic}/events.`)
@@ -142,7 +145,8 @@ export function registerTopicRoutes(app: FastifyInstance, context: HttpContext):
     }
   })
 
-  app.put('/v1/topics/*', { config: { right: 'admin', topical: true } }, async (request, reply) => {
+  const configuring = { config: { right: 'admin', topical: true }, schema: schemas.configureTopic } as const
+  app.put('/v1/topics/*', configuring, async (request, reply) => {
     const target = parseTarget(wildcard(request))
     if (target.kind !== 'topic')
       throw errors.methodNotAllowed('PUT configures a topic: PUT /v1/topics/{topic}.')

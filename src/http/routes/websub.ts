@@ -5,6 +5,8 @@ import type { HookRecord } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, type Query, stringParam } from '../params.ts'
 import { toHeraldError } from '../problem.ts'
+import type { RouteSchema } from '../schemas/common.ts'
+import { schemas } from '../schemas/routes.ts'
 import { attemptView, iso } from './hooks.ts'
 
 const DEFAULT_LIMIT = 100
@@ -39,6 +41,7 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
 export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext, hub: WebSubHub): void {
   const { config } = context
   const ADMIN = { config: { right: 'admin' } } as const
+  const admin = (schema: RouteSchema) => ({ ...ADMIN, schema })
 
   // Its errors, the access check's 401 and the body limit's 413 included, are plain text like the
   // rest of the hub's answers.
@@ -58,7 +61,8 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
   }
   // A public hub (--websub-public) takes requests without the key; otherwise it is administration.
   const hubRight = config.websubPublic ? 'public' : 'admin'
-  app.post('/websub', { errorHandler: plainErrors, config: { right: hubRight } }, async (request, reply) => {
+  const hubOptions = { errorHandler: plainErrors, config: { right: hubRight }, schema: schemas.hub } as const
+  app.post('/websub', hubOptions, async (request, reply) => {
     const type = request.headers['content-type'] ?? ''
     if (!type.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
       return text(reply, 415, 'Send the hub request as application/x-www-form-urlencoded.')
@@ -81,12 +85,12 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     )
   })
 
-  app.get('/websub', { config: { right: 'public' } }, async (_request, reply) =>
+  app.get('/websub', { config: { right: 'public' }, schema: schemas.hubPage }, async (_request, reply) =>
     text(reply.header('allow', 'POST'), 405, 'This is a WebSub hub: POST form-encoded hub.* requests to it.'),
   )
 
   // Subscriptions, optionally of one topic URL, and the verifications of intent as they went.
-  app.get('/v1/websub/subscriptions', ADMIN, async (request) => {
+  app.get('/v1/websub/subscriptions', admin(schemas.listSubscriptions), async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -102,7 +106,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/verifications', ADMIN, async (request) => {
+  app.get('/v1/websub/verifications', admin(schemas.listVerifications), async (request) => {
     const query = request.query as Query
     const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
     const topicUrl = stringParam(query, 'topic')
@@ -119,7 +123,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.get('/v1/websub/subscriptions/:id', ADMIN, async (request) => {
+  app.get('/v1/websub/subscriptions/:id', admin(schemas.getSubscription), async (request) => {
     const subscription = await findSubscription(request.params as { id: string })
     const attempts = await context.hooks.store.attempts(subscription.id, { limit: DEFAULT_LIMIT })
     return {
@@ -128,7 +132,7 @@ export function registerWebSubRoutes(app: FastifyInstance, context: HttpContext,
     }
   })
 
-  app.delete('/v1/websub/subscriptions/:id', ADMIN, async (request, reply) => {
+  app.delete('/v1/websub/subscriptions/:id', admin(schemas.deleteSubscription), async (request, reply) => {
     const subscription = await findSubscription(request.params as { id: string })
     await context.hooks.store.deleteHook(subscription.id)
     await context.audit(request.principal, 'websub.subscription.deleted', subscription.id, {
