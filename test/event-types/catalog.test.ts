@@ -86,6 +86,17 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
       assert.equal(other.dataschema, undefined)
     })
 
+    test('the API documents describe each registered type: a webhook per type, a message per type', async () => {
+      const openapi = await json(await fetch(`${server.url}/openapi.json`, { headers: AUTH }), 200)
+      assert.ok(openapi.webhooks['order.created'], Object.keys(openapi.webhooks).join(', '))
+      assert.deepEqual(openapi.components.schemas['EventData.order.created'], {
+        ...ORDER_V1,
+        description: 'An order was placed.',
+      })
+      const asyncapi = await json(await fetch(`${server.url}/asyncapi.json`, { headers: AUTH }), 200)
+      assert.ok(asyncapi.components.messages['Event.order.created'])
+    })
+
     test('in a batch, the failing event is named by its index, and nothing of the batch is stored', async () => {
       const before = await json(await fetch(`${server.url}/v1/topics/batch`, { headers: AUTH }), 200)
       const response = await publish(

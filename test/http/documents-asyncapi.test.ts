@@ -27,7 +27,7 @@ describe('what flows is what /asyncapi.json says', () => {
 
   before(async () => {
     server = await startTestServer({ apiKey: KEY })
-    document = (await (await fetch(`${server.url}/asyncapi.json`)).json()) as Doc
+    document = (await (await fetch(`${server.url}/asyncapi.json`, { headers: AUTH })).json()) as Doc
     validator = documentValidator(document)
     for (const n of [1, 2]) {
       assert.equal((await publish(server.url, 'w', { type: 'w.thing', data: { n } }, AUTH)).status, 201)

@@ -31,7 +31,7 @@ describe('every answer is what /openapi.json says it is (the document cannot dri
 
   before(async () => {
     server = await startTestServer({ apiKey: KEY, allowPrivateTargets: true })
-    document = (await (await fetch(`${server.url}/openapi.json`)).json()) as Doc
+    document = (await (await fetch(`${server.url}/openapi.json`, { headers: AUTH })).json()) as Doc
     validator = documentValidator(document)
   })
   after(() => server.close())
@@ -97,7 +97,7 @@ describe('every answer is what /openapi.json says it is (the document cannot dri
     return got
   }
 
-  test('public routes: probes, metrics, pages, the client, the hub page, the documents', async () => {
+  test('public routes: probes, metrics, pages, the client, the hub page; the documents', async () => {
     await expect(200, call('GET', '/healthz', '/healthz'))
     await expect(200, call('GET', '/readyz', '/readyz'))
     await expect(200, call('GET', '/metrics', '/metrics'))
@@ -107,8 +107,9 @@ describe('every answer is what /openapi.json says it is (the document cannot dri
     if (asset !== undefined) await expect(200, call('GET', '/console/assets/{file}', asset))
     await expect(404, call('GET', '/console/assets/{file}', '/console/assets/nothing.js'))
     await expect(405, call('GET', '/websub', '/websub'))
-    await expect(200, call('GET', '/openapi.json', '/openapi.json'))
-    await expect(200, call('GET', '/asyncapi.json', '/asyncapi.json'))
+    await expect(401, call('GET', '/openapi.json', '/openapi.json'))
+    await expect(200, call('GET', '/openapi.json', '/openapi.json', { headers: AUTH }))
+    await expect(200, call('GET', '/asyncapi.json', '/asyncapi.json', { headers: AUTH }))
   })
 
   test('topics: publish (one, repeat, batch, CloudEvent), read, long poll with a gap, one event, presence, configure, streams', async () => {
@@ -297,6 +298,44 @@ describe('every answer is what /openapi.json says it is (the document cannot dri
     await expect(400, call('GET', '/v1/connections', '/v1/connections?protocol=smoke', { headers: AUTH }))
     await expect(404, call('DELETE', '/v1/connections/{id}', '/v1/connections/none', { headers: AUTH }))
     await expect(200, call('GET', '/v1/cluster', '/v1/cluster', { headers: AUTH }))
+  })
+
+  test('event types: register, a new version with its report, list, one, one version (JSON and the schema itself), publish refused', async () => {
+    const type = '/v1/event-types/{type}'
+    const schema = { type: 'object', properties: { n: { type: 'integer' } } }
+    await expect(
+      201,
+      call('PUT', type, '/v1/event-types/c.made', { headers: JSON_AUTH, body: JSON.stringify({ schema }) }),
+    )
+    await expect(
+      200,
+      call('PUT', type, '/v1/event-types/c.made', {
+        headers: JSON_AUTH,
+        body: JSON.stringify({ schema: { ...schema, required: ['n'] }, description: 'Made.' }),
+      }),
+    )
+    await expect(
+      400,
+      call('PUT', type, '/v1/event-types/c.made', { headers: JSON_AUTH, body: '{"schema":"x"}' }),
+    )
+    await expect(200, call('GET', '/v1/event-types', '/v1/event-types', { headers: AUTH }))
+    await expect(400, call('GET', '/v1/event-types', '/v1/event-types?limit=0', { headers: AUTH }))
+    await expect(200, call('GET', type, '/v1/event-types/c.made', { headers: AUTH }))
+    await expect(404, call('GET', type, '/v1/event-types/c.none', { headers: AUTH }))
+    const version = '/v1/event-types/{type}/versions/{version}'
+    await expect(200, call('GET', version, '/v1/event-types/c.made/versions/1', { headers: AUTH }))
+    await expect(
+      200,
+      call('GET', version, '/v1/event-types/c.made/versions/2', {
+        headers: { ...AUTH, accept: 'application/schema+json' },
+      }),
+    )
+    await expect(404, call('GET', version, '/v1/event-types/c.made/versions/9', { headers: AUTH }))
+    const refused = JSON.stringify({ type: 'c.made', data: { n: 'x' } })
+    await expect(
+      422,
+      call('POST', '/v1/topics/{topic}/events', '/v1/topics/c/events', { headers: JSON_AUTH, body: refused }),
+    )
   })
 
   test('every documented operation was called above (but the WebSocket handshake, which test/streams covers)', () => {

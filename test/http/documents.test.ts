@@ -113,20 +113,23 @@ describe('GET /openapi.json and GET /asyncapi.json', () => {
   let asyncapi: Doc
   before(async () => {
     server = await startTestServer({ apiKey: 'documents-key-0123456789' })
-    const answer = await fetch(`${server.url}/openapi.json`)
+    const auth = { authorization: 'Bearer documents-key-0123456789' }
+    const refused = await fetch(`${server.url}/openapi.json`)
+    assert.equal(refused.status, 401, 'the documents embed the catalog: credentials needed')
+    const answer = await fetch(`${server.url}/openapi.json`, { headers: auth })
     assert.equal(answer.status, 200)
     assert.match(answer.headers.get('content-type') ?? '', /^application\/json/)
     assert.match(answer.headers.get('cache-control') ?? '', /max-age=\d+/)
     openapi = (await answer.json()) as Doc
-    const second = await fetch(`${server.url}/asyncapi.json`)
+    assert.equal((await fetch(`${server.url}/asyncapi.json`)).status, 401)
+    const second = await fetch(`${server.url}/asyncapi.json`, { headers: auth })
     assert.equal(second.status, 200)
     assert.match(second.headers.get('cache-control') ?? '', /max-age=\d+/)
     asyncapi = (await second.json()) as Doc
   })
   after(() => server.close())
 
-  test('both are public: no key needed, with one set', () => {
-    // (before() fetched both without credentials on a server with a key.)
+  test('both answer whoever may read a topic (before() was refused without credentials)', () => {
     assert.equal(openapi['openapi'], '3.1.0')
     assert.equal(asyncapi['asyncapi'], '3.0.0')
   })
@@ -231,7 +234,7 @@ describe('GET /openapi.json and GET /asyncapi.json', () => {
     const paths = openapi['paths']
     assert.deepEqual(paths['/v1/hooks']['post'].security, [{ bearer: [] }])
     assert.deepEqual(paths['/healthz']['get'].security, [])
-    assert.deepEqual(paths['/openapi.json']['get'].security, [])
+    assert.deepEqual(paths['/openapi.json']['get'].security, [{ bearer: [] }])
     assert.deepEqual(paths['/v1/topics/{topic}/events']['get'].security, [
       { bearer: [] },
       { accessToken: [] },
