@@ -267,6 +267,7 @@ export function parseFilterText(text: string, field = 'filter'): CompiledFilter 
 }
 
 const compiledByText = new Map<string, CompiledFilter>()
+const MATCHES_NOTHING: CompiledFilter = { key: '', canonical: null, matches: () => false }
 const MAX_COMPILED_CACHE = 1000
 
 /**
@@ -276,7 +277,13 @@ const MAX_COMPILED_CACHE = 1000
 export function storedFilter(text: string): CompiledFilter {
   let compiled = compiledByText.get(text)
   if (compiled === undefined) {
-    compiled = parseFilterText(text)
+    try {
+      compiled = parseFilterText(text)
+    } catch {
+      // Checked when it was stored: only a row edited by hand (or a bound lowered since) gets here,
+      // and it matches nothing rather than everything (STANDARDS §9.2).
+      compiled = MATCHES_NOTHING
+    }
     if (compiledByText.size >= MAX_COMPILED_CACHE) compiledByText.delete(compiledByText.keys().next().value!)
     compiledByText.set(text, compiled)
   }

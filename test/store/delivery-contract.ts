@@ -29,6 +29,7 @@ function hook(id: string, fields: Partial<HookRecord> = {}): HookRecord {
     disabled_reason: null,
     failing_since: null,
     description: null,
+    filter: null,
     created_at: T0,
     updated_at: T0,
     ...fields,

@@ -8,7 +8,7 @@ import type { Page } from '../../log/topic-log.ts'
 import type { TopicInfo } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
-import { asksForStream, negotiateStream, openStream } from './streams.ts'
+import { asksForStream, filterParam, negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -176,9 +176,10 @@ async function readEvents(
   const after = integerParam(query, 'after', 0, 0, MAX_SEQ)
   const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
   const waitSeconds = waitParam(request, query)
+  const filter = filterParam(query)
   let page: Page
   if (waitSeconds === 0) {
-    page = await log.readPage(topic, after, limit)
+    page = await log.readPage(topic, after, limit, filter)
   } else {
     // Held until an event comes, the wait ends, the client leaves or the server drains.
     const gone = new AbortController()
@@ -192,6 +193,7 @@ async function readEvents(
         limit,
         waitSeconds * 1000,
         AbortSignal.any([gone.signal, draining]),
+        filter,
       )
     } finally {
       metrics.longPollsOpen.dec()
