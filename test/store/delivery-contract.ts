@@ -100,6 +100,35 @@ export function deliveryContract(
     )
 
     withStore(
+      "a hook's filter is stored, changed and cleared, and only the events it matches get deliveries",
+      async ({ store }) => {
+        const gold = '{"exact":{"data.tier":"gold"}}'
+        await store.createHook(hook('h-gold', { filter: gold }))
+        await store.createHook(
+          hook('h-pattern', { topic: null, event: 'order.*', filter: '{"prefix":{"subject":"eu"}}' }),
+        )
+        await store.createHook(hook('h-all'))
+        assert.equal((await store.hook('h-gold'))!.filter, gold)
+        const result = await append(
+          store,
+          'orders',
+          T0,
+          { type: 'order.created', subject: 'eu-1', data: { tier: 'gold' } },
+          { type: 'order.created', subject: 'us-1', data: { tier: 'silver' } },
+          { type: 'refund.created', subject: 'eu-2', data: { tier: 'gold' } },
+        )
+        // h-gold: 1 and 3; h-pattern: 1 (order.* and subject eu…); h-all: 3.
+        assert.equal(result.deliveries, 6)
+        const updated = await store.updateHook('h-gold', { filter: null }, T0 + 1)
+        assert.equal(updated!.filter, null)
+        await store.updateHook('h-all', { filter: '{"not":{"exact":{"type":"order.created"}}}' }, T0 + 1)
+        const more = await append(store, 'orders', T0 + 2, { type: 'order.created', data: { tier: 'x' } })
+        // h-gold (no filter now): 1; h-pattern: no subject, no delivery; h-all: not order.created.
+        assert.equal(more.deliveries, 1)
+      },
+    )
+
+    withStore(
       'an ordered queue is claimed as one run, in seq order, leased to one owner',
       async ({ store }) => {
         await store.createHook(hook('h'))
