@@ -66,7 +66,10 @@ export class TopicLog {
    * looked at (then the answer may have fewer events, even none, and a `next` further on).
    */
   async readPage(topic: string, afterSeq: number, limit: number, filter?: CompiledFilter): Promise<Page> {
-    const events = await this.store.read(topic, afterSeq, limit)
+    // With a filter, pages of at least FILTER_PAGE events: a small `limit` and rare matches must not
+    // cost a store read per event looked at.
+    const pageSize = filter === undefined ? limit : Math.max(limit, FILTER_PAGE)
+    const events = await this.store.read(topic, afterSeq, pageSize)
     const gap =
       events.length > 0
         ? events[0]!.seq > afterSeq + 1
@@ -85,9 +88,12 @@ export class TopicLog {
         if (kept.length === limit) return pageOf(kept, afterSeq, gap, event.seq)
       }
       looked += batch.length
-      if (batch.length < limit || looked >= FILTER_SCAN_LIMIT) break
-      batch = await this.store.read(topic, batch.at(-1)!.seq, limit)
-      if (batch.length === 0) break
+      if (batch.length < pageSize || looked >= FILTER_SCAN_LIMIT) break
+      const last = batch.at(-1)!.seq
+      batch = await this.store.read(topic, last, pageSize)
+      // Empty (the head), or past a jump that retention made meanwhile: stop at what was looked at,
+      // and the next poll, from `next`, is told of the gap.
+      if (batch.length === 0 || batch[0]!.seq !== last + 1) break
       scanned = batch.at(-1)!.seq
     }
     return pageOf(kept, afterSeq, gap, scanned)
@@ -151,7 +157,7 @@ export class TopicLog {
             queueMicrotask(() => finish([]))
           },
         },
-        limit,
+        filter === undefined ? limit : Math.max(limit, FILTER_PAGE),
       )
       const timer = setTimeout(onEnd, timeoutMs)
       signal.addEventListener('abort', onEnd, { once: true })
@@ -162,6 +168,8 @@ export class TopicLog {
 
 /** With a filter, a short poll looks at this many events at most before it answers. */
 const FILTER_SCAN_LIMIT = 10_000
+/** With a filter, polls read the store in pages of at least this many events. */
+const FILTER_PAGE = 500
 
 /** A poll's answer: the events, where to go on from, and the gap before them if there is one. */
 export interface Page {

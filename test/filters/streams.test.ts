@@ -234,6 +234,31 @@ test('short poll: next moves past skipped events; paging with next reads each ma
   assert.deepEqual([seqs(all.events), all.next], [[1, 4], 7])
 })
 
+test('polls look at 10,000 skipped events at most, then answer with next past them', async () => {
+  const topic = 'poll-scan'
+  for (let i = 0; i < 11; i++) {
+    const batch = Array.from({ length: 1000 }, () => ({ type: 'b' }))
+    if (i === 10) batch[999] = { type: 'a' }
+    assert.equal((await publish(server.url, topic, batch)).status, 201)
+  }
+  const read = async (after: number, wait = 0) => {
+    const response = await fetch(
+      `${server.url}/v1/topics/${topic}/events?after=${after}&limit=1&wait=${wait}&filter=${q(TYPE_A)}`,
+    )
+    assert.equal(response.status, 200)
+    return (await response.json()) as { events: Array<{ seq: number }>; next: number }
+  }
+  const first = await read(0)
+  assert.deepEqual([seqs(first.events), first.next], [[], 10_000])
+  const second = await read(first.next)
+  assert.deepEqual([seqs(second.events), second.next], [[11_000], 11_000])
+  const started = Date.now()
+  const held = await read(0, 10)
+  assert.ok(Date.now() - started < 5000, 'a long poll over a long skipped backlog answers early')
+  assert.equal(held.events.length, 0)
+  assert.ok(held.next >= 10_000, `next moved on: ${held.next}`)
+})
+
 test('long poll: skipped events keep it waiting; it answers the match with next; or times out with next advanced', async () => {
   const topic = 'lp-f'
   const started = Date.now()
