@@ -125,6 +125,17 @@ export function deliveryContract(
         const more = await append(store, 'orders', T0 + 2, { type: 'order.created', data: { tier: 'x' } })
         // h-gold (no filter now): 1; h-pattern: no subject, no delivery; h-all: not order.created.
         assert.equal(more.deliveries, 1)
+        // A replay applies the filter too: of seqs 1-4, h-all's filter takes refund.created (3) only,
+        // still pending from the append: nothing is queued (without the filter, 4 would be).
+        assert.deepEqual(
+          await store.replay('h-all', { topic: 'orders', afterSeq: 0, limit: 100, now: T0 + 3 }),
+          { queued: 0 },
+        )
+        await store.updateHook('h-all', { filter: '{"exact":{"data.tier":"x"}}' }, T0 + 3)
+        assert.deepEqual(
+          await store.replay('h-all', { topic: 'orders', afterSeq: 0, limit: 100, now: T0 + 4 }),
+          { queued: 1 },
+        )
       },
     )
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { storedFilter } from '../../core/filter.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 import { type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
 import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
@@ -732,6 +733,7 @@ export class PostgresDeliveries {
       }
       const hook = toHook(row)
       const matching = events.rows.filter((event) => {
+        if (hook.filter !== null && !storedFilter(hook.filter).matches({ json: event.body })) return false
         if (hook.event === null) return true
         const type = (JSON.parse(event.body) as { type?: unknown }).type
         return typeof type === 'string' && matchesEventType(hook.event, type)

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { storedFilter } from '../../core/filter.ts'
 import { EXTERNAL_CONTENT_PREFIX } from '../../core/topic.ts'
 import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
@@ -546,6 +547,7 @@ export class DeliveryTables {
         const type = (JSON.parse(row.body) as { type?: unknown }).type
         if (typeof type !== 'string' || !matchesEventType(hook.event, type)) continue
       }
+      if (hook.filter !== null && !storedFilter(hook.filter).matches({ json: row.body })) continue
       // Ordered: queued behind what is pending; `advance` below makes the oldest due if none is.
       const dueAt = hook.ordered ? null : request.now
       // Counted only when queued by this call: a delivery already pending is left as it is.
