@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test'
 import type { HeraldConfig } from '../../src/config/config.ts'
 import { filterCounters } from '../../src/core/filter.ts'
 import { type Receiver, startReceiver } from '../delivery/receiver.ts'
-import { problemOf, publish, sleep, startTestServer, type TestServer } from '../helpers.ts'
+import { problemOf, publish, readAll, sleep, startTestServer, type TestServer } from '../helpers.ts'
 import { dropSchema, skipWithoutPostgres, TEST_DATABASE_URL, testSchema } from '../postgres.ts'
 
 /**
@@ -164,6 +164,11 @@ for (const backend of [
         })
         assert.ok((await problemOf(refused, 400)).field?.startsWith('filter'))
       }
+      // The audit trail records the filter a hook was created with.
+      const trail = await readAll(server.url, 'herald.system')
+      const audited = trail.find((event) => event.type === 'hook.created' && event.subject === hook.id)
+      assert.ok(audited, 'hook.created in the audit trail')
+      assert.deepEqual((audited.data as { filter: unknown }).filter, { exact: { type: 'b' } })
       const now = (await (await api('GET', `/v1/hooks/${hook.id}`)).json()) as { filter: unknown }
       assert.deepEqual(now.filter, { exact: { type: 'b' } }, 'unchanged by the refused ones')
       const changed = await api('PATCH', `/v1/hooks/${hook.id}`, { filter: { prefix: { type: 'a' } } })
