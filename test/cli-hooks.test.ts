@@ -278,4 +278,35 @@ describe('herald hooks', () => {
       assert.match(help.stdout, new RegExp(`^  ${command}\\b`, 'm'))
     }
   })
+
+  test('--filter on create and update: stored, shown, dropped with none; bad JSON or a bad filter exits 1', async () => {
+    const hook = await json<HookJson & { filter: unknown }>([
+      'hooks',
+      'create',
+      '--target-url',
+      `${receiver.url}/filtered`,
+      '--topic',
+      'cli-filter',
+      '--filter',
+      '[{"exact":{"data.tier":"gold"}}]',
+    ])
+    assert.deepEqual(hook.filter, { exact: { 'data.tier': 'gold' } })
+    const changed = await json<{ filter: unknown }>([
+      'hooks',
+      'update',
+      hook.id,
+      '--filter',
+      '{"prefix":{"type":"a"}}',
+    ])
+    assert.deepEqual(changed.filter, { prefix: { type: 'a' } })
+    const notJson = await herald(['hooks', 'update', hook.id, '--filter', '{'])
+    assert.equal(notJson.code, 1)
+    assert.match(notJson.stderr, /--filter is a filter as JSON/)
+    const bad = await herald(['hooks', 'update', hook.id, '--filter', '{"sql":"true"}'])
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /CESQL/)
+    const dropped = await json<{ filter: unknown }>(['hooks', 'update', hook.id, '--filter', 'none'])
+    assert.equal(dropped.filter, null)
+    assert.equal((await herald(['hooks', 'delete', hook.id])).code, 0)
+  })
 })

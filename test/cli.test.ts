@@ -164,6 +164,48 @@ describe('CLI', () => {
     })
   }
 
+  for (const via of ['sse', 'ndjson', 'ws', 'poll']) {
+    test(`tail --via ${via} --filter: only the events the filter matches`, async () => {
+      const topic = `filtered-${via}`
+      await publish(server.url, topic, [{ type: 'a' }, { type: 'b' }, { type: 'a' }, { type: 'b' }])
+      const filter = '{"exact":{"type":"a"}}'
+      const { lines, stop } = tailLines([
+        'tail',
+        topic,
+        '--via',
+        via,
+        '--after',
+        '0',
+        '--filter',
+        filter,
+        '--url',
+        server.url,
+      ])
+      try {
+        await waitFor(() => lines.length === 2)
+        await publish(server.url, topic, [{ type: 'b' }, { type: 'a' }])
+        await waitFor(() => lines.length === 3)
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        assert.deepEqual(
+          lines.map((line) => [line.seq, line.type]),
+          [
+            [1, 'a'],
+            [3, 'a'],
+            [6, 'a'],
+          ],
+        )
+      } finally {
+        stop()
+      }
+    })
+  }
+
+  test('tail --filter that is no filter is a usage error, before any request', async () => {
+    const answer = await herald(['tail', 'x', '--filter', '{"sql":"true"}', '--url', server.url])
+    assert.equal(answer.code, 1)
+    assert.match(answer.stderr, /--filter: .*CESQL/)
+  })
+
   test('tail resumes after the server restarts: nothing missed, nothing printed twice', async () => {
     const dataDir = await tempDir()
     const config = (port: string) =>

@@ -28,6 +28,8 @@ Commands:
         --max-in-flight <n>     Requests in flight for this hook at most (default 10)
         --rate-limit <r>        Deliveries per second at most (default: no limit)
         --description <text>
+        --filter <json>         Only the events a CloudEvents filter matches, e.g.
+                                '{"exact":{"data.tier":"gold"}}' (docs/api.md#filters)
   get <id>
       One hook, with its secret.
   update <id> [options]
@@ -41,6 +43,7 @@ Commands:
         --any-event             Drop the event type filter
         --rate-limit none       Drop the rate limit
         --description ""        Drop the description
+        --filter none           Drop the content filter
   delete <id>
       Removes a hook and its queued deliveries.
   deliveries <id> [--delivery <n>] [--event <event id>] [--before <n>] [--limit <n>]
@@ -78,6 +81,7 @@ const HOOK_FIELDS = {
   'max-in-flight': { type: 'string' },
   'rate-limit': { type: 'string' },
   description: { type: 'string' },
+  filter: { type: 'string' },
 } as const
 
 /** Each command's own options, beside COMMON, and how many positionals it takes. */
@@ -233,6 +237,15 @@ function hookFields(values: Values): Record<string, unknown> {
     body['rate_limit'] = values['rate-limit'] === 'none' ? null : numberOption(values, 'rate-limit')
   }
   if (values['description'] !== undefined) body['description'] = values['description']
+  const filter = values['filter']
+  if (typeof filter === 'string') {
+    try {
+      // The server checks the filter itself (and names what is wrong); here it only has to be JSON.
+      body['filter'] = filter === 'none' ? null : (JSON.parse(filter) as unknown)
+    } catch {
+      throw new UsageError('--filter is a filter as JSON, such as \'{"exact":{"type":"order.paid"}}\'.', HINT)
+    }
+  }
   return body
 }
 

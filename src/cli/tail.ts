@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import { parseArgs } from 'node:util'
 import { WebSocket } from 'ws'
 import { encodeCursor } from '../core/cursor.ts'
+import { parseFilterText } from '../core/filter.ts'
 import {
   CLIENT_HELP,
   CLIENT_OPTIONS,
@@ -29,6 +30,8 @@ Options:
   --via <protocol>     sse (default), ndjson, ws, or poll (long polling; one topic)
   --after <seq>        Start after this seq (0: from the oldest retained event); one topic
   --limit <n>          Events per request with --via poll (default 100)
+  --filter <json>      Only the events a CloudEvents filter matches, e.g.
+                       '{"exact":{"data.tier":"gold"}}' (docs/api.md#filters)
 ${CLIENT_HELP}
   -h, --help           Show this help.
 `
@@ -54,6 +57,7 @@ export const TAIL_OPTIONS = {
   via: { type: 'string', default: 'sse' },
   after: { type: 'string' },
   limit: { type: 'string', default: '100' },
+  filter: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -72,6 +76,16 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
     throw new UsageError('--after is a seq (a whole number), for one topic.', TAIL_HELP)
   }
   const options = clientOptions(values, TAIL_HELP)
+  let filter: unknown
+  if (values.filter !== undefined) {
+    try {
+      // Checked here as the server would (a WebSocket would only answer an error op and go on).
+      filter = parseFilterText(values.filter, '--filter').canonical
+    } catch (error) {
+      throw new UsageError(`--filter: ${(error as Error).message}`, TAIL_HELP)
+    }
+  }
+  const follow: Follow = { filter }
   // Where each topic resumes: the last event printed (or the start asked for).
   const positions = new Map<string, number>()
   for (const topic of topics) {
@@ -113,6 +127,7 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
       if (via === 'poll')
         await followByPolling(
           options,
+          follow,
           topics[0]!,
           positions,
           Number(values.limit),
@@ -121,8 +136,9 @@ export async function tail(args: string[], signal?: AbortSignal): Promise<void> 
           signal,
           connected,
         )
-      else if (via === 'ws') await followByWebSocket(options, positions, print, skip, signal, connected)
-      else await followByStream(options, via, positions, print, skip, signal, connected)
+      else if (via === 'ws')
+        await followByWebSocket(options, follow, positions, print, skip, signal, connected)
+      else await followByStream(options, follow, via, positions, print, skip, signal, connected)
     } catch (error) {
       if (signal?.aborted) return
       if ((error as { fatal?: boolean }).fatal) throw error
@@ -149,8 +165,19 @@ async function refused(response: Response): Promise<Error> {
   return Object.assign(error, { fatal: response.status >= 400 && response.status < 500 })
 }
 
+/** What every protocol asks for: the filter, canonical, or undefined. */
+interface Follow {
+  filter: unknown
+}
+
+/** `&filter=…` for a URL, or nothing. */
+function filterQuery(follow: Follow): string {
+  return follow.filter === undefined ? '' : `&filter=${encodeURIComponent(JSON.stringify(follow.filter))}`
+}
+
 async function followByPolling(
   options: ClientOptions,
+  follow: Follow,
   topic: string,
   positions: Map<string, number>,
   limit: number,
@@ -161,19 +188,22 @@ async function followByPolling(
 ): Promise<void> {
   for (;;) {
     const after = positions.get(topic)!
-    const path = `${topicPath(topic)}/events?after=${after}&limit=${limit}&wait=${WAIT_SECONDS}`
+    const path = `${topicPath(topic)}/events?after=${after}&limit=${limit}&wait=${WAIT_SECONDS}${filterQuery(follow)}`
     // The server holds each poll up to WAIT_SECONDS: that is not a missing answer.
     const response = await request(options, path, { headers: headers(options), signal }, WAIT_SECONDS * 1000)
     if (!response.ok) throw await refused(response)
     connected()
-    const page = (await response.json()) as { events: unknown[]; gap?: unknown }
+    const page = (await response.json()) as { events: unknown[]; next: number; gap?: unknown }
     if (page.gap !== undefined) skip(JSON.stringify(page.gap), topic)
     for (const event of page.events) print(JSON.stringify(event))
+    // With a filter, `next` is past the events it skipped: go on from there, not from the last printed.
+    if (page.next > positions.get(topic)!) positions.set(topic, page.next)
   }
 }
 
 async function followByStream(
   options: ClientOptions,
+  follow: Follow,
   via: 'sse' | 'ndjson',
   positions: Map<string, number>,
   print: (json: string) => void,
@@ -186,8 +216,8 @@ async function followByStream(
   const cursor = encodeCursor(positions)
   const path =
     topics.length === 1
-      ? `${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}`
-      : `/v1/stream?${query}&last_event_id=${cursor}`
+      ? `${topicPath(topics[0]!)}/events?after=${positions.get(topics[0]!)}${filterQuery(follow)}`
+      : `/v1/stream?${query}&last_event_id=${cursor}${filterQuery(follow)}`
   const accept = via === 'sse' ? 'text/event-stream' : 'application/x-ndjson'
   const response = await request(options, path, { headers: headers(options, { accept }), signal })
   if (!response.ok) throw await refused(response)
@@ -217,6 +247,7 @@ async function followByStream(
 
 async function followByWebSocket(
   options: ClientOptions,
+  follow: Follow,
   positions: Map<string, number>,
   print: (json: string) => void,
   skip: Skip,
@@ -254,7 +285,16 @@ async function followByWebSocket(
       else if (message.op === 'gap') skip(data.toString())
       else if (message.op === 'error') process.stderr.write(`herald tail: ${message.detail}\n`)
     })
-    for (const [topic, after] of positions) ws.send(JSON.stringify({ op: 'subscribe', topic, after }))
+    for (const [topic, after] of positions) {
+      ws.send(
+        JSON.stringify({
+          op: 'subscribe',
+          topic,
+          after,
+          ...(follow.filter === undefined ? {} : { filter: follow.filter }),
+        }),
+      )
+    }
     const [code, reason] = (await once(ws, 'close')) as [number, Buffer]
     throw new Error(`the WebSocket closed (${code} ${reason.toString()})`)
   } finally {

@@ -2,6 +2,7 @@ import type { Agent } from 'undici'
 import { errors } from '../core/errors.ts'
 import { ulid } from '../core/event.ts'
 import { validateEventPattern } from '../core/event-pattern.ts'
+import { parseFilter } from '../core/filter.ts'
 import { validateTopic } from '../core/topic.ts'
 import type { HookChanges, HookRecord } from '../store/store.ts'
 import { post } from './attempt.ts'
@@ -47,6 +48,7 @@ const FIELDS = new Set([
   'description',
   'state',
   'rotate_secret',
+  'filter',
   'subscription_url', // REST Hooks' legacy duplicate of target_url: accepted, ignored
 ])
 
@@ -90,6 +92,11 @@ function topicFilter(value: unknown): string | null {
 
 function eventFilter(value: unknown): string | null {
   return value === undefined || value === null ? null : validateEventPattern(value)
+}
+
+/** `"filter"`: a CloudEvents Subscriptions API filter, stored in its canonical form; null: none. */
+function contentFilter(value: unknown): string | null {
+  return value === undefined || value === null ? null : parseFilter(value).key
 }
 
 function maxInFlight(value: unknown): number {
@@ -164,6 +171,7 @@ export async function createHookRecord(raw: unknown, policy: HookPolicy, now: nu
     disabled_reason: null,
     failing_since: null,
     description: body['description'] === undefined ? null : description(body['description']),
+    filter: contentFilter(body['filter']),
     created_at: now,
     updated_at: now,
   }
@@ -206,6 +214,7 @@ export async function hookChanges(
   if (body['max_in_flight'] !== undefined) changes.max_in_flight = maxInFlight(body['max_in_flight'])
   if ('rate_limit' in body) changes.rate_limit = rateLimit(body['rate_limit'])
   if ('description' in body) changes.description = description(body['description'])
+  if ('filter' in body) changes.filter = contentFilter(body['filter'])
   if (body['state'] !== undefined) {
     const state = body['state']
     if (state !== 'active' && state !== 'paused') {
@@ -281,6 +290,7 @@ export function hookView(hook: HookRecord, withSecret: boolean): Record<string, 
     disabled_reason: hook.disabled_reason,
     failing_since: iso(hook.failing_since),
     description: hook.description,
+    filter: hook.filter === null ? null : (JSON.parse(hook.filter) as unknown),
     created_at: iso(hook.created_at),
     updated_at: iso(hook.updated_at),
   }

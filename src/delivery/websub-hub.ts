@@ -402,6 +402,7 @@ export class WebSubHub {
       rate_limit: null,
       state: 'active',
       disabled_reason: null,
+      filter: null,
       failing_since: null,
       description: null,
       created_at: now,

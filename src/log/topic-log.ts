@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Bus } from '../bus/bus.ts'
 import { type EventInput, prepareEvent, type StoredEvent } from '../core/event.ts'
+import type { CompiledFilter } from '../core/filter.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, EventStore } from '../store/store.ts'
 import { emptyReadGap, Feeds, type Gap, gapCursor, type Sink, type Subscription } from './feeds.ts'
@@ -65,16 +66,43 @@ export class TopicLog {
    * A page of events after `afterSeq`, with the gap when the page does not start right after it (see
    * Gap): retention removed what followed the cursor, or the cursor is past the head. `next` is where
    * the reader goes on from: the last seq returned, else the cursor the gap moved to, else `afterSeq`.
+   *
+   * With a filter, the events it skips are read and not returned, and `next` moves past them: pages
+   * are read until `limit` events matched, the head is reached, or FILTER_SCAN_LIMIT events were
+   * looked at (then the answer may have fewer events, even none, and a `next` further on).
    */
-  async readPage(topic: string, afterSeq: number, limit: number): Promise<Page> {
-    const events = await this.store.read(topic, afterSeq, limit)
+  async readPage(topic: string, afterSeq: number, limit: number, filter?: CompiledFilter): Promise<Page> {
+    // With a filter, pages of at least FILTER_PAGE events: a small `limit` and rare matches must not
+    // cost a store read per event looked at.
+    const pageSize = filter === undefined ? limit : Math.max(limit, FILTER_PAGE)
+    const events = await this.store.read(topic, afterSeq, pageSize)
     const gap =
       events.length > 0
         ? events[0]!.seq > afterSeq + 1
           ? { topic, after: afterSeq, first_seq: events[0]!.seq, reason: 'pruned' as const }
           : undefined
         : await emptyReadGap(this.store, topic, afterSeq)
-    return pageOf(events, afterSeq, gap)
+    if (filter === undefined) return pageOf(events, afterSeq, gap)
+    const kept: StoredEvent[] = []
+    let scanned = events.length === 0 ? undefined : events.at(-1)!.seq
+    let batch = events
+    let looked = 0
+    for (;;) {
+      for (const event of batch) {
+        if (!filter.matches(event)) continue
+        kept.push(event)
+        if (kept.length === limit) return pageOf(kept, afterSeq, gap, event.seq)
+      }
+      looked += batch.length
+      if (batch.length < pageSize || looked >= FILTER_SCAN_LIMIT) break
+      const last = batch.at(-1)!.seq
+      batch = await this.store.read(topic, last, pageSize)
+      // Empty (the head), or past a jump that retention made meanwhile: stop at what was looked at,
+      // and the next poll, from `next`, is told of the gap.
+      if (batch.length === 0 || batch[0]!.seq !== last + 1) break
+      scanned = batch.at(-1)!.seq
+    }
+    return pageOf(kept, afterSeq, gap, scanned)
   }
 
   /** Delivers the events of `topic` after `after` to `sink`: the backlog first, then live. */
@@ -93,26 +121,40 @@ export class TopicLog {
     limit: number,
     timeoutMs: number,
     signal: AbortSignal,
+    filter?: CompiledFilter,
   ): Promise<Page> {
     return new Promise((resolve, reject) => {
       let done = false
       let gap: Gap | undefined
+      // The last seq a filter skipped while waiting: the answer's `next` goes past it.
+      let scanned: number | undefined
+      let looked = 0
       const finish = (events: StoredEvent[], error?: unknown) => {
         if (done) return
         done = true
         clearTimeout(timer)
         signal.removeEventListener('abort', onEnd)
         subscription.close()
-        if (error === undefined)
-          resolve(pageOf(events.length > limit ? events.slice(0, limit) : events, afterSeq, gap))
-        else reject(error)
+        if (error !== undefined) reject(error)
+        else if (events.length > limit) resolve(pageOf(events.slice(0, limit), afterSeq, gap))
+        else resolve(pageOf(events, afterSeq, gap, scanned))
       }
       const onEnd = () => finish([])
       const subscription = this.subscribe(
         topic,
         afterSeq,
         {
-          push: (events) => finish(events),
+          push: (events) => {
+            if (filter === undefined) return finish(events)
+            // Skipped events do not answer a long poll: it waits on for a match (or its end), and
+            // answers with `next` past what it skipped.
+            scanned = events.at(-1)!.seq
+            looked += events.length
+            const kept = events.filter((event) => filter.matches(event))
+            // A long backlog of skipped events is not scanned whole by one poll: past the scan limit
+            // it answers with no events and `next` past them, as a short poll does.
+            if (kept.length > 0 || looked >= FILTER_SCAN_LIMIT) finish(kept)
+          },
           fail: (error) => finish([], error),
           // A gap is answered at once: with the events that follow it when they come with it (push
           // is called right after), else alone, so the reader learns of it without waiting.
@@ -121,7 +163,7 @@ export class TopicLog {
             queueMicrotask(() => finish([]))
           },
         },
-        limit,
+        filter === undefined ? limit : Math.max(limit, FILTER_PAGE),
       )
       const timer = setTimeout(onEnd, timeoutMs)
       signal.addEventListener('abort', onEnd, { once: true })
@@ -130,6 +172,11 @@ export class TopicLog {
   }
 }
 
+/** With a filter, a short poll looks at this many events at most before it answers. */
+const FILTER_SCAN_LIMIT = 10_000
+/** With a filter, polls read the store in pages of at least this many events. */
+const FILTER_PAGE = 500
+
 /** A poll's answer: the events, where to go on from, and the gap before them if there is one. */
 export interface Page {
   events: StoredEvent[]
@@ -137,7 +184,12 @@ export interface Page {
   gap: Gap | undefined
 }
 
-function pageOf(events: StoredEvent[], afterSeq: number, gap: Gap | undefined): Page {
-  const next = events.length > 0 ? events.at(-1)!.seq : gap === undefined ? afterSeq : gapCursor(gap)
+/**
+ * `scanned`: the last seq a filter looked at (and skipped, if after the last event returned), which
+ * `next` moves past.
+ */
+function pageOf(events: StoredEvent[], afterSeq: number, gap: Gap | undefined, scanned?: number): Page {
+  let next = events.length > 0 ? events.at(-1)!.seq : gap === undefined ? afterSeq : gapCursor(gap)
+  if (scanned !== undefined && scanned > next) next = scanned
   return { events, next, gap }
 }

@@ -24,11 +24,12 @@ export interface EventRow {
   json: string
 }
 
-/** An event stored by this append, as the deliveries it creates need it. */
+/** An event stored by this append, as the deliveries it creates need it (`json` for hooks' filters). */
 export interface FreshEvent {
   seq: number
   id: string
   type: string
+  json: string
 }
 
 export type AppendPlan =
@@ -91,7 +92,7 @@ export function planAppend(
     rows.push({ seq: next, id: event.id, source: key === undefined ? null : event.source, json })
     if (key !== undefined) storedInThisRequest.set(key, storedEvent)
     stored.push(storedEvent)
-    fresh.push({ seq: next, id: event.id, type: event.type })
+    fresh.push({ seq: next, id: event.id, type: event.type, json })
   }
   return {
     repeat: false,

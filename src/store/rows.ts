@@ -22,6 +22,7 @@ export const HOOK_COLUMNS = [
   'disabled_reason',
   'failing_since',
   'description',
+  'filter',
 ] as const satisfies ReadonlyArray<keyof HookChanges>
 
 /** A delivery as the API shows it, with its topic's name (the same SQL on SQLite and PostgreSQL). */

@@ -233,6 +233,11 @@ export interface HookRecord {
   /** When the current run of failures began (ms); null while the last attempt succeeded. */
   failing_since: number | null
   description: string | null
+  /**
+   * A CloudEvents Subscriptions API filter (src/core/filter.ts) in its canonical JSON text, evaluated
+   * at fan-out; null: none. WebSub subscriptions have none.
+   */
+  filter: string | null
   created_at: number
   updated_at: number
 }
@@ -255,6 +260,7 @@ export type HookChanges = Partial<
     | 'disabled_reason'
     | 'failing_since'
     | 'description'
+    | 'filter'
   >
 >
 

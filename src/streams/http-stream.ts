@@ -4,6 +4,7 @@ import type { Principal } from '../access/principal.ts'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import { ulid } from '../core/event.ts'
+import type { CompiledFilter } from '../core/filter.ts'
 import { releaseSocket } from '../http/socket-guards.ts'
 import { type Gap, gapCursor, type Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
@@ -32,6 +33,12 @@ export interface Framing {
   frame(event: StoredEvent, cursor: string | null): Buffer
   /** The frame that tells the consumer it does not continue from its cursor (see Gap). */
   gapFrame(gap: Gap): string
+  /**
+   * The frame that moves the consumer's cursor past events its filter skipped, without an event; null
+   * where the framing has none (NDJSON: a consumer resumes from the last event it got, and the
+   * skipped events after it are read and skipped again).
+   */
+  cursorFrame: ((cursor: string) => string) | null
   farewell: string
 }
 
@@ -63,6 +70,9 @@ function sseFraming(named: boolean): Framing {
     },
     // No `id:` line: Last-Event-ID stays on the last event received.
     gapFrame: (gap) => `event: gap\ndata: ${JSON.stringify(gap)}\n\n`,
+    // An `id:` and no data (WHATWG HTML §9.2.6): EventSource sets its last event ID and dispatches
+    // nothing, so a reconnect resumes after the events the filter skipped.
+    cursorFrame: (cursor) => `id: ${cursor}\n\n`,
     farewell: `retry: ${SSE_SHUTDOWN_RETRY_MS}\n\n`,
   }
 }
@@ -79,6 +89,7 @@ export const ndjsonFraming: Framing = {
   frame: (event) => ndjsonFrames.get(event),
   // Told apart from events, which always have `specversion`.
   gapFrame: (gap) => `{"gap":${JSON.stringify(gap)}}\n`,
+  cursorFrame: null,
   farewell: '',
 }
 
@@ -94,6 +105,8 @@ export interface HttpStreamOptions {
   framing: Framing
   /** Who opened the stream: it ends when their credentials expire or are revoked. */
   principal: Principal
+  /** `?filter=`: only the events it matches are sent; the others still move the cursor. */
+  filter?: CompiledFilter | undefined
 }
 
 /**
@@ -204,22 +217,35 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       cutSlowConsumer()
       return
     }
+    const filter = options.filter
     let bytes = 0
+    let sent = 0
+    // Skipped events at the end of the batch: the cursor frame after them says where the stream is.
+    let skippedLast = false
     const corked = events.length > 1 // several frames, one write to the socket
     if (corked) socket.cork()
     for (const event of events) {
-      let cursor: string | null = null
-      if (options.multiTopic) {
-        positions!.set(event.topic, event.seq)
-        cursor = encodeCursor(positions!)
+      if (options.multiTopic) positions!.set(event.topic, event.seq)
+      if (filter !== undefined && !filter.matches(event)) {
+        skippedLast = true
+        continue
       }
-      const frame = framing.frame(event, cursor)
+      skippedLast = false
+      const frame = framing.frame(event, options.multiTopic ? encodeCursor(positions!) : null)
       bytes += frame.length
+      sent++
       socket.write(frame)
     }
+    if (skippedLast && framing.cursorFrame !== null) {
+      const cursor = framing.cursorFrame(
+        options.multiTopic ? encodeCursor(positions!) : String(events.at(-1)!.seq),
+      )
+      bytes += cursor.length
+      socket.write(cursor)
+    }
     if (corked) process.nextTick(() => socket.uncork())
-    wroteSinceHeartbeat = true
-    counters.events.inc(events.length)
+    if (sent > 0 || bytes > 0) wroteSinceHeartbeat = true
+    counters.events.inc(sent)
     counters.bytes.inc(bytes)
   }
   const gap = (found: Gap) => {

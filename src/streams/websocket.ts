@@ -7,6 +7,7 @@ import { may } from '../access/principal.ts'
 import { type RateVerdict, rateLimitedError, rateLimitHeaders } from '../access/rate-limit.ts'
 import { errors, HeraldError } from '../core/errors.ts'
 import { parseEventObject, type StoredEvent, ulid } from '../core/event.ts'
+import { type CompiledFilter, parseFilter } from '../core/filter.ts'
 import { assertPublishable, validateTopic } from '../core/topic.ts'
 import { type Principal, requestToken } from '../http/access.ts'
 import type { HttpContext } from '../http/context.ts'
@@ -199,6 +200,8 @@ class WsConnection implements StreamConnection, Sink {
   /** The client's address, which the budget of a socket without a key or `sub` counts by. */
   private readonly address: string
   private readonly subscriptions = new Map<string, Subscription>()
+  /** The `filter` of each topic's subscription that has one. */
+  private readonly filters = new Map<string, CompiledFilter>()
   /** Topics whose subscribe is under way (it holds a slot of --max-subscriptions-per-socket). */
   private readonly subscribing = new Set<string>()
   /** Topics whose presence this socket is a member of (as `client` = its id). */
@@ -360,6 +363,7 @@ class WsConnection implements StreamConnection, Sink {
         const topic = validateTopic(message['topic'])
         this.subscriptions.get(topic)?.close()
         this.subscriptions.delete(topic)
+        this.filters.delete(topic)
         this.dropPresence(topic)
         return this.send({ op: 'unsubscribed', topic, ref })
       }
@@ -415,6 +419,7 @@ class WsConnection implements StreamConnection, Sink {
       if (may(principal, 'subscribe', topic)) continue
       subscription.close()
       this.subscriptions.delete(topic)
+      this.filters.delete(topic)
       this.dropPresence(topic)
       this.sendError(
         undefined,
@@ -434,6 +439,7 @@ class WsConnection implements StreamConnection, Sink {
     if (after !== undefined && (!Number.isSafeInteger(after) || (after as number) < 0)) {
       throw errors.invalidRequest('"after" is a seq: a whole number of at least 0.', 'after')
     }
+    const filter = message['filter'] === undefined ? undefined : parseFilter(message['filter'])
     const presence = parsePresence(message['presence'])
     const presenceEvents = message['presence_events']
     if (presenceEvents !== undefined && typeof presenceEvents !== 'boolean') {
@@ -472,6 +478,8 @@ class WsConnection implements StreamConnection, Sink {
       }
       this.subscriptions.get(topic)?.close() // subscribing again restarts from the new position
       this.send({ op: 'subscribed', topic, ref })
+      if (filter === undefined) this.filters.delete(topic)
+      else this.filters.set(topic, filter)
       this.subscriptions.set(topic, this.context.log.subscribe(topic, start, this))
     } finally {
       this.subscribing.delete(topic)
@@ -525,16 +533,21 @@ class WsConnection implements StreamConnection, Sink {
       return
     }
     if (this.ws.readyState !== WebSocket.OPEN) return // closing: no data frame may follow a close
+    // A push holds events of one topic. Skipped events are not told: the protocol's position is the
+    // seq of the last event the client got, and a resubscribe with it reads them and skips them again.
+    const filter = this.filters.get(events[0]!.topic)
+    const sent = filter === undefined ? events : events.filter((event) => filter.matches(event))
+    if (sent.length === 0) return
     let bytes = 0
-    const corked = events.length > 1 // several frames, one write to the socket
+    const corked = sent.length > 1 // several frames, one write to the socket
     if (corked) this.socket.cork()
-    for (const event of events) {
+    for (const event of sent) {
       const frame = eventFrames.get(event)
       bytes += frame.length
       this.socket.write(frame)
     }
     if (corked) process.nextTick(() => this.socket.uncork())
-    this.counters.events.inc(events.length)
+    this.counters.events.inc(sent.length)
     this.counters.bytes.inc(bytes)
   }
 

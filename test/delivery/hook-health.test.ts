@@ -27,9 +27,9 @@ test('a webhook failing for disableAfterMs is disabled, a WebSub subscription ne
 
 test('fan-out: one delivery per matching event; an ordered queue has one due, and none when busy', () => {
   const events = [
-    { seq: 1, id: 'e1', type: 'order.created' },
-    { seq: 2, id: 'e2', type: 'user.created' },
-    { seq: 3, id: 'e3', type: 'order.paid' },
+    { seq: 1, id: 'e1', type: 'order.created', json: '{}' },
+    { seq: 2, id: 'e2', type: 'user.created', json: '{}' },
+    { seq: 3, id: 'e3', type: 'order.paid', json: '{}' },
   ]
   const created = fanOut(
     [

@@ -212,6 +212,13 @@ const hookCase = fc.record({
       jsonText.map((value) => `"ordered":${value}`),
       hostileString.map((s) => `"secret":${JSON.stringify(s)}`),
       hostileString.map((s) => `${JSON.stringify(s)}:1`),
+      // A content filter (src/core/filter.ts): a well-formed one is stored, anything else is a 400.
+      fc
+        .oneof(
+          fc.constantFrom('{"exact":{"type":"a"}}', '[{"suffix":{"data.x":"1"}}]', 'null', '{}'),
+          jsonText,
+        )
+        .map((value) => `"filter":${value}`),
     ),
     20,
   ),

@@ -367,9 +367,9 @@ function encodePath(c: PathCase): string {
 /** The list and read routes, with the query parameters each takes ({hook}: a hook's id). */
 const LISTS: Array<[path: string, params: string[], accept?: string]> = [
   ['/v1/topics', ['after', 'limit']],
-  ['/v1/topics/one/events', ['after', 'limit']],
-  ['/v1/topics/one/events', ['after', 'last_event_id', 'named'], 'text/event-stream'],
-  ['/v1/stream?topic=m1&topic=m2', ['last_event_id', 'topic', 'after'], 'application/x-ndjson'],
+  ['/v1/topics/one/events', ['after', 'limit', 'filter']],
+  ['/v1/topics/one/events', ['after', 'last_event_id', 'named', 'filter'], 'text/event-stream'],
+  ['/v1/stream?topic=m1&topic=m2', ['last_event_id', 'topic', 'after', 'filter'], 'application/x-ndjson'],
   ['/v1/hooks', ['after', 'limit']],
   ['/v1/hooks/{hook}/deliveries', ['limit', 'before', 'delivery', 'event']],
   ['/v1/websub/subscriptions', ['after', 'limit', 'topic']],
@@ -385,7 +385,18 @@ const listCase = fc.record({
         { arbitrary: fc.nat(3), weight: 6 }, // an index into the route's own parameters
         { arbitrary: fc.constantFrom('__proto__', 'constructor', 'access_token', 'x[]', ''), weight: 1 },
       ),
-      fc.oneof(cursorText, fc.constantFrom('a', 'm1', 'hook_x', '2026-01-01T00:00:00Z')),
+      fc.oneof(
+        cursorText,
+        fc.constantFrom('a', 'm1', 'hook_x', '2026-01-01T00:00:00Z'),
+        // Filters (src/core/filter.ts), well-formed or not: a stream, a page, or a 400.
+        fc.constantFrom(
+          '{"exact":{"type":"a"}}',
+          '[{"prefix":{"subject":""}},{"not":{"exact":{"data.a.b":"1"}}}]',
+          '{"not":{}}',
+          '{"sql":"true"}',
+        ),
+        fc.jsonValue({ maxDepth: 4 }).map((value) => JSON.stringify(value)),
+      ),
     ),
     { maxLength: 5 },
   ),

@@ -29,6 +29,7 @@ function hook(id: string, fields: Partial<HookRecord> = {}): HookRecord {
     disabled_reason: null,
     failing_since: null,
     description: null,
+    filter: null,
     created_at: T0,
     updated_at: T0,
     ...fields,
@@ -95,6 +96,46 @@ export function deliveryContract(
         const repeat = await store.append('orders', [], { now: T0 })
         assert.equal(repeat.deliveries, 0)
         assert.deepEqual(await store.deliveryCounts(), { pending: 5, delivered: 0, failed: 0 })
+      },
+    )
+
+    withStore(
+      "a hook's filter is stored, changed and cleared, and only the events it matches get deliveries",
+      async ({ store }) => {
+        const gold = '{"exact":{"data.tier":"gold"}}'
+        await store.createHook(hook('h-gold', { filter: gold }))
+        await store.createHook(
+          hook('h-pattern', { topic: null, event: 'order.*', filter: '{"prefix":{"subject":"eu"}}' }),
+        )
+        await store.createHook(hook('h-all'))
+        assert.equal((await store.hook('h-gold'))!.filter, gold)
+        const result = await append(
+          store,
+          'orders',
+          T0,
+          { type: 'order.created', subject: 'eu-1', data: { tier: 'gold' } },
+          { type: 'order.created', subject: 'us-1', data: { tier: 'silver' } },
+          { type: 'refund.created', subject: 'eu-2', data: { tier: 'gold' } },
+        )
+        // h-gold: 1 and 3; h-pattern: 1 (order.* and subject eu…); h-all: 3.
+        assert.equal(result.deliveries, 6)
+        const updated = await store.updateHook('h-gold', { filter: null }, T0 + 1)
+        assert.equal(updated!.filter, null)
+        await store.updateHook('h-all', { filter: '{"not":{"exact":{"type":"order.created"}}}' }, T0 + 1)
+        const more = await append(store, 'orders', T0 + 2, { type: 'order.created', data: { tier: 'x' } })
+        // h-gold (no filter now): 1; h-pattern: no subject, no delivery; h-all: not order.created.
+        assert.equal(more.deliveries, 1)
+        // A replay applies the filter too: of seqs 1-4, h-all's filter takes refund.created (3) only,
+        // still pending from the append: nothing is queued (without the filter, 4 would be).
+        assert.deepEqual(
+          await store.replay('h-all', { topic: 'orders', afterSeq: 0, limit: 100, now: T0 + 3 }),
+          { queued: 0 },
+        )
+        await store.updateHook('h-all', { filter: '{"exact":{"data.tier":"x"}}' }, T0 + 3)
+        assert.deepEqual(
+          await store.replay('h-all', { topic: 'orders', afterSeq: 0, limit: 100, now: T0 + 4 }),
+          { queued: 1 },
+        )
       },
     )
 

@@ -74,6 +74,7 @@ function hook(id: string, fields: Partial<HookRecord> = {}): HookRecord {
     disabled_reason: null,
     failing_since: null,
     description: null,
+    filter: null,
     created_at: now,
     updated_at: now,
     ...fields,

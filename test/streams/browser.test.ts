@@ -39,6 +39,48 @@ describe('in headless Chromium', { skip: missing }, () => {
     await page.close()
   })
 
+  test('an EventSource with a filter takes the bare id after skipped events as its Last-Event-ID', async () => {
+    await publish(server.url, 'browser-filter', [{ type: 'a' }, { type: 'b' }, { type: 'b' }])
+    // What each request for the stream asked to resume from (a listener beside Fastify's only reads).
+    const resumedFrom: Array<string | undefined> = []
+    const onRequest = (request: import('node:http').IncomingMessage) => {
+      if (request.url?.startsWith('/v1/topics/browser-filter/')) {
+        resumedFrom.push(request.headers['last-event-id'] as string | undefined)
+      }
+    }
+    server.herald.server.server.on('request', onRequest)
+    const page = await browser.newPage()
+    try {
+      await page.goto(`${server.url}/healthz`)
+      const filter = encodeURIComponent(JSON.stringify({ exact: { type: 'a' } }))
+      await page.evaluate((url) => {
+        const w = globalThis as unknown as { seen: number[]; source: EventSource }
+        w.seen = []
+        w.source = new EventSource(url)
+        w.source.onmessage = (message) => w.seen.push(JSON.parse(message.data).seq)
+      }, `/v1/topics/browser-filter/events?after=0&filter=${filter}`)
+      await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 1)
+      // Close the stream from the server's side: the browser reconnects with its last event ID.
+      const listed = (await (await fetch(`${server.url}/v1/connections`)).json()) as {
+        connections: Array<{ id: string; topics: string[] }>
+      }
+      const stream = listed.connections.find((c) => c.topics.includes('browser-filter'))!
+      await new Promise((resolve) => setTimeout(resolve, 200)) // the bare id is on its way
+      assert.equal(
+        (await fetch(`${server.url}/v1/connections/${stream.id}`, { method: 'DELETE' })).status,
+        204,
+      )
+      for (let i = 0; i < 100 && resumedFrom.length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+      assert.deepEqual(resumedFrom, [undefined, '3'], 'resumed past the skipped events 2 and 3')
+      await publish(server.url, 'browser-filter', [{ type: 'b' }, { type: 'a' }])
+      await page.waitForFunction(() => (globalThis as unknown as { seen: number[] }).seen.length === 2)
+      assert.deepEqual(await page.evaluate(() => (globalThis as unknown as { seen: number[] }).seen), [1, 5])
+    } finally {
+      server.herald.server.server.off('request', onRequest)
+      await page.close()
+    }
+  })
+
   test('a WebSocket subscribes, receives, and publishes', async () => {
     const page = await browser.newPage()
     await page.goto(`${server.url}/healthz`)

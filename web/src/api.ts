@@ -124,6 +124,8 @@ export interface Hook {
   disabled_reason: string | null
   failing_since: string | null
   description: string | null
+  /** A CloudEvents Subscriptions API filter, in its canonical form; null: every event. */
+  filter: unknown
   created_at: string
 }
 

@@ -62,6 +62,7 @@ function auditView(hook: HookRecord) {
     target_url: hook.target_url,
     topic: hook.topic,
     event: hook.event,
+    filter: hook.filter === null ? null : (JSON.parse(hook.filter) as unknown),
     state: hook.state,
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { decodeCursor, type Positions } from '../../core/cursor.ts'
 import { errors } from '../../core/errors.ts'
+import { type CompiledFilter, parseFilterText } from '../../core/filter.ts'
 import { validateTopic } from '../../core/topic.ts'
 import { type Framing, ndjsonFraming, openHttpStream, sseFramings } from '../../streams/http-stream.ts'
 import type { HttpContext } from '../context.ts'
@@ -76,6 +77,7 @@ export async function openStream(
     throw errors.unavailable('The server is draining.', undefined, { 'retry-after': '1' })
   // Every topic of the stream needs the right to read it.
   for (const topic of topics) context.access.authorize(request.principal, 'subscribe', topic)
+  const filter = filterParam(request.query as Query)
   const positions = await startPositions(request, topics, context)
   context.connections.admit(framing.protocol)
   openHttpStream(reply, {
@@ -87,8 +89,15 @@ export async function openStream(
     multiTopic: topics.length > 1,
     framing,
     principal: request.principal,
+    filter,
   })
   return reply
+}
+
+/** `?filter=<JSON>`: a CloudEvents Subscriptions API filter (src/core/filter.ts), or undefined. */
+export function filterParam(query: Query): CompiledFilter | undefined {
+  const text = stringParam(query, 'filter')
+  return text === undefined ? undefined : parseFilterText(text)
 }
 
 /** `GET /v1/stream?topic=a&topic=b`: one SSE or NDJSON stream over several topics. */

@@ -9,7 +9,7 @@ import type { TopicInfo, TopicTypes } from '../../store/store.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
 import { schemas } from '../schemas/routes.ts'
-import { asksForStream, negotiateStream, openStream } from './streams.ts'
+import { asksForStream, filterParam, negotiateStream, openStream } from './streams.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
@@ -190,9 +190,10 @@ async function readEvents(
   const after = integerParam(query, 'after', 0, 0, MAX_SEQ)
   const limit = integerParam(query, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT)
   const waitSeconds = waitParam(request, query)
+  const filter = filterParam(query)
   let page: Page
   if (waitSeconds === 0) {
-    page = await log.readPage(topic, after, limit)
+    page = await log.readPage(topic, after, limit, filter)
   } else {
     // Held until an event comes, the wait ends, the client leaves or the server drains.
     const gone = new AbortController()
@@ -206,6 +207,7 @@ async function readEvents(
         limit,
         waitSeconds * 1000,
         AbortSignal.any([gone.signal, draining]),
+        filter,
       )
     } finally {
       metrics.longPollsOpen.dec()

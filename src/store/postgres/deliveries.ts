@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { storedFilter } from '../../core/filter.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
 import { type TokenBucket, tokensAt } from '../../delivery/rate-limit.ts'
 import { DELIVERY_SELECT, HOOK_COLUMNS, PENDING_VERIFICATION, VERIFICATION_COLUMNS } from '../rows.ts'
@@ -732,6 +733,7 @@ export class PostgresDeliveries {
       }
       const hook = toHook(row)
       const matching = events.rows.filter((event) => {
+        if (hook.filter !== null && !storedFilter(hook.filter).matches({ json: event.body })) return false
         if (hook.event === null) return true
         const type = (JSON.parse(event.body) as { type?: unknown }).type
         return typeof type === 'string' && matchesEventType(hook.event, type)
@@ -925,6 +927,7 @@ function hookValues(hook: HookRecord): unknown[] {
     hook.description,
     hook.created_at,
     hook.updated_at,
+    hook.filter,
   ]
 }
 
@@ -1008,11 +1011,11 @@ function qualified(alias: string, columns: string): string {
 
 const HOOK_INSERT_COLUMNS = `id, kind, target_url, topic, topic_url, event, event_root, secret, lease_seconds,
   expires_at, previous_secret, previous_secret_until, ordered, max_in_flight, rate_limit, state, disabled_reason,
-  failing_since, description, created_at, updated_at`
+  failing_since, description, created_at, updated_at, filter`
 
 const SQL = {
   insertHook: `INSERT INTO hooks (${HOOK_INSERT_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
   hookById: 'SELECT * FROM hooks WHERE id = $1',
   hookAndTopic:
     'SELECT h.*, (SELECT id FROM topics WHERE name = $2) AS topic_id FROM hooks h WHERE h.id = $1',
@@ -1053,7 +1056,7 @@ const SQL = {
   // A verified subscribe: the subscription of its topic and callback created, or replaced (its id and
   // its queue kept; a WebSub subscription is always ordered, so nothing of its queue switches).
   upsertSubscription: `INSERT INTO hooks (${HOOK_INSERT_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
     ON CONFLICT (topic_url, target_url) WHERE kind = 'websub' DO UPDATE SET
       ${HOOK_COLUMNS.map((column) => `${column} = EXCLUDED.${column}`).join(', ')},
       event_root = EXCLUDED.event_root, updated_at = EXCLUDED.updated_at`,

@@ -45,6 +45,7 @@ interface TopicLock {
 interface Candidate {
   id: string
   event: string | null
+  filter: string | null
   ordered: boolean
   topic_id: number
   topic: string
@@ -71,7 +72,7 @@ const SQL = {
   // (deliveries.ts), so `busy` cannot change before this transaction commits. The hooks are held FOR
   // KEY SHARE: one deleted meanwhile (by the API, or a 410) waits for this commit, rather than
   // failing the group's deliveries on their foreign key; settlements' locks do not conflict.
-  candidates: `SELECT h.id, h.event, h.ordered, t.id AS topic_id, t.name AS topic,
+  candidates: `SELECT h.id, h.event, h.filter, h.ordered, t.id AS topic_id, t.name AS topic,
       h.ordered AND EXISTS (SELECT 1 FROM deliveries d
         WHERE d.hook_id = h.id AND d.topic_id = t.id AND d.state = 'pending') AS busy
     FROM topics t JOIN hooks h ON h.state <> 'disabled' AND (h.expires_at IS NULL OR h.expires_at > $3)

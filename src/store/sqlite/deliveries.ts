@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { eventRoot, matchesEventType } from '../../core/event-pattern.ts'
+import { storedFilter } from '../../core/filter.ts'
 import { EXTERNAL_CONTENT_PREFIX } from '../../core/topic.ts'
 import { type FanOutEvent, fanOut } from '../../delivery/fan-out.ts'
 import { disableReason, outcomeHealth } from '../../delivery/hook-health.ts'
@@ -80,6 +81,7 @@ export class DeliveryTables {
       hook.disabled_reason,
       hook.failing_since,
       hook.description,
+      hook.filter,
       hook.created_at,
       hook.updated_at,
     )
@@ -228,7 +230,10 @@ export class DeliveryTables {
   /** Called inside the append transaction, for the events it stored in one topic. */
   createForEvents(topicId: number, topic: string, events: FanOutEvent[], now: number): number {
     if (events.length === 0 || !this.anyHooks) return 0
-    const hooks = new Map<string, { id: string; event: string | null; ordered: number }>()
+    const hooks = new Map<
+      string,
+      { id: string; event: string | null; ordered: number; filter: string | null }
+    >()
     // An external WebSub topic's content goes to its subscriptions only, not to catch-all webhooks.
     const query = topic.startsWith(EXTERNAL_CONTENT_PREFIX) ? this.s.hooksOfTopic : this.s.hooksFor
     for (const root of new Set(events.map((event) => eventRoot(event.type)))) {
@@ -236,6 +241,7 @@ export class DeliveryTables {
         id: string
         event: string | null
         ordered: number
+        filter: string | null
       }>) {
         hooks.set(hook.id, hook)
       }
@@ -243,6 +249,7 @@ export class DeliveryTables {
     const candidates = [...hooks.values()].map((hook) => ({
       id: hook.id,
       event: hook.event,
+      filter: hook.filter,
       ordered: hook.ordered === 1,
       queueBusy: hook.ordered === 1 && this.s.queueHasPending.get(hook.id, topicId) !== undefined,
     }))
@@ -540,6 +547,7 @@ export class DeliveryTables {
         const type = (JSON.parse(row.body) as { type?: unknown }).type
         if (typeof type !== 'string' || !matchesEventType(hook.event, type)) continue
       }
+      if (hook.filter !== null && !storedFilter(hook.filter).matches({ json: row.body })) continue
       // Ordered: queued behind what is pending; `advance` below makes the oldest due if none is.
       const dueAt = hook.ordered ? null : request.now
       // Counted only when queued by this call: a delivery already pending is left as it is.
@@ -593,8 +601,8 @@ function prepare(db: DatabaseSync) {
   return {
     insertHook: q(`INSERT INTO hooks (id, kind, target_url, topic, topic_url, event, event_root, secret,
       lease_seconds, expires_at, previous_secret, previous_secret_until, ordered, max_in_flight, rate_limit,
-      state, disabled_reason, failing_since, description, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      state, disabled_reason, failing_since, description, filter, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     hookById: q('SELECT * FROM hooks WHERE id = ?'),
     anyHooks: q("SELECT 1 FROM hooks WHERE state <> 'disabled' LIMIT 1"),
     listHooks: q(`SELECT * FROM hooks WHERE id > :after AND (:kind IS NULL OR kind = :kind)
@@ -636,13 +644,14 @@ function prepare(db: DatabaseSync) {
        updated_at = ? WHERE id = ?`,
     ),
     deleteHook: q('DELETE FROM hooks WHERE id = ?'),
-    hooksOfTopic: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1 AND ?2 = ?2
+    hooksOfTopic:
+      q(`SELECT id, event, ordered, filter FROM hooks WHERE state <> 'disabled' AND topic = ?1 AND ?2 = ?2
         AND (expires_at IS NULL OR expires_at > ?3)`),
     // A WebSub subscription whose lease ended gets nothing more (it is purged by the next prune).
-    hooksFor: q(`SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic = ?1
+    hooksFor: q(`SELECT id, event, ordered, filter FROM hooks WHERE state <> 'disabled' AND topic = ?1
         AND (expires_at IS NULL OR expires_at > ?3)
       UNION ALL
-      SELECT id, event, ordered FROM hooks WHERE state <> 'disabled' AND topic IS NULL AND event_root IN (?2, '*')
+      SELECT id, event, ordered, filter FROM hooks WHERE state <> 'disabled' AND topic IS NULL AND event_root IN (?2, '*')
         AND (expires_at IS NULL OR expires_at > ?3)`),
     queueHasPending: q(
       "SELECT 1 FROM deliveries WHERE hook_id = ? AND topic_id = ? AND state = 'pending' LIMIT 1",

@@ -25,15 +25,25 @@ function CreateHook({ onCreated }: { onCreated: (hook: Hook) => void }) {
   const [topic, setTopic] = useState('')
   const [pattern, setPattern] = useState('')
   const [description, setDescription] = useState('')
+  const [filter, setFilter] = useState('')
   const action = useAction()
   const submit = (event: Event) => {
     event.preventDefault()
     void action.run(async () => {
+      let parsed: unknown
+      if (filter.trim() !== '') {
+        try {
+          parsed = JSON.parse(filter)
+        } catch {
+          throw new Error('The filter is not valid JSON.')
+        }
+      }
       const hook = await post<Hook>('/v1/hooks', {
         target_url: target,
         ...(topic ? { topic } : {}),
         ...(pattern ? { event: pattern } : {}),
         ...(description ? { description } : {}),
+        ...(parsed === undefined ? {} : { filter: parsed }),
       })
       onCreated(hook)
     })
@@ -60,6 +70,16 @@ function CreateHook({ onCreated }: { onCreated: (hook: Hook) => void }) {
           id="hook-description"
           value={description}
           onInput={(e) => setDescription(e.currentTarget.value)}
+        />
+        <label for="hook-filter">
+          Filter (CloudEvents JSON, e.g. {'{"exact":{"data.tier":"gold"}}'}; empty: every event)
+        </label>
+        <textarea
+          id="hook-filter"
+          rows={2}
+          value={filter}
+          spellcheck={false}
+          onInput={(e) => setFilter(e.currentTarget.value)}
         />
         <button type="submit" disabled={action.busy}>
           Create
@@ -203,6 +223,8 @@ export function HookPage({ id }: { id: string }) {
         <dd>{hook.topic ?? 'every topic'}</dd>
         <dt>Event types</dt>
         <dd>{hook.event ?? 'every type'}</dd>
+        <dt>Filter</dt>
+        <dd>{hook.filter ? <code>{JSON.stringify(hook.filter)}</code> : 'every event'}</dd>
         <dt>Failing since</dt>
         <dd>
           <Time at={hook.failing_since} />
