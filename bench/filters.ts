@@ -133,6 +133,9 @@ async function measure(scenario: Scenario): Promise<Result> {
     'normal',
     '--max-connections',
     String(SUBSCRIBERS + 100),
+    // Every subscriber and the publisher come from 127.0.0.1.
+    '--max-connections-per-ip',
+    'none',
   ])
   const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY })
   const subscribers = Array.from({ length: SUBSCRIBERS }, (_, i) =>
