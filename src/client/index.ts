@@ -47,8 +47,10 @@ export interface SubscribeOptions {
   onGap?: (gap: Gap) => void
   /**
    * Only the events this returns true for reach `onEvent`; the others still move the subscription's
-   * position (a resume does not ask for them again). Evaluated here: until the server filters
-   * (event types and CloudEvents filters, a later version), every event of the topic is sent.
+   * position (a resume does not ask for them again). Evaluated here, in the client: the listeners of
+   * one topic share one subscription to it, so the server sends every event of the topic. (To have
+   * the server filter, with a CloudEvents filter, use the protocols directly: `?filter=` on a stream
+   * or a poll, `"filter"` in a WebSocket subscribe; docs/api.md, Filters.)
    */
   filter?: (event: HeraldEvent) => boolean
   /** Over the WebSocket: enter the topic's presence as a member, with this `info` (JSON, ≤ 1 KiB). */
