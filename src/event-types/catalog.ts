@@ -37,6 +37,8 @@ interface Compiled {
   record: StoredEventType
   /** Compiled on first use, then kept until the type changes. */
   validate?: ValidateFunction
+  /** The latest version's URL (the `dataschema` stamped), made on first use. */
+  url?: string
 }
 
 /**
@@ -255,7 +257,15 @@ export class EventTypes {
           )
           .with({ errors: failures, dataschema: this.versionUrl(input.type, version) })
       }
-      checked.push({ ...input, dataschema: this.versionUrl(input.type, version) })
+      // The inputs are this request's own, parsed for it (and hashed for idempotency before): stamped
+      // in place rather than copied, as this runs for every event of a batch.
+      if (version === known.record.version) {
+        known.url ??= this.versionUrl(input.type, version)
+        input.dataschema = known.url
+      } else {
+        input.dataschema = this.versionUrl(input.type, version)
+      }
+      checked.push(input)
     }
     return checked
   }
