@@ -52,11 +52,12 @@ export async function runSchemaCheck(): Promise<string> {
     const prepare = await best(() => {
       prepareEvent('bench', registered[0]!, now)
     })
+    // A fresh input each time, as each request parses its own (the check stamps it in place).
     const checked = await best(async () => {
-      await catalog.check('bench', registered)
+      await catalog.check('bench', [{ ...registered[0]! }])
     })
     const passed = await best(async () => {
-      await catalog.check('bench', unregistered)
+      await catalog.check('bench', [{ ...unregistered[0]! }])
     })
     return [
       `The event-type check in process: best of 5 runs of ${ITERATIONS.toLocaleString('en-US')} events; Node ${process.version}`,
