@@ -25,11 +25,14 @@ import { validateEventPattern } from '../core/event-pattern.ts'
 import { isHeraldTopic } from '../core/topic.ts'
 import type { EventTypeStore, StoredEventType, TopicTypes } from '../store/store.ts'
 import { type Compatibility, compareSchemas } from './compatibility.ts'
-import { canonicalSchema, compileSchema, failuresOf } from './schemas.ts'
+import { assertBoundedCost, canonicalSchema, compileSchema, failuresOf } from './schemas.ts'
 
 /** What a node's cache re-reads, and how often: a type registered on another node applies here within it. */
 const REFRESH_MS = 1000
 const MAX_DESCRIPTION_LENGTH = 2000
+/** Bounds on the catalog, which every node holds in memory. */
+const MAX_TYPES = 10_000
+const MAX_VERSIONS = 1000
 /** The path of a version's URL, the `dataschema` of events validated against it. */
 const VERSION_PATH = /\/v1\/event-types\/([^/?#]+)\/versions\/(\d{1,9})$/
 
@@ -179,7 +182,18 @@ export class EventTypes {
     if (!('schema' in fields))
       throw errors.invalidRequest('"schema" is required: a JSON Schema 2020-12.', 'schema')
     const schema = canonicalSchema(fields['schema'])
+    assertBoundedCost(fields['schema'])
     const validate = compileSchema(schema) // refuses a schema Ajv cannot compile, before anything is stored
+    const known = this.latest.get(name)
+    if (known === undefined && this.latest.size >= MAX_TYPES) {
+      throw errors.invalidRequest(`The catalog holds ${MAX_TYPES} event types, as many as it may.`, 'type')
+    }
+    if (known !== undefined && known.record.version >= MAX_VERSIONS && known.record.schema !== schema) {
+      throw errors.invalidRequest(
+        `"${name}" has ${MAX_VERSIONS} versions, as many as a type may: register the schema under a new type name.`,
+        'schema',
+      )
+    }
     // Left out, the description and deprecation stay as they are (a new schema keeps its words).
     const current =
       'description' in fields && 'deprecated' in fields ? undefined : await this.store.eventType(name)

@@ -61,6 +61,41 @@ function sortKeys(value: unknown, depth: number): unknown {
   return sorted
 }
 
+const SCALAR_TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null'])
+/** Arrays at most this long may be checked for unique items of any kind (pairwise: n² comparisons). */
+const MAX_PAIRWISE_UNIQUE = 1000
+/** Values, not schemas: their keys are data (`{"uniqueItems":true}` there is no keyword). */
+const VALUE_KEYWORDS = new Set(['enum', 'const', 'default', 'examples'])
+
+/**
+ * Refuses what would make validating one publish take time quadratic in its size: `uniqueItems` on
+ * items of any kind is checked pair by pair (a 1 MiB array of 500,000 small objects would take hours),
+ * so it needs items of one scalar type (checked with a hash, in one pass) or a `maxItems` of at most
+ * MAX_PAIRWISE_UNIQUE.
+ */
+export function assertBoundedCost(schema: unknown, pointer = ''): void {
+  if (typeof schema !== 'object' || schema === null) return
+  if (Array.isArray(schema)) {
+    for (const [index, item] of schema.entries()) assertBoundedCost(item, `${pointer}/${index}`)
+    return
+  }
+  const object = schema as Record<string, unknown>
+  if (object['uniqueItems'] === true) {
+    const items = object['items'] as Record<string, unknown> | undefined
+    const scalar = typeof items?.['type'] === 'string' && SCALAR_TYPES.has(items['type'])
+    const maxItems = object['maxItems']
+    if (!scalar && !(typeof maxItems === 'number' && maxItems <= MAX_PAIRWISE_UNIQUE)) {
+      throw errors.invalidRequest(
+        `At ${pointer || '/'}, "uniqueItems" needs "items" of one scalar type (string, number, integer, boolean, null) or "maxItems" of at most ${MAX_PAIRWISE_UNIQUE}: otherwise every publish compares its items pair by pair.`,
+        'schema',
+      )
+    }
+  }
+  for (const [key, value] of Object.entries(object)) {
+    if (!VALUE_KEYWORDS.has(key)) assertBoundedCost(value, `${pointer}/${key}`)
+  }
+}
+
 /** Compiles a schema's canonical text; an invalid schema is a 400 naming what Ajv found. */
 export function compileSchema(text: string): ValidateFunction {
   const ajv = new Ajv2020({

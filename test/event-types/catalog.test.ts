@@ -242,11 +242,24 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
         ['order.x', { schema: { type: 'object' }, extra: 1 }, /Unknown field/],
         ['order.*', { schema: true }, /no "\*"/],
         ['order.x', { schema: true, deprecated: 'yes' }, /deprecated/],
+        // Pairwise uniqueness over unbounded arrays would make a publish quadratic.
+        ['order.x', { schema: { type: 'array', uniqueItems: true } }, /uniqueItems/],
+        [
+          'order.x',
+          { schema: { properties: { tags: { uniqueItems: true, items: { type: 'object' } } } } },
+          /\/properties\/tags/,
+        ],
       ]
       for (const [type, body, detail] of cases) {
         const problem = await problemOf(await put(server, type, body), 400)
         assert.match(problem.detail, detail, JSON.stringify(body))
       }
+      // Scalar items (one pass with a hash) or a small maxItems are fine.
+      await json(
+        await put(server, 'order.tagged', { schema: { uniqueItems: true, items: { type: 'string' } } }),
+        201,
+      )
+      await json(await put(server, 'order.tagged2', { schema: { uniqueItems: true, maxItems: 100 } }), 201)
       const deep = { schema: JSON.parse(`${'{"items":'.repeat(40)}true${'}'.repeat(40)}`) }
       assert.match((await problemOf(await put(server, 'order.x', deep), 400)).detail, /nests/)
       await problemOf(await fetch(`${server.url}/v1/event-types/order.x`, { headers: AUTH }), 404)
