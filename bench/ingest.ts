@@ -127,6 +127,17 @@ const ALL_SCENARIOS: Scenario[] = [
     connections: 16,
     eventsPerRequest: 100,
   },
+  ...(BEFORE === undefined
+    ? []
+    : [
+        {
+          name: `Herald at ${BEFORE}, batches of 100, sync=full`,
+          start: () => startHerald([], BEFORE),
+          body: batch,
+          connections: 16,
+          eventsPerRequest: 100,
+        },
+      ]),
   {
     name: 'Herald, batches of 100, dataschema sent, no type registered, sync=full',
     start: () => startHerald(),
@@ -304,6 +315,7 @@ export async function runIngest(): Promise<string> {
       ? []
       : [
           `Herald at ${BEFORE} (sync=full): ${percent(at('Herald at '), bare)} of the bare route's requests/s.`,
+          `Batches of 100 (sync=full), this checkout against ${BEFORE}: ${percent(batch, at(`Herald at ${BEFORE}, batches`))} (paired round by round: ${paired(batch, at(`Herald at ${BEFORE}, batches`))}); events/s ${round(rps(batch) * 100)} against ${at(`Herald at ${BEFORE}, batches`) < 0 ? 'not measured' : round(rps(at(`Herald at ${BEFORE}, batches`)) * 100)} (target ≥ 150,000).`,
         ]),
   ].join('\n')
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { Bus } from '../bus/bus.ts'
-import { type EventInput, prepareEvent, type StoredEvent } from '../core/event.ts'
+import { type EventInput, prepareEvents, type StoredEvent } from '../core/event.ts'
 import type { CompiledFilter } from '../core/filter.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, EventStore } from '../store/store.ts'
@@ -43,7 +43,7 @@ export class TopicLog {
         ? undefined
         : createHash('sha256').update(JSON.stringify(inputs)).digest('base64url')
     const checked = await this.check(topic, inputs)
-    const events = checked.map((input) => prepareEvent(topic, input, now))
+    const events = prepareEvents(topic, checked, now)
     const result = await this.store.append(topic, events, {
       ...(options.idempotencyKey === undefined
         ? {}

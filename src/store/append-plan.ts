@@ -1,5 +1,5 @@
 import { errors } from '../core/errors.ts'
-import { type NewEvent, type StoredEvent, withPosition } from '../core/event.ts'
+import { type NewEvent, positioned, type StoredEvent } from '../core/event.ts'
 import type { AppendOptions } from './store.ts'
 
 /**
@@ -72,6 +72,7 @@ export function planAppend(
   const fresh: FreshEvent[] = []
   // Client-supplied (source, id) pairs stored by this request, keyed by both (JSON: unambiguous).
   const storedInThisRequest = new Map<string, StoredEvent>()
+  const withPosition = positioned(topic)
   for (const event of events) {
     const key = event.clientId ? JSON.stringify([event.source, event.id]) : undefined
     if (key !== undefined) {
@@ -87,7 +88,7 @@ export function planAppend(
       }
     }
     next += 1
-    const json = withPosition(event.body, topic, next)
+    const json = withPosition(event.body, next)
     const storedEvent = { topic, seq: next, id: event.id, json }
     rows.push({ seq: next, id: event.id, source: key === undefined ? null : event.source, json })
     if (key !== undefined) storedInThisRequest.set(key, storedEvent)

@@ -3,7 +3,15 @@ import { describe, test } from 'node:test'
 import { assertSafeBinding, ConfigError, loadConfig, parseSize } from '../../src/config/config.ts'
 import { parseDuration, parseDurationList } from '../../src/core/duration.ts'
 import { HeraldError } from '../../src/core/errors.ts'
-import { parseBinaryEvent, parseEventObject, prepareEvent, ulid, withPosition } from '../../src/core/event.ts'
+import {
+  type EventInput,
+  parseBinaryEvent,
+  parseEventObject,
+  prepareEvent,
+  prepareEvents,
+  ulid,
+  withPosition,
+} from '../../src/core/event.ts'
 import { validateTopic } from '../../src/core/topic.ts'
 
 describe('durations and sizes', () => {
@@ -161,6 +169,49 @@ describe('events', () => {
       seq: 42,
     })
     assert.deepEqual(Object.keys(event).slice(-2), ['topic', 'seq'])
+  })
+
+  test('prepareEvents writes the same JSON as JSON.stringify of the CloudEvent, attribute order included', () => {
+    const now = new Date('2026-11-22T12:00:00.000Z')
+    const inputs: EventInput[] = [
+      {
+        type: 'a\u00e9',
+        id: '\ud83d\ude00',
+        source: 's"\\x',
+        subject: 'line\u2028separator',
+        time: '2020-01-01T00:00:00Z',
+        datacontenttype: 'text/plain',
+        dataschema: 'https://example.com/s',
+        data: 'lone \ud800',
+      },
+      { type: 't', data: null },
+      { type: 't', id: 'x', data: [1, { a: 'b' }], dataschema: 'd' },
+      { type: 't', data_base64: 'AAAA' },
+      { type: 't', data: { toJSON: 'kept', nested: { deep: [true, false, 1.5e300] } } },
+      { type: 't', extensions: { '123': 1, ab: 'x', z: true }, data: 1 },
+      { type: 't', data: { when: new Date(0), gone: undefined } },
+      { type: 't' },
+    ]
+    const prepared = prepareEvents('to"pic', inputs, now)
+    inputs.forEach((input, index) => {
+      const event: Record<string, unknown> = {
+        specversion: '1.0',
+        id: prepared[index]!.id,
+        source: input.source ?? '/v1/topics/to"pic',
+        type: input.type,
+        time: input.time ?? now.toISOString(),
+      }
+      if (input.subject !== undefined) event['subject'] = input.subject
+      if (input.datacontenttype !== undefined) event['datacontenttype'] = input.datacontenttype
+      else if (input.data !== undefined) event['datacontenttype'] = 'application/json'
+      if (input.dataschema !== undefined) event['dataschema'] = input.dataschema
+      Object.assign(event, input.extensions)
+      if (input.data !== undefined) event['data'] = input.data
+      if (input.data_base64 !== undefined) event['data_base64'] = input.data_base64
+      assert.equal(prepared[index]!.body, JSON.stringify(event), `input ${index}`)
+    })
+    assert.equal(prepared[1]!.id.slice(0, 10), prepared[7]!.id.slice(0, 10), "one request's milliseconds")
+    assert.notEqual(prepared[1]!.id, prepared[7]!.id)
   })
 
   test('data and data_base64 are exclusive; extensions only in structured mode', () => {

@@ -1,7 +1,7 @@
-import type { DatabaseSync } from 'node:sqlite'
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { NewEvent } from '../../core/event.ts'
-import { planAppend } from '../append-plan.ts'
+import { type EventRow, planAppend } from '../append-plan.ts'
 import type { AppendOptions, AppendResult, PruneResult, Retention, TopicInfo, TopicTypes } from '../store.ts'
 import { describeTopic, type Statements, type TopicRow } from './database.ts'
 import type { DeliveryTables } from './deliveries.ts'
@@ -14,6 +14,13 @@ export interface AppendRequest {
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
 
+/**
+ * Events inserted per statement at most: one multi-row INSERT for up to this many rows (6 parameters
+ * each, far below SQLite's 32,766) costs SQLite one statement's start and one call from JavaScript
+ * instead of one per event.
+ */
+const ROWS_PER_INSERT = 100
+
 /** Rows deleted per statement while pruning, so that no single transaction holds the writer for long. */
 const PRUNE_CHUNK = 5000
 
@@ -22,6 +29,8 @@ export class SqliteWriter {
   private readonly db: DatabaseSync
   private readonly s: Statements
   private readonly deliveries: DeliveryTables
+  /** The multi-row INSERT for each row count, prepared when first needed. */
+  private readonly inserts: Array<StatementSync | undefined> = []
 
   constructor(db: DatabaseSync, statements: Statements, deliveries: DeliveryTables) {
     this.db = db
@@ -75,9 +84,7 @@ export class SqliteWriter {
         s.eventBySourceAndId.get(topicId, source, id) as { seq: number; body: string } | undefined,
     })
     if (plan.repeat) return { events: plan.events, stored: 0, head: plan.head, deliveries: 0 }
-    for (const event of plan.rows) {
-      s.insertEvent.run(topicId, event.seq, event.id, event.source, options.now, event.json)
-    }
+    this.insertEvents(topicId, plan.rows, options.now)
     if (plan.head !== row.head_seq) s.advanceHead.run(plan.head, topicId)
     if (plan.idempotency) {
       const { key, requestHash, response } = plan.idempotency
@@ -85,6 +92,42 @@ export class SqliteWriter {
     }
     const deliveries = this.deliveries.createForEvents(topicId, topic, plan.fresh, options.now)
     return { events: plan.events, stored: plan.head - row.head_seq, head: plan.head, deliveries }
+  }
+
+  /** The rows, in order, by statements of up to ROWS_PER_INSERT rows (the same rows and checks). */
+  private insertEvents(topicId: number, rows: EventRow[], now: number): void {
+    if (rows.length === 1) {
+      const event = rows[0]!
+      this.s.insertEvent.run(topicId, event.seq, event.id, event.source, now, event.json)
+      return
+    }
+    for (let start = 0; start < rows.length; start += ROWS_PER_INSERT) {
+      const count = Math.min(ROWS_PER_INSERT, rows.length - start)
+      const values = new Array<SQLInputValue>(count * 6)
+      for (let i = 0; i < count; i++) {
+        const event = rows[start + i]!
+        const at = i * 6
+        values[at] = topicId
+        values[at + 1] = event.seq
+        values[at + 2] = event.id
+        values[at + 3] = event.source
+        values[at + 4] = now
+        values[at + 5] = event.json
+      }
+      this.insertOf(count).run(...values)
+    }
+  }
+
+  private insertOf(count: number): StatementSync {
+    let statement = this.inserts[count]
+    if (statement === undefined) {
+      const row = '(?, ?, ?, ?, ?, ?)'
+      statement = this.db.prepare(
+        `INSERT INTO events (topic_id, seq, id, source, stored_at, body) VALUES ${Array(count).fill(row).join(', ')}`,
+      )
+      this.inserts[count] = statement
+    }
+    return statement
   }
 
   configureTopic(name: string, retention: Retention, types: TopicTypes, now: number): TopicInfo {
