@@ -18,9 +18,30 @@ import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
 import { documentOnlySchemas } from './schemas/common.ts'
+import type { TlsMaterial } from './tls.ts'
 
-export function buildServer(context: HttpContext, logger: FastifyBaseLogger): FastifyInstance {
+/**
+ * The HTTP server: plain HTTP/1.1, or with `tls` HTTPS serving HTTP/2 and HTTP/1.1 on the same port
+ * (ALPN picks; clients without ALPN get HTTP/1.1). Over TLS the instance's `server` is an
+ * Http2SecureServer, typed here as the HTTP/1.1 server the rest of Herald mostly treats it as: what
+ * differs (streams, connection headers, upgrades) checks the request's HTTP version.
+ */
+export function buildServer(
+  context: HttpContext,
+  logger: FastifyBaseLogger,
+  tls?: TlsMaterial,
+): FastifyInstance {
+  const transport =
+    tls === undefined
+      ? {}
+      : {
+          http2: true as const,
+          https: { allowHTTP1: true, cert: tls.cert, key: tls.key },
+          // An HTTP/2 connection idle this long is closed (a stream's heartbeats keep it busy).
+          http2SessionTimeout: Math.max(72_000, context.config.heartbeatMs * 3),
+        }
   const app = Fastify({
+    ...(transport as object), // the HTTP/2 options: typed as HTTP/1.1 (see above)
     loggerInstance: logger,
     // One log line per request would dominate the cost of a publish; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
@@ -37,7 +58,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     // While draining, requests on open keep-alive connections are still answered (with
     // `Connection: close`, below) by Herald's own routes, so /readyz says 503 in problem+json.
     return503OnClosing: false,
-  })
+  }) as unknown as FastifyInstance
 
   registerBodyParsers(app)
   // The routes' schemas are documentation (GET /openapi.json): the handlers validate their input.
@@ -59,7 +80,8 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   // A response sent while draining closes its connection, so that keep-alive clients reconnect
   // elsewhere and the server can finish closing without waiting for their idle timeout.
   app.addHook('onSend', (_request, reply, payload, done) => {
-    if (context.draining.aborted) reply.header('connection', 'close')
+    // HTTP/2 has no such header (node refuses it): a draining server sends GOAWAY instead.
+    if (context.draining.aborted && _request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
     done(null, payload)
   })
 
