@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { rm } from 'node:fs/promises'
+import { constants } from 'node:http2'
+import { after, before, describe, test } from 'node:test'
+import { sleep, startTestServer, type TestServer, tempDir } from '../helpers.ts'
+import { h2fetch, h2session, h2stream, makeCert, type TestCert } from './clients.ts'
+
+const SSE = { accept: 'text/event-stream' }
+const JSON_BODY = { 'content-type': 'application/json' }
+
+describe('HTTP/2 streams: slow consumers and draining', () => {
+  let dir: string
+  let cert: TestCert
+  before(async () => {
+    dir = await tempDir()
+    cert = makeCert(dir)
+  })
+  after(() => rm(dir, { recursive: true, force: true }))
+
+  const start = (overrides: Parameters<typeof startTestServer>[0] = {}) =>
+    startTestServer({ tls: { certFile: cert.certFile, keyFile: cert.keyFile }, ...overrides })
+
+  test('a stalled SSE reader is reset while another stream on the same connection keeps streaming', async () => {
+    const server: TestServer = await start({ streamStallTimeoutMs: 1000, heartbeatMs: 200 })
+    const session = h2session(server.url, cert.cert)
+    try {
+      // The connection's window is large, so that the stalled stream (its own window: 64 KiB) cannot
+      // take the whole connection's window with it: HTTP/2 flow control is per stream.
+      await once(session, 'connect')
+      session.setLocalWindowSize(32 * 1024 * 1024)
+      const big = 'x'.repeat(2000)
+      for (let batch = 0; batch < 10; batch++) {
+        const answer = await h2fetch(session, '/v1/topics/stalled/events', {
+          method: 'POST',
+          headers: JSON_BODY,
+          body: JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ type: 'big', data: `${i}${big}` }))),
+        })
+        assert.equal(answer.status, 201, answer.body)
+      }
+      const live = await h2stream(session, '/v1/topics/lively/events', SSE)
+      const stalled = await h2stream(session, '/v1/topics/stalled/events?after=0', SSE)
+      stalled.stream.pause() // reads nothing more: its window shuts at 64 KiB
+      const reset = new Promise<number>((resolve) =>
+        stalled.stream.once('close', () => resolve(stalled.stream.rstCode ?? -1)),
+      )
+      const started = Date.now()
+      const timeout = new Promise<number>((resolve) => setTimeout(() => resolve(-2), 15_000).unref())
+      const code = await Promise.race([reset, timeout])
+      assert.equal(code, constants.NGHTTP2_CANCEL, 'the stalled stream is reset (RST_STREAM CANCEL)')
+      assert.ok(Date.now() - started < 10_000)
+      // The session and its other stream are untouched: an event published now arrives live.
+      assert.equal(session.destroyed, false)
+      await h2fetch(session, '/v1/topics/lively/events', {
+        method: 'POST',
+        headers: JSON_BODY,
+        body: JSON.stringify({ type: 'after-the-cut', data: 1 }),
+      })
+      await live.until(() => live.sse().length === 1)
+      assert.equal(live.ended, false)
+      const metrics = await h2fetch(session, '/metrics')
+      assert.match(metrics.body, /herald_slow_consumer_disconnects_total\{protocol="sse"\} [1-9]/)
+      live.close()
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+
+  test('draining ends HTTP/2 streams with the reconnect hint, and the server closes promptly', async () => {
+    const server: TestServer = await start({ shutdownTimeoutMs: 10_000 })
+    const session = h2session(server.url, cert.cert)
+    try {
+      const streams = await Promise.all([
+        h2stream(session, '/v1/topics/d1/events', SSE),
+        h2stream(session, '/v1/topics/d2/events', SSE),
+      ])
+      await sleep(100)
+      const started = Date.now()
+      await server.close()
+      assert.ok(Date.now() - started < 5000, `closed in ${Date.now() - started} ms`)
+      for (const stream of streams) {
+        await stream.until(() => stream.ended)
+        assert.match(stream.text, /retry: 500\n\n$/)
+      }
+    } finally {
+      session.destroy()
+    }
+  })
+})
