@@ -284,3 +284,65 @@ describe('HTTPS with HTTP/2 and HTTP/1.1 on one port', () => {
     }
   })
 })
+
+describe('HTTPS: refusals', () => {
+  let dir: string
+  let cert: TestCert
+  before(async () => {
+    dir = await tempDir()
+    cert = makeCert(dir)
+  })
+  after(() => rm(dir, { recursive: true, force: true }))
+
+  test('HTTP/2: a 401 (which closes an HTTP/1.1 connection) is answered, the session goes on', async () => {
+    const server = await startTestServer({
+      apiKey: 'k'.repeat(32),
+      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+    })
+    const session = h2session(server.url, cert.cert)
+    try {
+      const refused = await h2fetch(session, '/v1/topics/secret/events', {
+        method: 'POST',
+        headers: JSON_BODY,
+        body: '{"type":"x"}',
+      })
+      assert.equal(refused.status, 401, refused.body)
+      assert.match(String(refused.headers['content-type']), /problem\+json/)
+      assert.equal(refused.headers['connection'], undefined)
+      const allowed = await h2fetch(session, '/v1/topics/secret/events', {
+        method: 'POST',
+        headers: { ...JSON_BODY, authorization: `Bearer ${'k'.repeat(32)}` },
+        body: '{"type":"x"}',
+      })
+      assert.equal(allowed.status, 201, allowed.body)
+      // Over HTTP/1.1 the refusal still closes the connection.
+      const h1 = await h1fetch(`${server.url}/v1/topics/secret/events`, cert.cert, {
+        method: 'POST',
+        headers: JSON_BODY,
+        body: '{"type":"x"}',
+      })
+      assert.equal(h1.status, 401)
+      assert.equal(h1.headers['connection'], 'close')
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+
+  test('--max-connections-per-ip over TLS: the connection past it is closed before the handshake', async () => {
+    const server = await startTestServer({
+      maxConnectionsPerIp: 1,
+      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+    })
+    const session = h2session(server.url, cert.cert)
+    try {
+      assert.equal((await h2fetch(session, '/healthz')).status, 200)
+      await assert.rejects(handshake(server.url))
+      // The first connection is untouched.
+      assert.equal((await h2fetch(session, '/healthz')).status, 200)
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+})
