@@ -20,6 +20,9 @@ import { registerWebSubRoutes } from './routes/websub.ts'
 import { documentOnlySchemas } from './schemas/common.ts'
 import type { TlsMaterial } from './tls.ts'
 
+/** SETTINGS_MAX_CONCURRENT_STREAMS: streams, long polls and requests one HTTP/2 connection holds at once. */
+export const MAX_HTTP2_STREAMS = 256
+
 /**
  * The HTTP server: plain HTTP/1.1, or with `tls` HTTPS serving HTTP/2 and HTTP/1.1 on the same port
  * (ALPN picks; clients without ALPN get HTTP/1.1). Over TLS the instance's `server` is an
@@ -36,7 +39,14 @@ export function buildServer(
       ? {}
       : {
           http2: true as const,
-          https: { allowHTTP1: true, cert: tls.cert, key: tls.key },
+          https: {
+            allowHTTP1: true,
+            cert: tls.cert,
+            key: tls.key,
+            // Requests one HTTP/2 connection may have open at once (node's default is 2³²-1): what
+            // MAX_UNANSWERED_REQUESTS is to an HTTP/1.1 one, with room for a page's many streams.
+            settings: { maxConcurrentStreams: MAX_HTTP2_STREAMS },
+          },
           // An HTTP/2 connection idle this long is closed (a stream's heartbeats keep it busy).
           http2SessionTimeout: Math.max(72_000, context.config.heartbeatMs * 3),
         }

@@ -5,6 +5,7 @@ import type { ClientHttp2Session } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
 import { WebSocket } from 'ws'
 import { ConfigError, loadConfig } from '../../src/config/config.ts'
+import { MAX_HTTP2_STREAMS } from '../../src/http/server.ts'
 import { sleep, startTestServer, type TestServer, tempDir } from '../helpers.ts'
 import {
   h1fetch,
@@ -92,6 +93,7 @@ describe('HTTPS with HTTP/2 and HTTP/1.1 on one port', () => {
     })
     assert.equal(published.status, 201, published.body)
     assert.equal(published.headers['connection'], undefined)
+    assert.equal(session.remoteSettings.maxConcurrentStreams, MAX_HTTP2_STREAMS)
     const page = await h2fetch(session, '/v1/topics/h2/events?after=0')
     assert.equal(page.status, 200)
     assert.deepEqual(
