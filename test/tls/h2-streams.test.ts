@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { constants } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
-import { sleep, startTestServer, type TestServer, tempDir } from '../helpers.ts'
+import { connect as tlsConnect } from 'node:tls'
+import { sleep, startTestServer, type TestServer, tempDir, until } from '../helpers.ts'
 import { h2fetch, h2session, h2stream, makeCert, type TestCert } from './clients.ts'
 
 const SSE = { accept: 'text/event-stream' }
@@ -86,5 +87,42 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
     } finally {
       session.destroy()
     }
+  })
+
+  test('draining over TLS: a request still being sent is cut at --shutdown-timeout (h2 and HTTP/1.1)', async () => {
+    const server: TestServer = await start({ shutdownTimeoutMs: 1000 })
+    const session = h2session(server.url, cert.cert)
+    const { port } = new URL(server.url)
+    // An HTTP/1.1 request whose body never ends: in flight, it holds the drain until the deadline.
+    const h1 = tlsConnect({
+      host: '127.0.0.1',
+      port: Number(port),
+      rejectUnauthorized: false,
+      ALPNProtocols: ['http/1.1'],
+    })
+    h1.on('error', () => undefined)
+    await once(h1, 'secureConnect')
+    h1.write(
+      'POST /v1/topics/slow/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"ty',
+    )
+    // And an HTTP/2 one likewise.
+    const h2 = session.request({
+      ':method': 'POST',
+      ':path': '/v1/topics/slow/events',
+      'content-type': 'application/json',
+    })
+    h2.on('error', () => undefined)
+    h2.write('{"ty')
+    await sleep(200)
+    const started = Date.now()
+    await server.close()
+    const took = Date.now() - started
+    assert.ok(took >= 900 && took < 5000, `closed in ${took} ms`)
+    await until(
+      'the HTTP/1.1 connection closed',
+      () => (h1.destroyed || h1.readableEnded ? true : undefined),
+      5000,
+    )
+    session.destroy()
   })
 })
