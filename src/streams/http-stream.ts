@@ -187,7 +187,10 @@ function http2Outlet(reply: FastifyReply, framing: Framing): Outlet {
     if (value !== undefined && !CONNECTION_HEADERS.has(name))
       headers[name] = value as OutgoingHttpHeaders[string]
   }
-  stream.respond(headers)
+  // A stream the client reset while the request was handled: nothing is answered, and the 'close'
+  // already emitted is seen below (destroyed), so that the stream ends at once.
+  stream.on('error', () => undefined) // a reset with an error code: 'close' follows
+  if (!stream.destroyed && !stream.closed) stream.respond(headers)
   let written = 0
   const write = stream.write
   // Counted at every write: SendProgress reads `bytesWritten` as what was given to the stream.
@@ -234,6 +237,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   const outlet =
     reply.request.raw.httpVersionMajor === 2 ? http2Outlet(reply, framing) : socketOutlet(reply, framing)
   const { out: socket, progress } = outlet
+  if (socket.destroyed) return // the client left before the stream began
 
   // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
   const positions = options.multiTopic ? new Map(options.positions) : undefined
