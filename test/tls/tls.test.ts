@@ -348,3 +348,62 @@ describe('HTTPS: refusals', () => {
     }
   })
 })
+
+describe('HTTP/2: limits and departures', () => {
+  let dir: string
+  let cert: TestCert
+  before(async () => {
+    dir = await tempDir()
+    cert = makeCert(dir)
+  })
+  after(() => rm(dir, { recursive: true, force: true }))
+
+  test('HTTP/2 streams count in --max-connections: past it a 503 on the same session, which goes on', async () => {
+    const server = await startTestServer({
+      maxConnections: 2,
+      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+    })
+    const session = h2session(server.url, cert.cert)
+    try {
+      const first = await h2stream(session, '/v1/topics/m1/events', SSE)
+      const second = await h2stream(session, '/v1/topics/m2/events', NDJSON)
+      assert.equal(first.status, 200)
+      assert.equal(second.status, 200)
+      const third = await h2fetch(session, '/v1/topics/m3/events', { headers: SSE })
+      assert.equal(third.status, 503, third.body)
+      assert.equal(third.headers['retry-after'], '5')
+      first.close()
+      await sleep(200)
+      const again = await h2stream(session, '/v1/topics/m3/events', SSE)
+      assert.equal(again.status, 200, 'a slot freed by the closed stream')
+      again.close()
+      second.close()
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+
+  test('a long poll whose HTTP/2 stream the client cancels is let go', async () => {
+    const server = await startTestServer({ tls: { certFile: cert.certFile, keyFile: cert.keyFile } })
+    const session = h2session(server.url, cert.cert)
+    const open = async () => {
+      const metrics = await h2fetch(session, '/metrics')
+      return Number(/^herald_long_polls_open (\d+)/m.exec(metrics.body)?.[1])
+    }
+    try {
+      const held = session.request({ ':path': '/v1/topics/lp/events?after=0&wait=30' })
+      held.on('error', () => undefined)
+      held.end()
+      await sleep(300)
+      assert.equal(await open(), 1)
+      held.close()
+      const deadline = Date.now() + 5000
+      while ((await open()) !== 0 && Date.now() < deadline) await sleep(50)
+      assert.equal(await open(), 0)
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+})
