@@ -125,4 +125,46 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
     )
     session.destroy()
   })
+
+  test('HTTP/1.1 over TLS: a stalled SSE reader is cut too (the hijacked TLS socket)', async () => {
+    const server: TestServer = await start({ streamStallTimeoutMs: 1000 })
+    const session = h2session(server.url, cert.cert)
+    const { port } = new URL(server.url)
+    const big = 'x'.repeat(32 * 1024)
+    try {
+      // 400 × 32 KiB ≈ 12.5 MiB: past what loopback's socket buffers (and TLS's) absorb.
+      for (let i = 0; i < 400; i += 20) {
+        const answer = await h2fetch(session, '/v1/topics/stall-h1/events', {
+          method: 'POST',
+          headers: JSON_BODY,
+          body: JSON.stringify(Array.from({ length: 20 }, () => ({ type: 'big', data: big }))),
+        })
+        assert.equal(answer.status, 201)
+      }
+      const reader = tlsConnect({
+        host: '127.0.0.1',
+        port: Number(port),
+        rejectUnauthorized: false,
+        ALPNProtocols: ['http/1.1'],
+      })
+      reader.on('error', () => undefined)
+      await once(reader, 'secureConnect')
+      reader.write(
+        'GET /v1/topics/stall-h1/events?after=0 HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\n\r\n',
+      )
+      await once(reader, 'data')
+      reader.pause()
+      const cut = async () => {
+        const metrics = await h2fetch(session, '/metrics')
+        return (
+          /herald_slow_consumer_disconnects_total\{protocol="sse"\} [1-9]/.test(metrics.body) || undefined
+        )
+      }
+      await until('the stalled HTTP/1.1 reader is cut', cut, 15_000)
+      reader.destroy()
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
 })
