@@ -499,9 +499,10 @@ export function loadConfig(
 function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | undefined {
   if (cert === undefined && key === undefined) return undefined
   if (cert === undefined || key === undefined) {
+    const [given, missing] = cert === undefined ? ['key', 'cert'] : ['cert', 'key']
     throw new ConfigError(
-      `Invalid --tls-${cert === undefined ? 'key' : 'cert'}: --tls-cert (HERALD_TLS_CERT) and --tls-key ` +
-        '(HERALD_TLS_KEY) are given together or not at all.',
+      `Invalid --tls-${given}: it needs --tls-${missing} (HERALD_TLS_${missing.toUpperCase()}); ` +
+        'the certificate and its key are given together, or neither (plain HTTP).',
     )
   }
   return { certFile: resolve(cert), keyFile: resolve(key) }

@@ -28,11 +28,11 @@ describe('TLS configuration', () => {
       () => loadConfig({ 'tls-cert': 'c.pem' }, {}),
       (error: Error) => {
         assert.ok(error instanceof ConfigError)
-        assert.match(error.message, /--tls-key/)
+        assert.match(error.message, /^Invalid --tls-cert: it needs --tls-key \(HERALD_TLS_KEY\)/)
         return true
       },
     )
-    assert.throws(() => loadConfig({}, { HERALD_TLS_KEY: 'k.pem' }), ConfigError)
+    assert.throws(() => loadConfig({}, { HERALD_TLS_KEY: 'k.pem' }), /Invalid --tls-key: it needs --tls-cert/)
     const config = loadConfig({ 'tls-cert': 'c.pem' }, { HERALD_TLS_KEY: 'k.pem' })
     assert.match(config.tls!.certFile, /\/c\.pem$/)
     assert.match(config.tls!.keyFile, /\/k\.pem$/)
@@ -47,6 +47,13 @@ describe('TLS configuration', () => {
       await assert.rejects(
         startTestServer({ tls: { certFile: `${dir}/missing.crt`, keyFile: `${dir}/missing.key` } }),
         /--tls-cert: .*missing\.crt cannot be read \(ENOENT\)/,
+      )
+      // A key that is not the certificate's.
+      const one = makeCert(dir, 'one')
+      const other = makeCert(dir, 'other')
+      await assert.rejects(
+        startTestServer({ tls: { certFile: one.certFile, keyFile: other.keyFile } }),
+        /do not make a usable certificate and key/,
       )
     } finally {
       await rm(dir, { recursive: true, force: true })
