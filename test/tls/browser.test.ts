@@ -127,4 +127,47 @@ describe('in headless Chromium: ten EventSources to one origin', { skip: missing
       await server.close()
     }
   })
+
+  test('over HTTPS: a page served over HTTP/2 opens its WebSocket over HTTP/1.1 (wss) and gets events', async () => {
+    const server: TestServer = await startTestServer({
+      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+    })
+    const upgrades: string[] = []
+    server.herald.server.server.on('upgrade', (request: IncomingMessage) =>
+      upgrades.push(request.httpVersion),
+    )
+    const page = await browser.newPage()
+    try {
+      await page.goto(`${server.url}/healthz`)
+      await page.evaluate(
+        (url) => {
+          const w = globalThis as unknown as { messages: Array<Record<string, unknown>> }
+          w.messages = []
+          const ws = new WebSocket(url, 'herald.v1')
+          ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', topic: 'browser-wss', ref: 1 }))
+          ws.onmessage = (message) => w.messages.push(JSON.parse(message.data))
+        },
+        `${server.url.replace('https', 'wss')}/v1/ws`,
+      )
+      await page.waitForFunction(() =>
+        (globalThis as unknown as { messages: Array<Record<string, unknown>> }).messages.some(
+          (m) => m['op'] === 'subscribed',
+        ),
+      )
+      await h1fetch(`${server.url}/v1/topics/browser-wss/events`, cert.cert, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'hello', data: 'over wss' }),
+      })
+      await page.waitForFunction(() =>
+        (globalThis as unknown as { messages: Array<Record<string, unknown>> }).messages.some(
+          (m) => m['op'] === 'event',
+        ),
+      )
+      assert.deepEqual(upgrades, ['1.1'], 'one upgrade, on an HTTP/1.1 connection')
+    } finally {
+      await page.close()
+      await server.close()
+    }
+  })
 })
