@@ -28,6 +28,9 @@ import { Connections } from './streams/connections.ts'
 import { Presence } from './streams/presence.ts'
 import { attachWebSocket } from './streams/websocket.ts'
 
+/** How long an idle HTTP/2 session that was told to close (GOAWAY) may take before it is destroyed. */
+const HTTP2_CLOSE_GRACE_MS = 5000
+
 export interface Herald {
   /** The base URL the server listens on (with the real port when 0 was asked for). */
   url: string
@@ -187,6 +190,15 @@ export async function startHerald(
     server.server.on('session', (session: Http2Session) => {
       sessions.add(session)
       session.once('close', () => sessions.delete(session))
+      // No traffic for the idle timeout: Fastify closes the session gracefully (GOAWAY), which waits
+      // for its streams. A stream is never idle that long unless its reader stopped reading (a
+      // stream's heartbeats and a long poll's wait are shorter): what is still open a little later
+      // is dropped, so a client that reads nothing cannot make the server hold its answers.
+      session.on('timeout', () => {
+        const timer = setTimeout(() => session.destroy(), HTTP2_CLOSE_GRACE_MS)
+        timer.unref()
+        session.once('close', () => clearTimeout(timer))
+      })
     })
     server.server.on('secureConnection', (socket: Socket) => {
       sockets.add(socket)

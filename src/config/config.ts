@@ -63,6 +63,11 @@ export interface HeraldConfig {
    * are read at the start and again on SIGHUP. Undefined: plain HTTP/1.1.
    */
   tls: TlsFiles | undefined
+  /**
+   * How long an HTTP/2 connection may go without any traffic before it is closed (src/http/server.ts):
+   * not a flag; tests shorten it. Absent: 72 s, or three heartbeats if longer.
+   */
+  http2IdleTimeoutMs?: number
 }
 
 /** The PEM files of the server's certificate (chain) and its private key. */

@@ -23,6 +23,11 @@ import type { TlsMaterial } from './tls.ts'
 /** SETTINGS_MAX_CONCURRENT_STREAMS: streams, long polls and requests one HTTP/2 connection holds at once. */
 export const MAX_HTTP2_STREAMS = 256
 
+/** How long an HTTP/2 connection may carry no traffic at all before it is closed. */
+export function http2IdleTimeout(config: HttpContext['config']): number {
+  return config.http2IdleTimeoutMs ?? Math.max(72_000, config.heartbeatMs * 3)
+}
+
 /**
  * The HTTP server: plain HTTP/1.1, or with `tls` HTTPS serving HTTP/2 and HTTP/1.1 on the same port
  * (ALPN picks; clients without ALPN get HTTP/1.1). Over TLS the instance's `server` is an
@@ -48,7 +53,7 @@ export function buildServer(
             settings: { maxConcurrentStreams: MAX_HTTP2_STREAMS },
           },
           // An HTTP/2 connection idle this long is closed (a stream's heartbeats keep it busy).
-          http2SessionTimeout: Math.max(72_000, context.config.heartbeatMs * 3),
+          http2SessionTimeout: http2IdleTimeout(context.config),
         }
   const app = Fastify({
     ...(transport as object), // the HTTP/2 options: typed as HTTP/1.1 (see above)

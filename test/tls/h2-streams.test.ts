@@ -167,4 +167,38 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
       await server.close()
     }
   })
+
+  test('an HTTP/2 connection that reads nothing of an answer is dropped after the idle timeout', async () => {
+    const server: TestServer = await start({ http2IdleTimeoutMs: 1000 })
+    const writer = h2session(server.url, cert.cert)
+    const big = 'x'.repeat(32 * 1024)
+    try {
+      for (let i = 0; i < 100; i += 20) {
+        const answer = await h2fetch(writer, '/v1/topics/unread/events', {
+          method: 'POST',
+          headers: JSON_BODY,
+          body: JSON.stringify(Array.from({ length: 20 }, () => ({ type: 'big', data: big }))),
+        })
+        assert.equal(answer.status, 201)
+      }
+      writer.close()
+      // ~3 MiB of answer, of which the reader takes nothing past its 64 KiB window.
+      const reader = h2session(server.url, cert.cert)
+      const closed = new Promise<number>((resolve) => {
+        const started = Date.now()
+        reader.once('close', () => resolve(Date.now() - started))
+      })
+      const request = reader.request({ ':path': '/v1/topics/unread/events?after=0&limit=100' })
+      request.on('error', () => undefined)
+      request.end()
+      await once(request, 'response')
+      request.pause()
+      const timeout = new Promise<number>((resolve) => setTimeout(() => resolve(-1), 20_000).unref())
+      const took = await Promise.race([closed, timeout])
+      assert.ok(took > 0, 'the server dropped the connection')
+      assert.ok(took >= 900, `dropped after ${took} ms, not before the idle timeout`)
+    } finally {
+      await server.close()
+    }
+  })
 })
