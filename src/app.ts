@@ -1,4 +1,5 @@
-import type { AddressInfo } from 'node:net'
+import type { Http2SecureServer, Http2Session } from 'node:http2'
+import type { AddressInfo, Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { createAudit } from './access/audit.ts'
@@ -17,6 +18,7 @@ import { EventTypes } from './event-types/catalog.ts'
 import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
 import { applySocketGuards } from './http/socket-guards.ts'
+import { fingerprintOf, readTls, reloadTls, type TlsMaterial } from './http/tls.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
 import { type DataDirLock, lockDataDir } from './store/data-lock.ts'
@@ -26,12 +28,20 @@ import { Connections } from './streams/connections.ts'
 import { Presence } from './streams/presence.ts'
 import { attachWebSocket } from './streams/websocket.ts'
 
+/** How long an idle HTTP/2 session that was told to close (GOAWAY) may take before it is destroyed. */
+const HTTP2_CLOSE_GRACE_MS = 5000
+
 export interface Herald {
   /** The base URL the server listens on (with the real port when 0 was asked for). */
   url: string
   server: FastifyInstance
   log: TopicLog
   logger: Logger
+  /**
+   * With TLS: reads --tls-cert and --tls-key again for new handshakes (open connections keep theirs);
+   * false, and the current certificate kept, when they cannot be used. Without TLS: undefined.
+   */
+  reloadTls: (() => boolean) | undefined
   /** Drains and stops: held requests are answered, in-flight ones finish, the store is closed. */
   close(): Promise<void>
 }
@@ -44,6 +54,8 @@ export async function startHerald(
   assertSafeBinding(config)
   // Before anything is opened: a bad public key or a short secret stops the start with its reason.
   const tokens = createTokenVerifier(config.jwt)
+  // Likewise the certificate: unreadable files stop the start with their reason.
+  const tls: TlsMaterial | undefined = config.tls === undefined ? undefined : readTls(config.tls)
   // Before the store is opened: a second server must not touch a SQLite store another one serves.
   // PostgreSQL is shared by design (several nodes), and the data directory is then unused.
   const lock: Pick<DataDirLock, 'describe' | 'release'> =
@@ -169,7 +181,35 @@ export async function startHerald(
     eventTypes,
     audit: createAudit(log, logger),
   }
-  const server = buildServer(httpContext, logger)
+  const server = buildServer(httpContext, logger, tls)
+  // HTTP/2 sessions (over TLS), to close at the end of the drain: an Http2SecureServer has no
+  // closeAllConnections, and its HTTP/1.1 connections are sockets of its own (below).
+  const sessions = new Set<Http2Session>()
+  const sockets = new Set<Socket>()
+  if (tls !== undefined) {
+    server.server.on('session', (session: Http2Session) => {
+      sessions.add(session)
+      session.once('close', () => sessions.delete(session))
+      // No traffic for the idle timeout: Fastify closes the session gracefully (GOAWAY), which waits
+      // for its streams. A stream is never idle that long unless its reader stopped reading (a
+      // stream's heartbeats and a long poll's wait are shorter): what is still open a little later
+      // is dropped, so a client that reads nothing cannot make the server hold its answers.
+      session.on('timeout', () => {
+        const timer = setTimeout(() => session.destroy(), HTTP2_CLOSE_GRACE_MS)
+        timer.unref()
+        session.once('close', () => clearTimeout(timer))
+      })
+    })
+    server.server.on('secureConnection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
+  }
+  const closeAllConnections = () => {
+    if (tls === undefined) return server.server.closeAllConnections()
+    for (const session of sessions) session.destroy()
+    for (const socket of sockets) socket.destroy()
+  }
 
   attachWebSocket(server.server, httpContext, logger)
   applySocketGuards(server.server, {
@@ -216,11 +256,12 @@ export async function startHerald(
   await maintenance.start()
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host}:${address.port}`
+  const url = `${tls === undefined ? 'http' : 'https'}://${host}:${address.port}`
   lock.describe(url)
   logger.info(
     {
       url,
+      ...(tls === undefined ? {} : { tls: { http2: true, fingerprint: fingerprintOf(tls) } }),
       store: store.kind,
       ...(store.kind === 'sqlite' ? { data: config.dataDir } : { schema: config.databaseSchema }),
     },
@@ -237,7 +278,7 @@ export async function startHerald(
       // takes the leadership over now, not after the drain and the attempts in flight.
       const maintained = maintenance.stop()
       // In-flight requests may finish; connections still open after the grace period are closed.
-      const force = setTimeout(() => server.server.closeAllConnections(), config.shutdownTimeoutMs)
+      const force = setTimeout(closeAllConnections, config.shutdownTimeoutMs)
       await server.close()
       clearTimeout(force)
       // Attempts in flight finish (each is bounded by --delivery-timeout) and are recorded.
@@ -257,7 +298,18 @@ export async function startHerald(
     })()
     return closing
   }
-  return { url, server, log, logger, close }
+  const files = config.tls
+  return {
+    url,
+    server,
+    log,
+    logger,
+    reloadTls:
+      files === undefined
+        ? undefined
+        : () => reloadTls(server.server as unknown as Http2SecureServer, files, logger),
+    close,
+  }
 }
 
 export function createLogger(config: Pick<HeraldConfig, 'logLevel'>): Logger {

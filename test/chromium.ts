@@ -9,8 +9,11 @@ export const chromiumMissing = existsSync(CHROMIUM)
   ? undefined
   : `SKIPPED: ${CHROMIUM} is missing (apt-get install chromium)`
 
-/** Headless Chromium with the flags this machine needs (no sandbox, no GPU, no traffic of its own). */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Headless Chromium with the flags this machine needs (no sandbox, no GPU, no traffic of its own),
+ * and `extraArgs` (test/tls: --ignore-certificate-errors, for the test's self-signed certificate).
+ */
+export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -19,6 +22,7 @@ export function launchChromium(): Promise<Browser> {
       '--disable-gpu',
       '--disable-quic',
       '--disable-background-networking',
+      ...extraArgs,
     ],
   })
 }

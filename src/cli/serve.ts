@@ -18,6 +18,8 @@ ${OPTIONS.map((option) => {
 Signals: SIGTERM or SIGINT (Ctrl-C) drains (held requests are answered, in-flight ones finish)
 and exits 0. A second signal more than a second later exits at once, without draining; the same
 signal repeated within a second (a Ctrl-C that a wrapper forwards too) is the same request.
+With --tls-cert, SIGHUP reads the certificate and key files again: new connections get the new
+certificate, open ones keep theirs; files that cannot be used are logged and the old ones kept.
 `
 
 /**
@@ -69,6 +71,14 @@ export async function serve(args: string[]): Promise<void> {
         process.exit(1)
       },
     )
+  }
+  // Only with TLS: without it SIGHUP keeps its default (the process ends), as before.
+  const reload = herald.reloadTls
+  if (reload !== undefined) {
+    process.on('SIGHUP', () => {
+      herald.logger.info({ signal: 'SIGHUP' }, 'reloading the TLS certificate')
+      reload()
+    })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))

@@ -58,6 +58,22 @@ export interface HeraldConfig {
   corsOrigins: string[]
   shutdownTimeoutMs: number
   nodeId: string
+  /**
+   * --tls-cert / --tls-key: HTTPS with HTTP/2 and HTTP/1.1 on the port (ALPN). The files' paths; they
+   * are read at the start and again on SIGHUP. Undefined: plain HTTP/1.1.
+   */
+  tls: TlsFiles | undefined
+  /**
+   * How long an HTTP/2 connection may go without any traffic before it is closed (src/http/server.ts):
+   * not a flag; tests shorten it. Absent: 72 s, or three heartbeats if longer.
+   */
+  http2IdleTimeoutMs?: number
+}
+
+/** The PEM files of the server's certificate (chain) and its private key. */
+export interface TlsFiles {
+  certFile: string
+  keyFile: string
 }
 
 export interface JwtConfig {
@@ -113,7 +129,7 @@ export const OPTIONS = [
     flag: 'public-url',
     env: 'HERALD_PUBLIC_URL',
     default: undefined,
-    help: 'Base URL of this server as clients see it (default http://HOST:PORT).',
+    help: 'Base URL of this server as clients see it (default http://HOST:PORT, https://HOST:PORT with --tls-cert).',
   },
   {
     flag: 'retry-schedule',
@@ -328,6 +344,18 @@ export const OPTIONS = [
     default: undefined,
     help: "This server's name among the nodes of its store: the owner of its delivery leases (default node-<ulid>, new at each start).",
   },
+  {
+    flag: 'tls-cert',
+    env: 'HERALD_TLS_CERT',
+    default: undefined,
+    help: 'PEM file of the certificate (and its chain): serve HTTPS, HTTP/2 and HTTP/1.1 on the port. Needs --tls-key; both are read again on SIGHUP.',
+  },
+  {
+    flag: 'tls-key',
+    env: 'HERALD_TLS_KEY',
+    default: undefined,
+    help: "PEM file of the certificate's private key (with --tls-cert).",
+  },
 ] as const
 
 export type OptionFlag = NonNullable<(typeof OPTIONS)[number]['flag']>
@@ -383,9 +411,11 @@ export function loadConfig(
   }
   const logLevel = raw('log-level')!
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`Invalid --log-level: "${logLevel}".`)
+  const tls = tlsFiles(raw('tls-cert'), raw('tls-key'))
   const publicUrl = wrap('--public-url', () => {
     const given = raw('public-url')
-    const url = new URL(given ?? `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`)
+    const scheme = tls === undefined ? 'http' : 'https'
+    const url = new URL(given ?? `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`)
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('use an http(s) URL')
     return url.href.replace(/\/$/, '')
   })
@@ -466,7 +496,21 @@ export function loadConfig(
     }),
     shutdownTimeoutMs: wrap('--shutdown-timeout', () => timer(parseDuration(raw('shutdown-timeout')!))),
     nodeId: wrap('--node-id', () => parseNodeId(raw('node-id'))),
+    tls,
   }
+}
+
+/** --tls-cert and --tls-key go together: one without the other is a mistake, not plain HTTP. */
+function tlsFiles(cert: string | undefined, key: string | undefined): TlsFiles | undefined {
+  if (cert === undefined && key === undefined) return undefined
+  if (cert === undefined || key === undefined) {
+    const [given, missing] = cert === undefined ? ['key', 'cert'] : ['cert', 'key']
+    throw new ConfigError(
+      `Invalid --tls-${given}: it needs --tls-${missing} (HERALD_TLS_${missing.toUpperCase()}); ` +
+        'the certificate and its key are given together, or neither (plain HTTP).',
+    )
+  }
+  return { certFile: resolve(cert), keyFile: resolve(key) }
 }
 
 /**

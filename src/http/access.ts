@@ -236,7 +236,8 @@ export function enforceAccess(app: FastifyInstance, access: Access, rateLimits?:
       } else access.authorize(principal, right)
     } catch (error) {
       // The body, if any, is never read: close the connection rather than drain an upload.
-      reply.header('connection', 'close')
+      // (HTTP/1.1 only: HTTP/2 has no connection header, and its stream is reset instead.)
+      if (request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
       if (rateLimits !== undefined && (error as { status?: unknown }).status === 401) {
         await rateLimits.countRefusal(request.ip)
       }

@@ -18,9 +18,45 @@ import { registerStreamRoutes } from './routes/streams.ts'
 import { registerTopicRoutes } from './routes/topics.ts'
 import { registerWebSubRoutes } from './routes/websub.ts'
 import { documentOnlySchemas } from './schemas/common.ts'
+import type { TlsMaterial } from './tls.ts'
 
-export function buildServer(context: HttpContext, logger: FastifyBaseLogger): FastifyInstance {
+/** SETTINGS_MAX_CONCURRENT_STREAMS: streams, long polls and requests one HTTP/2 connection holds at once. */
+export const MAX_HTTP2_STREAMS = 256
+
+/** How long an HTTP/2 connection may carry no traffic at all before it is closed. */
+export function http2IdleTimeout(config: HttpContext['config']): number {
+  return config.http2IdleTimeoutMs ?? Math.max(72_000, config.heartbeatMs * 3)
+}
+
+/**
+ * The HTTP server: plain HTTP/1.1, or with `tls` HTTPS serving HTTP/2 and HTTP/1.1 on the same port
+ * (ALPN picks; clients without ALPN get HTTP/1.1). Over TLS the instance's `server` is an
+ * Http2SecureServer, typed here as the HTTP/1.1 server the rest of Herald mostly treats it as: what
+ * differs (streams, connection headers, upgrades) checks the request's HTTP version.
+ */
+export function buildServer(
+  context: HttpContext,
+  logger: FastifyBaseLogger,
+  tls?: TlsMaterial,
+): FastifyInstance {
+  const transport =
+    tls === undefined
+      ? {}
+      : {
+          http2: true as const,
+          https: {
+            allowHTTP1: true,
+            cert: tls.cert,
+            key: tls.key,
+            // Requests one HTTP/2 connection may have open at once (node's default is 2³²-1): what
+            // MAX_UNANSWERED_REQUESTS is to an HTTP/1.1 one, with room for a page's many streams.
+            settings: { maxConcurrentStreams: MAX_HTTP2_STREAMS },
+          },
+          // An HTTP/2 connection idle this long is closed (a stream's heartbeats keep it busy).
+          http2SessionTimeout: http2IdleTimeout(context.config),
+        }
   const app = Fastify({
+    ...(transport as object), // the HTTP/2 options: typed as HTTP/1.1 (see above)
     loggerInstance: logger,
     // One log line per request would dominate the cost of a publish; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
@@ -37,7 +73,7 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
     // While draining, requests on open keep-alive connections are still answered (with
     // `Connection: close`, below) by Herald's own routes, so /readyz says 503 in problem+json.
     return503OnClosing: false,
-  })
+  }) as unknown as FastifyInstance
 
   registerBodyParsers(app)
   // The routes' schemas are documentation (GET /openapi.json): the handlers validate their input.
@@ -59,7 +95,8 @@ export function buildServer(context: HttpContext, logger: FastifyBaseLogger): Fa
   // A response sent while draining closes its connection, so that keep-alive clients reconnect
   // elsewhere and the server can finish closing without waiting for their idle timeout.
   app.addHook('onSend', (_request, reply, payload, done) => {
-    if (context.draining.aborted) reply.header('connection', 'close')
+    // HTTP/2 has no such header (node refuses it): a draining server sends GOAWAY instead.
+    if (context.draining.aborted && _request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
     done(null, payload)
   })
 

@@ -103,6 +103,12 @@ function guardPipelining(server: Server, answering: Set<Socket>, options: Socket
     if (count === 1) answering.delete(socket)
   }
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    // HTTP/2 (over TLS): many requests share the connection by design, bounded by the session's
+    // SETTINGS_MAX_CONCURRENT_STREAMS and flow control, not by this count.
+    if (request.httpVersionMajor === 2) {
+      for (const listener of listeners) listener.call(server, request, response)
+      return
+    }
     const socket = request.socket
     if (socket.destroyed) return
     const before = unanswered.get(socket)
@@ -220,7 +226,9 @@ function guardConnectionsPerIp(server: Server, max: number, options: SocketGuard
     }
     options.onClose('per-ip')
     const underWay = refusing.get(key) ?? 0
-    if (underWay >= MAX_REFUSALS_UNDER_WAY_PER_IP) {
+    // Over TLS the socket is still the raw TCP one, before the handshake: a plain-text 503 would be
+    // garbage to the client, so it is closed without a word.
+    if (underWay >= MAX_REFUSALS_UNDER_WAY_PER_IP || isTlsServer(server)) {
       socket.destroy()
       return
     }
@@ -268,6 +276,11 @@ function guardConnectionRate(server: Server, rate: RateLimit, options: SocketGua
       },
     )
   })
+}
+
+/** An HTTPS server (node's Http2SecureServer, a tls.Server), whose 'connection' sockets carry TLS. */
+function isTlsServer(server: Server): boolean {
+  return typeof (server as Server & { setSecureContext?: unknown }).setSecureContext === 'function'
 }
 
 /** The address a per-client limit counts by: an IPv4 address as it is, an IPv6 one by its /64. */

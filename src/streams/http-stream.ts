@@ -1,4 +1,7 @@
+import type { OutgoingHttpHeaders } from 'node:http'
+import { type Http2ServerResponse, constants as http2constants, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { FastifyReply } from 'fastify'
 import type { Principal } from '../access/principal.ts'
 import { encodeCursor, type Positions } from '../core/cursor.ts'
@@ -109,19 +112,32 @@ export interface HttpStreamOptions {
   filter?: CompiledFilter | undefined
 }
 
+/** Headers that name the connection, not the answer: HTTP/2 has none (RFC 9113 §8.2.2; node refuses them). */
+const CONNECTION_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+])
+
+/** The stream's own headers over what the reply already holds (CORS, rate-limit headers). */
+function streamHeaders(reply: FastifyReply, framing: Framing): Record<string, unknown> {
+  return {
+    ...reply.getHeaders(),
+    'content-type': framing.contentType,
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+  }
+}
+
 /**
  * The status line and headers of a stream, written by hand: the body that follows is close-delimited
  * (RFC 9112 §6.3: no Content-Length, no chunked coding), so that each frame is one write of shared
  * bytes to the socket instead of a chunk header, the frame and a CRLF through node's ServerResponse.
  */
 function head(reply: FastifyReply, framing: Framing): string {
-  const headers: Record<string, unknown> = {
-    ...reply.getHeaders(),
-    'content-type': framing.contentType,
-    'cache-control': 'no-cache',
-    'x-accel-buffering': 'no',
-    connection: 'close',
-  }
+  const headers: Record<string, unknown> = { ...streamHeaders(reply, framing), connection: 'close' }
   let text = 'HTTP/1.1 200 OK\r\n'
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue
@@ -131,32 +147,101 @@ function head(reply: FastifyReply, framing: Framing): string {
 }
 
 /**
- * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
- * with keep-alives while idle. A consumer that still has more than `bufferLimit` unsent when new
- * events arrive is disconnected, and so is one whose socket takes nothing of what it has to send for
- * --stream-stall-timeout (in catch-up too, where no new event ever comes while it waits); it resumes
- * from its cursor (`Last-Event-ID`) without loss.
- *
- * The stream takes the socket over from node's HTTP server: the request and response objects are
- * let go (an idle stream costs the socket and this closure, little more), and nothing else is ever
- * answered on this connection.
+ * Where a stream's frames go: the hijacked socket (HTTP/1.1) or the request's HTTP/2 stream, one of
+ * many on its connection. `abort` ends it without a goodbye (a slow consumer, a failure): the socket
+ * is destroyed, the HTTP/2 stream reset (RST_STREAM CANCEL), its connection's other streams going on.
  */
-export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
-  const { framing, connections } = options
-  const protocol = framing.protocol
-  const counters = options.metrics.streams[protocol]
-  reply.hijack()
+interface Outlet {
+  out: Duplex
+  progress: SendProgress
+  remote: string | undefined
+  abort(): void
+}
+
+/** HTTP/1.1: the stream takes the socket over from node's HTTP server, status line and all. */
+function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
   const socket: Socket = reply.raw.socket!
   const preamble = head(reply, framing)
   reply.raw.detachSocket(socket)
   releaseSocket(socket)
   socket.setNoDelay(true)
   socket.write(preamble)
+  return {
+    out: socket,
+    progress: new SendProgress(socket),
+    remote: socket.remoteAddress,
+    abort: () => socket.destroy(),
+  }
+}
+
+/**
+ * HTTP/2: the frames are DATA frames of the request's own stream, so that many streams share one
+ * connection (a browser's EventSources to one origin are not limited to six). What the stream has
+ * not handed to its session yet (flow control: the reader's window is shut) is its `writableLength`;
+ * what it handed is what was written less that, which is how a stall is seen.
+ */
+function http2Outlet(reply: FastifyReply, framing: Framing): Outlet {
+  const stream = (reply.raw as unknown as Http2ServerResponse).stream
+  const headers: OutgoingHttpHeaders = { ':status': 200 }
+  for (const [name, value] of Object.entries(streamHeaders(reply, framing))) {
+    if (value !== undefined && !CONNECTION_HEADERS.has(name))
+      headers[name] = value as OutgoingHttpHeaders[string]
+  }
+  // A stream the client reset while the request was handled: nothing is answered, and the 'close'
+  // already emitted is seen below (destroyed), so that the stream ends at once.
+  stream.on('error', () => undefined) // a reset with an error code: 'close' follows
+  if (!stream.destroyed && !stream.closed) stream.respond(headers)
+  let written = 0
+  const write = stream.write
+  // Counted at every write: SendProgress reads `bytesWritten` as what was given to the stream.
+  stream.write = function (this: ServerHttp2Stream, chunk: unknown, ...rest: unknown[]): boolean {
+    written += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
+  } as typeof stream.write
+  if (framing.preamble !== '') stream.write(framing.preamble)
+  const measured = {
+    get writableLength() {
+      return stream.writableLength
+    },
+    get bytesWritten() {
+      return written
+    },
+  }
+  return {
+    out: stream,
+    progress: new SendProgress(measured),
+    remote: stream.session?.socket?.remoteAddress,
+    abort: () => {
+      if (!stream.destroyed) stream.close(http2constants.NGHTTP2_CANCEL)
+    },
+  }
+}
+
+/**
+ * An SSE or NDJSON stream on a hijacked reply: the backlog, then live events, each written once,
+ * with keep-alives while idle. A consumer that still has more than `bufferLimit` unsent when new
+ * events arrive is disconnected, and so is one whose socket takes nothing of what it has to send for
+ * --stream-stall-timeout (in catch-up too, where no new event ever comes while it waits); it resumes
+ * from its cursor (`Last-Event-ID`) without loss.
+ *
+ * On HTTP/1.1 the stream takes the socket over from node's HTTP server: the request and response
+ * objects are let go (an idle stream costs the socket and this closure, little more), and nothing
+ * else is ever answered on this connection. On HTTP/2 it writes to its own HTTP/2 stream, and the
+ * same rules apply to that stream alone.
+ */
+export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
+  const { framing, connections } = options
+  const protocol = framing.protocol
+  const counters = options.metrics.streams[protocol]
+  reply.hijack()
+  const outlet =
+    reply.request.raw.httpVersionMajor === 2 ? http2Outlet(reply, framing) : socketOutlet(reply, framing)
+  const { out: socket, progress } = outlet
+  if (socket.destroyed) return // the client left before the stream began
 
   // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
   const positions = options.multiTopic ? new Map(options.positions) : undefined
   const subscriptions: Subscription[] = []
-  const progress = new SendProgress(socket)
   let wroteSinceHeartbeat = true
   let closed = false
 
@@ -169,7 +254,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   /** Cuts off a consumer that does not take what it is sent; it resumes from its cursor. */
   const cutSlowConsumer = () => {
     counters.slowConsumers.inc()
-    socket.destroy()
+    outlet.abort()
     close()
   }
   const connection: StreamConnection = {
@@ -195,7 +280,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     },
     id: ulid(),
     since: Date.now(),
-    remote: socket.remoteAddress,
+    remote: outlet.remote,
     topics: () => [...options.positions.keys()],
     who: () => options.principal,
     close() {
@@ -263,7 +348,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
         ? Promise.resolve()
         : drainOrClose(socket),
     fail: () => {
-      socket.destroy()
+      outlet.abort()
       close()
     },
     // A database outage: the stream stays open (heartbeats go on) and resumes when it is back.
