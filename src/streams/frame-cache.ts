@@ -22,3 +22,49 @@ export class FrameCache<Frame> {
     return frame
   }
 }
+
+/**
+ * The frames of a whole batch of events as one Buffer, for a stream that sends every event of it: built
+ * once per batch (the live Feed hands the same array to every caught-up subscriber) and written to the
+ * socket in one write. Each frame is `head(event)` (ASCII), the event's JSON, then `tail`.
+ */
+export class BatchFrameCache {
+  private readonly batches = new WeakMap<readonly StoredEvent[], Buffer>()
+  private readonly head: (event: StoredEvent) => string
+  private readonly tail: string
+
+  constructor(head: (event: StoredEvent) => string, tail: string) {
+    this.head = head
+    this.tail = tail
+  }
+
+  get(events: readonly StoredEvent[]): Buffer {
+    let frames = this.batches.get(events)
+    if (frames === undefined) {
+      frames = this.build(events)
+      this.batches.set(events, frames)
+    }
+    return frames
+  }
+
+  /** One allocation for the batch, each piece encoded into it in place: no string or Buffer per event. */
+  private build(events: readonly StoredEvent[]): Buffer {
+    const heads: string[] = new Array(events.length)
+    let size = 0
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      const head = this.head(event)
+      heads[i] = head
+      size += Buffer.byteLength(head) + Buffer.byteLength(event.json) + this.tail.length
+    }
+    const frames = Buffer.allocUnsafe(size)
+    const tail = this.tail
+    let at = 0
+    for (let i = 0; i < events.length; i++) {
+      at += frames.write(heads[i]!, at, 'utf8')
+      at += frames.write(events[i]!.json, at, 'utf8')
+      at += frames.write(tail, at, 'latin1')
+    }
+    return frames
+  }
+}
