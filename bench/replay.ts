@@ -23,7 +23,8 @@
 // request at a time, so that data.order is seq - 1). Every target is read once unmeasured first. Each round reads every target in
 // turn; the table gives the median events/s, its % of the median scan, and the median of the per-round
 // ratios to the scan of the same round (paired: the load that drifts between rounds cancels out).
-// Server CPU µs/event is from /proc (Herald's process, all threads), the client being this process.
+// Server CPU µs/event is from /proc (Herald's process, all threads); "scan / client CPU µs/event" is
+// this process's (process.cpuUsage): the scan itself, or the client reading and checking the events.
 import { Agent, request } from 'node:http'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -46,6 +47,8 @@ interface Reading {
   seconds: number
   bytes: number
   serverCpuUs: number
+  /** This process's CPU µs per event: the scan itself, or the client reading and checking. */
+  clientCpuUs: number
   load: string
 }
 
@@ -267,11 +270,14 @@ async function meter(
   work: () => Promise<{ seconds: number; bytes: number }> | { seconds: number; bytes: number },
 ): Promise<Reading> {
   const before = cpuSeconds(pid)
+  const client = process.cpuUsage()
   const { seconds, bytes } = await work()
+  const used = process.cpuUsage(client)
   return {
     seconds,
     bytes,
     serverCpuUs: pid === undefined ? Number.NaN : ((cpuSeconds(pid) - before) * 1e6) / EVENTS,
+    clientCpuUs: (used.user + used.system) / EVENTS,
     load: load(),
   }
 }
@@ -340,7 +346,8 @@ export async function runReplay(): Promise<string> {
         runs.get(target)!.push(reading)
         process.stderr.write(
           `round ${r}: ${target.name}: ${round(EVENTS / reading.seconds)} events/s (${round(reading.seconds, 2)} s), ` +
-            `server ${round(reading.serverCpuUs, 2)} µs/event, load ${reading.load}\n`,
+            `server ${round(reading.serverCpuUs, 2)} µs/event, this process ${round(reading.clientCpuUs, 2)} µs/event, ` +
+            `load ${reading.load}\n`,
         )
       }
     }
@@ -361,6 +368,7 @@ export async function runReplay(): Promise<string> {
         paired ? `${round(100 * paired, 1)}%` : '–',
         round(median(all.map((each) => each.bytes / each.seconds / 1e6)), 1),
         target.scan ? '–' : round(median(all.map((each) => each.serverCpuUs)), 2),
+        round(median(all.map((each) => each.clientCpuUs)), 2),
         rates.map((each) => round(each)).join(' / '),
         all.map((each) => each.load).join(' / '),
       ]
@@ -378,6 +386,7 @@ export async function runReplay(): Promise<string> {
           '% of the scan (median of per-round ratios)',
           'MB/s',
           'server CPU µs/event',
+          'scan / client CPU µs/event',
           'events/s by round',
           '1-min load after each read',
         ],
