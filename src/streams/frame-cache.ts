@@ -32,10 +32,13 @@ export class BatchFrameCache {
   private readonly batches = new WeakMap<readonly StoredEvent[], Buffer>()
   private readonly head: (event: StoredEvent) => string
   private readonly tail: string
+  /** Whether every head is ASCII (its length is its size in bytes: no UTF-8 to measure or encode). */
+  private readonly asciiHead: boolean
 
-  constructor(head: (event: StoredEvent) => string, tail: string) {
+  constructor(head: (event: StoredEvent) => string, tail: string, asciiHead = false) {
     this.head = head
     this.tail = tail
+    this.asciiHead = asciiHead
   }
 
   get(events: readonly StoredEvent[]): Buffer {
@@ -50,20 +53,25 @@ export class BatchFrameCache {
   /** One allocation for the batch, each piece encoded into it in place: no string or Buffer per event. */
   private build(events: readonly StoredEvent[]): Buffer {
     const heads: string[] = new Array(events.length)
+    const headEncoding = this.asciiHead ? 'latin1' : 'utf8'
     let size = 0
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
       const head = this.head(event)
       heads[i] = head
-      size += Buffer.byteLength(head) + Buffer.byteLength(event.json) + this.tail.length
+      size +=
+        (this.asciiHead ? head.length : Buffer.byteLength(head)) +
+        Buffer.byteLength(event.json) +
+        this.tail.length
     }
     const frames = Buffer.allocUnsafe(size)
-    const tail = this.tail
+    // The tail's bytes set one by one: a write call costs more than the byte or two it writes.
+    const tail = Buffer.from(this.tail, 'latin1')
     let at = 0
     for (let i = 0; i < events.length; i++) {
-      at += frames.write(heads[i]!, at, 'utf8')
+      if (heads[i]!.length > 0) at += frames.write(heads[i]!, at, headEncoding)
       at += frames.write(events[i]!.json, at, 'utf8')
-      at += frames.write(tail, at, 'latin1')
+      for (let k = 0; k < tail.length; k++) frames[at++] = tail[k]!
     }
     return frames
   }
