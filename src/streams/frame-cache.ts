@@ -26,19 +26,26 @@ export class FrameCache<Frame> {
 /**
  * The frames of a whole batch of events as one Buffer, for a stream that sends every event of it: built
  * once per batch (the live Feed hands the same array to every caught-up subscriber) and written to the
- * socket in one write. Each frame is `head(event)` (ASCII), the event's JSON, then `tail`.
+ * socket in one write. Each frame is its head, the event's JSON, then `tail`; the head is either
+ * `before` + the event's seq + `after` (ASCII, set byte by byte) or, with `head`, that function's text.
  */
 export class BatchFrameCache {
   private readonly batches = new WeakMap<readonly StoredEvent[], Buffer>()
-  private readonly head: (event: StoredEvent) => string
-  private readonly tail: string
-  /** Whether every head is ASCII (its length is its size in bytes: no UTF-8 to measure or encode). */
-  private readonly asciiHead: boolean
+  private readonly before: Buffer
+  private readonly after: Buffer
+  private readonly head: ((event: StoredEvent) => string) | undefined
+  private readonly tail: Buffer
 
-  constructor(head: (event: StoredEvent) => string, tail: string, asciiHead = false) {
-    this.head = head
-    this.tail = tail
-    this.asciiHead = asciiHead
+  constructor(options: {
+    before?: string
+    after?: string
+    head?: (event: StoredEvent) => string
+    tail: string
+  }) {
+    this.before = Buffer.from(options.before ?? '', 'latin1')
+    this.after = Buffer.from(options.after ?? '', 'latin1')
+    this.head = options.head
+    this.tail = Buffer.from(options.tail, 'latin1')
   }
 
   get(events: readonly StoredEvent[]): Buffer {
@@ -50,29 +57,51 @@ export class BatchFrameCache {
     return frames
   }
 
-  /** One allocation for the batch, each piece encoded into it in place: no string or Buffer per event. */
+  /**
+   * One allocation for the batch, each piece encoded into it in place: no string or Buffer per event.
+   * Short ASCII pieces are set byte by byte: a write call costs more than the few bytes it writes.
+   */
   private build(events: readonly StoredEvent[]): Buffer {
-    const heads: string[] = new Array(events.length)
-    const headEncoding = this.asciiHead ? 'latin1' : 'utf8'
+    const { before, after, tail, head } = this
+    const heads: string[] | undefined = head === undefined ? undefined : new Array(events.length)
+    const fixed = before.length + after.length + tail.length
     let size = 0
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
-      const head = this.head(event)
-      heads[i] = head
-      size +=
-        (this.asciiHead ? head.length : Buffer.byteLength(head)) +
-        Buffer.byteLength(event.json) +
-        this.tail.length
+      size += fixed + Buffer.byteLength(event.json)
+      if (heads !== undefined) {
+        const text = head!(event)
+        heads[i] = text
+        size += Buffer.byteLength(text)
+      } else if (before.length > 0) size += digits(event.seq)
     }
     const frames = Buffer.allocUnsafe(size)
-    // The tail's bytes set one by one: a write call costs more than the byte or two it writes.
-    const tail = Buffer.from(this.tail, 'latin1')
     let at = 0
     for (let i = 0; i < events.length; i++) {
-      if (heads[i]!.length > 0) at += frames.write(heads[i]!, at, headEncoding)
-      at += frames.write(events[i]!.json, at, 'utf8')
+      const event = events[i]!
+      for (let k = 0; k < before.length; k++) frames[at++] = before[k]!
+      if (heads !== undefined) at += frames.write(heads[i]!, at, 'utf8')
+      else if (before.length > 0) {
+        // The seq's decimal digits, last first.
+        let seq = event.seq
+        const end = at + digits(seq)
+        for (let k = end - 1; k >= at; k--) {
+          frames[k] = 48 + (seq % 10)
+          seq = Math.floor(seq / 10)
+        }
+        at = end
+      }
+      for (let k = 0; k < after.length; k++) frames[at++] = after[k]!
+      at += frames.write(event.json, at, 'utf8')
       for (let k = 0; k < tail.length; k++) frames[at++] = tail[k]!
     }
     return frames
   }
+}
+
+/** How many decimal digits a non-negative integer has. */
+function digits(value: number): number {
+  let count = 1
+  for (let limit = 10; value >= limit; limit *= 10) count++
+  return count
 }

@@ -50,12 +50,12 @@ const sseNamedFrames = new FrameCache((event) =>
   Buffer.from(`id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`),
 )
 const ndjsonFrames = new FrameCache((event) => Buffer.from(`${event.json}\n`))
-const sseBatches = new BatchFrameCache((event) => `id: ${event.seq}\ndata: `, '\n\n', true)
-const sseNamedBatches = new BatchFrameCache(
-  (event) => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: `,
-  '\n\n',
-)
-const ndjsonBatches = new BatchFrameCache(() => '', '\n', true)
+const sseBatches = new BatchFrameCache({ before: 'id: ', after: '\ndata: ', tail: '\n\n' })
+const sseNamedBatches = new BatchFrameCache({
+  head: (event) => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: `,
+  tail: '\n\n',
+})
+const ndjsonBatches = new BatchFrameCache({ tail: '\n' })
 
 function eventType(event: StoredEvent): string {
   return (JSON.parse(event.json) as { type: string }).type
