@@ -19,7 +19,7 @@ import {
   SendProgress,
   type StreamConnection,
 } from './connections.ts'
-import { FrameCache } from './frame-cache.ts'
+import { BatchFrameCache, FrameCache } from './frame-cache.ts'
 
 /** How often an EventSource should wait before reconnecting, sent once as `retry:`. */
 const SSE_RETRY_MS = 2000
@@ -34,6 +34,8 @@ export interface Framing {
   heartbeat: string
   /** The frame of one event; `cursor` is the multi-topic token (null on a one-topic stream). */
   frame(event: StoredEvent, cursor: string | null): Buffer
+  /** The frames of all `events` on a one-topic stream, as one Buffer (shared with other streams). */
+  frames(events: StoredEvent[]): Buffer
   /** The frame that tells the consumer it does not continue from its cursor (see Gap). */
   gapFrame(gap: Gap): string
   /**
@@ -51,6 +53,12 @@ const sseNamedFrames = new FrameCache((event) =>
   Buffer.from(`id: ${event.seq}\nevent: ${eventType(event)}\ndata: ${event.json}\n\n`),
 )
 const ndjsonFrames = new FrameCache((event) => Buffer.from(`${event.json}\n`))
+const sseBatches = new BatchFrameCache({ before: 'id: ', after: '\ndata: ', tail: '\n\n' })
+const sseNamedBatches = new BatchFrameCache({
+  head: (event) => `id: ${event.seq}\nevent: ${eventType(event)}\ndata: `,
+  tail: '\n\n',
+})
+const ndjsonBatches = new BatchFrameCache({ tail: '\n' })
 
 function eventType(event: StoredEvent): string {
   return (JSON.parse(event.json) as { type: string }).type
@@ -71,6 +79,7 @@ function sseFraming(named: boolean): Framing {
       }
       return named ? sseNamedFrames.get(event) : sseFrames.get(event)
     },
+    frames: (events) => (named ? sseNamedBatches.get(events) : sseBatches.get(events)),
     // No `id:` line: Last-Event-ID stays on the last event received.
     gapFrame: (gap) => `event: gap\ndata: ${JSON.stringify(gap)}\n\n`,
     // An `id:` and no data (WHATWG HTML §9.2.6): EventSource sets its last event ID and dispatches
@@ -90,6 +99,7 @@ export const ndjsonFraming: Framing = {
   preamble: '',
   heartbeat: '\n',
   frame: (event) => ndjsonFrames.get(event),
+  frames: (events) => ndjsonBatches.get(events),
   // Told apart from events, which always have `specversion`.
   gapFrame: (gap) => `{"gap":${JSON.stringify(gap)}}\n`,
   cursorFrame: null,
@@ -303,6 +313,16 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
       return
     }
     const filter = options.filter
+    if (filter === undefined && !options.multiTopic) {
+      // Every event is sent, each frame as it is for every one-topic stream: the batch's frames are
+      // one Buffer, one write (a catch-up page, or a live batch shared with the other streams).
+      const frames = framing.frames(events)
+      socket.write(frames)
+      wroteSinceHeartbeat = true
+      counters.events.inc(events.length)
+      counters.bytes.inc(frames.length)
+      return
+    }
     let bytes = 0
     let sent = 0
     // Skipped events at the end of the batch: the cursor frame after them says where the stream is.

@@ -83,6 +83,11 @@ export function cannotWriteReason(error: unknown): string | undefined {
 
 export type Statements = ReturnType<typeof prepareStatements>
 
+function arrays(statement: StatementSync): StatementSync {
+  statement.setReturnArrays(true)
+  return statement
+}
+
 export function prepareStatements(db: DatabaseSync) {
   const prepare = (sql: string): StatementSync => db.prepare(sql)
   return {
@@ -104,8 +109,12 @@ export function prepareStatements(db: DatabaseSync) {
       'INSERT INTO events (topic_id, seq, id, source, stored_at, body) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     eventBySourceAndId: prepare('SELECT seq, body FROM events WHERE topic_id = ? AND source = ? AND id = ?'),
-    readEvents: prepare(
-      'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
+    // Rows as arrays [seq, id, body]: no object with named properties to build per row (a third of
+    // the cost of a catch-up read).
+    readEvents: arrays(
+      prepare(
+        'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
+      ),
     ),
     firstSeq: prepare('SELECT MIN(seq) AS seq FROM events WHERE topic_id = ?'),
     // The last event of a contiguous run from `first` that is older than the cutoff time.

@@ -67,6 +67,10 @@ export interface SqliteStoreOptions {
   firstDeliveryDelayMs?: number
 }
 
+/** Rows per statement run of a read: the first, and at most (see read). */
+const FIRST_CHUNK = 32
+const READ_CHUNK = 256
+
 /** How often, at most, a store that failed to write tries a write again when asked whether it can. */
 const PROBE_INTERVAL_MS = 1000
 
@@ -213,17 +217,27 @@ export class SqliteStore implements Store {
   ): Promise<StoredEvent[]> {
     const events: StoredEvent[] = []
     let bytes = 0
-    // Iterated, not fetched whole: the read stops at the byte budget without loading the rest.
-    for (const row of this.statements.readEvents.iterate(topic, afterSeq, limit) as Iterable<{
-      seq: number
-      id: string
-      body: string
-    }>) {
-      events.push({ topic, seq: row.seq, id: row.id, json: row.body })
-      bytes += row.body.length
-      if (bytes >= maxBytes) break
+    // Fetched whole in chunks (all() costs about half of iterate() per row), each as many rows as the
+    // rest of the byte budget holds at the average size so far (FIRST_CHUNK to begin with, at most
+    // READ_CHUNK): the read stops at the budget having loaded few rows more than it returns.
+    let chunk = FIRST_CHUNK
+    for (;;) {
+      const want = Math.min(chunk, limit - events.length)
+      const rows = this.statements.readEvents.all(topic, afterSeq, want) as unknown as Array<
+        [seq: number, id: string, body: string]
+      >
+      // A later chunk that does not follow on (retention ran in between) is left to the next read,
+      // which reports the gap: a page never jumps after its first event.
+      if (events.length > 0 && rows.length > 0 && rows[0]![0] !== afterSeq + 1) return events
+      for (const [seq, id, body] of rows) {
+        events.push({ topic, seq, id, json: body })
+        bytes += body.length
+        if (bytes >= maxBytes) return events
+      }
+      if (rows.length < want || events.length === limit) return events
+      afterSeq = rows[rows.length - 1]![0]
+      chunk = Math.max(1, Math.min(READ_CHUNK, Math.ceil(((maxBytes - bytes) * events.length) / bytes)))
     }
-    return events
   }
 
   async topic(name: string): Promise<TopicInfo | undefined> {
