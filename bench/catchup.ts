@@ -25,7 +25,7 @@
 import { request } from 'node:http'
 import os from 'node:os'
 import pg from 'pg'
-import { cpuSeconds, round, startHerald, table } from './lib.ts'
+import { cpuSeconds, fillTopic, round, startHerald, table } from './lib.ts'
 import { backendPids, DATABASE_URL, describeServer, dropSchema, load, schemaName } from './postgres.ts'
 
 const env = process.env
@@ -55,31 +55,8 @@ interface Herald {
   fillSeconds: number
 }
 
-async function fill(url: string): Promise<number> {
-  const started = performance.now()
-  let next = 0
-  const worker = async () => {
-    for (;;) {
-      const first = next
-      if (first >= EVENTS) return
-      next += FILL_BATCH
-      const count = Math.min(FILL_BATCH, EVENTS - first)
-      const body = JSON.stringify(Array.from({ length: count }, (_, i) => event(first + i)))
-      const response = await fetch(`${url}/v1/topics/${TOPIC}/events`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-      })
-      await response.arrayBuffer()
-      if (response.status !== 201) throw new Error(`fill: ${response.status}`)
-    }
-  }
-  await Promise.all(Array.from({ length: FILL_IN_FLIGHT }, worker))
-  const seconds = (performance.now() - started) / 1000
-  const topic = (await (await fetch(`${url}/v1/topics/${TOPIC}`)).json()) as { head_seq: number }
-  if (topic.head_seq !== EVENTS) throw new Error(`fill: head_seq ${topic.head_seq}, not ${EVENTS}`)
-  return seconds
-}
+const fill = (url: string) =>
+  fillTopic(url, { topic: TOPIC, events: EVENTS, batch: FILL_BATCH, inFlight: FILL_IN_FLIGHT, event })
 
 async function startFilled(extraEnv: NodeJS.ProcessEnv, cleanup: () => Promise<void>): Promise<Herald> {
   const herald = await startHerald([], undefined, extraEnv)

@@ -162,3 +162,38 @@ export function heraldListening(line: string): string | undefined {
     return undefined
   }
 }
+
+/**
+ * Fills `topic` of the Herald at `url` with `events` events (`event(i)` for i = 0…), in batches of
+ * `batch` with `inFlight` requests at once (1: in order, so event i has seq i + 1), and checks the
+ * topic's head after. Resolves with the seconds it took.
+ */
+export async function fillTopic(
+  url: string,
+  options: { topic: string; events: number; batch: number; inFlight: number; event: (i: number) => unknown },
+): Promise<number> {
+  const { topic, events, batch, inFlight, event } = options
+  const started = performance.now()
+  let next = 0
+  const worker = async () => {
+    for (;;) {
+      const first = next
+      if (first >= events) return
+      next += batch
+      const count = Math.min(batch, events - first)
+      const body = JSON.stringify(Array.from({ length: count }, (_, i) => event(first + i)))
+      const response = await fetch(`${url}/v1/topics/${topic}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
+      await response.arrayBuffer()
+      if (response.status !== 201) throw new Error(`fill: ${response.status}`)
+    }
+  }
+  await Promise.all(Array.from({ length: inFlight }, worker))
+  const seconds = (performance.now() - started) / 1000
+  const info = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { head_seq: number }
+  if (info.head_seq !== events) throw new Error(`fill: head_seq ${info.head_seq}, not ${events}`)
+  return seconds
+}

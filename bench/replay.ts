@@ -29,7 +29,7 @@ import { Agent, request } from 'node:http'
 import os from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { cpuSeconds, ROOT, round, startHerald, table } from './lib.ts'
+import { cpuSeconds, fillTopic, ROOT, round, startHerald, table } from './lib.ts'
 
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
@@ -62,31 +62,8 @@ interface Herald {
 
 const load = () => os.loadavg()[0]!.toFixed(2)
 
-async function fill(url: string): Promise<number> {
-  const started = performance.now()
-  let next = 0
-  const worker = async () => {
-    for (;;) {
-      const first = next
-      if (first >= EVENTS) return
-      next += FILL_BATCH
-      const count = Math.min(FILL_BATCH, EVENTS - first)
-      const body = JSON.stringify(Array.from({ length: count }, (_, i) => event(first + i)))
-      const response = await fetch(`${url}/v1/topics/${TOPIC}/events`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-      })
-      await response.arrayBuffer()
-      if (response.status !== 201) throw new Error(`fill: ${response.status}`)
-    }
-  }
-  await Promise.all(Array.from({ length: FILL_IN_FLIGHT }, worker))
-  const seconds = (performance.now() - started) / 1000
-  const topic = (await (await fetch(`${url}/v1/topics/${TOPIC}`)).json()) as { head_seq: number }
-  if (topic.head_seq !== EVENTS) throw new Error(`fill: head_seq ${topic.head_seq}, not ${EVENTS}`)
-  return seconds
-}
+const fill = (url: string) =>
+  fillTopic(url, { topic: TOPIC, events: EVENTS, batch: FILL_BATCH, inFlight: FILL_IN_FLIGHT, event })
 
 async function startFilled(root: string, label: string, notes: string[]): Promise<Herald> {
   const herald = await startHerald(['--sqlite-sync', 'normal'], root)
