@@ -229,8 +229,10 @@ async function fanOut(certificate: { cert: string; key: string }, protocol: Prot
     close()
     if (ends === 'late') {
       const finished = subscribers.filter((s) => s.finished).length
+      const metrics = await (await fetch(`${target.url}/metrics`)).text()
+      const slow = metrics.split('\n').filter((line) => line.startsWith('herald_slow_consumer'))
       throw new Error(
-        `${protocol}: ${SUBSCRIBERS - finished} of ${SUBSCRIBERS} subscribers did not get every event in 60 s`,
+        `${protocol}: ${SUBSCRIBERS - finished} of ${SUBSCRIBERS} subscribers did not get every event in 60 s; the server counted: ${slow.join('; ') || 'no slow consumer'}`,
       )
     }
     const seconds = (Math.max(...ends) - started) / 1000
