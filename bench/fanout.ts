@@ -34,11 +34,11 @@
 // as sending it costs the server: on 2 cores the absolute figures are the machine's, the ratios
 // between targets are what to compare.
 import { type ChildProcess, fork } from 'node:child_process'
-import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from './fanout-client.ts'
-import { ROOT, round, startHerald, startProcess, type Target, table } from './lib.ts'
+import { processTree, ROOT, round, rssKb, startHerald, startProcess, type Target, table } from './lib.ts'
 import { startPushpin } from './peers/pushpin.ts'
 
 type Protocol = 'sse' | 'ws'
@@ -108,36 +108,6 @@ function killOnExit(child: ChildProcess): () => void {
 
 // ---------------------------------------------------------------------------------------------
 // Memory of a server: VmRSS summed over its process tree (Pushpin is five processes).
-
-function processTree(pid: number): number[] {
-  const pids = [pid]
-  for (let i = 0; i < pids.length; i++) {
-    let tasks: string[] = []
-    try {
-      tasks = readdirSync(`/proc/${pids[i]}/task`)
-    } catch {
-      continue
-    }
-    for (const task of tasks) {
-      try {
-        const children = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8')
-        for (const child of children.split(' ')) if (child.trim()) pids.push(Number(child))
-      } catch {}
-    }
-  }
-  return pids
-}
-
-function rssKb(pid: number): number {
-  let total = 0
-  for (const each of processTree(pid)) {
-    try {
-      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${each}/status`, 'utf8'))
-      if (match) total += Number(match[1])
-    } catch {}
-  }
-  return total
-}
 
 /** CPU time (clock ticks) used so far by a process tree. */
 function cpuTicks(pid: number): number {

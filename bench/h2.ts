@@ -8,13 +8,13 @@
 //   connection each), BENCH_EVENTS events published in batches of 100; the time from the first publish
 //   to the last subscriber's last event, in rounds, the two protocols in turn (a fresh server each).
 // The certificate is made by openssl for the run. Subscribers count `data:` lines (no JSON parsing).
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import http2 from 'node:http2'
 import { Agent, request } from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
-import { round, startHerald, type Target, table } from './lib.ts'
+import { makeCert } from '../test/tls/clients.ts'
+import { round, rssKb, startHerald, type Target, table } from './lib.ts'
 
 const IDLE = Number(process.env['BENCH_IDLE'] ?? 5000)
 const SUBSCRIBERS = Number(process.env['BENCH_SUBSCRIBERS'] ?? 1000)
@@ -25,55 +25,6 @@ const TOPIC = 'bench'
 const PATH = `/v1/topics/${TOPIC}/events?after=0`
 
 type Protocol = 'h2' | 'h1'
-
-function makeCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore' },
-  )
-  return { cert, key }
-}
-
-function rssKb(pid: number): number {
-  const pids = [pid]
-  for (let i = 0; i < pids.length; i++) {
-    try {
-      for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
-        const children = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8')
-        for (const child of children.split(' ')) if (child.trim()) pids.push(Number(child))
-      }
-    } catch {}
-  }
-  let total = 0
-  for (const each of pids) {
-    try {
-      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${each}/status`, 'utf8'))
-      if (match) total += Number(match[1])
-    } catch {}
-  }
-  return total
-}
 
 /** One SSE subscriber: counts `data:` lines; `done` resolves (with the time) at `expected` of them. */
 class Subscriber {
@@ -247,7 +198,8 @@ export async function runH2(): Promise<string> {
   process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0'
   const dir = mkdtempSync(join(os.tmpdir(), 'herald-bench-tls-'))
   try {
-    const certificate = makeCertificate(dir)
+    const made = makeCert(dir)
+    const certificate = { cert: made.certFile, key: made.keyFile }
     const memoryRows: Array<Array<string | number>> = []
     for (const protocol of ['h1', 'h2'] as const) {
       const result = await memory(certificate, protocol)

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -196,4 +196,36 @@ export async function fillTopic(
   const info = (await (await fetch(`${url}/v1/topics/${topic}`)).json()) as { head_seq: number }
   if (info.head_seq !== events) throw new Error(`fill: head_seq ${info.head_seq}, not ${events}`)
   return seconds
+}
+
+/** A process and its descendants (from /proc), so that a server's workers count too. */
+export function processTree(pid: number): number[] {
+  const pids = [pid]
+  for (let i = 0; i < pids.length; i++) {
+    let tasks: string[] = []
+    try {
+      tasks = readdirSync(`/proc/${pids[i]}/task`)
+    } catch {
+      continue
+    }
+    for (const task of tasks) {
+      try {
+        const children = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8')
+        for (const child of children.split(' ')) if (child.trim()) pids.push(Number(child))
+      } catch {}
+    }
+  }
+  return pids
+}
+
+/** VmRSS of a process tree, in kB (/proc). */
+export function rssKb(pid: number): number {
+  let total = 0
+  for (const each of processTree(pid)) {
+    try {
+      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${each}/status`, 'utf8'))
+      if (match) total += Number(match[1])
+    } catch {}
+  }
+  return total
 }
