@@ -2,10 +2,13 @@ import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { type ClientHttp2Session, type ClientHttp2Stream, connect as h2connect } from 'node:http2'
 import { request as httpsRequest, type RequestOptions } from 'node:https'
 import { join } from 'node:path'
+import { after, before } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
+import { tempDir } from '../helpers.ts'
 
 export const OPENSSL = '/usr/bin/openssl'
 
@@ -45,6 +48,23 @@ export function makeCert(dir: string, name = 'server'): TestCert {
   )
   const cert = readFileSync(certFile)
   return { certFile, keyFile, cert, fingerprint: new X509Certificate(cert).fingerprint256 }
+}
+
+/** In a describe block: a certificate made before its tests, in a directory removed after them. */
+export function certFixture(): { readonly cert: TestCert } {
+  let dir: string | undefined
+  let cert: TestCert | undefined
+  before(async () => {
+    dir = await tempDir()
+    cert = makeCert(dir)
+  })
+  after(() => (dir === undefined ? undefined : rm(dir, { recursive: true, force: true })))
+  return {
+    get cert() {
+      if (cert === undefined) throw new Error('certFixture: used before its before() hook ran')
+      return cert
+    },
+  }
 }
 
 /** The fingerprint of the certificate a new TLS handshake with `url` sees, and the protocol ALPN chose. */

@@ -1,30 +1,23 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { rm } from 'node:fs/promises'
 import { constants } from 'node:http2'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
-import { sleep, startTestServer, type TestServer, tempDir, until } from '../helpers.ts'
-import { h2fetch, h2session, h2stream, makeCert, type TestCert } from './clients.ts'
+import { sleep, startTestServer, type TestServer, until } from '../helpers.ts'
+import { certFixture, h2fetch, h2session, h2stream } from './clients.ts'
 
 const SSE = { accept: 'text/event-stream' }
 const JSON_BODY = { 'content-type': 'application/json' }
 
 describe('HTTP/2 streams: slow consumers and draining', () => {
-  let dir: string
-  let cert: TestCert
-  before(async () => {
-    dir = await tempDir()
-    cert = makeCert(dir)
-  })
-  after(() => rm(dir, { recursive: true, force: true }))
+  const made = certFixture()
 
   const start = (overrides: Parameters<typeof startTestServer>[0] = {}) =>
-    startTestServer({ tls: { certFile: cert.certFile, keyFile: cert.keyFile }, ...overrides })
+    startTestServer({ tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile }, ...overrides })
 
   test('a stalled SSE reader is reset while another stream on the same connection keeps streaming', async () => {
     const server: TestServer = await start({ streamStallTimeoutMs: 1000, heartbeatMs: 200 })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     try {
       // The connection's window is large, so that the stalled stream (its own window: 64 KiB) cannot
       // take the whole connection's window with it: HTTP/2 flow control is per stream.
@@ -70,7 +63,7 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
 
   test('draining ends HTTP/2 streams with the reconnect hint, and the server closes promptly', async () => {
     const server: TestServer = await start({ shutdownTimeoutMs: 10_000 })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     try {
       const streams = await Promise.all([
         h2stream(session, '/v1/topics/d1/events', SSE),
@@ -91,7 +84,7 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
 
   test('draining over TLS: a request still being sent is cut at --shutdown-timeout (h2 and HTTP/1.1)', async () => {
     const server: TestServer = await start({ shutdownTimeoutMs: 1000 })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     const { port } = new URL(server.url)
     // An HTTP/1.1 request whose body never ends: in flight, it holds the drain until the deadline.
     const h1 = tlsConnect({
@@ -128,7 +121,7 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
 
   test('HTTP/1.1 over TLS: a stalled SSE reader is cut too (the hijacked TLS socket)', async () => {
     const server: TestServer = await start({ streamStallTimeoutMs: 1000 })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     const { port } = new URL(server.url)
     const big = 'x'.repeat(32 * 1024)
     try {
@@ -170,7 +163,7 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
 
   test('an HTTP/2 connection that reads nothing of an answer is dropped after the idle timeout', async () => {
     const server: TestServer = await start({ http2IdleTimeoutMs: 1000 })
-    const writer = h2session(server.url, cert.cert)
+    const writer = h2session(server.url, made.cert.cert)
     const big = 'x'.repeat(32 * 1024)
     try {
       for (let i = 0; i < 100; i += 20) {
@@ -183,7 +176,7 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
       }
       writer.close()
       // ~3 MiB of answer, of which the reader takes nothing past its 64 KiB window.
-      const reader = h2session(server.url, cert.cert)
+      const reader = h2session(server.url, made.cert.cert)
       const closed = new Promise<number>((resolve) => {
         const started = Date.now()
         reader.once('close', () => resolve(Date.now() - started))

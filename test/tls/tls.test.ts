@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../../src/config/config.ts'
 import { MAX_HTTP2_STREAMS } from '../../src/http/server.ts'
 import { sleep, startTestServer, type TestServer, tempDir } from '../helpers.ts'
 import {
+  certFixture,
   h1fetch,
   h1stream,
   h2fetch,
@@ -295,20 +296,14 @@ describe('HTTPS with HTTP/2 and HTTP/1.1 on one port', () => {
 })
 
 describe('HTTPS: refusals', () => {
-  let dir: string
-  let cert: TestCert
-  before(async () => {
-    dir = await tempDir()
-    cert = makeCert(dir)
-  })
-  after(() => rm(dir, { recursive: true, force: true }))
+  const made = certFixture()
 
   test('HTTP/2: a 401 (which closes an HTTP/1.1 connection) is answered, the session goes on', async () => {
     const server = await startTestServer({
       apiKey: 'k'.repeat(32),
-      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
     })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     try {
       const refused = await h2fetch(session, '/v1/topics/secret/events', {
         method: 'POST',
@@ -325,7 +320,7 @@ describe('HTTPS: refusals', () => {
       })
       assert.equal(allowed.status, 201, allowed.body)
       // Over HTTP/1.1 the refusal still closes the connection.
-      const h1 = await h1fetch(`${server.url}/v1/topics/secret/events`, cert.cert, {
+      const h1 = await h1fetch(`${server.url}/v1/topics/secret/events`, made.cert.cert, {
         method: 'POST',
         headers: JSON_BODY,
         body: '{"type":"x"}',
@@ -341,9 +336,9 @@ describe('HTTPS: refusals', () => {
   test('--max-connections-per-ip over TLS: the connection past it is closed before the handshake', async () => {
     const server = await startTestServer({
       maxConnectionsPerIp: 1,
-      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
     })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     try {
       assert.equal((await h2fetch(session, '/healthz')).status, 200)
       await assert.rejects(handshake(server.url))
@@ -357,20 +352,14 @@ describe('HTTPS: refusals', () => {
 })
 
 describe('HTTP/2: limits and departures', () => {
-  let dir: string
-  let cert: TestCert
-  before(async () => {
-    dir = await tempDir()
-    cert = makeCert(dir)
-  })
-  after(() => rm(dir, { recursive: true, force: true }))
+  const made = certFixture()
 
   test('HTTP/2 streams count in --max-connections: past it a 503 on the same session, which goes on', async () => {
     const server = await startTestServer({
       maxConnections: 2,
-      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
     })
-    const session = h2session(server.url, cert.cert)
+    const session = h2session(server.url, made.cert.cert)
     try {
       const first = await h2stream(session, '/v1/topics/m1/events', SSE)
       const second = await h2stream(session, '/v1/topics/m2/events', NDJSON)
@@ -392,8 +381,10 @@ describe('HTTP/2: limits and departures', () => {
   })
 
   test('a long poll whose HTTP/2 stream the client cancels is let go', async () => {
-    const server = await startTestServer({ tls: { certFile: cert.certFile, keyFile: cert.keyFile } })
-    const session = h2session(server.url, cert.cert)
+    const server = await startTestServer({
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
+    })
+    const session = h2session(server.url, made.cert.cert)
     const open = async () => {
       const metrics = await h2fetch(session, '/metrics')
       return Number(/^herald_long_polls_open (\d+)/m.exec(metrics.body)?.[1])
