@@ -103,7 +103,7 @@ function walk(previous: Schema | undefined, next: Schema | undefined, at: string
       out.push({
         pointer: `${at}/${pointerSegment(keyword)}`,
         kind: 'unknown',
-        message: `"${keyword}" ${keyword in b ? 'changed' : 'was added'}: Herald cannot tell whether it refuses data the previous version accepted.`,
+        message: `"${keyword}" ${Object.hasOwn(b, keyword) ? 'changed' : 'was added'}: Herald cannot tell whether it refuses data the previous version accepted.`,
       })
     }
   }
@@ -184,11 +184,11 @@ function compareValues(
   out: Finding[],
 ): void {
   const allowed = (s: Record<string, unknown>): unknown[] | undefined =>
-    'const' in s ? [s['const']] : Array.isArray(s['enum']) ? (s['enum'] as unknown[]) : undefined
+    Object.hasOwn(s, 'const') ? [s['const']] : Array.isArray(s['enum']) ? (s['enum'] as unknown[]) : undefined
   const after = allowed(a)
   if (after === undefined) return
   const before = allowed(b)
-  const keyword = 'const' in a ? 'const' : 'enum'
+  const keyword = Object.hasOwn(a, 'const') ? 'const' : 'enum'
   if (before === undefined) {
     out.push({
       pointer: `${at}/${keyword}`,
@@ -229,14 +229,14 @@ function compareObject(
   for (const [name, schema] of Object.entries(afterProps)) {
     // A property the previous version did not name was checked by its additionalProperties (if any).
     walk(
-      name in beforeProps ? beforeProps[name] : beforeRest,
+      Object.hasOwn(beforeProps, name) ? beforeProps[name] : beforeRest,
       schema,
       `${at}/properties/${pointerSegment(name)}`,
       out,
     )
   }
   for (const [name, schema] of Object.entries(beforeProps)) {
-    if (name in afterProps) continue
+    if (Object.hasOwn(afterProps, name)) continue
     // Now checked by the new additionalProperties.
     walk(schema, afterRest, `${at}/properties/${pointerSegment(name)}`, out)
   }

@@ -75,6 +75,17 @@ describe('Schema compatibility (a new version against the previous one)', () => 
     })
   }
 
+  test('property names are data: one named like an object prototype member is compared as any other', () => {
+    // The previous version allowed no property at all; a new optional one accepts more.
+    const previous = { type: 'object', additionalProperties: false }
+    const next = {
+      type: 'object',
+      properties: { constructor: { type: 'string' } },
+      additionalProperties: false,
+    }
+    assert.equal(verdict(next, previous).backward, 'compatible', JSON.stringify(verdict(next, previous)))
+  })
+
   test('what it cannot decide is reported as unknown, with its pointer, never as compatible', () => {
     const pattern = verdict({
       ...base,
