@@ -11,6 +11,12 @@ import type { EventStore } from '../store/store.ts'
 export interface Sink {
   /** Takes the next events (all with seq > the subscription's cursor, in order). */
   push(events: StoredEvent[]): void
+  /**
+   * True when the sink is behind but still taking what it has (an HTTP/2 stream waiting its turn on a
+   * connection its session shares): it is handed nothing, and what it did not take is read from the
+   * store once it has drained (see Subscription.fallBehind).
+   */
+  behind?(): boolean
   /** Resolves when the sink can take more (catch-up waits for it between pages). */
   drained?(): Promise<void>
   /**
@@ -112,9 +118,9 @@ export class Feeds {
       feed = new Feed(topic, this.store, this.bus, () => this.feeds.delete(topic))
       this.feeds.set(topic, feed)
     }
-    const subscription = new Subscription(feed, after, sink)
+    const subscription = new Subscription(feed, after, sink, this.store, pageSize)
     feed.attach(subscription)
-    void subscription.catchUp(this.store, pageSize, this.bus.ready())
+    void subscription.catchUp(this.bus.ready())
     return subscription
   }
 }
@@ -126,16 +132,21 @@ export class Subscription {
   closed = false
   private readonly feed: Feed
   private readonly sink: Sink
+  private readonly store: EventStore
+  private readonly pageSize: number
 
-  constructor(feed: Feed, after: number, sink: Sink) {
+  constructor(feed: Feed, after: number, sink: Sink, store: EventStore, pageSize: number) {
     this.feed = feed
     this.topic = feed.topic
     this.cursor = after
     this.sink = sink
+    this.store = store
+    this.pageSize = pageSize
   }
 
   /** Reads from the cursor in pages, then joins the live Feed; `busReady`: see Bus.ready. */
-  async catchUp(store: EventStore, pageSize: number, busReady: Promise<void>): Promise<void> {
+  async catchUp(busReady: Promise<void>): Promise<void> {
+    const { store, pageSize } = this
     let retryMs = OUTAGE_RETRY_MS
     try {
       // The Feed's bus subscription is acknowledged before any read, so that the last read comes
@@ -166,9 +177,16 @@ export class Subscription {
         }
         retryMs = OUTAGE_RETRY_MS
         if (this.closed) return
-        this.deliver(events)
+        // A page the sink did not take is read again once it has drained.
+        const taken = this.deliver(events)
         // A page short in count and in bytes reached the head (as it was): time to go live.
-        if (events.length < pageSize && jsonBytes(events) < CATCH_UP_BYTES && this.feed.tryJoin(this)) return
+        if (
+          taken &&
+          events.length < pageSize &&
+          jsonBytes(events) < CATCH_UP_BYTES &&
+          this.feed.tryJoin(this)
+        )
+          return
         if (this.sink.drained) await this.sink.drained()
       }
     } catch (error) {
@@ -176,21 +194,38 @@ export class Subscription {
     }
   }
 
-  /** Hands the sink what is new to it. */
-  deliver(events: StoredEvent[]): void {
-    if (this.closed || events.length === 0) return
+  /**
+   * Hands the sink what is new to it. False when the sink is behind (Sink.behind): it is handed
+   * nothing, the cursor stays, and the events are read again from the store.
+   */
+  deliver(events: StoredEvent[]): boolean {
+    if (this.closed || events.length === 0) return true
     let start = 0
     while (start < events.length && events[start]!.seq <= this.cursor) start++
-    if (start === events.length) return
+    if (start === events.length) return true
     const fresh = start === 0 ? events : events.slice(start)
     // Seqs are gapless and retention removes the oldest events only: a jump is what retention took.
     const next = fresh[0]!.seq
     if (next > this.cursor + 1) {
       this.skip({ topic: this.topic, after: this.cursor, first_seq: next, reason: 'pruned' })
-      if (this.closed) return
+      if (this.closed) return true
     }
+    if (this.sink.behind?.()) return false
     this.cursor = fresh.at(-1)!.seq
     this.sink.push(fresh)
+    return true
+  }
+
+  /**
+   * Out of the live set (the sink was behind at a live batch): once the sink has drained, the
+   * subscription reads from its cursor as a new one does, a page at a time, and joins again. A
+   * consumer behind but moving costs a page of memory, where buffering every live batch for it would
+   * not be bounded.
+   */
+  async fallBehind(): Promise<void> {
+    if (this.sink.drained) await this.sink.drained()
+    if (this.closed) return
+    await this.catchUp(Promise.resolve())
   }
 
   /** Tells the sink about a gap, and moves the cursor past it. */
@@ -276,7 +311,11 @@ class Feed {
         const events = await this.store.read(this.topic, this.dispatched, CATCH_UP_PAGE, CATCH_UP_BYTES)
         if (events.length === 0) break
         this.dispatched = events.at(-1)!.seq
-        for (const subscription of this.live) subscription.deliver(events)
+        for (const subscription of this.live) {
+          if (subscription.deliver(events)) continue
+          this.live.delete(subscription) // deleting the current entry: the iteration goes on
+          void subscription.fallBehind()
+        }
       }
     } catch (error) {
       for (const subscription of [...this.live]) {

@@ -94,11 +94,21 @@ export class SendProgress {
 
   /** True when the socket has had unsent bytes, and the kernel took none of them, for `timeoutMs`. */
   stalled(now: number, timeoutMs: number): boolean {
+    return now - this.lastMoved(now) >= timeoutMs
+  }
+
+  /** Whether the socket sent something (or had nothing to send) in the last `ms`. */
+  movedWithin(now: number, ms: number): boolean {
+    return now - this.lastMoved(now) < ms
+  }
+
+  /** When the socket last sent something, or last had nothing to send (now, as far as is seen). */
+  private lastMoved(now: number): number {
     const { socket } = this
     const unsent = socket.writableLength
     if (unsent === 0) {
       this.since = now // nothing waiting: not stalled, whatever the reader does
-      return false
+      return now
     }
     const completed = (socket.bytesWritten ?? 0) - unsent
     const underway = socket._handle?.writeQueueSize ?? 0
@@ -106,9 +116,8 @@ export class SendProgress {
       this.completed = completed
       this.underway = underway
       this.since = now
-      return false
     }
-    return now - this.since >= timeoutMs
+    return this.since
   }
 }
 

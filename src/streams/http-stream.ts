@@ -165,8 +165,16 @@ interface Outlet {
   out: Duplex
   progress: SendProgress
   remote: string | undefined
+  /** An HTTP/2 stream: its connection is shared with the session's other streams. */
+  shared: boolean
   abort(): void
 }
+
+/**
+ * How recently an HTTP/2 stream past its buffer limit must have sent something to be taken as waiting
+ * its turn on its connection rather than as a reader that does not read.
+ */
+const SHARED_MOVING_MS = 1000
 
 /** HTTP/1.1: the stream takes the socket over from node's HTTP server, status line and all. */
 function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
@@ -180,6 +188,7 @@ function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
     out: socket,
     progress: new SendProgress(socket),
     remote: socket.remoteAddress,
+    shared: false,
     abort: () => socket.destroy(),
   }
 }
@@ -221,6 +230,7 @@ function http2Outlet(reply: FastifyReply, framing: Framing): Outlet {
     out: stream,
     progress: new SendProgress(measured),
     remote: stream.session?.socket?.remoteAddress,
+    shared: true,
     abort: () => {
       if (!stream.destroyed) stream.close(http2constants.NGHTTP2_CANCEL)
     },
@@ -308,6 +318,7 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
     // A denial-of-service guard: a reader that has not taken what it was sent before (more than
     // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
     // backlog for it. It is cut off and resumes from its cursor.
+    // (An HTTP/2 stream that still sends is not pushed to past the limit: see `behind`.)
     if (socket.writableLength > options.bufferLimit) {
       cutSlowConsumer()
       return
@@ -363,6 +374,15 @@ export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions):
   const sink = {
     push,
     gap,
+    // The streams of an HTTP/2 session share its connection, so a burst to 250 of them leaves each
+    // with a backlog while the connection sends the others'. One past the limit that still sends is
+    // handed nothing and reads from the store once it has drained (Subscription.fallBehind): its
+    // memory stays bounded, and it is not cut for the others' traffic. One that has sent nothing for
+    // a second has a reader that does not read (its window is shut): `push` cuts it.
+    behind: () =>
+      outlet.shared &&
+      socket.writableLength > options.bufferLimit &&
+      progress.movedWithin(Date.now(), SHARED_MOVING_MS),
     drained: () =>
       socket.writableLength < socket.writableHighWaterMark || closed
         ? Promise.resolve()

@@ -61,6 +61,55 @@ describe('HTTP/2 streams: slow consumers and draining', () => {
     }
   })
 
+  test("a burst to many streams of one connection reaches each whole: none is cut for the others' traffic", async () => {
+    // Each stream's buffer limit (16 KiB) is far below what the burst leaves queued for it while the
+    // connection carries the other streams' frames (1,000 events × ~330 bytes each).
+    const server: TestServer = await start({ streamBufferBytes: 16 * 1024 })
+    const session = h2session(server.url, made.cert.cert)
+    try {
+      const STREAMS = 100
+      const EVENTS = 1000
+      const post = (body: unknown) =>
+        h2fetch(session, '/v1/topics/burst/events', {
+          method: 'POST',
+          headers: JSON_BODY,
+          body: JSON.stringify(body),
+        })
+      assert.equal((await post({ type: 'first', data: 0 })).status, 201)
+      const streams = await Promise.all(
+        Array.from({ length: STREAMS }, () => h2stream(session, '/v1/topics/burst/events?after=0', SSE)),
+      )
+      for (const stream of streams) await stream.until(() => stream.text.includes('id: 1\n'))
+      const pad = 'x'.repeat(200)
+      // Batches of 100, sent together: the events arrive live, faster than the connection sends them.
+      const answers = await Promise.all(
+        Array.from({ length: EVENTS / 100 }, (_, batch) =>
+          post(Array.from({ length: 100 }, (_, i) => ({ type: 'burst', data: { n: batch * 100 + i, pad } }))),
+        ),
+      )
+      for (const answer of answers) assert.equal(answer.status, 201, answer.body)
+      const last = `id: ${EVENTS + 1}\n`
+      for (const stream of streams) {
+        await stream.until(() => stream.ended || stream.text.slice(-1000).includes(last), 60_000)
+      }
+      for (const [index, stream] of streams.entries()) {
+        assert.equal(stream.ended, false, `stream ${index} was ended (${stream.stream.rstCode})`)
+        const ids = stream.sse().map((frame) => Number(frame.id))
+        assert.deepEqual(
+          ids,
+          Array.from({ length: EVENTS + 1 }, (_, i) => i + 1),
+          `stream ${index}: each event once, in order`,
+        )
+      }
+      const metrics = await h2fetch(session, '/metrics')
+      assert.doesNotMatch(metrics.body, /herald_slow_consumer_disconnects_total\{protocol="sse"\} [1-9]/)
+      for (const stream of streams) stream.close()
+    } finally {
+      session.destroy()
+      await server.close()
+    }
+  })
+
   test('draining ends HTTP/2 streams with the reconnect hint, and the server closes promptly', async () => {
     const server: TestServer = await start({ shutdownTimeoutMs: 10_000 })
     const session = h2session(server.url, made.cert.cert)
