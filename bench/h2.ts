@@ -3,10 +3,13 @@
 //
 // - memory: the server's RSS (its process tree, /proc) before and after opening BENCH_IDLE idle,
 //   subscribed SSE streams: over HTTP/2 as streams of few sessions (250 per session, under the
-//   server's 256), over HTTP/1.1 as one TLS connection each. A fresh server for each.
+//   server's 256), over HTTP/1.1 as one TLS connection each; Herald beside the bare node:http2 SSE
+//   loop (bench/peers/bare-sse.ts with a certificate: HTTP/2 and HTTP/1.1 on one port). A fresh
+//   server for each.
 // - fan-out: BENCH_SUBSCRIBERS SSE subscribers on one topic (HTTP/2: 250 per session; HTTP/1.1: one
 //   connection each), BENCH_EVENTS events published in batches of 100; the time from the first publish
-//   to the last subscriber's last event, in rounds, the two protocols in turn (a fresh server each).
+//   to the last subscriber's last event, in rounds, the two protocols in turn (a fresh server each),
+//   and how many streams the server cut as slow consumers.
 // The certificate is made by openssl for the run. Subscribers count `data:` lines (no JSON parsing).
 import { mkdtempSync, rmSync } from 'node:fs'
 import http2 from 'node:http2'
@@ -14,7 +17,7 @@ import { Agent, request } from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
 import { makeCert } from '../test/tls/clients.ts'
-import { round, rssKb, startHerald, type Target, table } from './lib.ts'
+import { round, rssKb, startHerald, startPeer, type Target, table } from './lib.ts'
 
 const IDLE = Number(process.env['BENCH_IDLE'] ?? 5000)
 const SUBSCRIBERS = Number(process.env['BENCH_SUBSCRIBERS'] ?? 1000)
@@ -30,6 +33,8 @@ type Protocol = 'h2' | 'h1'
 class Subscriber {
   readonly done: Promise<number>
   opened: Promise<void> = Promise.resolve()
+  /** Its answer came (HTTP/1.1: a connection that failed before is opened again, see openStreams). */
+  connected = false
   finished = false
   private count = 0
   private tail = ''
@@ -60,7 +65,7 @@ class Subscriber {
 }
 
 /** Opens `count` SSE streams over `protocol`; returns them and a function that closes them all. */
-function openStreams(url: string, protocol: Protocol, count: number, expected: number) {
+function openStreams(url: string, path: string, protocol: Protocol, count: number, expected: number) {
   const closers: Array<() => void> = []
   const subscribers: Subscriber[] = []
   const agent = new Agent({
@@ -85,25 +90,35 @@ function openStreams(url: string, protocol: Protocol, count: number, expected: n
         closers.push(() => current.destroy())
         session = current
       }
-      const stream = session!.request({ ':path': PATH, accept: 'text/event-stream' })
+      const stream = session!.request({ ':path': path, accept: 'text/event-stream' })
       stream.setEncoding('utf8')
       stream.on('error', () => {})
       stream.on('data', subscriber.onChunk)
       subscriber.opened = new Promise((resolve) => stream.once('response', () => resolve()))
     } else {
       subscriber.opened = new Promise((resolve) => {
-        const req = request(
-          `${url}${PATH}`,
-          { agent, headers: { accept: 'text/event-stream' } },
-          (response) => {
-            resolve()
-            response.setEncoding('utf8')
-            response.on('data', subscriber.onChunk)
-          },
-        )
-        req.on('error', () => {})
-        req.end()
-        closers.push(() => req.destroy())
+        // Thousands of TLS handshakes at once: the odd one is reset before it completes (the listen
+        // backlog overflows). The subscriber connects again, as a client would.
+        const open = () => {
+          const req = request(
+            `${url}${path}`,
+            { agent, headers: { accept: 'text/event-stream' } },
+            (response) => {
+              resolve()
+              response.setEncoding('utf8')
+              response.on('data', subscriber.onChunk)
+            },
+          )
+          req.on('error', () => {
+            if (!subscriber.connected) setTimeout(open, 100)
+          })
+          req.once('response', () => {
+            subscriber.connected = true
+          })
+          req.end()
+          closers.push(() => req.destroy())
+        }
+        open()
       })
     }
     subscribers.push(subscriber)
@@ -146,12 +161,24 @@ async function publishAll(url: string): Promise<void> {
   }
 }
 
-async function memory(certificate: { cert: string; key: string }, protocol: Protocol) {
-  const target = await startTls(certificate)
+/** The server whose idle streams are counted: Herald, or the bare node:http2 SSE loop (bench/peers). */
+type Server = 'herald' | 'bare'
+
+async function memory(certificate: { cert: string; key: string }, server: Server, protocol: Protocol) {
+  const target =
+    server === 'herald'
+      ? await startTls(certificate)
+      : await startPeer(
+          'bare-sse (TLS)',
+          'bare-sse.ts',
+          { BARE_TLS_CERT: certificate.cert, BARE_TLS_KEY: certificate.key },
+          'https',
+        )
   try {
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const before = rssKb(target.child.pid!)
-    const { subscribers, close } = openStreams(target.url, protocol, IDLE, 0)
+    const path = server === 'herald' ? PATH : '/stream'
+    const { subscribers, close } = openStreams(target.url, path, protocol, IDLE, 0)
     await Promise.all(subscribers.map((s) => s.opened))
     await new Promise((resolve) => setTimeout(resolve, 2000))
     const after = rssKb(target.child.pid!)
@@ -162,10 +189,20 @@ async function memory(certificate: { cert: string; key: string }, protocol: Prot
   }
 }
 
+/** herald_slow_consumer_disconnects_total, all protocols: the streams the server cut. */
+async function slowConsumerCuts(url: string): Promise<number> {
+  const metrics = await (await fetch(`${url}/metrics`)).text()
+  let cuts = 0
+  for (const line of metrics.split('\n')) {
+    if (line.startsWith('herald_slow_consumer_disconnects_total')) cuts += Number(line.split(' ').at(-1))
+  }
+  return cuts
+}
+
 async function fanOut(certificate: { cert: string; key: string }, protocol: Protocol) {
   const target = await startTls(certificate)
   try {
-    const { subscribers, close } = openStreams(target.url, protocol, SUBSCRIBERS, EVENTS)
+    const { subscribers, close } = openStreams(target.url, PATH, protocol, SUBSCRIBERS, EVENTS)
     await Promise.all(subscribers.map((s) => s.opened))
     const started = performance.now()
     await publishAll(target.url)
@@ -180,14 +217,13 @@ async function fanOut(certificate: { cert: string; key: string }, protocol: Prot
     close()
     if (ends === 'late') {
       const finished = subscribers.filter((s) => s.finished).length
-      const metrics = await (await fetch(`${target.url}/metrics`)).text()
-      const slow = metrics.split('\n').filter((line) => line.startsWith('herald_slow_consumer'))
+      const cuts = await slowConsumerCuts(target.url)
       throw new Error(
-        `${protocol}: ${SUBSCRIBERS - finished} of ${SUBSCRIBERS} subscribers did not get every event in 60 s; the server counted: ${slow.join('; ') || 'no slow consumer'}`,
+        `${protocol}: ${SUBSCRIBERS - finished} of ${SUBSCRIBERS} subscribers did not get every event in 60 s; the server cut ${cuts} as slow consumers`,
       )
     }
     const seconds = (Math.max(...ends) - started) / 1000
-    return { seconds, deliveries: (SUBSCRIBERS * EVENTS) / seconds }
+    return { seconds, deliveries: (SUBSCRIBERS * EVENTS) / seconds, cuts: await slowConsumerCuts(target.url) }
   } finally {
     await target.stop()
   }
@@ -202,17 +238,28 @@ export async function runH2(): Promise<string> {
     const certificate = { cert: made.certFile, key: made.keyFile }
     const memoryRows: Array<Array<string | number>> = []
     for (const protocol of ['h1', 'h2'] as const) {
-      const result = await memory(certificate, protocol)
-      process.stderr.write(`memory ${protocol}: ${round(result.perStream, 2)} KB per idle stream\n`)
-      memoryRows.push([
-        protocol === 'h2' ? `HTTP/2 (${PER_SESSION} streams per session)` : 'HTTP/1.1 over TLS',
-        IDLE,
-        round(result.before / 1024, 1),
-        round(result.after / 1024, 1),
-        round(result.perStream, 2),
-      ])
+      let bare = 0
+      for (const server of ['bare', 'herald'] as const) {
+        const result = await memory(certificate, server, protocol)
+        process.stderr.write(
+          `memory ${server} ${protocol}: ${round(result.perStream, 2)} KB per idle stream\n`,
+        )
+        if (server === 'bare') bare = result.perStream
+        memoryRows.push([
+          server === 'herald' ? 'Herald' : 'bare node:http2 SSE loop (bench/peers/bare-sse.ts)',
+          protocol === 'h2' ? `HTTP/2 (${PER_SESSION} streams per session)` : 'HTTP/1.1 over TLS',
+          IDLE,
+          round(result.before / 1024, 1),
+          round(result.after / 1024, 1),
+          round(result.perStream, 2),
+          server === 'herald' ? `${round(result.perStream / bare, 2)}×` : '1.00×',
+        ])
+      }
     }
-    const runs: Record<Protocol, Array<{ seconds: number; deliveries: number }>> = { h1: [], h2: [] }
+    const runs: Record<Protocol, Array<{ seconds: number; deliveries: number; cuts: number }>> = {
+      h1: [],
+      h2: [],
+    }
     for (let r = 0; r < ROUNDS; r++) {
       for (const protocol of ['h1', 'h2'] as const) {
         const result = await fanOut(certificate, protocol)
@@ -228,7 +275,15 @@ export async function runH2(): Promise<string> {
       `SSE over HTTP/2 and HTTP/1.1, both over TLS (a self-signed P-256 certificate); ${os.cpus().length} CPUs, Node ${process.version}`,
       '',
       table(
-        ['idle SSE streams over', 'streams', 'RSS before MB', 'RSS after MB', 'KB per idle stream'],
+        [
+          'server',
+          'idle SSE streams over',
+          'streams',
+          'RSS before MB',
+          'RSS after MB',
+          'KB per idle stream',
+          'vs bare loop',
+        ],
         memoryRows,
       ),
       '',
@@ -240,6 +295,7 @@ export async function runH2(): Promise<string> {
           'seconds to the last event (median)',
           'deliveries/s (median)',
           'deliveries/s by round',
+          'streams cut as slow consumers',
         ],
         (['h1', 'h2'] as const).map((protocol) => [
           protocol === 'h2' ? `HTTP/2 (${PER_SESSION} streams per session)` : 'HTTP/1.1 over TLS',
@@ -248,6 +304,7 @@ export async function runH2(): Promise<string> {
           round(median(runs[protocol].map((run) => run.seconds)), 2),
           round(median(runs[protocol].map((run) => run.deliveries))),
           runs[protocol].map((run) => round(run.deliveries)).join(' / '),
+          runs[protocol].map((run) => run.cuts).join(' / '),
         ]),
       ),
       '',

@@ -71,10 +71,32 @@ export async function startHerald(
 }
 
 export async function startBareFastify(): Promise<Target> {
-  return startProcess('bare fastify', [join(ROOT, 'bench/peers/bare-fastify.ts')], (line) => {
-    const port = (JSON.parse(line) as { port?: number }).port
-    return port ? `http://127.0.0.1:${port}` : undefined
-  })
+  return startPeer('bare fastify', 'bare-fastify.ts')
+}
+
+/**
+ * One of bench/peers/, which reports its port as a JSON line (peer-util.ts reportListening);
+ * `scheme`: https for a peer started with TLS.
+ */
+export function startPeer(
+  name: string,
+  file: string,
+  env: NodeJS.ProcessEnv = {},
+  scheme: 'http' | 'https' = 'http',
+): Promise<Target> {
+  return startProcess(
+    name,
+    [join(ROOT, 'bench/peers', file)],
+    (line) => {
+      try {
+        const port = (JSON.parse(line) as { port?: number }).port
+        return port ? `${scheme}://127.0.0.1:${port}` : undefined
+      } catch {
+        return undefined
+      }
+    },
+    { ...process.env, ...env },
+  )
 }
 
 export interface LoadResult {
