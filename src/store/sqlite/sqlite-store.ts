@@ -67,9 +67,12 @@ export interface SqliteStoreOptions {
   firstDeliveryDelayMs?: number
 }
 
-/** Rows per statement run of a read: the first, and at most (see read). */
+/**
+ * Rows per statement run of a read: the first, and at most (see read). A run costs a B-tree search and
+ * a call into node:sqlite: a catch-up page (1,000 events) or a poll of 1,000 is two runs of small events.
+ */
 const FIRST_CHUNK = 32
-const READ_CHUNK = 256
+const READ_CHUNK = 1024
 
 /** How often, at most, a store that failed to write tries a write again when asked whether it can. */
 const PROBE_INTERVAL_MS = 1000
