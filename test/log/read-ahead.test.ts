@@ -18,7 +18,7 @@ class MemoryStore {
 
   constructor(count: number) {
     for (let seq = 1; seq <= count; seq++) {
-      this.events.push({ topic: 't', seq, id: String(seq), json: `{"type":"tick","seq":${seq}}` })
+      this.events.push({ topic: 't', seq, json: `{"type":"tick","seq":${seq}}` })
     }
   }
   head(): number {
@@ -134,7 +134,7 @@ describe('polls read ahead', () => {
   test('pages read ahead stay within the byte budget', async () => {
     const ahead = new ReadAhead({ maxBytes: 100 })
     const page = (bytes: number) => async (): Promise<Page> => ({
-      events: [{ topic: 't', seq: 1, id: '1', json: 'x'.repeat(bytes) }],
+      events: [{ topic: 't', seq: 1, json: 'x'.repeat(bytes) }],
       next: 1,
       gap: undefined,
     })

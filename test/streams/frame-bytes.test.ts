@@ -17,7 +17,6 @@ const TEXTS = ['plain', 'café', '€', '😀', 'a😀b', 'ü€😀', 'x'.repea
 const event = (seq: number, data: string): StoredEvent => ({
   topic: 't',
   seq,
-  id: String(seq),
   json: JSON.stringify({ data, seq }),
 })
 

@@ -227,13 +227,13 @@ export class SqliteStore implements Store {
     for (;;) {
       const want = Math.min(chunk, limit - events.length)
       const rows = this.statements.readEvents.all(topic, afterSeq, want) as unknown as Array<
-        [seq: number, id: string, body: string]
+        [seq: number, body: string]
       >
       // A later chunk that does not follow on (retention ran in between) is left to the next read,
       // which reports the gap: a page never jumps after its first event.
       if (events.length > 0 && rows.length > 0 && rows[0]![0] !== afterSeq + 1) return events
-      for (const [seq, id, body] of rows) {
-        events.push({ topic, seq, id, json: body })
+      for (const [seq, body] of rows) {
+        events.push({ topic, seq, json: body })
         bytes += body.length
         if (bytes >= maxBytes) return events
       }
