@@ -6,10 +6,13 @@
 // Environment, with defaults:
 //   BENCH_EVENTS=200000   events in the topic
 //   BENCH_ROUNDS=5        rounds; the targets are read in turn in each round
-//   BENCH_TARGETS=scan,sse,ndjson,polls   which targets, in this order:
-//                scan    node:sqlite in this process, Herald's file opened read-only: Herald's own read
-//                        statement (SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM
-//                        topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT 1000), page after page
+//   BENCH_TARGETS=scan,scan-lean,sse,ndjson,polls   which targets, in this order:
+//                scan    node:sqlite in this process, Herald's file opened read-only: the read statement
+//                        Herald had when issue 17 was measured (SELECT seq, id, body FROM events WHERE
+//                        topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq
+//                        LIMIT 1000), page after page: the yardstick every % is of
+//                scan-lean  the same without id, as Herald reads since it stopped fetching it (886da18):
+//                        its "% of the scan" says how much faster a scan of only what Herald reads is
 //                sse     GET /v1/topics/bench/events?after=0, Accept: text/event-stream, read until
 //                        the event of seq BENCH_EVENTS, every `id:` checked to follow the one before
 //                ndjson  the same with Accept: application/x-ndjson, every event's data.order checked
@@ -34,7 +37,9 @@ import { cpuSeconds, fillTopic, ROOT, round, startHerald, table } from './lib.ts
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
 const ROUNDS = Number(env['BENCH_ROUNDS'] ?? 5)
-const TARGET_NAMES = (env['BENCH_TARGETS'] ?? 'scan,sse,ndjson,polls').split(',').map((name) => name.trim())
+const TARGET_NAMES = (env['BENCH_TARGETS'] ?? 'scan,scan-lean,sse,ndjson,polls')
+  .split(',')
+  .map((name) => name.trim())
 const COMPARE = env['BENCH_COMPARE']
 const TOPIC = 'bench'
 const FILL_BATCH = 1000
@@ -209,12 +214,18 @@ async function polls(url: string, agent: Agent): Promise<{ seconds: number; byte
   return { seconds: (performance.now() - started) / 1000, bytes }
 }
 
-/** The raw scan: Herald's own read statement on its own file, in this process. */
-function scanner(dataDir: string): { read(): { seconds: number; bytes: number }; close(): void } {
+/**
+ * The raw scan on Herald's file, in this process: `columns` 'seq, id, body' (the statement Herald read
+ * with when issue 17 was measured, the yardstick) or 'seq, body' (src/store/sqlite/database.ts
+ * readEvents now).
+ */
+function scanner(
+  dataDir: string,
+  columns: 'seq, id, body' | 'seq, body',
+): { read(): { seconds: number; bytes: number }; close(): void } {
   const db = new DatabaseSync(join(dataDir, 'herald.db'), { readOnly: true })
-  // The same statement as src/store/sqlite/database.ts readEvents.
   const statement = db.prepare(
-    'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
+    `SELECT ${columns} FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?`,
   )
   return {
     read() {
@@ -223,7 +234,7 @@ function scanner(dataDir: string): { read(): { seconds: number; bytes: number };
       let bytes = 0
       let count = 0
       for (;;) {
-        const rows = statement.all(TOPIC, after, PAGE) as Array<{ seq: number; id: string; body: string }>
+        const rows = statement.all(TOPIC, after, PAGE) as Array<{ seq: number; body: string }>
         for (const row of rows) bytes += row.body.length
         count += rows.length
         if (rows.length < PAGE) break
@@ -285,8 +296,8 @@ async function heraldTargets(herald: Herald, stops: Array<() => Promise<void>>):
         scan: false,
         read: () => meter(herald.pid, () => polls(herald.url, agent)),
       })
-    } else if (name !== 'scan') {
-      throw new Error(`BENCH_TARGETS: no target "${name}" (scan, sse, ndjson, polls)`)
+    } else if (name !== 'scan' && name !== 'scan-lean') {
+      throw new Error(`BENCH_TARGETS: no target "${name}" (scan, scan-lean, sse, ndjson, polls)`)
     }
   }
   return targets
@@ -300,13 +311,18 @@ export async function runReplay(): Promise<string> {
     const herald = await startFilled(ROOT, 'this checkout', notes)
     stops.push(herald.stop)
     const targets: Target[] = []
-    if (TARGET_NAMES.includes('scan')) {
-      const scan = scanner(herald.dataDir)
+    for (const [name, columns] of [
+      ['scan', 'seq, id, body'],
+      ['scan-lean', 'seq, body'],
+    ] as const) {
+      if (!TARGET_NAMES.includes(name)) continue
+      const scan = scanner(herald.dataDir, columns)
       stops.push(async () => scan.close())
       scan.read()
       targets.push({
-        name: `raw scan (node:sqlite, pages of ${PAGE})`,
-        scan: true,
+        name: `raw scan (node:sqlite, pages of ${PAGE}${name === 'scan' ? '' : ', seq and body only'})`,
+        // The first scan is the yardstick (see targets.find below).
+        scan: name === 'scan',
         read: () => meter(undefined, scan.read),
       })
     }
@@ -344,7 +360,8 @@ export async function runReplay(): Promise<string> {
         scanMedian ? `${round((100 * events) / scanMedian, 1)}%` : '–',
         paired ? `${round(100 * paired, 1)}%` : '–',
         round(median(all.map((each) => each.bytes / each.seconds / 1e6)), 1),
-        target.scan ? '–' : round(median(all.map((each) => each.serverCpuUs)), 2),
+        // No server for a scan (NaN).
+        Number.isNaN(all[0]!.serverCpuUs) ? '–' : round(median(all.map((each) => each.serverCpuUs)), 2),
         round(median(all.map((each) => each.clientCpuUs)), 2),
         rates.map((each) => round(each)).join(' / '),
         all.map((each) => each.load).join(' / '),

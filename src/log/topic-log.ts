@@ -5,6 +5,7 @@ import type { CompiledFilter } from '../core/filter.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, EventStore } from '../store/store.ts'
 import { emptyReadGap, Feeds, type Gap, gapCursor, type Sink, type Subscription } from './feeds.ts'
+import { jsonBytes, ReadAhead } from './read-ahead.ts'
 
 /**
  * The one path every event takes, whatever protocol brought it: store it durably, then announce the
@@ -16,6 +17,7 @@ export class TopicLog {
   readonly bus: Bus
   readonly feeds: Feeds
   private readonly metrics: Metrics
+  private readonly readAhead = new ReadAhead()
   /** Told when stored events created webhook deliveries (the dispatcher then looks at once). */
   onDeliveries: () => void = () => {}
   /**
@@ -72,17 +74,23 @@ export class TopicLog {
    * looked at (then the answer may have fewer events, even none, and a `next` further on).
    */
   async readPage(topic: string, afterSeq: number, limit: number, filter?: CompiledFilter): Promise<Page> {
+    if (filter === undefined) {
+      // A reader paging through a backlog: the page after a full one is read ahead (see ReadAhead).
+      const page =
+        (await this.readAhead.take(topic, afterSeq, limit)) ?? (await this.readEvents(topic, afterSeq, limit))
+      if (page.events.length === limit && page.gap === undefined) {
+        const next = page.next
+        this.readAhead.schedule(topic, next, limit, jsonBytes(page), () =>
+          this.readEvents(topic, next, limit),
+        )
+      }
+      return page
+    }
     // With a filter, pages of at least FILTER_PAGE events: a small `limit` and rare matches must not
     // cost a store read per event looked at.
-    const pageSize = filter === undefined ? limit : Math.max(limit, FILTER_PAGE)
+    const pageSize = Math.max(limit, FILTER_PAGE)
     const events = await this.store.read(topic, afterSeq, pageSize)
-    const gap =
-      events.length > 0
-        ? events[0]!.seq > afterSeq + 1
-          ? { topic, after: afterSeq, first_seq: events[0]!.seq, reason: 'pruned' as const }
-          : undefined
-        : await emptyReadGap(this.store, topic, afterSeq)
-    if (filter === undefined) return pageOf(events, afterSeq, gap)
+    const gap = await readGap(this.store, topic, afterSeq, events)
     const kept: StoredEvent[] = []
     let scanned = events.length === 0 ? undefined : events.at(-1)!.seq
     let batch = events
@@ -103,6 +111,12 @@ export class TopicLog {
       scanned = batch.at(-1)!.seq
     }
     return pageOf(kept, afterSeq, gap, scanned)
+  }
+
+  /** A page of events after `afterSeq` without a filter, and its gap (see readPage). */
+  private async readEvents(topic: string, afterSeq: number, limit: number): Promise<Page> {
+    const events = await this.store.read(topic, afterSeq, limit)
+    return pageOf(events, afterSeq, await readGap(this.store, topic, afterSeq, events))
   }
 
   /** Delivers the events of `topic` after `after` to `sink`: the backlog first, then live. */
@@ -182,6 +196,18 @@ export interface Page {
   events: StoredEvent[]
   next: number
   gap: Gap | undefined
+}
+
+/** The gap before a read's events (see Gap): they start past `afterSeq + 1`, or there are none. */
+async function readGap(
+  store: EventStore,
+  topic: string,
+  afterSeq: number,
+  events: StoredEvent[],
+): Promise<Gap | undefined> {
+  if (events.length === 0) return emptyReadGap(store, topic, afterSeq)
+  const first = events[0]!.seq
+  return first > afterSeq + 1 ? { topic, after: afterSeq, first_seq: first, reason: 'pruned' } : undefined
 }
 
 /**

@@ -83,13 +83,13 @@ export function planAppend(
       }
       const repeat = lookups.storedEvent(event.source, event.id)
       if (repeat) {
-        stored.push({ topic, seq: repeat.seq, id: event.id, json: repeat.body })
+        stored.push({ topic, seq: repeat.seq, json: repeat.body })
         continue
       }
     }
     next += 1
     const json = withPosition(event.body, next)
-    const storedEvent = { topic, seq: next, id: event.id, json }
+    const storedEvent = { topic, seq: next, json }
     rows.push({ seq: next, id: event.id, source: key === undefined ? null : event.source, json })
     if (key !== undefined) storedInThisRequest.set(key, storedEvent)
     stored.push(storedEvent)

@@ -59,23 +59,31 @@ export class BatchFrameCache {
 
   /**
    * One allocation for the batch, each piece encoded into it in place: no string or Buffer per event.
-   * Short ASCII pieces are set byte by byte: a write call costs more than the few bytes it writes.
+   * Short ASCII pieces are set byte by byte: a write call costs more than the few bytes it writes. Sized
+   * first as if every event's JSON were ASCII (see writeAsciiJson), which spares a Buffer.byteLength
+   * per event; a batch with other characters is sized exactly and built again.
    */
   private build(events: readonly StoredEvent[]): Buffer {
-    const { before, after, tail, head } = this
-    const heads: string[] | undefined = head === undefined ? undefined : new Array(events.length)
+    const heads: string[] | undefined = this.head === undefined ? undefined : events.map(this.head)
+    return this.encode(events, heads, false) ?? (this.encode(events, heads, true) as Buffer)
+  }
+
+  /** The batch's frames, or undefined when sized as ASCII (`exact` false) and some JSON is not. */
+  private encode(
+    events: readonly StoredEvent[],
+    heads: string[] | undefined,
+    exact: boolean,
+  ): Buffer | undefined {
+    const { before, after, tail } = this
     const fixed = before.length + after.length + tail.length
     let size = 0
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
-      size += fixed + Buffer.byteLength(event.json)
-      if (heads !== undefined) {
-        const text = head!(event)
-        heads[i] = text
-        size += Buffer.byteLength(text)
-      } else if (before.length > 0) size += digits(event.seq)
+      size += fixed + (exact ? Buffer.byteLength(event.json) : event.json.length)
+      if (heads !== undefined) size += Buffer.byteLength(heads[i]!)
+      else if (before.length > 0) size += digits(event.seq)
     }
-    const frames = Buffer.allocUnsafe(size)
+    const frames = Buffer.allocUnsafe(exact ? size : size + ASCII_SLACK)
     let at = 0
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!
@@ -92,11 +100,34 @@ export class BatchFrameCache {
         at = end
       }
       for (let k = 0; k < after.length; k++) frames[at++] = after[k]!
-      at += frames.write(event.json, at, 'utf8')
+      if (exact) at += frames.write(event.json, at, 'utf8')
+      else {
+        at = writeAsciiJson(frames, event.json, at)
+        if (at === -1) return undefined
+      }
       for (let k = 0; k < tail.length; k++) frames[at++] = tail[k]!
     }
-    return frames
+    return exact ? frames : frames.subarray(0, size)
   }
+}
+
+/** The bytes a buffer sized for ASCII JSON has to spare at its end: see writeAsciiJson. */
+export const ASCII_SLACK = 4
+
+/**
+ * Writes `json` as UTF-8 at `at` in a buffer sized as if it and all the JSON after it were ASCII (a
+ * byte per UTF-16 code unit) plus ASCII_SLACK bytes. Returns where it ends, or -1 if it is not ASCII
+ * (the buffer is then too small, and may hold part of it: size it exactly and start again).
+ *
+ * Why the check is sound: ASCII text is as many bytes as code units, any other character more (2 to 4
+ * bytes for 1 or 2 units, a lone surrogate 3), so a whole write of other text is longer than `json`.
+ * A write cut short by the end of the buffer stops before a character that does not fit (at most 4
+ * bytes), so at most 3 bytes are left, and at least `json.length` + ASCII_SLACK were: it too wrote more
+ * than `json.length` bytes.
+ */
+export function writeAsciiJson(target: Buffer, json: string, at: number): number {
+  const written = target.write(json, at, 'utf8')
+  return written === json.length ? at + written : -1
 }
 
 /** How many decimal digits a non-negative integer has. */

@@ -16,7 +16,7 @@ class MemoryStore {
     const head = this.head()
     for (let i = 1; i <= count; i++) {
       const seq = head + i
-      this.events.push({ topic: 't', seq, id: String(seq), json: `{"seq":${seq}}` })
+      this.events.push({ topic: 't', seq, json: `{"seq":${seq}}` })
     }
     return this.head()
   }

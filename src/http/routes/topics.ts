@@ -6,6 +6,7 @@ import { isJsonMediaType, parseBinaryEvent, parseEventBody, type StoredEvent } f
 import { assertConfigurable, assertPublishable, validateTopic } from '../../core/topic.ts'
 import type { Page } from '../../log/topic-log.ts'
 import type { TopicInfo, TopicTypes } from '../../store/store.ts'
+import { ASCII_SLACK, writeAsciiJson } from '../../streams/frame-cache.ts'
 import type { HttpContext } from '../context.ts'
 import { integerParam, MAX_SEQ, type Query, stringParam } from '../params.ts'
 import { schemas } from '../schemas/routes.ts'
@@ -225,20 +226,29 @@ async function readEvents(
 
 /**
  * `{"events":[…` then `end`: the stored JSON of each event, encoded into one Buffer in place (no parse,
- * no joined string to flatten and encode again on the socket).
+ * no joined string to flatten and encode again on the socket). Sized first as if the JSON were ASCII
+ * (no Buffer.byteLength per event, see writeAsciiJson), exactly if it is not.
  */
 function pageBody(events: StoredEvent[], end: string): Buffer {
+  return encodePage(events, end, false) ?? (encodePage(events, end, true) as Buffer)
+}
+
+function encodePage(events: StoredEvent[], end: string, exact: boolean): Buffer | undefined {
   const start = '{"events":['
   let size = start.length + Buffer.byteLength(end) + Math.max(events.length - 1, 0)
-  for (const event of events) size += Buffer.byteLength(event.json)
-  const body = Buffer.allocUnsafe(size)
+  for (const event of events) size += exact ? Buffer.byteLength(event.json) : event.json.length
+  const body = Buffer.allocUnsafe(exact ? size : size + ASCII_SLACK)
   let at = body.write(start, 0, 'latin1')
   for (let i = 0; i < events.length; i++) {
     if (i > 0) body[at++] = 0x2c // ','
-    at += body.write(events[i]!.json, at, 'utf8')
+    if (exact) at += body.write(events[i]!.json, at, 'utf8')
+    else {
+      at = writeAsciiJson(body, events[i]!.json, at)
+      if (at === -1) return undefined
+    }
   }
   body.write(end, at, 'utf8')
-  return body
+  return exact ? body : body.subarray(0, size)
 }
 
 function parsePublishBody(request: FastifyRequest): ReturnType<typeof parseEventBody> {

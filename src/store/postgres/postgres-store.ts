@@ -181,16 +181,16 @@ export class PostgresStore implements Store {
   read(topic: string, afterSeq: number, limit: number, maxBytes = MAX_READ_BYTES): Promise<StoredEvent[]> {
     return this.run(async () => {
       // The byte budget is applied in the database: the rows past it are never sent.
-      const result = await this.pool.query<{ seq: number; id: string; body: string }>({
+      const result = await this.pool.query<{ seq: number; body: string }>({
         name: 'herald-read',
-        text: `SELECT seq, id, body FROM (
-            SELECT seq, id, body, sum(length(body)) OVER (ORDER BY seq) - length(body) AS before
+        text: `SELECT seq, body FROM (
+            SELECT seq, body, sum(length(body)) OVER (ORDER BY seq) - length(body) AS before
             FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = $1) AND seq > $2
             ORDER BY seq LIMIT $3) page
           WHERE before < $4 ORDER BY seq`,
         values: [topic, afterSeq, limit, maxBytes],
       })
-      return result.rows.map((row) => ({ topic, seq: row.seq, id: row.id, json: row.body }))
+      return result.rows.map((row) => ({ topic, seq: row.seq, json: row.body }))
     })
   }
 

@@ -109,11 +109,11 @@ export function prepareStatements(db: DatabaseSync) {
       'INSERT INTO events (topic_id, seq, id, source, stored_at, body) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     eventBySourceAndId: prepare('SELECT seq, body FROM events WHERE topic_id = ? AND source = ? AND id = ?'),
-    // Rows as arrays [seq, id, body]: no object with named properties to build per row (a third of
-    // the cost of a catch-up read).
+    // Rows as arrays [seq, body]: no object with named properties to build per row (a third of the
+    // cost of a catch-up read), and no id (it is in the body): a string fewer per row.
     readEvents: arrays(
       prepare(
-        'SELECT seq, id, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
+        'SELECT seq, body FROM events WHERE topic_id = (SELECT id FROM topics WHERE name = ?) AND seq > ? ORDER BY seq LIMIT ?',
       ),
     ),
     firstSeq: prepare('SELECT MIN(seq) AS seq FROM events WHERE topic_id = ?'),
