@@ -3,48 +3,10 @@ import { test } from 'node:test'
 import { LocalBus } from '../../src/bus/local.ts'
 import type { StoredEvent } from '../../src/core/event.ts'
 import { Feeds, type Gap } from '../../src/log/feeds.ts'
-import type { EventStore, TopicInfo } from '../../src/store/store.ts'
+import type { EventStore } from '../../src/store/store.ts'
+import { MemoryStore } from './memory-store.ts'
 
 /** Retention racing a subscription: events pruned between its pages, and before the Feed reads them. */
-
-class MemoryStore {
-  events: StoredEvent[] = []
-  /** Called before each read: where a test prunes "concurrently". */
-  beforeRead: (afterSeq: number) => void = () => {}
-
-  append(count: number): number {
-    const head = this.head()
-    for (let i = 1; i <= count; i++) {
-      const seq = head + i
-      this.events.push({ topic: 't', seq, json: `{"seq":${seq}}` })
-    }
-    return this.head()
-  }
-  head(): number {
-    return this.events.at(-1)?.seq ?? 0
-  }
-  pruneTo(first: number): void {
-    this.events = this.events.filter((event) => event.seq >= first)
-  }
-  async read(_topic: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    this.beforeRead(afterSeq)
-    return this.events.filter((event) => event.seq > afterSeq).slice(0, limit)
-  }
-  async heads(): Promise<Map<string, number>> {
-    return new Map([['t', this.head()]])
-  }
-  async topic(): Promise<TopicInfo> {
-    return {
-      topic: 't',
-      head_seq: this.head(),
-      first_seq: this.events[0]?.seq ?? this.head() + 1,
-      events: this.events.length,
-      created_at: '',
-      retention: { max_age_ms: null, max_events: null },
-      types: 'any',
-    }
-  }
-}
 
 function collect() {
   const seen: Array<number | Gap> = []

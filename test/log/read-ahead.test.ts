@@ -1,52 +1,14 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { LocalBus } from '../../src/bus/local.ts'
-import type { StoredEvent } from '../../src/core/event.ts'
 import { parseFilter } from '../../src/core/filter.ts'
 import { ReadAhead } from '../../src/log/read-ahead.ts'
 import { type Page, TopicLog } from '../../src/log/topic-log.ts'
 import { createMetrics } from '../../src/metrics/metrics.ts'
-import type { EventStore, TopicInfo } from '../../src/store/store.ts'
+import type { EventStore } from '../../src/store/store.ts'
+import { MemoryStore } from './memory-store.ts'
 
 /** Short polls paging through a backlog: the page after a full one is read ahead (src/log/read-ahead.ts). */
-
-class MemoryStore {
-  events: StoredEvent[] = []
-  /** The `afterSeq` of every read, in order. */
-  reads: number[] = []
-  failNext = false
-
-  constructor(count: number) {
-    for (let seq = 1; seq <= count; seq++) {
-      this.events.push({ topic: 't', seq, json: `{"type":"tick","seq":${seq}}` })
-    }
-  }
-  head(): number {
-    return this.events.at(-1)?.seq ?? 0
-  }
-  async read(_topic: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    this.reads.push(afterSeq)
-    if (this.failNext) {
-      this.failNext = false
-      throw new Error('read failed')
-    }
-    return this.events.filter((event) => event.seq > afterSeq).slice(0, limit)
-  }
-  async heads(): Promise<Map<string, number>> {
-    return new Map([['t', this.head()]])
-  }
-  async topic(): Promise<TopicInfo> {
-    return {
-      topic: 't',
-      head_seq: this.head(),
-      first_seq: this.events[0]?.seq ?? this.head() + 1,
-      events: this.events.length,
-      created_at: '',
-      retention: { max_age_ms: null, max_events: null },
-      types: 'any',
-    }
-  }
-}
 
 const turn = () => new Promise((resolve) => setImmediate(resolve))
 const seqs = (page: Page) => page.events.map((event) => event.seq)
