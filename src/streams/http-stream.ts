@@ -171,7 +171,8 @@ interface Outlet {
 /** HTTP/1.1: the stream takes the socket over from node's HTTP server, status line and all. */
 function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
   const preamble = head(reply, framing)
-  // Freed from node's HTTP server and its parser (src/http/take-over.ts): an idle stream keeps little more than its socket.
+  // Freed from node's HTTP server and its parser (src/http/take-over.ts): an idle stream keeps little
+  // more than its socket.
   const socket: Socket = takeOverSocket(reply.request.raw, reply.raw)
   socket.setNoDelay(true)
   socket.write(preamble)
