@@ -61,7 +61,7 @@ export function takeOverSocket(request: IncomingMessage, response: ServerRespons
   // Not in a closure here: the socket's listeners would share its scope and keep the parser (and the
   // request it holds) alive.
   setImmediate(closeParser, parser)
-  socket.on('end', () => socket.end())
+  socket.on('end', endSocket)
   // A reset or a write after the client left: the socket is destroyed, and its 'close' ends the stream.
   socket.on('error', ignoreError)
   // Node pauses a connection whose answers back up, and its request when unread: read on.
@@ -75,6 +75,11 @@ function readAndDiscard(socket: Socket): void {
     ignored += chunk.length
     if (ignored > MAX_IGNORED_BYTES) socket.destroy()
   })
+}
+
+/** The client ended its side: the server ends its own once what it wrote is sent (node's server does). */
+function endSocket(this: Socket): void {
+  this.end()
 }
 
 function closeParser(parser: HttpParser): void {
