@@ -29,6 +29,12 @@ const SERVER_LISTENERS = [
 type Listener = (...args: unknown[]) => void
 
 /**
+ * The connections taken over, by server (net's `socket.server`): node's closeAllConnections finds a
+ * connection through its parser, so it no longer knows these (closeTakenOver does).
+ */
+const takenOver = new WeakMap<object, Set<Socket>>()
+
+/**
  * Takes an HTTP/1.1 connection over from node's HTTP server for an answer that never ends (an SSE or
  * NDJSON stream), as node itself does when a request upgrades to WebSocket (onParserExecuteCommon in
  * lib/_http_server.js): the server's listeners come off the socket and its parser is freed. Otherwise
@@ -62,6 +68,17 @@ export function takeOverSocket(request: IncomingMessage, response: ServerRespons
   // request it holds) alive.
   setImmediate(closeParser, parser)
   socket.on('end', endSocket)
+  // Once the server has ended the stream and its last bytes are sent, the connection is closed
+  // without waiting for the client's FIN (node's server does the same after a `Connection: close`
+  // answer, destroySoon): the socket is half-open otherwise, for as long as the client likes.
+  socket.on('finish', destroySocket)
+  const server = (socket as Socket & { server?: object }).server
+  if (server !== undefined) {
+    const sockets = takenOver.get(server) ?? new Set<Socket>()
+    takenOver.set(server, sockets)
+    sockets.add(socket)
+    socket.on('close', forgetTakenOver)
+  }
   // A reset or a write after the client left: the socket is destroyed, and its 'close' ends the stream.
   socket.on('error', ignoreError)
   // Node pauses a connection whose answers back up, and its request when unread: read on.
@@ -77,9 +94,26 @@ function readAndDiscard(socket: Socket): void {
   })
 }
 
+/**
+ * Destroys the connections taken over from `server` that are still open: with closeAllConnections,
+ * what ends a drain whose grace period is over (a client that neither reads nor closes, or one that
+ * keeps its side of the connection open after the stream ended).
+ */
+export function closeTakenOver(server: object): void {
+  for (const socket of takenOver.get(server) ?? []) socket.destroy()
+}
+
+function forgetTakenOver(this: Socket): void {
+  takenOver.get((this as Socket & { server?: object }).server!)?.delete(this)
+}
+
 /** The client ended its side: the server ends its own once what it wrote is sent (node's server does). */
 function endSocket(this: Socket): void {
   this.end()
+}
+
+function destroySocket(this: Socket): void {
+  this.destroy()
 }
 
 function closeParser(parser: HttpParser): void {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createServer } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { MAX_IGNORED_BYTES } from '../../src/http/take-over.ts'
-import { publish, startTestServer, type TestServer, until } from '../helpers.ts'
+import { closeTakenOver, MAX_IGNORED_BYTES, takeOverSocket } from '../../src/http/take-over.ts'
+import { publish, sleep, startTestServer, type TestServer, until } from '../helpers.ts'
 
 // An HTTP/1.1 stream takes its connection over from node's HTTP server (src/http/take-over.ts), as a
 // WebSocket upgrade does: no parser stays attached (memory: BENCHMARKS.md, "SSE idle memory"), and
@@ -22,8 +23,13 @@ interface RawStream {
   closed: Promise<unknown>
 }
 
-async function openRaw(server: TestServer, topic: string, accept: string): Promise<RawStream> {
-  const socket = connect(Number(new URL(server.url).port), '127.0.0.1')
+async function openRaw(
+  server: TestServer,
+  topic: string,
+  accept: string,
+  allowHalfOpen = false,
+): Promise<RawStream> {
+  const socket = connect({ port: Number(new URL(server.url).port), host: '127.0.0.1', allowHalfOpen })
   let text = ''
   socket.setEncoding('utf8')
   socket.on('data', (chunk: string) => {
@@ -135,4 +141,51 @@ describe('HTTP/1.1 streams take their connection over from the HTTP server', () 
       )
     })
   }
+})
+
+describe('shutdown with HTTP/1.1 streams taken over', () => {
+  for (const { protocol, accept } of FRAMINGS) {
+    test(`${protocol}: a client that keeps its side open after the farewell is closed when the farewell is sent`, async () => {
+      const server = await startTestServer() // --shutdown-timeout 1s
+      const topic = `take-${protocol}-shutdown`
+      await publishOne(server, topic, 0)
+      // The client reads the farewell and the FIN but never closes its own side: the server closes
+      // the connection once its farewell is sent, not at --shutdown-timeout (1 s here) nor never.
+      const client = await openRaw(server, topic, accept, true)
+      const started = Date.now()
+      const closed = server.close().then(() => 'closed')
+      const outcome = await Promise.race([closed, sleep(10_000).then(() => 'still open')])
+      client.socket.destroy()
+      assert.equal(outcome, 'closed')
+      assert.ok(Date.now() - started < 900, `closed after ${Date.now() - started} ms`)
+      if (protocol === 'sse') assert.match(client.text(), /retry: 500\n\n$/, 'the farewell')
+      await closed
+    })
+  }
+})
+
+test('closeTakenOver destroys what is still open of the connections taken over from a server', async () => {
+  // Node's closeAllConnections finds connections through their parsers: it no longer sees these, and a
+  // client that reads nothing (its farewell never sent) would keep a drain waiting for ever.
+  const taken: Socket[] = []
+  const server = createServer((request, response) => {
+    const socket = takeOverSocket(request, response)
+    socket.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n')
+    taken.push(socket)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  client.on('error', () => undefined)
+  client.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  client.pause() // reads nothing
+  await until('the take-over', () => (taken.length === 1 ? true : undefined))
+  const closed = server.close()
+  server.closeAllConnections()
+  assert.equal(taken[0]!.destroyed, false, 'node does not know it any more')
+  closeTakenOver(server)
+  assert.equal(taken[0]!.destroyed, true)
+  await new Promise((resolve) => closed.once('close', resolve))
+  client.destroy()
 })
