@@ -39,7 +39,7 @@ const takenOver = new WeakMap<object, Set<Socket>>()
  * NDJSON stream), as node itself does when a request upgrades to WebSocket (onParserExecuteCommon in
  * lib/_http_server.js): the server's listeners come off the socket and its parser is freed. Otherwise
  * the parser (its native state), the request and the server's per-connection state stay for as long as
- * the stream lasts, a third of what an idle stream costs (BENCHMARKS.md, "SSE idle memory").
+ * the stream lasts: half of what an idle stream cost (BENCHMARKS.md, "SSE idle memory").
  *
  * From then on nothing the client sends is parsed or answered (the stream's answer says
  * `Connection: close`): it is read and thrown away, so that a client's close is seen at once and
@@ -96,8 +96,8 @@ function readAndDiscard(socket: Socket): void {
 
 /**
  * Destroys the connections taken over from `server` that are still open: with closeAllConnections,
- * what ends a drain whose grace period is over (a client that neither reads nor closes, or one that
- * keeps its side of the connection open after the stream ended).
+ * what ends a drain whose grace period is over (a client that reads nothing, so that its stream's
+ * farewell is never sent, and closes nothing).
  */
 export function closeTakenOver(server: object): void {
   for (const socket of takenOver.get(server) ?? []) socket.destroy()
