@@ -2,22 +2,25 @@
 // thousand connections from its own loopback source address, and talks to them over IPC.
 //
 // Cheap on purpose, so that the server and not the subscribers is what gets measured: every
-// connection only counts its events (SSE `data:` lines, WebSocket messages); only one connection in
+// connection only counts its events (SSE `data:` lines, NDJSON lines, WebSocket messages); only one connection in
 // `sampleEvery` parses the payload, for latency and for the publisher's flow control.
 import { request } from 'node:http'
 import { StringDecoder } from 'node:string_decoder'
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client'
 import WebSocket from 'ws'
 
+/** SSE counts `data:` lines; NDJSON counts lines that are not empty (empty ones are keep-alives). */
+interface HttpStreamSpec {
+  url: string
+  headers: Record<string, string>
+  /** When set, a response of another Content-Type is a failure (the endpoint is not there yet). */
+  contentType?: string
+}
+
 /** How to subscribe, decided by bench/fanout.ts for each target and protocol. */
 export type SubscriberSpec =
-  | {
-      kind: 'sse'
-      url: string
-      headers: Record<string, string>
-      /** When set, a response of another Content-Type is a failure (the endpoint is not there yet). */
-      contentType?: string
-    }
+  | ({ kind: 'sse' } & HttpStreamSpec)
+  | ({ kind: 'ndjson' } & HttpStreamSpec)
   | {
       kind: 'ws'
       url: string
@@ -135,6 +138,24 @@ export class DataLineCounter {
   }
 }
 
+/** Counts NDJSON events in a byte stream: the lines that are not empty (empty lines are keep-alives). */
+export class LineCounter {
+  // the stream starts at the start of a line
+  private lineStart = true
+
+  count(chunk: Buffer): number {
+    let events = 0
+    let from = 0
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) {
+      if (!(at === from && this.lineStart)) events += 1
+      this.lineStart = true
+      from = at + 1
+    }
+    if (from < chunk.length) this.lineStart = false
+    return events
+  }
+}
+
 function main(options: ClientOptions): void {
   const { spec, connections, localAddress, sampleEvery, connectConcurrency } = options
   const events = new Uint32Array(connections)
@@ -181,23 +202,28 @@ function main(options: ClientOptions): void {
       }
       const timer = setTimeout(() => fail(new Error('timed out connecting')), CONNECT_TIMEOUT_MS)
 
-      if (spec.kind === 'sse') {
+      if (spec.kind === 'sse' || spec.kind === 'ndjson') {
+        const ndjson = spec.kind === 'ndjson'
         const req = request(spec.url, { headers: spec.headers, localAddress, agent: false }, (response) => {
           const type = String(response.headers['content-type'] ?? '')
           if (response.statusCode !== 200 || (spec.contentType && !type.startsWith(spec.contentType))) {
             fail(new Error(`GET ${spec.url}: HTTP ${response.statusCode} (${type || 'no content-type'})`))
             return
           }
-          const counter = new DataLineCounter()
+          const counter = ndjson ? new LineCounter() : new DataLineCounter()
           const decoder = sampled ? new StringDecoder('utf8') : undefined
           let pending = ''
           response.on('data', (chunk: Buffer) => {
             events[index]! += counter.count(chunk)
             if (!decoder) return
             const at = now()
-            const blocks = (pending + decoder.write(chunk)).split('\n\n')
+            const blocks = (pending + decoder.write(chunk)).split(ndjson ? '\n' : '\n\n')
             pending = blocks.pop()!
             for (const block of blocks) {
+              if (ndjson) {
+                if (block !== '') received(index, payloadOf(parse(block)), at)
+                continue
+              }
               const line = block.split('\n').find((candidate) => candidate.startsWith('data:'))
               if (line) received(index, payloadOf(parse(line.slice(5))), at)
             }

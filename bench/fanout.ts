@@ -8,7 +8,11 @@
 //
 // Environment, with defaults:
 //   BENCH_TARGETS=bare-sse,bare-ws,socketio,pushpin,herald   which targets, in this order
-//   BENCH_PROTOCOLS=sse,ws                 (bare-sse is SSE only; bare-ws and Socket.IO WebSocket only)
+//   BENCH_PROTOCOLS=sse,ws                 also ndjson (Herald only); bare-sse is SSE only, bare-ws and
+//                                          Socket.IO WebSocket only
+//   BENCH_BASE_ROOT                        another checkout of Herald (e.g. a `git archive` of the branch
+//                                          point, with a node_modules symlink): adds the target herald-base,
+//                                          Herald from there, to compare two commits in one run
 //   BENCH_PHASES=memory,throughput,latency
 //   BENCH_SUBSCRIBERS=10000                subscribers for throughput and latency
 //   BENCH_IDLE_CONNECTIONS=15000           idle connections for the memory measurement
@@ -41,7 +45,7 @@ import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from 
 import { processTree, ROOT, round, rssKb, startHerald, startProcess, type Target, table } from './lib.ts'
 import { startPushpin } from './peers/pushpin.ts'
 
-type Protocol = 'sse' | 'ws'
+type Protocol = 'sse' | 'ndjson' | 'ws'
 type Phase = 'memory' | 'throughput' | 'latency'
 
 const env = process.env
@@ -50,7 +54,11 @@ const list = (value: string | undefined, fallback: string) =>
     .split(',')
     .map((item) => item.trim())
     .filter(Boolean)
-const TARGET_NAMES = list(env['BENCH_TARGETS'], 'bare-sse,bare-ws,socketio,pushpin,herald')
+const BASE_ROOT = env['BENCH_BASE_ROOT']
+const TARGET_NAMES = list(
+  env['BENCH_TARGETS'],
+  `bare-sse,bare-ws,socketio,pushpin,${BASE_ROOT ? 'herald-base,' : ''}herald`,
+)
 const PROTOCOLS = list(env['BENCH_PROTOCOLS'], 'sse,ws') as Protocol[]
 const PHASES = list(env['BENCH_PHASES'], 'memory,throughput,latency') as Phase[]
 const SUBSCRIBERS = Number(env['BENCH_SUBSCRIBERS'] ?? 10_000)
@@ -222,6 +230,66 @@ function nodePeer(name: string, label: string, file: string, protocol: Protocol)
   }
 }
 
+/** Herald from this checkout (`root` ROOT) or from another one (BENCH_BASE_ROOT). */
+function heraldTarget(name: string, label: string, root: string): TargetDefinition {
+  return {
+    name,
+    label,
+    protocols: ['sse', 'ndjson', 'ws'],
+    async start() {
+      const maxConnections = String(Math.max(IDLE_CONNECTIONS, SUBSCRIBERS) + 1_000)
+      // Each subscriber process connects from its own address with up to CONNECTIONS_PER_CLIENT
+      // connections, past the default --max-connections-per-ip (1000).
+      const perAddress = String(CONNECTIONS_PER_CLIENT + 10)
+      const herald = await withTimeout(
+        startHerald(['--max-connections', maxConnections, '--max-connections-per-ip', perAddress], root),
+        30_000,
+        'herald did not print "herald is listening"',
+      )
+      killOnExit(herald.child)
+      const removeData = () => rmSync(herald.dataDir, { recursive: true, force: true })
+      killers.add(removeData)
+      const publishUrl = `${herald.url}/v1/topics/${TOPIC}/events`
+      const publish = (payload: Payload) =>
+        postJson(publishUrl, JSON.stringify({ type: 'bench', data: payload }))
+      try {
+        // the topic exists from its first event on
+        await publish({ t: now(), n: 0 })
+      } catch (error) {
+        await stopProcess(herald)
+        removeData()
+        throw error
+      }
+      return {
+        pid: herald.child.pid!,
+        subscriber: (protocol) =>
+          protocol === 'sse' || protocol === 'ndjson'
+            ? {
+                kind: protocol,
+                url: publishUrl,
+                headers: { accept: CONTENT_TYPES[protocol] },
+                contentType: CONTENT_TYPES[protocol],
+              }
+            : {
+                kind: 'ws',
+                url: `${herald.url.replace('http:', 'ws:')}/v1/ws`,
+                subscribe: JSON.stringify({ op: 'subscribe', topic: TOPIC }),
+                readyMarker: '"op":"subscribed"',
+                eventMarker: '"op":"event"',
+              },
+        publish,
+        stop: async () => {
+          await stopProcess(herald)
+          removeData()
+          killers.delete(removeData)
+        },
+      }
+    },
+  }
+}
+
+const CONTENT_TYPES = { sse: 'text/event-stream', ndjson: 'application/x-ndjson' } as const
+
 const TARGETS: TargetDefinition[] = [
   nodePeer('bare-sse', 'bare node:http SSE loop', 'bare-sse.ts', 'sse'),
   nodePeer('bare-ws', 'bare ws broadcast loop', 'bare-ws.ts', 'ws'),
@@ -272,60 +340,8 @@ const TARGETS: TargetDefinition[] = [
       }
     },
   },
-  {
-    name: 'herald',
-    label: 'Herald',
-    protocols: ['sse', 'ws'],
-    async start() {
-      const maxConnections = String(Math.max(IDLE_CONNECTIONS, SUBSCRIBERS) + 1_000)
-      // Each subscriber process connects from its own address with up to CONNECTIONS_PER_CLIENT
-      // connections, past the default --max-connections-per-ip (1000).
-      const perAddress = String(CONNECTIONS_PER_CLIENT + 10)
-      const herald = await withTimeout(
-        startHerald(['--max-connections', maxConnections, '--max-connections-per-ip', perAddress]),
-        30_000,
-        'herald did not print "herald is listening"',
-      )
-      killOnExit(herald.child)
-      const removeData = () => rmSync(herald.dataDir, { recursive: true, force: true })
-      killers.add(removeData)
-      const publishUrl = `${herald.url}/v1/topics/${TOPIC}/events`
-      const publish = (payload: Payload) =>
-        postJson(publishUrl, JSON.stringify({ type: 'bench', data: payload }))
-      try {
-        // the topic exists from its first event on
-        await publish({ t: now(), n: 0 })
-      } catch (error) {
-        await stopProcess(herald)
-        removeData()
-        throw error
-      }
-      return {
-        pid: herald.child.pid!,
-        subscriber: (protocol) =>
-          protocol === 'sse'
-            ? {
-                kind: 'sse',
-                url: publishUrl,
-                headers: { accept: 'text/event-stream' },
-                contentType: 'text/event-stream',
-              }
-            : {
-                kind: 'ws',
-                url: `${herald.url.replace('http:', 'ws:')}/v1/ws`,
-                subscribe: JSON.stringify({ op: 'subscribe', topic: TOPIC }),
-                readyMarker: '"op":"subscribed"',
-                eventMarker: '"op":"event"',
-              },
-        publish,
-        stop: async () => {
-          await stopProcess(herald)
-          removeData()
-          killers.delete(removeData)
-        },
-      }
-    },
-  },
+  heraldTarget('herald', 'Herald', ROOT),
+  ...(BASE_ROOT ? [heraldTarget('herald-base', `Herald at ${BASE_ROOT}`, BASE_ROOT)] : []),
 ]
 
 // ---------------------------------------------------------------------------------------------
@@ -865,7 +881,9 @@ const ms = (value: number | undefined) => (value === undefined || Number.isNaN(v
 function report(cells: CellResult[]): string {
   const find = (name: string, protocol: Protocol) =>
     cells.find((cell) => cell.target.name === name && cell.protocol === protocol)
-  const bareName = (protocol: Protocol) => (protocol === 'sse' ? 'bare-sse' : 'bare-ws')
+  const bareName = (protocol: Protocol) => (protocol === 'ws' ? 'bare-ws' : 'bare-sse')
+  // NDJSON is compared with the bare SSE loop: the same node:http answer that never ends
+  const bareProtocol = (protocol: Protocol): Protocol => (protocol === 'ws' ? 'ws' : 'sse')
   const delivered = (cell: CellResult | undefined) => cell?.throughput?.deliveredPerSecond
 
   const throughputRows = cells
@@ -881,7 +899,11 @@ function report(cells: CellResult[]): string {
         ms(t.p50),
         ms(t.p99),
         round(t.lost),
-        ratio(t.deliveredPerSecond, delivered(find(bareName(cell.protocol), cell.protocol)), 'percent'),
+        ratio(
+          t.deliveredPerSecond,
+          delivered(find(bareName(cell.protocol), bareProtocol(cell.protocol))),
+          'percent',
+        ),
         ratio(t.deliveredPerSecond, delivered(find('socketio', 'ws')), 'times'),
         ratio(t.deliveredPerSecond, delivered(find('pushpin', cell.protocol)), 'times'),
       ]
@@ -906,7 +928,7 @@ function report(cells: CellResult[]): string {
     .filter((cell) => cell.memory)
     .map((cell) => {
       const m = cell.memory!
-      const bare = find(bareName(cell.protocol), cell.protocol)?.memory?.kbPerConnection
+      const bare = find(bareName(cell.protocol), bareProtocol(cell.protocol))?.memory?.kbPerConnection
       return [
         cell.target.label,
         cell.protocol,
@@ -989,7 +1011,7 @@ function report(cells: CellResult[]): string {
         const base = delivered(find(name, baseProtocol))
         if (base !== undefined) parts.push(`${ratio(delivered(herald), base, style)} ${goal}`)
       }
-      against(bareName(protocol), protocol, 'percent', 'of the bare loop (≥ 70%)')
+      against(bareName(protocol), bareProtocol(protocol), 'percent', 'of the bare loop (≥ 70%)')
       against('socketio', 'ws', 'times', 'Socket.IO (≥ 2×)')
       against('pushpin', protocol, 'times', 'Pushpin (≥ 1×)')
     }
@@ -1014,7 +1036,7 @@ export async function runFanout(): Promise<string> {
       `BENCH_TARGETS: unknown ${unknown.join(', ')} (known: ${TARGETS.map((t) => t.name).join(', ')})`,
     )
   }
-  const badProtocols = PROTOCOLS.filter((protocol) => protocol !== 'sse' && protocol !== 'ws')
+  const badProtocols = PROTOCOLS.filter((protocol) => !['sse', 'ndjson', 'ws'].includes(protocol))
   const badPhases = PHASES.filter((phase) => !['memory', 'throughput', 'latency'].includes(phase))
   if (badProtocols.length > 0 || badPhases.length > 0) {
     throw new Error(`BENCH_PROTOCOLS or BENCH_PHASES: unknown ${[...badProtocols, ...badPhases].join(', ')}`)

@@ -18,6 +18,7 @@ import { EventTypes } from './event-types/catalog.ts'
 import { createAccess } from './http/access.ts'
 import { buildServer } from './http/server.ts'
 import { applySocketGuards } from './http/socket-guards.ts'
+import { closeTakenOver } from './http/take-over.ts'
 import { fingerprintOf, readTls, reloadTls, type TlsMaterial } from './http/tls.ts'
 import { TopicLog } from './log/topic-log.ts'
 import { createMetrics, registerDeliveryGauge } from './metrics/metrics.ts'
@@ -206,7 +207,11 @@ export async function startHerald(
     })
   }
   const closeAllConnections = () => {
-    if (tls === undefined) return server.server.closeAllConnections()
+    if (tls === undefined) {
+      server.server.closeAllConnections()
+      closeTakenOver(server.server) // HTTP/1.1 streams: no longer the HTTP server's (take-over.ts)
+      return
+    }
     for (const session of sessions) session.destroy()
     for (const socket of sockets) socket.destroy()
   }

@@ -118,7 +118,9 @@ function guardPipelining(server: Server, answering: Set<Socket>, options: Socket
       socket.destroy()
       return
     }
-    if (before === undefined) socket.once('close', forget)
+    // `on`, not `once`: a socket closes once, and `once` would keep a wrapper (a closure and its scope)
+    // for as long as the connection lasts, hours for a stream's.
+    if (before === undefined) socket.on('close', forget)
     unanswered.set(socket, count)
     answering.add(socket)
     response.once('close', answered)
@@ -220,7 +222,7 @@ function guardConnectionsPerIp(server: Server, max: number, options: SocketGuard
     const count = open.get(key) ?? 0
     if (count < max) {
       open.set(key, count + 1)
-      socket.once('close', () => release(open, key))
+      socket.on('close', () => release(open, key)) // `on`: see guardPipelining
       for (const listener of listeners) listener.call(server, socket)
       return
     }

@@ -8,7 +8,7 @@ import { encodeCursor, type Positions } from '../core/cursor.ts'
 import type { StoredEvent } from '../core/event.ts'
 import { ulid } from '../core/event.ts'
 import type { CompiledFilter } from '../core/filter.ts'
-import { releaseSocket } from '../http/socket-guards.ts'
+import { takeOverSocket } from '../http/take-over.ts'
 import { type Gap, gapCursor, type Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
@@ -178,10 +178,10 @@ const SHARED_MOVING_MS = 1000
 
 /** HTTP/1.1: the stream takes the socket over from node's HTTP server, status line and all. */
 function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
-  const socket: Socket = reply.raw.socket!
   const preamble = head(reply, framing)
-  reply.raw.detachSocket(socket)
-  releaseSocket(socket)
+  // Freed from node's HTTP server and its parser (src/http/take-over.ts): an idle stream keeps little
+  // more than its socket.
+  const socket: Socket = takeOverSocket(reply.request.raw, reply.raw)
   socket.setNoDelay(true)
   socket.write(preamble)
   return {
