@@ -9,7 +9,7 @@ import type { StoredEvent } from '../core/event.ts'
 import { ulid } from '../core/event.ts'
 import type { CompiledFilter } from '../core/filter.ts'
 import { takeOverSocket } from '../http/take-over.ts'
-import { type Gap, gapCursor, type Subscription } from '../log/feeds.ts'
+import { type Gap, gapCursor, type Sink, type Subscription } from '../log/feeds.ts'
 import type { TopicLog } from '../log/topic-log.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import {
@@ -157,9 +157,8 @@ function head(reply: FastifyReply, framing: Framing): string {
 }
 
 /**
- * Where a stream's frames go: the hijacked socket (HTTP/1.1) or the request's HTTP/2 stream, one of
- * many on its connection. `abort` ends it without a goodbye (a slow consumer, a failure): the socket
- * is destroyed, the HTTP/2 stream reset (RST_STREAM CANCEL), its connection's other streams going on.
+ * Where a stream's frames go: the taken-over socket (HTTP/1.1) or the request's HTTP/2 stream, one
+ * of many on its connection.
  */
 interface Outlet {
   out: Duplex
@@ -167,7 +166,6 @@ interface Outlet {
   remote: string | undefined
   /** An HTTP/2 stream: its connection is shared with the session's other streams. */
   shared: boolean
-  abort(): void
 }
 
 /**
@@ -189,7 +187,6 @@ function socketOutlet(reply: FastifyReply, framing: Framing): Outlet {
     progress: new SendProgress(socket),
     remote: socket.remoteAddress,
     shared: false,
-    abort: () => socket.destroy(),
   }
 }
 
@@ -231,9 +228,6 @@ function http2Outlet(reply: FastifyReply, framing: Framing): Outlet {
     progress: new SendProgress(measured),
     remote: stream.session?.socket?.remoteAddress,
     shared: true,
-    abort: () => {
-      if (!stream.destroyed) stream.close(http2constants.NGHTTP2_CANCEL)
-    },
   }
 }
 
@@ -245,156 +239,224 @@ function http2Outlet(reply: FastifyReply, framing: Framing): Outlet {
  * from its cursor (`Last-Event-ID`) without loss.
  *
  * On HTTP/1.1 the stream takes the socket over from node's HTTP server: the request and response
- * objects are let go (an idle stream costs the socket and this closure, little more), and nothing
+ * objects are let go (an idle stream costs the socket and its HttpStream, little more), and nothing
  * else is ever answered on this connection. On HTTP/2 it writes to its own HTTP/2 stream, and the
  * same rules apply to that stream alone.
  */
 export function openHttpStream(reply: FastifyReply, options: HttpStreamOptions): void {
-  const { framing, connections } = options
-  const protocol = framing.protocol
-  const counters = options.metrics.streams[protocol]
   reply.hijack()
   const outlet =
-    reply.request.raw.httpVersionMajor === 2 ? http2Outlet(reply, framing) : socketOutlet(reply, framing)
-  const { out: socket, progress } = outlet
-  if (socket.destroyed) return // the client left before the stream began
+    reply.request.raw.httpVersionMajor === 2
+      ? http2Outlet(reply, options.framing)
+      : socketOutlet(reply, options.framing)
+  if (outlet.out.destroyed) return // the client left before the stream began
+  new HttpStream(outlet, options).start()
+}
 
-  // Only a multi-topic stream tracks positions itself (to write them into each frame's cursor).
-  const positions = options.multiTopic ? new Map(options.positions) : undefined
-  const subscriptions: Subscription[] = []
-  let wroteSinceHeartbeat = true
-  let closed = false
+/**
+ * One open stream: its connection record (Connections), and the sink of its topics' subscriptions.
+ * A class rather than closures over openHttpStream's scope: an idle stream is held for hours, and its
+ * methods on the prototype cost nothing per stream, where a closure each cost ~0.8 KB of heap per
+ * stream in all (BENCHMARKS.md, "SSE idle memory").
+ */
+class HttpStream implements StreamConnection, Sink {
+  readonly protocol: Exclude<Protocol, 'ws'>
+  readonly id = ulid()
+  readonly since = Date.now()
+  readonly remote: string | undefined
+  /** A database outage: the stream stays open (heartbeats go on) and resumes when it is back. */
+  readonly waitsOutages = true
+  private readonly out: Duplex
+  private readonly progress: SendProgress
+  /** An HTTP/2 stream, whose connection its session's other streams share. */
+  private readonly shared: boolean
+  private readonly options: HttpStreamOptions
+  /** Only a multi-topic stream tracks positions itself (to write them into each frame's cursor). */
+  private readonly positions: Map<string, number> | undefined
+  private readonly subscriptions: Subscription[] = []
+  private wroteSinceHeartbeat = true
+  private closed = false
 
-  const close = () => {
-    if (closed) return
-    closed = true
-    for (const subscription of subscriptions) subscription.close()
-    connections.remove(connection)
+  constructor(outlet: Outlet, options: HttpStreamOptions) {
+    this.protocol = options.framing.protocol
+    this.out = outlet.out
+    this.progress = outlet.progress
+    this.remote = outlet.remote
+    this.shared = outlet.shared
+    this.options = options
+    this.positions = options.multiTopic ? new Map(options.positions) : undefined
   }
-  /** Cuts off a consumer that does not take what it is sent; it resumes from its cursor. */
-  const cutSlowConsumer = () => {
-    counters.slowConsumers.inc()
-    outlet.abort()
-    close()
-  }
-  const connection: StreamConnection = {
-    protocol,
-    heartbeat() {
-      // Idle for a whole interval: keep proxies from timing the stream out.
-      if (!wroteSinceHeartbeat && !closed) socket.write(framing.heartbeat)
-      wroteSinceHeartbeat = false
-    },
-    checkStall(now, timeoutMs) {
-      if (!closed && progress.stalled(now, timeoutMs)) cutSlowConsumer()
-    },
-    shutdown() {
-      if (closed) return
-      socket.end(framing.farewell)
-      close()
-    },
-    expire() {
-      // The stream lives no longer than its credentials: the client reconnects with fresh ones.
-      if (closed) return
-      socket.end()
-      close()
-    },
-    id: ulid(),
-    since: Date.now(),
-    remote: outlet.remote,
-    topics: () => [...options.positions.keys()],
-    who: () => options.principal,
-    close() {
-      if (closed) return
-      socket.end()
-      close()
-    },
-  }
-  connections.add(connection)
-  connections.bindCredentials(connection, options.principal)
-  socket.on('close', close)
 
-  const push = (events: StoredEvent[]) => {
-    if (closed) return
+  start(): void {
+    const { connections, positions, principal, log } = this.options
+    connections.add(this)
+    connections.bindCredentials(this, principal)
+    this.out.on('close', () => this.release())
+    for (const [topic, after] of positions) this.subscriptions.push(log.subscribe(topic, after, this))
+  }
+
+  // --- StreamConnection -------------------------------------------------------------------------
+
+  heartbeat(): void {
+    // Idle for a whole interval: keep proxies from timing the stream out.
+    if (!this.wroteSinceHeartbeat && !this.closed) this.out.write(this.options.framing.heartbeat)
+    this.wroteSinceHeartbeat = false
+  }
+
+  checkStall(now: number, timeoutMs: number): void {
+    if (!this.closed && this.progress.stalled(now, timeoutMs)) this.cutSlowConsumer()
+  }
+
+  shutdown(): void {
+    if (this.closed) return
+    this.out.end(this.options.framing.farewell)
+    this.release()
+  }
+
+  /** The stream lives no longer than its credentials: the client reconnects with fresh ones. */
+  expire(): void {
+    this.close()
+  }
+
+  topics(): string[] {
+    return [...this.options.positions.keys()]
+  }
+
+  who(): Principal {
+    return this.options.principal
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.out.end()
+    this.release()
+  }
+
+  // --- Sink -------------------------------------------------------------------------------------
+
+  push(events: StoredEvent[]): void {
+    if (this.closed) return
+    const { out, options } = this
+    const { framing, filter, multiTopic } = options
+    const counters = this.counters
     // A denial-of-service guard: a reader that has not taken what it was sent before (more than
     // `bufferLimit` still unsent when new events come) must not make the server hold an unbounded
     // backlog for it. It is cut off and resumes from its cursor.
     // (An HTTP/2 stream that still sends is not pushed to past the limit: see `behind`.)
-    if (socket.writableLength > options.bufferLimit) {
-      cutSlowConsumer()
+    if (out.writableLength > options.bufferLimit) {
+      this.cutSlowConsumer()
       return
     }
-    const filter = options.filter
-    if (filter === undefined && !options.multiTopic) {
+    if (filter === undefined && !multiTopic) {
       // Every event is sent, each frame as it is for every one-topic stream: the batch's frames are
       // one Buffer, one write (a catch-up page, or a live batch shared with the other streams).
       const frames = framing.frames(events)
-      socket.write(frames)
-      wroteSinceHeartbeat = true
+      out.write(frames)
+      this.wroteSinceHeartbeat = true
       counters.events.inc(events.length)
       counters.bytes.inc(frames.length)
       return
     }
+    const positions = this.positions
     let bytes = 0
     let sent = 0
     // Skipped events at the end of the batch: the cursor frame after them says where the stream is.
     let skippedLast = false
     const corked = events.length > 1 // several frames, one write to the socket
-    if (corked) socket.cork()
+    if (corked) out.cork()
     for (const event of events) {
-      if (options.multiTopic) positions!.set(event.topic, event.seq)
+      if (positions !== undefined) positions.set(event.topic, event.seq)
       if (filter !== undefined && !filter.matches(event)) {
         skippedLast = true
         continue
       }
       skippedLast = false
-      const frame = framing.frame(event, options.multiTopic ? encodeCursor(positions!) : null)
+      const frame = framing.frame(event, positions !== undefined ? encodeCursor(positions) : null)
       bytes += frame.length
       sent++
-      socket.write(frame)
+      out.write(frame)
     }
     if (skippedLast && framing.cursorFrame !== null) {
       const cursor = framing.cursorFrame(
-        options.multiTopic ? encodeCursor(positions!) : String(events.at(-1)!.seq),
+        positions !== undefined ? encodeCursor(positions) : String(events.at(-1)!.seq),
       )
       bytes += cursor.length
-      socket.write(cursor)
+      out.write(cursor)
     }
-    if (corked) process.nextTick(() => socket.uncork())
-    if (sent > 0 || bytes > 0) wroteSinceHeartbeat = true
+    if (corked) process.nextTick(uncork, out)
+    if (sent > 0 || bytes > 0) this.wroteSinceHeartbeat = true
     counters.events.inc(sent)
     counters.bytes.inc(bytes)
   }
-  const gap = (found: Gap) => {
-    if (closed) return
+
+  gap(found: Gap): void {
+    if (this.closed) return
     // A multi-topic stream's next cursor carries the topic's position past the gap: told once.
-    if (options.multiTopic) positions!.set(found.topic, gapCursor(found))
-    socket.write(framing.gapFrame(found))
-    wroteSinceHeartbeat = true
+    this.positions?.set(found.topic, gapCursor(found))
+    this.out.write(this.options.framing.gapFrame(found))
+    this.wroteSinceHeartbeat = true
   }
-  const sink = {
-    push,
-    gap,
-    // The streams of an HTTP/2 session share its connection, so a burst to 250 of them leaves each
-    // with a backlog while the connection sends the others'. One past the limit that still sends is
-    // handed nothing and reads from the store once it has drained (Subscription.fallBehind): its
-    // memory stays bounded, and it is not cut for the others' traffic. One that has sent nothing for
-    // a second has a reader that does not read (its window is shut): `push` cuts it.
-    behind: () =>
-      outlet.shared &&
-      socket.writableLength > options.bufferLimit &&
-      progress.movedWithin(Date.now(), SHARED_MOVING_MS),
-    drained: () =>
-      socket.writableLength < socket.writableHighWaterMark || closed
-        ? Promise.resolve()
-        : drainOrClose(socket),
-    fail: () => {
-      outlet.abort()
-      close()
-    },
-    // A database outage: the stream stays open (heartbeats go on) and resumes when it is back.
-    waitsOutages: true,
+
+  /**
+   * The streams of an HTTP/2 session share its connection, so a burst to 250 of them leaves each with
+   * a backlog while the connection sends the others'. One past the limit that still sends is handed
+   * nothing and reads from the store once it has drained (Subscription.fallBehind): its memory stays
+   * bounded, and it is not cut for the others' traffic. One that has sent nothing for a second has a
+   * reader that does not read (its window is shut): `push` cuts it.
+   */
+  behind(): boolean {
+    return (
+      this.shared &&
+      this.out.writableLength > this.options.bufferLimit &&
+      this.progress.movedWithin(Date.now(), SHARED_MOVING_MS)
+    )
   }
-  for (const [topic, after] of options.positions) {
-    subscriptions.push(options.log.subscribe(topic, after, sink))
+
+  drained(): Promise<void> {
+    const { out } = this
+    return out.writableLength < out.writableHighWaterMark || this.closed
+      ? Promise.resolve()
+      : drainOrClose(out)
   }
+
+  fail(): void {
+    this.abort()
+    this.release()
+  }
+
+  // --- Its own ----------------------------------------------------------------------------------
+
+  private get counters() {
+    return this.options.metrics.streams[this.protocol]
+  }
+
+  /** Cuts off a consumer that does not take what it is sent; it resumes from its cursor. */
+  private cutSlowConsumer(): void {
+    this.counters.slowConsumers.inc()
+    this.abort()
+    this.release()
+  }
+
+  /**
+   * Ends it without a goodbye (a slow consumer, a failure): the socket is destroyed, the HTTP/2 stream
+   * reset (RST_STREAM CANCEL), its connection's other streams going on.
+   */
+  private abort(): void {
+    const { out } = this
+    if (out.destroyed) return
+    if (this.shared) (out as ServerHttp2Stream).close(http2constants.NGHTTP2_CANCEL)
+    else out.destroy()
+  }
+
+  /** Its subscriptions and its place in Connections go; the socket is someone else's concern. */
+  private release(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const subscription of this.subscriptions) subscription.close()
+    this.options.connections.remove(this)
+  }
+}
+
+function uncork(out: Duplex): void {
+  out.uncork()
 }
