@@ -42,7 +42,7 @@ import { readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import type { ClientCommand, ClientOptions, ClientReport, SubscriberSpec } from './fanout-client.ts'
-import { processTree, ROOT, round, rssKb, startHerald, startProcess, type Target, table } from './lib.ts'
+import { processTree, ROOT, round, rssKb, startHerald, startPeer, type Target, table } from './lib.ts'
 import { startPushpin } from './peers/pushpin.ts'
 
 type Protocol = 'sse' | 'ndjson' | 'ws'
@@ -193,14 +193,7 @@ async function stopProcess(target: Target): Promise<void> {
 
 /** A peer of bench/peers/ that prints `{"port":N}` once listening. */
 async function startNodePeer(name: string, file: string): Promise<Target> {
-  const peer = await startProcess(name, [join(ROOT, 'bench/peers', file)], (line) => {
-    try {
-      const port = (JSON.parse(line) as { port?: number }).port
-      return port ? `http://127.0.0.1:${port}` : undefined
-    } catch {
-      return undefined
-    }
-  })
+  const peer = await startPeer(name, file)
   killOnExit(peer.child)
   return peer
 }
