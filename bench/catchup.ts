@@ -22,11 +22,11 @@
 // this process (node:http, the frames counted in the bytes as they come, each id checked to follow
 // the one before: a gap or a duplicate fails the run); so is the scan. CPU per event is reported for
 // the server (Herald's process) and for the PostgreSQL backends serving it (or the scan).
-import { request } from 'node:http'
 import os from 'node:os'
 import pg from 'pg'
 import { cpuSeconds, fillTopic, round, startHerald, table } from './lib.ts'
 import { backendPids, DATABASE_URL, describeServer, dropSchema, load, schemaName } from './postgres.ts'
+import { readReplay } from './replay-read.ts'
 
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
@@ -73,58 +73,6 @@ async function startFilled(extraEnv: NodeJS.ProcessEnv, cleanup: () => Promise<v
     await stop()
     throw error
   }
-}
-
-const ID = Buffer.from('\nid: ')
-
-/** Reads the SSE replay from seq 0 until seq EVENTS, checking every id follows the one before. */
-function replay(url: string): Promise<{ seconds: number; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    let expected = 1
-    let bytes = 0
-    let tail: Buffer = Buffer.alloc(0)
-    const req = request(
-      `${url}/v1/topics/${TOPIC}/events?after=0`,
-      { headers: { accept: 'text/event-stream' }, agent: false },
-      (response) => {
-        if (response.statusCode !== 200) {
-          reject(new Error(`SSE: ${response.statusCode}`))
-          response.destroy()
-          return
-        }
-        response.on('data', (chunk: Buffer) => {
-          bytes += chunk.length
-          // The last few bytes of the chunk before, so that an id line cut in two is still found.
-          const data = tail.length === 0 ? chunk : Buffer.concat([tail, chunk])
-          let at = data.indexOf(ID)
-          let consumed = 0
-          while (at !== -1) {
-            const end = data.indexOf(10, at + ID.length)
-            if (end === -1) break
-            const id = Number(data.toString('latin1', at + ID.length, end))
-            if (id !== expected) {
-              response.destroy()
-              reject(new Error(`SSE: id ${id} where ${expected} was expected`))
-              return
-            }
-            expected++
-            consumed = end
-            at = data.indexOf(ID, end)
-          }
-          tail = data.subarray(Math.max(consumed, data.length - 32))
-          if (expected > EVENTS) {
-            const seconds = (performance.now() - started) / 1000
-            response.destroy()
-            resolve({ seconds, bytes })
-          }
-        })
-        response.on('error', () => {})
-      },
-    )
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 /** The bare paging scan of Herald's own rows in its PostgreSQL schema. */
@@ -206,11 +154,11 @@ export async function runCatchup(): Promise<string> {
     for (const name of TARGET_NAMES) {
       if (name === 'pg') {
         const herald = pgHerald!
-        await replay(herald.url) // warm
+        await readReplay(herald.url, TOPIC, EVENTS, 'sse') // warm
         const pids = await backendPids(herald.pid)
         targets.push({
           name: 'Herald on PostgreSQL, SSE replay from seq 0',
-          read: () => meter(herald.pid, pids, () => replay(herald.url)),
+          read: () => meter(herald.pid, pids, () => readReplay(herald.url, TOPIC, EVENTS, 'sse')),
         })
       } else if (name === 'scan') {
         const client = new pg.Client({ connectionString: DATABASE_URL, options: `-c search_path=${schema}` })
@@ -229,10 +177,10 @@ export async function runCatchup(): Promise<string> {
         })
       } else if (name === 'sqlite') {
         const herald = sqliteHerald!
-        await replay(herald.url)
+        await readReplay(herald.url, TOPIC, EVENTS, 'sse')
         targets.push({
           name: 'Herald on SQLite, SSE replay from seq 0',
-          read: () => meter(herald.pid, [], () => replay(herald.url)),
+          read: () => meter(herald.pid, [], () => readReplay(herald.url, TOPIC, EVENTS, 'sse')),
         })
       } else {
         throw new Error(`BENCH_TARGETS: no target "${name}" (pg, scan, sqlite)`)

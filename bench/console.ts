@@ -10,6 +10,7 @@
 import { gzipSync } from 'node:zlib'
 import { chromium } from 'playwright-core'
 import { startTestServer } from '../test/helpers.ts'
+import { median } from './lib.ts'
 
 const LOADS = Number(process.env['BENCH_LOADS'] ?? 7)
 const BUDGET = 150 * 1024
@@ -67,7 +68,6 @@ try {
   } finally {
     await browser.close()
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
   console.log(
     `time to interactive, median of ${LOADS} cold loads: domInteractive ${median(interactive).toFixed(1)} ms; ` +
       `first page rendered (the app's herald:ready mark: key checked with the API, Topics on screen) ${median(rendered).toFixed(1)} ms`,

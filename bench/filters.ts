@@ -14,7 +14,7 @@
 // count `data:` lines (no JSON parsing: the client must not be the bottleneck on 2 cores).
 import { Agent, request } from 'node:http'
 import os from 'node:os'
-import { round, startHerald, type Target, table } from './lib.ts'
+import { median, round, startHerald, type Target, table } from './lib.ts'
 
 const SUBSCRIBERS = Number(process.env['BENCH_SUBSCRIBERS'] ?? 1000)
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 2000)
@@ -177,7 +177,6 @@ export async function runFilters(): Promise<string> {
       )
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
   const baseline = runs.get(SCENARIOS[0]!)!
   // Paired: each round's ratio to the baseline measured in the same round, then the median.
   const paired = (scenario: Scenario, pick: (r: Result) => number) =>

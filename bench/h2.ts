@@ -17,7 +17,7 @@ import { Agent, request } from 'node:https'
 import os from 'node:os'
 import { join } from 'node:path'
 import { makeCert } from '../test/tls/clients.ts'
-import { round, rssKb, startHerald, startPeer, type Target, table } from './lib.ts'
+import { median, round, rssKb, startHerald, startPeer, type Target, table } from './lib.ts'
 
 const IDLE = Number(process.env['BENCH_IDLE'] ?? 5000)
 const SUBSCRIBERS = Number(process.env['BENCH_SUBSCRIBERS'] ?? 1000)
@@ -269,7 +269,6 @@ export async function runH2(): Promise<string> {
         )
       }
     }
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
     const paired = median(runs.h2.map((run, i) => run.deliveries / runs.h1[i]!.deliveries))
     return [
       `SSE over HTTP/2 and HTTP/1.1, both over TLS (a self-signed P-256 certificate); ${os.cpus().length} CPUs, Node ${process.version}`,

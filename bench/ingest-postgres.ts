@@ -34,6 +34,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import {
   cpuSeconds,
+  median as medianOf,
   post,
   ROOT,
   round,
@@ -268,8 +269,6 @@ async function measure(scenario: Scenario): Promise<Result> {
     await cleanup()
   }
 }
-
-const medianOf = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 export async function runIngestPostgres(): Promise<string> {
   const server = await describeServer()

@@ -5,7 +5,16 @@
 import os from 'node:os'
 import { SignJWT } from 'jose'
 import { runAccessCheck } from './access-check.ts'
-import { type LoadResult, post, round, startBareFastify, startHerald, type Target, table } from './lib.ts'
+import {
+  type LoadResult,
+  median as medianOf,
+  post,
+  round,
+  startBareFastify,
+  startHerald,
+  type Target,
+  table,
+} from './lib.ts'
 import { ORDER_SCHEMA, runSchemaCheck } from './schema-check.ts'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10)
@@ -234,10 +243,6 @@ async function measure(scenario: Scenario): Promise<LoadResult> {
 function median(results: LoadResult[]): LoadResult {
   const sorted = [...results].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)
   return sorted[Math.floor(sorted.length / 2)]!
-}
-
-function medianOf(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 }
 
 export async function runIngest(): Promise<string> {

@@ -166,6 +166,14 @@ export async function post(
   }
 }
 
+/**
+ * The middle of `values`; of an even count, the upper of the two middle ones, so that it is always a
+ * value that was measured.
+ */
+export function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+}
+
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`
   return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n')

@@ -32,7 +32,8 @@ import { Agent, request } from 'node:http'
 import os from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { cpuSeconds, fillTopic, ROOT, round, startHerald, table } from './lib.ts'
+import { cpuSeconds, fillTopic, median, ROOT, round, startHerald, table } from './lib.ts'
+import { checkOrders, readReplay } from './replay-read.ts'
 
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
@@ -88,92 +89,6 @@ async function startFilled(root: string, label: string, notes: string[]): Promis
     await stop()
     throw error
   }
-}
-
-const ORDER = Buffer.from('"order":')
-
-/**
- * Checks the events in `data` (whole JSON events, in order) by their data.order (seq - 1 in this
- * topic); returns the next expected order. `from` is where to look from.
- */
-function checkOrders(data: Buffer, expected: number, from = 0): number {
-  let at = data.indexOf(ORDER, from)
-  while (at !== -1) {
-    let value = 0
-    let i = at + ORDER.length
-    for (let c = data[i]!; c >= 48 && c <= 57; c = data[++i]!) value = value * 10 + c - 48
-    if (value !== expected) throw new Error(`order ${value} where ${expected} was expected`)
-    expected++
-    at = data.indexOf(ORDER, i)
-  }
-  return expected
-}
-
-const ID = Buffer.from('\nid: ')
-
-/** Reads a stream from seq 0 until seq EVENTS, checking every event follows the one before. */
-function stream(url: string, format: 'sse' | 'ndjson'): Promise<{ seconds: number; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    let expected = format === 'sse' ? 1 : 0 // SSE: ids are seqs; NDJSON: data.order is seq - 1
-    const last = format === 'sse' ? EVENTS : EVENTS - 1
-    let bytes = 0
-    let tail: Buffer = Buffer.alloc(0)
-    const req = request(
-      `${url}/v1/topics/${TOPIC}/events?after=0`,
-      {
-        headers: { accept: format === 'sse' ? 'text/event-stream' : 'application/x-ndjson' },
-        agent: false,
-      },
-      (response) => {
-        if (response.statusCode !== 200) {
-          reject(new Error(`${format}: ${response.statusCode}`))
-          response.destroy()
-          return
-        }
-        response.on('data', (chunk: Buffer) => {
-          bytes += chunk.length
-          // What followed the last whole frame of the chunk before: a frame cut in two is read whole.
-          const data = tail.length === 0 ? chunk : Buffer.concat([tail, chunk])
-          let consumed = 0
-          try {
-            if (format === 'sse') {
-              let at = data.indexOf(ID)
-              while (at !== -1) {
-                const end = data.indexOf(10, at + ID.length)
-                if (end === -1) break
-                const id = Number(data.toString('latin1', at + ID.length, end))
-                if (id !== expected) throw new Error(`id ${id} where ${expected} was expected`)
-                expected++
-                consumed = end
-                at = data.indexOf(ID, end)
-              }
-              tail = data.subarray(Math.max(consumed, data.length - 32))
-            } else {
-              const end = data.lastIndexOf(10)
-              if (end !== -1) {
-                expected = checkOrders(data.subarray(0, end), expected)
-                consumed = end + 1
-              }
-              tail = data.subarray(consumed)
-            }
-          } catch (error) {
-            response.destroy()
-            reject(new Error(`${format}: ${(error as Error).message}`))
-            return
-          }
-          if (expected > last) {
-            const seconds = (performance.now() - started) / 1000
-            response.destroy()
-            resolve({ seconds, bytes })
-          }
-        })
-        response.on('error', () => {})
-      },
-    )
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 /** Short polls of `PAGE` events from seq 0, paging by `next`, on one keep-alive connection. */
@@ -270,22 +185,16 @@ async function meter(
   }
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
 async function heraldTargets(herald: Herald, stops: Array<() => Promise<void>>): Promise<Target[]> {
   const targets: Target[] = []
   const suffix = herald.label === 'this checkout' ? '' : ` (${herald.label})`
   for (const name of TARGET_NAMES) {
     if (name === 'sse' || name === 'ndjson') {
-      await stream(herald.url, name)
+      await readReplay(herald.url, TOPIC, EVENTS, name)
       targets.push({
         name: `${name === 'sse' ? 'SSE' : 'NDJSON'} replay from seq 0${suffix}`,
         scan: false,
-        read: () => meter(herald.pid, () => stream(herald.url, name)),
+        read: () => meter(herald.pid, () => readReplay(herald.url, TOPIC, EVENTS, name)),
       })
     } else if (name === 'polls') {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 })
