@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, request } from './client.ts'
 import { UsageError } from './publish.ts'
+import { printAnswer, printPages, subcommandOf } from './resource.ts'
 
 export const KEYS_HELP = `Usage: herald keys <create|list|show|revoke> [options]
 
@@ -41,18 +42,15 @@ export async function keys(args: string[]): Promise<void> {
     process.stdout.write(KEYS_HELP)
     return
   }
-  const [subcommand, id, ...rest] = positionals
   const usage = 'Run "herald keys --help" for its usage.\n'
-  if (subcommand === undefined || !SUBCOMMANDS.includes(subcommand)) {
-    throw new UsageError(`keys takes one of ${SUBCOMMANDS.join(', ')}.`, usage)
-  }
-  const takesId = subcommand === 'show' || subcommand === 'revoke'
-  if (rest.length > 0 || (takesId ? id === undefined : id !== undefined)) {
-    throw new UsageError(
-      takesId ? `keys ${subcommand} takes one key id.` : `keys ${subcommand} takes no arguments.`,
-      usage,
-    )
-  }
+  const { subcommand, argument: id } = subcommandOf(
+    'keys',
+    positionals,
+    SUBCOMMANDS,
+    (each) => each === 'show' || each === 'revoke',
+    'key id',
+    usage,
+  )
   const client = clientOptions(values, KEYS_HELP)
   const path = `/v1/keys${id === undefined ? '' : `/${encodeURIComponent(id)}`}`
   switch (subcommand) {
@@ -70,29 +68,12 @@ export async function keys(args: string[]): Promise<void> {
         headers: headers(client, { 'content-type': 'application/json' }),
         body: JSON.stringify(body),
       })
-      if (response.status !== 201) throw await failure(response)
-      process.stdout.write(`${JSON.stringify(await response.json())}\n`)
-      return
+      return printAnswer(response, [201])
     }
-    case 'list': {
-      let after = ''
-      for (;;) {
-        const response = await request(client, `${path}?limit=1000&after=${encodeURIComponent(after)}`, {
-          headers: headers(client),
-        })
-        if (!response.ok) throw await failure(response)
-        const page = (await response.json()) as { keys: Array<{ id: string }>; next: string | null }
-        for (const key of page.keys) process.stdout.write(`${JSON.stringify(key)}\n`)
-        if (page.next === null) return
-        after = page.next
-      }
-    }
-    case 'show': {
-      const response = await request(client, path, { headers: headers(client) })
-      if (!response.ok) throw await failure(response)
-      process.stdout.write(`${JSON.stringify(await response.json())}\n`)
-      return
-    }
+    case 'list':
+      return printPages(client, path, 'keys')
+    case 'show':
+      return printAnswer(await request(client, path, { headers: headers(client) }), [200])
     case 'revoke': {
       const response = await request(client, path, { method: 'DELETE', headers: headers(client) })
       if (response.status !== 204) throw await failure(response)

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, failure, headers, request } from './client.ts'
+import { CLIENT_HELP, CLIENT_OPTIONS, clientOptions, headers, request } from './client.ts'
 import { UsageError } from './publish.ts'
+import { printAnswer, printPages, subcommandOf } from './resource.ts'
 
 export const TYPES_HELP = `Usage: herald types <put|list|show|versions> [options]
 
@@ -43,24 +44,17 @@ export async function types(args: string[]): Promise<void> {
     process.stdout.write(TYPES_HELP)
     return
   }
-  const [subcommand, type, ...rest] = positionals
   const usage = 'Run "herald types --help" for its usage.\n'
-  if (subcommand === undefined || !SUBCOMMANDS.includes(subcommand)) {
-    throw new UsageError(`types takes one of ${SUBCOMMANDS.join(', ')}.`, usage)
-  }
-  const takesType = subcommand !== 'list'
-  if (rest.length > 0 || (takesType ? type === undefined : type !== undefined)) {
-    throw new UsageError(
-      takesType ? `types ${subcommand} takes one event type.` : 'types list takes no arguments.',
-      usage,
-    )
-  }
+  const { subcommand, argument: type } = subcommandOf(
+    'types',
+    positionals,
+    SUBCOMMANDS,
+    (each) => each !== 'list',
+    'event type',
+    usage,
+  )
   const client = clientOptions(values, TYPES_HELP)
   const path = `/v1/event-types${type === undefined ? '' : `/${encodeURIComponent(type)}`}`
-  const print = async (response: Response, ok: number[]) => {
-    if (!ok.includes(response.status)) throw await failure(response)
-    process.stdout.write(`${JSON.stringify(await response.json())}\n`)
-  }
   switch (subcommand) {
     case 'put': {
       if (values.schema === undefined) throw new UsageError('types put needs --schema <file>.', usage)
@@ -81,24 +75,13 @@ export async function types(args: string[]): Promise<void> {
         headers: headers(client, { 'content-type': 'application/json' }),
         body: JSON.stringify(body),
       })
-      return print(response, [200, 201])
+      return printAnswer(response, [200, 201])
     }
-    case 'list': {
-      let after = ''
-      for (;;) {
-        const response = await request(client, `${path}?limit=1000&after=${encodeURIComponent(after)}`, {
-          headers: headers(client),
-        })
-        if (!response.ok) throw await failure(response)
-        const page = (await response.json()) as { event_types: unknown[]; next: string | null }
-        for (const entry of page.event_types) process.stdout.write(`${JSON.stringify(entry)}\n`)
-        if (page.next === null) return
-        after = page.next
-      }
-    }
+    case 'list':
+      return printPages(client, path, 'event_types')
     case 'show': {
       const version = values.version === undefined ? '' : `/versions/${encodeURIComponent(values.version)}`
-      return print(await request(client, `${path}${version}`, { headers: headers(client) }), [200])
+      return printAnswer(await request(client, `${path}${version}`, { headers: headers(client) }), [200])
     }
   }
 }
