@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
-import { rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import type { Http2ServerRequest, Http2Session } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import { chromiumMissing, launchChromium } from '../chromium.ts'
-import { sleep, startTestServer, type TestServer, tempDir } from '../helpers.ts'
-import { h1fetch, makeCert, type TestCert } from './clients.ts'
+import { sleep, startTestServer, type TestServer } from '../helpers.ts'
+import { certFixture, h1fetch } from './clients.ts'
 
 // What HTTP/2 changes for a browser: its EventSources to one origin share one connection, where
 // over HTTP/1.1 it holds six connections per origin at most, and a seventh EventSource waits.
@@ -44,22 +43,18 @@ async function openTen(browser: Browser, url: string, prefix: string): Promise<P
 const received = (page: Page) => page.evaluate(() => Object.keys((globalThis as unknown as Seen).seen).length)
 
 describe('in headless Chromium: ten EventSources to one origin', { skip: missing }, () => {
-  let dir: string
-  let cert: TestCert
+  const made = certFixture()
   let browser: Browser
   before(async () => {
-    dir = await tempDir()
-    cert = makeCert(dir)
     browser = await launchChromium(['--ignore-certificate-errors'])
   })
   after(async () => {
     await browser?.close()
-    await rm(dir, { recursive: true, force: true })
   })
 
   test('over HTTPS: all ten get a live event at once, over ONE HTTP/2 session', async () => {
     const server: TestServer = await startTestServer({
-      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
     })
     const sessions = new Set<Http2Session>()
     const versions = new Set<string>()
@@ -74,7 +69,7 @@ describe('in headless Chromium: ten EventSources to one origin', { skip: missing
     try {
       await page.waitForFunction((count) => (globalThis as unknown as Seen).opened === count, TOPICS)
       for (let index = 0; index < TOPICS; index++) {
-        const answer = await h1fetch(`${server.url}/v1/topics/h2-${index}/events`, cert.cert, {
+        const answer = await h1fetch(`${server.url}/v1/topics/h2-${index}/events`, made.cert.cert, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ type: 'hello', data: index }),
@@ -130,7 +125,7 @@ describe('in headless Chromium: ten EventSources to one origin', { skip: missing
 
   test('over HTTPS: a page served over HTTP/2 opens its WebSocket over HTTP/1.1 (wss) and gets events', async () => {
     const server: TestServer = await startTestServer({
-      tls: { certFile: cert.certFile, keyFile: cert.keyFile },
+      tls: { certFile: made.cert.certFile, keyFile: made.cert.keyFile },
     })
     const upgrades: string[] = []
     server.herald.server.server.on('upgrade', (request: IncomingMessage) =>
@@ -154,7 +149,7 @@ describe('in headless Chromium: ten EventSources to one origin', { skip: missing
           (m) => m['op'] === 'subscribed',
         ),
       )
-      await h1fetch(`${server.url}/v1/topics/browser-wss/events`, cert.cert, {
+      await h1fetch(`${server.url}/v1/topics/browser-wss/events`, made.cert.cert, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ type: 'hello', data: 'over wss' }),

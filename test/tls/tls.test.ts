@@ -63,13 +63,12 @@ describe('TLS configuration', () => {
 })
 
 describe('HTTPS with HTTP/2 and HTTP/1.1 on one port', () => {
-  let dir: string
+  const made = certFixture()
   let cert: TestCert
   let server: TestServer
   let session: ClientHttp2Session
   before(async () => {
-    dir = await tempDir()
-    cert = makeCert(dir)
+    cert = made.cert
     server = await startTestServer({
       heartbeatMs: 200,
       tls: { certFile: cert.certFile, keyFile: cert.keyFile },
@@ -79,7 +78,6 @@ describe('HTTPS with HTTP/2 and HTTP/1.1 on one port', () => {
   after(async () => {
     session.close()
     await server.close()
-    await rm(dir, { recursive: true, force: true })
   })
 
   test('the URL is https; ALPN offers h2 and http/1.1; the test certificate is served', async () => {
