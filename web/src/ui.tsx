@@ -1,6 +1,6 @@
 import type { ComponentChildren } from 'preact'
 import { useCallback, useEffect, useState } from 'preact/hooks'
-import { ApiError } from './api.ts'
+import { ApiError, del } from './api.ts'
 
 /** Loads with `load`, again when `deps` change or `reload()` is called; every `everyMs` if given. */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[], everyMs?: number) {
@@ -135,6 +135,44 @@ export function useAction() {
     }
   }, [])
   return { busy, error, run }
+}
+
+/**
+ * A destructive button: asks `question` first (when given), DELETEs `path` through `action` (busy and
+ * error shown by its page), then calls `then`.
+ */
+export function DeleteButton({
+  action,
+  path,
+  question,
+  label,
+  then,
+  children,
+}: {
+  action: ReturnType<typeof useAction>
+  path: string
+  question?: string
+  label?: string
+  then: () => void
+  children: ComponentChildren
+}) {
+  return (
+    <button
+      type="button"
+      class="danger"
+      disabled={action.busy}
+      aria-label={label}
+      onClick={() =>
+        (question === undefined || confirm(question)) &&
+        action.run(async () => {
+          await del(path)
+          then()
+        })
+      }
+    >
+      {children}
+    </button>
+  )
 }
 
 export function Json({ value }: { value: unknown }) {

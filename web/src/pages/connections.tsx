@@ -1,5 +1,5 @@
-import { type Connection, del, get } from '../api.ts'
-import { Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
+import { type Connection, get } from '../api.ts'
+import { DeleteButton, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 export function Connections() {
   const { data, error, reload } = useLoad(
@@ -36,20 +36,14 @@ export function Connections() {
               <Time at={connection.since} />
             </td>
             <td>
-              <button
-                type="button"
-                class="danger"
-                disabled={action.busy}
-                aria-label={`Close ${connection.protocol} connection ${connection.id}`}
-                onClick={() =>
-                  action.run(async () => {
-                    await del(`/v1/connections/${encodeURIComponent(connection.id)}`)
-                    reload()
-                  })
-                }
+              <DeleteButton
+                action={action}
+                path={`/v1/connections/${encodeURIComponent(connection.id)}`}
+                label={`Close ${connection.protocol} connection ${connection.id}`}
+                then={reload}
               >
                 Close
-              </button>
+              </DeleteButton>
             </td>
           </tr>
         )}

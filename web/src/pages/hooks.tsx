@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks'
-import { type Delivery, del, get, type Hook, patch, post, type TestSend } from '../api.ts'
+import { type Delivery, get, type Hook, patch, post, type TestSend } from '../api.ts'
 import { navigate } from '../router.ts'
-import { Badge, isoOf, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
+import { Badge, DeleteButton, isoOf, Loading, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 import { DeliveryTable } from './deliveries.tsx'
 
 export function HookState({ hook }: { hook: Hook }) {
@@ -268,20 +268,14 @@ export function HookPage({ id }: { id: string }) {
         >
           Send a test event
         </button>
-        <button
-          type="button"
-          class="danger"
-          disabled={action.busy}
-          onClick={() =>
-            confirm(`Delete hook ${id}?`) &&
-            action.run(async () => {
-              await del(`/v1/hooks/${id}`)
-              navigate('#/hooks')
-            })
-          }
+        <DeleteButton
+          action={action}
+          path={`/v1/hooks/${id}`}
+          question={`Delete hook ${id}?`}
+          then={() => navigate('#/hooks')}
         >
           Delete
-        </button>
+        </DeleteButton>
       </div>
       <Problem error={action.error} />
       {tested && (

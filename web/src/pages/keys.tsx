@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks'
-import { del, get, post } from '../api.ts'
-import { isoOf, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
+import { get, post } from '../api.ts'
+import { DeleteButton, isoOf, Problem, Table, Time, useAction, useLoad } from '../ui.tsx'
 
 interface Key {
   id: string
@@ -113,21 +113,15 @@ export function Keys() {
               <Time at={key.created_at} /> {key.created_by ? `by ${key.created_by}` : ''}
             </td>
             <td>
-              <button
-                type="button"
-                class="danger"
-                disabled={action.busy}
-                aria-label={`Revoke key ${key.name}`}
-                onClick={() =>
-                  confirm(`Revoke key ${key.name}?`) &&
-                  action.run(async () => {
-                    await del(`/v1/keys/${key.id}`)
-                    reload()
-                  })
-                }
+              <DeleteButton
+                action={action}
+                path={`/v1/keys/${key.id}`}
+                question={`Revoke key ${key.name}?`}
+                label={`Revoke key ${key.name}`}
+                then={reload}
               >
                 Revoke
-              </button>
+              </DeleteButton>
             </td>
           </tr>
         )}
