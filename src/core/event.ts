@@ -58,6 +58,13 @@ export interface StoredEvent {
   json: string
 }
 
+/** The events' JSON in string length: what the stores' and the log's byte budgets count. */
+export function jsonBytes(events: readonly StoredEvent[]): number {
+  let bytes = 0
+  for (const event of events) bytes += event.json.length
+  return bytes
+}
+
 const MAX_ID_LENGTH = 256
 /** `datacontenttype`, whether an attribute or, in binary mode, the Content-Type header. */
 const MAX_MEDIA_TYPE_LENGTH = 256

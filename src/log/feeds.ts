@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Bus } from '../bus/bus.ts'
 import { isUnavailable } from '../core/errors.ts'
-import type { StoredEvent } from '../core/event.ts'
+import { jsonBytes, type StoredEvent } from '../core/event.ts'
 import type { EventStore } from '../store/store.ts'
 
 /**
@@ -343,10 +343,4 @@ class Feed {
     }, this.retryMs)
     this.retryTimer.unref()
   }
-}
-
-function jsonBytes(events: StoredEvent[]): number {
-  let bytes = 0
-  for (const event of events) bytes += event.json.length
-  return bytes
 }

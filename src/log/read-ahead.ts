@@ -1,3 +1,4 @@
+import { jsonBytes } from '../core/event.ts'
 import type { Page } from './topic-log.ts'
 
 /** How long a page read ahead is kept for the poll that asks for it: the most it can be out of date. */
@@ -55,7 +56,7 @@ export class ReadAhead {
       page: new Promise<void>((resolve) => setImmediate(resolve)).then(read).then(
         (page) => {
           if (this.pages.get(key) !== ahead) return page // taken, or expired
-          const bytes = jsonBytes(page)
+          const bytes = jsonBytes(page.events)
           this.bytes += bytes - ahead.bytes
           ahead.bytes = bytes
           if (this.bytes > this.maxBytes) {
@@ -87,11 +88,4 @@ export class ReadAhead {
 
 function keyOf(topic: string, after: number, limit: number): string {
   return `${after} ${limit} ${topic}`
-}
-
-/** A page's event JSON, in string length (as the store's byte budget counts it). */
-export function jsonBytes(page: Page): number {
-  let bytes = 0
-  for (const event of page.events) bytes += event.json.length
-  return bytes
 }

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
 import type { Bus } from '../bus/bus.ts'
-import { type EventInput, prepareEvents, type StoredEvent } from '../core/event.ts'
+import { type EventInput, jsonBytes, prepareEvents, type StoredEvent } from '../core/event.ts'
 import type { CompiledFilter } from '../core/filter.ts'
 import type { Metrics } from '../metrics/metrics.ts'
 import type { AppendResult, EventStore } from '../store/store.ts'
 import { emptyReadGap, Feeds, type Gap, gapCursor, type Sink, type Subscription } from './feeds.ts'
-import { jsonBytes, ReadAhead } from './read-ahead.ts'
+import { ReadAhead } from './read-ahead.ts'
 
 /**
  * The one path every event takes, whatever protocol brought it: store it durably, then announce the
@@ -80,7 +80,7 @@ export class TopicLog {
         (await this.readAhead.take(topic, afterSeq, limit)) ?? (await this.readEvents(topic, afterSeq, limit))
       if (page.events.length === limit && page.gap === undefined) {
         const next = page.next
-        this.readAhead.schedule(topic, next, limit, jsonBytes(page), () =>
+        this.readAhead.schedule(topic, next, limit, jsonBytes(page.events), () =>
           this.readEvents(topic, next, limit),
         )
       }
