@@ -24,9 +24,9 @@
 // the server (Herald's process) and for the PostgreSQL backends serving it (or the scan).
 import os from 'node:os'
 import pg from 'pg'
-import { cpuSeconds, fillTopic, round, startHerald, table } from './lib.ts'
+import { cpuSeconds, round, table } from './lib.ts'
 import { backendPids, DATABASE_URL, describeServer, dropSchema, load, schemaName } from './postgres.ts'
-import { readReplay } from './replay-read.ts'
+import { type FilledHerald, readReplay, startFilled } from './replay-common.ts'
 
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
@@ -37,8 +37,6 @@ const FILL_BATCH = 1000
 const FILL_IN_FLIGHT = 4
 const SCAN_PAGE = 1000
 
-const event = (i: number) => ({ type: 'order.created', data: { order: i, total: 99.5, currency: 'EUR' } })
-
 interface Reading {
   seconds: number
   events: number
@@ -48,32 +46,7 @@ interface Reading {
   load: string
 }
 
-interface Herald {
-  url: string
-  pid: number | undefined
-  stop(): Promise<void>
-  fillSeconds: number
-}
-
-const fill = (url: string) =>
-  fillTopic(url, { topic: TOPIC, events: EVENTS, batch: FILL_BATCH, inFlight: FILL_IN_FLIGHT, event })
-
-async function startFilled(extraEnv: NodeJS.ProcessEnv, cleanup: () => Promise<void>): Promise<Herald> {
-  const herald = await startHerald([], undefined, extraEnv)
-  const stop = async () => {
-    await herald.stop()
-    const { rm } = await import('node:fs/promises')
-    await rm(herald.dataDir, { recursive: true, force: true })
-    await cleanup()
-  }
-  try {
-    const fillSeconds = await fill(herald.url)
-    return { url: herald.url, pid: herald.child.pid, stop, fillSeconds }
-  } catch (error) {
-    await stop()
-    throw error
-  }
-}
+const fill = { topic: TOPIC, events: EVENTS, batch: FILL_BATCH, inFlight: FILL_IN_FLIGHT }
 
 /** The bare paging scan of Herald's own rows in its PostgreSQL schema. */
 async function scan(client: pg.Client, topicId: number): Promise<{ seconds: number; bytes: number }> {
@@ -128,23 +101,24 @@ export async function runCatchup(): Promise<string> {
   const notes: string[] = []
   try {
     const wantsPg = TARGET_NAMES.includes('pg') || TARGET_NAMES.includes('scan')
-    let pgHerald: Herald | undefined
+    let pgHerald: FilledHerald | undefined
     let schema = ''
     if (wantsPg) {
       schema = schemaName('catchup')
-      pgHerald = await startFilled(
-        { HERALD_DATABASE_URL: DATABASE_URL, HERALD_DATABASE_SCHEMA: schema },
-        () => dropSchema(schema),
-      )
+      pgHerald = await startFilled({
+        ...fill,
+        env: { HERALD_DATABASE_URL: DATABASE_URL, HERALD_DATABASE_SCHEMA: schema },
+        cleanup: () => dropSchema(schema),
+      })
       stops.push(pgHerald.stop)
       notes.push(
         `Fill of Herald on PostgreSQL: ${round(EVENTS)} events in ${round(pgHerald.fillSeconds, 2)} s ` +
           `(${round(EVENTS / pgHerald.fillSeconds)} events/s in batches of ${FILL_BATCH}, ${FILL_IN_FLIGHT} in flight).`,
       )
     }
-    let sqliteHerald: Herald | undefined
+    let sqliteHerald: FilledHerald | undefined
     if (TARGET_NAMES.includes('sqlite')) {
-      sqliteHerald = await startFilled({}, async () => {})
+      sqliteHerald = await startFilled(fill)
       stops.push(sqliteHerald.stop)
       notes.push(
         `Fill of Herald on SQLite: ${round(EVENTS)} events in ${round(sqliteHerald.fillSeconds, 2)} s ` +

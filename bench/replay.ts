@@ -32,8 +32,8 @@ import { Agent, request } from 'node:http'
 import os from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { cpuSeconds, fillTopic, median, ROOT, round, startHerald, table } from './lib.ts'
-import { checkOrders, readReplay } from './replay-read.ts'
+import { cpuSeconds, median, ROOT, round, table } from './lib.ts'
+import { checkOrders, type FilledHerald, readReplay, startFilled } from './replay-common.ts'
 
 const env = process.env
 const EVENTS = Number(env['BENCH_EVENTS'] ?? 200_000)
@@ -47,8 +47,6 @@ const FILL_BATCH = 1000
 const FILL_IN_FLIGHT = 1 // in order: an event's data.order is its seq - 1, which NDJSON and polls check
 const PAGE = 1000
 
-const event = (i: number) => ({ type: 'order.created', data: { order: i, total: 99.5, currency: 'EUR' } })
-
 interface Reading {
   seconds: number
   bytes: number
@@ -58,37 +56,26 @@ interface Reading {
   load: string
 }
 
-interface Herald {
-  url: string
-  pid: number | undefined
-  dataDir: string
-  label: string
-  stop(): Promise<void>
-}
+/** A filled Herald, and which checkout it runs (`this checkout`, or BENCH_COMPARE's path). */
+type Herald = FilledHerald & { label: string }
 
 const load = () => os.loadavg()[0]!.toFixed(2)
 
-const fill = (url: string) =>
-  fillTopic(url, { topic: TOPIC, events: EVENTS, batch: FILL_BATCH, inFlight: FILL_IN_FLIGHT, event })
-
-async function startFilled(root: string, label: string, notes: string[]): Promise<Herald> {
-  const herald = await startHerald(['--sqlite-sync', 'normal'], root)
-  const stop = async () => {
-    await herald.stop()
-    const { rm } = await import('node:fs/promises')
-    await rm(herald.dataDir, { recursive: true, force: true })
-  }
-  try {
-    const seconds = await fill(herald.url)
-    notes.push(
-      `Fill (${label}): ${round(EVENTS)} events in ${round(seconds, 2)} s (${round(EVENTS / seconds)} events/s, ` +
-        `batches of ${FILL_BATCH}, ${FILL_IN_FLIGHT} in flight).`,
-    )
-    return { url: herald.url, pid: herald.child.pid, dataDir: herald.dataDir, label, stop }
-  } catch (error) {
-    await stop()
-    throw error
-  }
+async function startLabelled(root: string, label: string, notes: string[]): Promise<Herald> {
+  const herald = await startFilled({
+    args: ['--sqlite-sync', 'normal'],
+    root,
+    topic: TOPIC,
+    events: EVENTS,
+    batch: FILL_BATCH,
+    inFlight: FILL_IN_FLIGHT,
+  })
+  const seconds = herald.fillSeconds
+  notes.push(
+    `Fill (${label}): ${round(EVENTS)} events in ${round(seconds, 2)} s (${round(EVENTS / seconds)} events/s, ` +
+      `batches of ${FILL_BATCH}, ${FILL_IN_FLIGHT} in flight).`,
+  )
+  return { ...herald, label }
 }
 
 /** Short polls of `PAGE` events from seq 0, paging by `next`, on one keep-alive connection. */
@@ -217,7 +204,7 @@ export async function runReplay(): Promise<string> {
   const stops: Array<() => Promise<void>> = []
   const notes: string[] = []
   try {
-    const herald = await startFilled(ROOT, 'this checkout', notes)
+    const herald = await startLabelled(ROOT, 'this checkout', notes)
     stops.push(herald.stop)
     const targets: Target[] = []
     for (const [name, columns] of [
@@ -237,7 +224,7 @@ export async function runReplay(): Promise<string> {
     }
     targets.push(...(await heraldTargets(herald, stops)))
     if (COMPARE !== undefined) {
-      const other = await startFilled(COMPARE, COMPARE, notes)
+      const other = await startLabelled(COMPARE, COMPARE, notes)
       stops.push(other.stop)
       targets.push(...(await heraldTargets(other, stops)))
     }

@@ -1,6 +1,55 @@
-// What the replay benchmarks (bench/replay.ts, bench/catchup.ts) share: reading a topic's replay
-// from seq 0 over SSE or NDJSON, and checking on the way that nothing is lost, doubled or reordered.
+// What the replay benchmarks (bench/replay.ts, bench/catchup.ts) share: a Herald filled with orders
+// through its API, and reading a topic's replay from seq 0 over SSE or NDJSON, checking on the way
+// that nothing is lost, doubled or reordered.
+import { rm } from 'node:fs/promises'
 import { request } from 'node:http'
+import { fillTopic, startHerald } from './lib.ts'
+
+/** The event the replay benchmarks fill with: its data.order is its index in the fill. */
+export const orderEvent = (i: number) => ({
+  type: 'order.created',
+  data: { order: i, total: 99.5, currency: 'EUR' },
+})
+
+export interface FilledHerald {
+  url: string
+  pid: number | undefined
+  dataDir: string
+  /** How long the fill took. */
+  fillSeconds: number
+  /** Stops it, removes its data directory, then runs the `cleanup` it was started with. */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a Herald (startHerald's `args`, `root` and `env`) and fills `topic` with `events` orders,
+ * `batch` per request, `inFlight` at once (see fillTopic).
+ */
+export async function startFilled(options: {
+  args?: string[]
+  root?: string
+  env?: NodeJS.ProcessEnv
+  topic: string
+  events: number
+  batch: number
+  inFlight: number
+  cleanup?: () => Promise<void>
+}): Promise<FilledHerald> {
+  const { topic, events, batch, inFlight } = options
+  const herald = await startHerald(options.args, options.root, options.env)
+  const stop = async () => {
+    await herald.stop()
+    await rm(herald.dataDir, { recursive: true, force: true })
+    await options.cleanup?.()
+  }
+  try {
+    const fillSeconds = await fillTopic(herald.url, { topic, events, batch, inFlight, event: orderEvent })
+    return { url: herald.url, pid: herald.child.pid, dataDir: herald.dataDir, fillSeconds, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
 
 const ORDER = Buffer.from('"order":')
 
